@@ -1,0 +1,261 @@
+"""Build and tear down the lab: a world namespace, node namespaces, pods wired by real CNI plugins.
+
+    world ns:  bridge nc<id>br ── veth ── node ns (eth0 172.18.0.x, routes to other pod CIDRs)
+    node ns:   CNI plugins run here, as a container runtime runs them on a node; probes of
+               hostNetwork pods and the node agent run here too
+    pod ns:    eth0 from the CNI chain; one probe per container
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import NetNS
+
+from ...probing.channel import ProbeUnavailable, UnixSocketChannel
+from ...topology import CONTAINER, HOST, POD, Endpoint, Node, Topology
+from ..base import BackendError, Progress
+from . import cleanup, conflists, netns
+from .cni import CniError, CniRuntime, PodSandbox, pod_ip
+from .naming import RunNames, node_ip, pod_cidr
+
+PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
+LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
+DUO_CONTAINERS = (("c1", 8080), ("c2", 8081))
+
+
+@dataclass
+class LabSpec:
+    conflist: Path
+    nodes: int = 3
+    pods_per_node: int = 2
+    ready_timeout: float = 60.0
+    python: str = sys.executable
+
+
+def plan(spec: LabSpec) -> Topology:
+    """The lab's names: node-N, its pods probe-a, probe-b, …, a two-container pod and the host."""
+    nodes, endpoints = [], []
+    for index in range(1, spec.nodes + 1):
+        node = f"node-{index}"
+        nodes.append(Node(node))
+        endpoints.append(Endpoint(node, "host", HOST))
+        endpoints += [Endpoint(node, f"probe-{chr(ord('a') + p)}", POD)
+                      for p in range(spec.pods_per_node)]
+        endpoints += [Endpoint(node, f"duo/{c}", CONTAINER, port) for c, port in DUO_CONTAINERS]
+    return Topology(nodes, endpoints)
+
+
+class LabCluster:
+    def __init__(self, spec: LabSpec, names: RunNames | None = None) -> None:
+        if not 1 <= spec.nodes <= 200:
+            raise BackendError(f"--lab-nodes must be between 1 and 200, not {spec.nodes}")
+        if not 1 <= spec.pods_per_node <= 26:
+            raise BackendError(f"--lab-pods-per-node must be between 1 and 26, not "
+                               f"{spec.pods_per_node}")
+        self.spec = spec
+        self.names = names or RunNames.new()
+        self.topology = plan(spec)
+        self._runtimes: dict[str, CniRuntime] = {}
+        self._sandboxes: list[tuple[str, PodSandbox]] = []
+        self._processes: list[subprocess.Popen] = []
+
+    # --- paths ---
+
+    @property
+    def state_dir(self) -> Path:
+        return self.names.state_dir
+
+    def socket_path(self, endpoint: Endpoint) -> Path:
+        return self.state_dir / "sockets" / f"{endpoint.name.replace('/', '_')}.sock"
+
+    def channel(self, endpoint: Endpoint) -> UnixSocketChannel:
+        return UnixSocketChannel(endpoint.name, str(self.socket_path(endpoint)))
+
+    def _pod_netns(self, node: str, pod: str) -> str:
+        return self.names.pod(node, pod)
+
+    # --- build ---
+
+    def build(self, progress: Progress) -> Topology:
+        started = time.monotonic()
+        self._preflight()
+        removed = cleanup.remove_stale_runs()
+        if removed:
+            progress(f"lab: removed leftovers of {len(removed)} earlier run(s): {', '.join(removed)}")
+        self._write_owner()
+        self._build_world()
+        progress(f"lab: {self.names.prefix}: world and {self.spec.nodes} node namespaces up")
+        with ThreadPoolExecutor(max_workers=min(8, self.spec.nodes)) as pool:
+            pod_ips: dict[str, str] = {}
+            for found in pool.map(self._create_pods, [n.name for n in self.topology.nodes]):
+                pod_ips.update(found)
+        progress(f"lab: {len(pod_ips)} pods wired by CNI ({self._runtimes['node-1'].conflist['plugins'][0]['type']}"
+                 f"{'…' if len(self._runtimes['node-1'].conflist['plugins']) > 1 else ''})")
+        node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
+        live = self.topology.with_addresses(pod_ips, node_ips)
+        self._start_probes(live)
+        self._wait_ready(live, progress)
+        live.meta.update(self.metadata())
+        progress(f"lab: ready in {time.monotonic() - started:.1f}s")
+        return live
+
+    def _preflight(self) -> None:
+        if os.geteuid() != 0:
+            raise BackendError("the lab needs root: it creates network namespaces "
+                               "(run the suite as root, e.g. with sudo)")
+        if shutil.which("ip") is None:
+            raise BackendError("the lab needs the 'ip' command (Debian package iproute2)")
+        for index, node in enumerate(self.topology.nodes, 1):
+            values = {"POD_CIDR": pod_cidr(index), "NODE_IP": node_ip(index), "NODE_NAME": node.name}
+            try:
+                conf = conflists.load(self.spec.conflist, values,
+                                      self.state_dir / "ipam" / node.name)
+                self._runtimes[node.name] = CniRuntime(conf, self.names.node(node.name),
+                                                       self.state_dir / "cni-cache")
+            except (conflists.ConflistError, CniError) as exc:
+                raise BackendError(str(exc)) from None
+
+    def _write_owner(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "sockets").mkdir(exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        cleanup.write_owner(self.state_dir)
+
+    def _build_world(self) -> None:
+        world = self.names.world
+        netns.create(world)
+        with NetNS(world) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            ns.link("add", ifname=self.names.underlay_bridge, kind="bridge")
+            bridge = ns.link_lookup(ifname=self.names.underlay_bridge)[0]
+            ns.link("set", index=bridge, state="up")
+            for index, node in enumerate(self.topology.nodes, 1):
+                node_ns = self.names.node(node.name)
+                netns.create(node_ns)
+                port = self.names.underlay_port(index)
+                ns.link("add", ifname=port, kind="veth",
+                        peer={"ifname": "eth0", "net_ns_fd": node_ns})
+                ns.link("set", index=ns.link_lookup(ifname=port)[0], master=bridge, state="up")
+        for index, node in enumerate(self.topology.nodes, 1):
+            self._configure_node(index, node.name)
+
+    def _configure_node(self, index: int, node: str) -> None:
+        """Address the node on the underlay and route every other node's pod CIDR to it (kubenet)."""
+        name = self.names.node(node)
+        with NetNS(name) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            eth0 = ns.link_lookup(ifname="eth0")[0]
+            ns.addr("add", index=eth0, address=node_ip(index), prefixlen=24)
+            ns.link("set", index=eth0, state="up")
+            for other in range(1, self.spec.nodes + 1):
+                if other != index:
+                    ns.route("add", dst=pod_cidr(other), gateway=node_ip(other))
+        netns.sysctl(name, "net.ipv4.ip_forward", "1")
+
+    def _create_pods(self, node: str) -> dict[str, str]:
+        """Create each pod's namespace and call CNI ADD for it; return {pod: pod IP}."""
+        runtime = self._runtimes[node]
+        loopback = CniRuntime(LOOPBACK, self.names.node(node), self.state_dir / "cni-cache")
+        pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
+                       if e.node == node and e.kind != HOST})
+        found = {}
+        for pod in pods:
+            sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod)
+            netns.create(sandbox.netns)
+            self._sandboxes.append((node, sandbox))
+            try:
+                loopback.add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod, ifname="lo"))
+                result = runtime.add(sandbox)
+                found[f"{node}/{pod}"] = pod_ip(result)
+            except CniError as exc:
+                raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
+        return found
+
+    def _start_probes(self, live: Topology) -> None:
+        for endpoint in live.endpoints:
+            where = (self.names.node(endpoint.node) if endpoint.kind == HOST
+                     else self._pod_netns(endpoint.node, endpoint.pod.split("/", 1)[1]))
+            log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "wb")
+            with log:
+                self._processes.append(subprocess.Popen(
+                    ["ip", "netns", "exec", where, self.spec.python, str(PROBE_SCRIPT), "serve",
+                     "--name", endpoint.name, "--port", str(endpoint.port),
+                     "--control", f"unix:{self.socket_path(endpoint)}"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True))  # Ctrl-C reaches the harness, which stops them in order
+
+    def _wait_ready(self, live: Topology, progress: Progress) -> None:
+        waiting = {e.name: e for e in live.endpoints}
+        total, deadline = len(waiting), time.monotonic() + self.spec.ready_timeout
+        progress(f"lab: waiting for {total} probes (at most {self.spec.ready_timeout:.0f}s)")
+        last_report = 0.0
+        while waiting:
+            for process in self._processes:
+                if process.poll() is not None:
+                    name = process.args[process.args.index("--name") + 1]
+                    raise BackendError(f"probe {name} exited with code {process.returncode}: "
+                                       f"{self._log_tail(name)}")
+            for name, endpoint in list(waiting.items()):
+                if self.socket_path(endpoint).exists():
+                    try:
+                        self.channel(endpoint).call("healthz", timeout=2)
+                        del waiting[name]
+                    except ProbeUnavailable:
+                        pass
+            now = time.monotonic()
+            if waiting and now > deadline:
+                raise BackendError(f"{len(waiting)} probe(s) not ready after "
+                                   f"{self.spec.ready_timeout:.0f}s: {', '.join(sorted(waiting))}")
+            if now - last_report > 2 and waiting:
+                progress(f"lab: {total - len(waiting)}/{total} probes ready")
+                last_report = now
+            time.sleep(0.1)
+        progress(f"lab: {total}/{total} probes ready")
+
+    def _log_tail(self, name: str) -> str:
+        log = self.state_dir / "logs" / f"{name.replace('/', '_')}.log"
+        try:
+            return log.read_text(errors="replace").strip()[-800:] or "(no output)"
+        except OSError:
+            return "(no log)"
+
+    def metadata(self) -> dict:
+        return {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes,
+                "lab_pods_per_node": self.spec.pods_per_node, "conflist": str(self.spec.conflist),
+                "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
+                if self._runtimes else []}
+
+    # --- teardown ---
+
+    def teardown(self) -> list[str]:
+        """Stop probes, CNI DEL every pod, delete every namespace and file of the run.
+
+        Works from any point of a failed build; returns what could not be removed cleanly.
+        """
+        problems = []
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=3)
+        for node, sandbox in reversed(self._sandboxes):
+            runtime = self._runtimes.get(node)
+            if runtime and netns.exists(sandbox.netns) and netns.exists(runtime.node_netns):
+                try:
+                    runtime.delete(sandbox)
+                except CniError as exc:
+                    problems.append(f"CNI DEL {node}/{sandbox.pod_name}: {exc}")
+        problems += cleanup.remove_run(self.names.prefix)
+        return problems

@@ -1,0 +1,53 @@
+"""Every name the lab creates carries the run's prefix, so runs never collide and leftovers are found."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+NETNS_PREFIX = "netconform-"
+STATE_ROOT = Path("/run/netconform")
+UNDERLAY = "172.18.0.0/24"  # like kind's docker network; it exists only inside the world namespace
+
+
+@dataclass(frozen=True)
+class RunNames:
+    run_id: str
+
+    @classmethod
+    def new(cls) -> "RunNames":
+        return cls(secrets.token_hex(3))
+
+    @property
+    def prefix(self) -> str:
+        return f"{NETNS_PREFIX}{self.run_id}"
+
+    @property
+    def world(self) -> str:
+        return f"{self.prefix}-world"
+
+    def node(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def pod(self, node: str, pod: str) -> str:
+        return f"{self.prefix}-{node}-{pod}"
+
+    @property
+    def underlay_bridge(self) -> str:
+        return f"nc{self.run_id}br"
+
+    def underlay_port(self, index: int) -> str:
+        return f"nc{self.run_id}n{index}"  # at most 15 characters, the kernel's limit
+
+    @property
+    def state_dir(self) -> Path:
+        return STATE_ROOT / self.prefix
+
+
+def node_ip(index: int) -> str:
+    """node-1 is 172.18.0.2, as in a kind cluster (.1 is the gateway nobody uses here)."""
+    return f"172.18.0.{index + 1}"
+
+
+def pod_cidr(index: int) -> str:
+    return f"10.244.{index}.0/24"

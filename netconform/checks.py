@@ -1,0 +1,99 @@
+"""Checks as data: which requirement, between which endpoints, over which protocols, judged how.
+
+A suite module declares checks with :func:`check`; the pytest plugin turns each into one item per
+(source, destination, protocol), and the probing engine runs each (check, protocol) as one batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import pytest
+
+from .requirements import requirement
+from .topology import CONTAINER, HOST, POD, Endpoint, Topology
+
+Pair = tuple[Endpoint, "Endpoint | None"]
+INSPECT = "self"  # the pseudo-protocol of checks that read self-reports instead of connecting
+
+
+@dataclass(frozen=True)
+class Case:
+    """One pytest item: a check between two named endpoints over one protocol."""
+
+    requirement: str
+    protocol: str
+    source: str
+    destination: str | None
+
+    @property
+    def id(self) -> str:
+        """The part in brackets of 'POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]'."""
+        pair = self.source if self.destination is None else f"{self.source}->{self.destination}"
+        return pair if self.protocol == INSPECT else f"{self.protocol}:{pair}"
+
+    @property
+    def full_id(self) -> str:
+        return f"{self.requirement}[{self.id}]"
+
+
+@dataclass(frozen=True)
+class Check:
+    requirement: str
+    pairs: Callable[[Topology], list[Pair]]
+    protocols: tuple[str, ...]
+    verdict: Callable  # (Observation) -> Verdict, see netconform.probing.verdicts
+    address: Callable[[Endpoint], str] = lambda endpoint: endpoint.ip
+
+    def cases(self, topology: Topology, protocol: str | None = None) -> list[Case]:
+        return [Case(self.requirement, proto, src.name, dst.name if dst else None)
+                for proto in self.protocols if protocol in (None, proto)
+                for src, dst in self.pairs(topology)]
+
+
+def check(requirement_id: str, pairs: Callable[[Topology], list[Pair]],
+          protocols: Iterable[str], verdict: Callable, **options) -> Callable:
+    """Declare a conformance check as a pytest test function (see suites/)."""
+    level = requirement(requirement_id).level  # an unknown ID fails at import, not at run time
+    spec = Check(requirement_id, pairs, tuple(protocols), verdict, **options)
+
+    def test(netconform_case, conformance):
+        conformance.verify(spec, netconform_case)
+
+    test.netconform_check = spec
+    test.__doc__ = f"{requirement_id} ({level}): {requirement(requirement_id).rule}"
+    return getattr(pytest.mark, level)(getattr(pytest.mark, requirement_id)(test))
+
+
+# --- pair builders -------------------------------------------------------------------------------
+
+
+def pod_pairs(same_node: bool) -> Callable[[Topology], list[Pair]]:
+    def build(topology: Topology) -> list[Pair]:
+        pods = topology.of_kind(POD)
+        return [(a, b) for a in pods for b in pods
+                if a is not b and (a.node == b.node) == same_node]
+    return build
+
+
+def host_to_pods(same_node_only: bool) -> Callable[[Topology], list[Pair]]:
+    def build(topology: Topology) -> list[Pair]:
+        return [(host, pod) for host in topology.of_kind(HOST) for pod in topology.of_kind(POD)
+                if pod.node == host.node or not same_node_only]
+    return build
+
+
+def each_pod(topology: Topology) -> list[Pair]:
+    return [(pod, None) for pod in topology.of_kind(POD)]
+
+
+def containers_of_one_pod(both_ways: bool) -> Callable[[Topology], list[Pair]]:
+    def build(topology: Topology) -> list[Pair]:
+        containers = topology.of_kind(CONTAINER)
+        return [(a, b) for a in containers for b in containers
+                if a.pod == b.pod and (a.role < b.role or (both_ways and a is not b))]
+    return build
+
+
+def loopback(endpoint: Endpoint) -> str:
+    return "127.0.0.1"

@@ -1,0 +1,158 @@
+"""Verdict rules of shared/docs/network-model.md, as functions of one Observation.
+
+Each returns a Verdict whose reason a reader can act on without re-running anything: what was
+tried, what came back, and what was expected instead (timeout, refused and NAT read differently).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..checks import Check, pod_pairs
+from ..topology import Topology
+from .runner import Observation
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    kind: str  # "pass", "flaky" or the failure: timeout, refused, unreachable, nat, mismatch, ...
+    reason: str = ""
+    observed: dict = field(default_factory=dict)
+
+
+def _attempt(obs: Observation) -> Verdict | None:
+    """The common part of every connection verdict: did it connect, and to the right probe?"""
+    r, dst = obs.result, obs.destination
+    target = f"{obs.check.address(dst)}" + ("" if obs.case.protocol == "icmp" else f":{dst.port}")
+    observed = {"seen": r.get("seen"), "local": r.get("local"), "responder": r.get("responder"),
+                "attempts": r.get("attempts"), "error": r.get("error")}
+    if not r["ok"]:
+        detail = f" ({r['detail']})" if r.get("detail") else ""
+        kind = r["error"].split(":")[0]
+        return Verdict(False, kind, f"{obs.case.protocol} from {obs.source.name} to {dst.name} at "
+                       f"{target}: {r['error']}{detail} after {r.get('attempts', 0)} attempt(s) "
+                       f"[{', '.join(r.get('errors', []))}]", observed)
+    if obs.case.protocol != "icmp" and r.get("responder") != dst.name:
+        return Verdict(False, "wrong-responder", f"{target} was answered by {r.get('responder')}, "
+                       f"not by {dst.name}", observed)
+    return None
+
+
+def _passed(obs: Observation) -> Verdict:
+    r = obs.result
+    observed = {"seen": r.get("seen"), "local": r.get("local"), "responder": r.get("responder"),
+                "attempts": r.get("attempts"), "error": None}
+    if r.get("attempts", 1) > 1:
+        return Verdict(True, "flaky", f"passed only on attempt {r['attempts']} "
+                       f"(earlier: {', '.join(r.get('errors', []))})", observed)
+    return Verdict(True, "pass", "", observed)
+
+
+def _unobserved(obs: Observation) -> Verdict:
+    r = obs.result
+    why = r.get("capture_error") or "no matching packet was captured"
+    return Verdict(False, "unobserved", f"{obs.destination.name} answered but cannot say who sent "
+                   f"the packet: {why}", {"seen": None, "local": r.get("local")})
+
+
+def reached(obs: Observation) -> Verdict:
+    """NODE-POD: the connection succeeds (and the intended probe answered)."""
+    return _attempt(obs) or _passed(obs)
+
+
+def reached_on_loopback(obs: Observation) -> Verdict:
+    """LOCALHOST: 127.0.0.1 of one container is the other container's listener."""
+    return reached(obs)
+
+
+def reached_from_pod_ip(obs: Observation) -> Verdict:
+    """POD-POD-*: the receiver sees the sender's pod IP, which is also the sender's own address."""
+    failed = _attempt(obs)
+    if failed:
+        return failed
+    r, src, dst = obs.result, obs.source, obs.destination
+    seen, topo = r.get("seen"), obs.runner.topology
+    if seen is None:
+        return _unobserved(obs)
+    if seen != src.ip:
+        return Verdict(False, "nat", f"NAT: {dst.name} saw the connection come from {seen} "
+                       f"({topo.who_has(seen, _node_addresses(obs))}), expected {src.ip}, the pod "
+                       f"IP of {src.pod}", {"seen": seen, "local": r.get("local")})
+    own = obs.runner.addresses(src)
+    if r.get("local") != src.ip or src.ip not in own:
+        return Verdict(False, "mismatch", f"{src.name} sent from {r.get('local')} and has "
+                       f"{own} on its interfaces, but the cluster reports its pod IP as {src.ip}",
+                       {"seen": seen, "local": r.get("local")})
+    return _passed(obs)
+
+
+def reached_from_node_address(obs: Observation) -> Verdict:
+    """HOSTNET-POD: the receiver sees one of the sending node's own addresses."""
+    failed = _attempt(obs)
+    if failed:
+        return failed
+    seen, node = obs.result.get("seen"), obs.source.node
+    if seen is None:
+        return _unobserved(obs)
+    addresses = obs.runner.node_addresses(node)
+    if seen not in addresses:
+        topo = obs.runner.topology
+        return Verdict(False, "nat", f"NAT: {obs.destination.name} saw the connection come from "
+                       f"{seen} ({topo.who_has(seen, _node_addresses(obs))}), which is not an "
+                       f"address of node {node} ({', '.join(addresses)})",
+                       {"seen": seen, "local": obs.result.get("local")})
+    return _passed(obs)
+
+
+def _node_addresses(obs: Observation) -> dict[str, list[str]]:
+    return {n.name: obs.runner.node_addresses(n.name) for n in obs.runner.topology.nodes}
+
+
+def _interfaces(report: dict) -> list[tuple]:
+    return sorted((i["name"], i["mac"], tuple(sorted(i["addresses"]))) for i in report["interfaces"])
+
+
+def same_network_namespace(obs: Observation) -> Verdict:
+    """LOCALHOST: both containers see the same interfaces, with the same IPs and MACs."""
+    a, b = obs.runner.report(obs.source), obs.runner.report(obs.destination)
+    for report in (a, b):
+        if "error" in report:
+            return Verdict(False, "probe unavailable", report["error"])
+    if _interfaces(a) != _interfaces(b):
+        return Verdict(False, "mismatch", f"{obs.source.name} sees {_interfaces(a)} but "
+                       f"{obs.destination.name} sees {_interfaces(b)}: not one network namespace",
+                       {"source": _interfaces(a), "destination": _interfaces(b)})
+    return Verdict(True, "pass", "", {"interfaces": _interfaces(a)})
+
+
+def _all_pods(topology: Topology):
+    return pod_pairs(same_node=True)(topology) + pod_pairs(same_node=False)(topology)
+
+
+PEERS = Check("POD-IP-SELF", _all_pods, ("tcp",), reached)
+
+
+def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
+    """POD-IP-SELF: reported IP == the IP on the pod's interface == the source its peers see."""
+    src, runner = obs.source, obs.runner
+    own = runner.addresses(src)
+    if src.ip not in own:
+        return Verdict(False, "mismatch", f"the cluster reports {src.name} at {src.ip}, but its "
+                       f"interfaces carry {own or 'no address'}", {"own": own})
+    seen = {}
+    for case_id, result in runner.batch(PEERS, "tcp").items():
+        if case_id.startswith(f"tcp:{src.name}->") and result["ok"]:
+            seen[case_id.split("->", 1)[1]] = result["seen"]
+    if not seen:
+        return Verdict(False, "unobserved", f"no peer of {src.name} could be reached, so none "
+                       "could observe its address", {"own": own})
+    wrong = {peer: ip for peer, ip in seen.items() if ip != src.ip}
+    if wrong:
+        return Verdict(False, "nat", f"{src.name} has {src.ip}, but peers saw it as "
+                       + ", ".join(f"{ip} (at {peer})" for peer, ip in sorted(wrong.items())),
+                       {"own": own, "seen_by_peers": seen})
+    return Verdict(True, "pass", "", {"own": own, "seen_by_peers": seen})
+
+
+__all__ = ["Verdict", "reached", "reached_on_loopback", "reached_from_pod_ip",
+           "reached_from_node_address", "same_network_namespace", "pod_ip_is_own_and_seen"]

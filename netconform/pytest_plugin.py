@@ -1,0 +1,225 @@
+"""The pytest side of netconform: options, one item per case, the cluster fixture, the reports."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from .backends.base import Backend, BackendError
+from .checks import Case
+from .probing.runner import ProbeSettings
+from .profiles import Profile, UnknownProfile, custom_lab_profile, profile
+from .report import html, results
+from .requirements import CATALOG, LEVELS
+from .session import Conformance
+from .topology import Topology
+
+RUN = pytest.StashKey["NetconformRun"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("netconform", "Kubernetes network model conformance")
+    group.addoption("--cni", default="bridge", metavar="NAME",
+                    help="CNI profile to test (lab profiles: bridge, ptp). Default: bridge")
+    group.addoption("--report-dir", metavar="DIR", type=Path,
+                    help="where results.json and report.html go (default: reports/<cni>)")
+    group.addoption("--probe-timeout", type=float, default=2.0, metavar="SECONDS",
+                    help="timeout of one connection attempt (default 2)")
+    group.addoption("--probe-attempts", type=int, default=2, metavar="N",
+                    help="attempts per connection; a pass after a retry is reported flaky (default 2)")
+    group.addoption("--cleanup-only", action="store_true",
+                    help="remove what earlier runs left behind (lab namespaces, state) and exit")
+    lab = parser.getgroup("netconform-lab", "the embedded lab backend")
+    lab.addoption("--lab-nodes", type=int, default=3, metavar="N", help="lab nodes (default 3)")
+    lab.addoption("--lab-pods-per-node", type=int, default=2, metavar="N",
+                  help="single-container probe pods per node (default 2)")
+    lab.addoption("--lab-cni-conf", type=Path, metavar="FILE",
+                  help="run the lab with this CNI conflist instead of the profile's "
+                       "(${POD_CIDR}, ${NODE_IP}, ${NODE_NAME} are filled in per node)")
+    lab.addoption("--lab-ready-timeout", type=float, default=60.0, metavar="SECONDS",
+                  help="how long probes may take to start (default 60)")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("cleanup_only"):
+        return None
+    from .backends.lab import cleanup
+    if os.geteuid() != 0:
+        print("netconform: --cleanup-only needs root (lab namespaces belong to root)")
+        return 2
+    removed = cleanup.remove_stale_runs()
+    alive = sorted(cleanup.run_prefixes())
+    print(f"netconform: removed {len(removed)} stale lab run(s){': ' if removed else ''}"
+          f"{', '.join(removed)}")
+    if alive:
+        print(f"netconform: left {len(alive)} run(s) whose owner is still alive: {', '.join(alive)}")
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for req in CATALOG.values():
+        config.addinivalue_line("markers", f"{req.id}: {req.level} — {req.title}")
+    for level in LEVELS:
+        config.addinivalue_line("markers", f"{level}: every requirement of level {level}")
+    try:
+        chosen = _profile(config)
+    except (UnknownProfile, ValueError) as exc:
+        raise pytest.UsageError(f"netconform: {exc}") from None
+    run = config.stash[RUN] = NetconformRun(config, chosen)
+    config.pluginmanager.register(run, "netconform-run")
+
+
+def _profile(config: pytest.Config) -> Profile:
+    conf = config.getoption("lab_cni_conf")
+    if conf is not None:
+        if not conf.is_file():
+            raise ValueError(f"--lab-cni-conf {conf}: no such file")
+        return custom_lab_profile(conf.resolve())
+    return profile(config.getoption("cni"))
+
+
+class NetconformRun:
+    """The plugin's state for one pytest session."""
+
+    def __init__(self, config: pytest.Config, chosen: Profile) -> None:
+        self.config = config
+        self.profile = chosen
+        self.backend = self._backend()
+        self.cases: dict[str, Case] = {}  # pytest nodeid -> case
+        self.deviations: dict[str, str] = {}  # pytest nodeid -> deviation text
+        self.records: dict[str, results.ItemRecord] = {}
+        self._planned: Topology | None = None
+        self.conformance = Conformance(
+            self.backend, ProbeSettings(config.getoption("probe_timeout"),
+                                        max(1, config.getoption("probe_attempts"))), self.progress)
+        self.document: dict | None = None
+
+    def _backend(self) -> Backend:
+        opt = self.config.getoption
+        from .backends.lab.backend import LabBackend
+        return LabBackend(self.profile, opt("lab_nodes"), opt("lab_pods_per_node"),
+                          opt("lab_ready_timeout"))
+
+    def planned(self) -> Topology:
+        if self._planned is None:
+            try:
+                self._planned = self.backend.plan()
+            except BackendError as exc:
+                raise pytest.UsageError(f"netconform: {exc}") from None
+        return self._planned
+
+    def progress(self, message: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"netconform {message}")
+        else:
+            reporter.write_line(f"netconform {message}")
+
+    @property
+    def report_dir(self) -> Path:
+        return self.config.getoption("report_dir") or Path(self.config.rootpath) / "reports" / self.profile.name
+
+    # --- hooks of this run (the object is registered as a plugin) ---
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and "netconform_case" in callspec.params:
+                self.cases[item.nodeid] = callspec.params["netconform_case"]
+                xfail = item.get_closest_marker("xfail")
+                if xfail is not None:
+                    self.deviations[item.nodeid] = xfail.kwargs.get("reason")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid not in self.cases:
+            return
+        outcome = _outcome(report)
+        if outcome is None:
+            return
+        previous = self.records.get(report.nodeid)
+        if previous is None or (previous.outcome == "passed" and outcome != "passed"):
+            self.records[report.nodeid] = self.conformance.record(
+                self.cases[report.nodeid], report.nodeid, outcome, report.duration,
+                self.deviations.get(report.nodeid))
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        """Tear the cluster down, then write results.json and report.html."""
+        if self.conformance.runner is None:
+            self.conformance.close()
+            return
+        meta = self.conformance.metadata()
+        problems = self.conformance.close()
+        meta["phases"] = dict(self.conformance.phases)
+        meta["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED
+        if problems:
+            meta["cleanup_problems"] = problems
+        self.document = results.build(meta, list(self.records.values()))
+        results.write(self.report_dir / "results.json", self.document)
+        html.write(self.report_dir / "report.html", self.document)
+
+    def pytest_unconfigure(self) -> None:
+        self.conformance.close()  # a second line of defence: closing twice is a no-op
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.document is None:
+            return
+        tr = terminalreporter
+        tr.section("netconform conformance")
+        for row in self.document["summary"]:
+            if row["total"]:
+                tr.write_line(f"{row['id']:<18} {row['level']:<7} {row['verdict']:<16} "
+                              f"{row['passed']}/{row['total']} passed")
+        ok = self.document["conformant"]
+        tr.write_line(f"{self.profile.name} on {self.backend.name}: "
+                      f"{'CONFORMANT' if ok else 'NOT CONFORMANT (a MUST requirement failed)'}",
+                      green=ok, red=not ok)
+        tr.write_line(f"report: {self.report_dir / 'report.html'}")
+        tr.write_line(f"results: {self.report_dir / 'results.json'}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    spec = getattr(metafunc.function, "netconform_check", None)
+    if spec is None:
+        return
+    run: NetconformRun = metafunc.config.stash[RUN]
+    deviation = run.profile.deviation(spec.requirement)
+    marks = []
+    if deviation:
+        marks.append(pytest.mark.xfail(reason=f"known deviation of {run.profile.name}: "
+                                              f"{deviation.reason} ({deviation.link})", strict=False))
+    cases = spec.cases(run.planned())
+    metafunc.parametrize("netconform_case", [pytest.param(c, id=c.id, marks=marks) for c in cases])
+
+
+@pytest.fixture(scope="session")
+def conformance(request: pytest.FixtureRequest) -> Conformance:
+    """The started cluster. A cluster that cannot start ends the session with its reason."""
+    run: NetconformRun = request.config.stash[RUN]
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run.conformance.start()
+    except BackendError as exc:
+        pytest.exit(f"netconform: {exc}", returncode=3)
+    return run.conformance
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    if report.when == "call":
+        if hasattr(report, "wasxfail"):
+            return "xfailed" if report.skipped else "xpassed"
+        return report.outcome
+    if report.when == "setup" and not report.passed:
+        return "skipped" if report.skipped else "error"
+    if report.when == "teardown" and report.failed:
+        return "error"
+    return None

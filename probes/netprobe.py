@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""netprobe: the agent that runs in every probe pod (and in every lab namespace).
+
+It is deliberately one self-contained file (stdlib + pyroute2 + scapy) so that the probe image is
+small and the lab can start it with any Python that has those two packages.
+
+It does three things, all served over one small HTTP control API:
+
+* echo servers on TCP and UDP that answer with the address they observed the peer from (the only
+  way to see NAT: the receiver reports what arrived), and an ICMP watcher that records the source of
+  every tagged echo request it receives;
+* ``GET /self``: its interfaces, addresses, MACs, MTU and routes, read with pyroute2;
+* ``POST /probe``: a batch of targets probed concurrently, each with a timeout, answered as one JSON
+  document, so the harness asks each probe once per check instead of once per pair.
+
+The control API listens on a Unix socket (the lab) or a TCP port (a live cluster, reached through
+the API server's pod proxy).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import errno
+import json
+import os
+import random
+import select
+import socket
+import socketserver
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
+
+TOKEN_PREFIX = b"netprobe:"
+MAX_TARGETS = 20000
+MAX_CONCURRENCY = 256
+MAX_TIMEOUT = 30.0
+MAX_ATTEMPTS = 5
+ICMP_MEMORY = 50000
+
+
+def plain_ip(address: str) -> str:
+    """A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; report the IPv4 address."""
+    return address[7:] if address.startswith("::ffff:") else address
+
+
+def family_of(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+# --- the echo servers -------------------------------------------------------------------------
+
+
+class _DualStackTCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _tcp_handler(name: str):
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.settimeout(5)
+            try:
+                hello = self.request.recv(512)
+            except OSError:
+                return
+            peer, port = self.client_address[:2]
+            reply = {"name": name, "seen": plain_ip(peer), "seen_port": port,
+                     "token": hello.decode(errors="replace").strip()}
+            try:
+                self.request.sendall(json.dumps(reply).encode())
+            except OSError:
+                pass
+
+    return Handler
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def start_tcp_echo(name: str, port: int) -> socketserver.BaseServer:
+    if _ipv6_available():
+        server = _DualStackTCPServer(("::", port), _tcp_handler(name))
+    else:
+        server = _TCPServer(("0.0.0.0", port), _tcp_handler(name))
+    threading.Thread(target=server.serve_forever, daemon=True, name="tcp-echo").start()
+    return server
+
+
+def start_udp_echo(name: str, port: int) -> socket.socket:
+    if _ipv6_available():
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", port))
+
+    def serve() -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(2048)
+                reply = {"name": name, "seen": plain_ip(peer[0]), "seen_port": peer[1],
+                         "token": data.decode(errors="replace").strip()}
+                sock.sendto(json.dumps(reply).encode(), peer)
+            except OSError:
+                time.sleep(0.01)
+
+    threading.Thread(target=serve, daemon=True, name="udp-echo").start()
+    return sock
+
+
+class IcmpWatcher:
+    """Remembers the source address of every tagged ICMP echo request this namespace receives.
+
+    A raw ICMP socket gets a copy of each ICMP packet delivered locally, IP header included; the
+    header is parsed with scapy. This is how the receiver of a ping reports who sent it.
+    """
+
+    def __init__(self) -> None:
+        self.seen: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.error: str | None = None
+        try:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        except OSError as exc:  # no CAP_NET_RAW: ICMP verdicts say so instead of guessing
+            self.sock = None
+            self.error = f"cannot open a raw ICMP socket: {exc}"
+            return
+        threading.Thread(target=self._run, daemon=True, name="icmp-watch").start()
+
+    def _run(self) -> None:
+        from scapy.layers.inet import ICMP, IP
+
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                time.sleep(0.01)
+                continue
+            packet = IP(data)
+            if ICMP not in packet or packet[ICMP].type != 8:
+                continue
+            payload = bytes(packet[ICMP].payload)
+            if not payload.startswith(TOKEN_PREFIX):
+                continue
+            token = payload[len(TOKEN_PREFIX):].decode(errors="replace")
+            with self.lock:
+                self.seen[token] = packet[IP].src
+                while len(self.seen) > ICMP_MEMORY:
+                    self.seen.popitem(last=False)
+
+    def lookup(self, tokens: list[str]) -> dict[str, str | None]:
+        with self.lock:
+            return {token: self.seen.get(token) for token in tokens}
+
+
+# --- the prober --------------------------------------------------------------------------------
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH,
+                                                 errno.EHOSTDOWN, errno.ENETDOWN):
+        return "unreachable"
+    return f"error: {exc}"
+
+
+def _tcp_once(ip: str, port: int, token: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((ip, port))
+        local = sock.getsockname()[0]
+        sock.sendall(token.encode() + b"\n")
+        chunks = []
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    reply = json.loads(b"".join(chunks) or b"{}")
+    return {"local": plain_ip(local), "seen": reply.get("seen"), "responder": reply.get("name")}
+
+
+def _udp_once(ip: str, port: int, token: str, timeout: float) -> dict:
+    with socket.socket(family_of(ip), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((ip, port))
+        local = sock.getsockname()[0]
+        sock.send(token.encode())
+        reply = json.loads(sock.recv(4096))
+    if reply.get("token") != token:
+        raise OSError("reply to another request")
+    return {"local": plain_ip(local), "seen": reply.get("seen"), "responder": reply.get("name")}
+
+
+def _icmp_once(ip: str, token: str, timeout: float) -> dict:
+    """One echo request built with scapy, sent and answered through the kernel's routing."""
+    from scapy.layers.inet import ICMP, IP, IPerror
+    from scapy.packet import Raw
+
+    ident, seq = random.randrange(1, 0xFFFF), random.randrange(1, 0xFFFF)
+    request = ICMP(type=8, id=ident, seq=seq) / Raw(TOKEN_PREFIX + token.encode())
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.connect((ip, 0))
+        local = sock.getsockname()[0]
+        sock.send(bytes(request))
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            packet = IP(sock.recv(4096))
+            icmp = packet.getlayer(ICMP)
+            if icmp is None:
+                continue
+            if icmp.type == 0 and icmp.id == ident and icmp.seq == seq:
+                return {"local": plain_ip(local), "seen": None, "responder": None}
+            inner = packet.getlayer(IPerror)
+            if icmp.type == 3 and inner is not None and inner.dst == ip:
+                raise OSError(errno.EHOSTUNREACH, "ICMP destination unreachable")
+    raise socket.timeout("no echo reply")
+
+
+def probe_target(target: dict) -> dict:
+    """Probe one target, retrying up to its attempt count; report what happened on each."""
+    ip, proto = target["ip"], target["proto"]
+    port = int(target.get("port", 0))
+    timeout = min(float(target.get("timeout", 2.0)), MAX_TIMEOUT)
+    attempts = max(1, min(int(target.get("attempts", 1)), MAX_ATTEMPTS))
+    token = target.get("token") or target["id"]
+    result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
+              "local": None, "errors": []}
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        try:
+            if proto == "tcp":
+                outcome = _tcp_once(ip, port, token, timeout)
+            elif proto == "udp":
+                outcome = _udp_once(ip, port, token, timeout)
+            elif proto == "icmp":
+                outcome = _icmp_once(ip, token, timeout)
+            else:
+                raise ValueError(f"unknown protocol {proto!r}")
+        except (OSError, ValueError) as exc:
+            result["errors"].append(_error_kind(exc))
+            continue
+        result.update(outcome, ok=True)
+        break
+    result["attempts"] = attempt
+    result["error"] = None if result["ok"] else result["errors"][-1]
+    result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return result
+
+
+def probe_batch(request: dict) -> dict:
+    targets = request.get("targets", [])[:MAX_TARGETS]
+    workers = max(1, min(int(request.get("concurrency", 64)), MAX_CONCURRENCY, len(targets) or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(probe_target, targets))
+    return {"results": results}
+
+
+# --- the self-report ---------------------------------------------------------------------------
+
+
+def self_report(name: str) -> dict:
+    """What this namespace looks like from inside: links, addresses and main-table routes."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        links = {}
+        for link in ipr.get_links():
+            links[link["index"]] = {
+                "name": link.get_attr("IFLA_IFNAME"),
+                "mac": link.get_attr("IFLA_ADDRESS"),
+                "mtu": link.get_attr("IFLA_MTU"),
+                "state": link.get_attr("IFLA_OPERSTATE"),
+                "addresses": [],
+            }
+        for addr in ipr.get_addr():
+            if addr["index"] in links:
+                links[addr["index"]]["addresses"].append(
+                    f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
+        routes = []
+        for route in ipr.get_routes(table=254):
+            dst = route.get_attr("RTA_DST")
+            oif = links.get(route.get_attr("RTA_OIF"), {}).get("name")
+            routes.append({"dst": f"{dst}/{route['dst_len']}" if dst else "default",
+                           "gateway": route.get_attr("RTA_GATEWAY"), "dev": oif,
+                           "family": "ipv6" if route["family"] == socket.AF_INET6 else "ipv4"})
+    return {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "interfaces": sorted(links.values(), key=lambda link: link["name"] or ""),
+            "routes": routes}
+
+
+# --- the control API ---------------------------------------------------------------------------
+
+
+def _control_handler(name: str, watcher: IcmpWatcher):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # the harness logs; the probe stays quiet
+            pass
+
+        def address_string(self) -> str:
+            return "control"
+
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> dict:
+            length = int(self.headers.get("Content-Length", 0))
+            return json.loads(self.rfile.read(length) or b"{}")
+
+        def do_GET(self) -> None:
+            path = self.path.rstrip("/").rsplit("/", 1)[-1]
+            if path == "healthz":
+                self._reply(200, {"name": name, "icmp": watcher.error or "ok"})
+            elif path == "self":
+                self._reply(200, self_report(name))
+            else:
+                self._reply(404, {"error": f"no such endpoint {self.path}"})
+
+        def do_POST(self) -> None:
+            path = self.path.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                body = self._body()
+                if path == "probe":
+                    self._reply(200, probe_batch(body))
+                elif path == "icmp-seen":
+                    self._reply(200, {"seen": watcher.lookup(body.get("tokens", [])),
+                                      "error": watcher.error})
+                else:
+                    self._reply(404, {"error": f"no such endpoint {self.path}"})
+            except (ValueError, KeyError, TypeError) as exc:
+                self._reply(400, {"error": f"bad request: {exc}"})
+
+    return Handler
+
+
+class _UnixControlServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
+class _TCPControlServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(name: str, port: int, control: str) -> None:
+    watcher = IcmpWatcher()
+    start_tcp_echo(name, port)
+    start_udp_echo(name, port)
+    handler = _control_handler(name, watcher)
+    if control.startswith("unix:"):
+        path = control[len("unix:"):]
+        if os.path.exists(path):
+            os.unlink(path)
+        server = _UnixControlServer(path + ".tmp", handler)
+        os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
+    else:
+        host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
+        server = _TCPControlServer((host or "0.0.0.0", int(tcp_port)), handler)
+    print(f"netprobe {name}: echo on tcp/udp {port}, control on {control}", flush=True)
+    server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netprobe", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the echo servers and the control API")
+    serve_cmd.add_argument("--name", default=os.environ.get("NETPROBE_NAME", socket.gethostname()))
+    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("NETPROBE_PORT", 8080)))
+    serve_cmd.add_argument("--control", default=os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000"),
+                           help="unix:/path/to.sock or tcp:HOST:PORT")
+    commands.add_parser("self", help="print the self-report as JSON")
+    commands.add_parser("batch", help="read a probe request (JSON) on stdin, print the results")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.name, args.port, args.control)
+    elif args.command == "self":
+        json.dump(self_report(socket.gethostname()), sys.stdout)
+    else:
+        json.dump(probe_batch(json.load(sys.stdin)), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
