@@ -125,7 +125,22 @@ class NetconformRun:
     def report_dir(self) -> Path:
         return self.config.getoption("report_dir") or Path(self.config.rootpath) / "reports" / self.profile.name
 
+    def start(self) -> None:
+        """Bring the cluster up; a cluster that cannot start ends the run with its one reason."""
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            self.conformance.start()
+        except BackendError as exc:
+            raise pytest.UsageError(f"netconform: {exc}") from None
+
     # --- hooks of this run (the object is registered as a plugin) ---
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Start the cluster before the first item, so progress and errors come before the dots."""
+        if self.cases and not session.config.option.collectonly and session.items:
+            if any(item.nodeid in self.cases for item in session.items):
+                self.start()
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -199,13 +214,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def conformance(request: pytest.FixtureRequest) -> Conformance:
-    """The started cluster. A cluster that cannot start ends the session with its reason."""
+    """The started cluster (started by the run before the first item, see pytest_runtestloop)."""
     run: NetconformRun = request.config.stash[RUN]
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        run.conformance.start()
-    except BackendError as exc:
-        pytest.exit(f"netconform: {exc}", returncode=3)
+    run.start()
     return run.conformance
 
 

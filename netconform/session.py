@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable
@@ -115,12 +116,16 @@ def _routes(evidence: dict) -> str:
 
 @contextmanager
 def _signals_held():
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Ignore Ctrl-C and SIGTERM while tearing down: a second Ctrl-C must not strand a namespace."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 __all__ = ["Conformance", "BackendError"]

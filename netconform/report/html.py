@@ -6,6 +6,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..requirements import CATALOG
+
 TEMPLATES = Path(__file__).parent / "templates"
 BAD = ("failed", "error")
 
@@ -17,7 +19,8 @@ def matrices(items: list[dict]) -> list[dict]:
         if item["destination"]:
             by_requirement[item["requirement"]].append(item)
     found = []
-    for requirement, mine in by_requirement.items():
+    for requirement in [r for r in CATALOG if r in by_requirement]:
+        mine = by_requirement[requirement]
         nodes = sorted({i["source"]["node"] for i in mine} | {i["destination"]["node"] for i in mine},
                        key=_natural)
         cells: dict[tuple, dict] = {}

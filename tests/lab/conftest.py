@@ -1,0 +1,69 @@
+"""Helpers for tests that run the real suite on a real lab, as a user would, in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = re.compile(r"netconform-[0-9a-f]{6}")
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@dataclass
+class SuiteRun:
+    returncode: int
+    output: str
+    report_dir: Path
+
+    @property
+    def results(self) -> dict:
+        return json.loads((self.report_dir / "results.json").read_text())
+
+    @property
+    def summary(self) -> dict[str, dict]:
+        return {row["id"]: row for row in self.results["summary"]}
+
+    @property
+    def prefix(self) -> str | None:
+        found = PREFIX.search(self.output)
+        return found.group(0) if found else None
+
+
+def suite_command(report_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider",
+            "--report-dir", str(report_dir), *args]
+
+
+def run_suite(report_dir: Path, *args: str, timeout: float = 300) -> SuiteRun:
+    done = subprocess.run(suite_command(report_dir, *args), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+    return SuiteRun(done.returncode, done.stdout + done.stderr, report_dir)
+
+
+def lab_namespaces(prefix: str = "netconform-") -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Everything a run with this prefix could have left: namespaces, state, processes."""
+    found = lab_namespaces(prefix)
+    if Path(f"/run/netconform/{prefix}").exists():
+        found.append(f"/run/netconform/{prefix}")
+    procs = subprocess.run(["pgrep", "-af", prefix], capture_output=True, text=True).stdout
+    found += [line for line in procs.splitlines() if "pgrep" not in line]
+    return found
+
+
+@pytest.fixture(scope="session")
+def bridge_run(tmp_path_factory) -> SuiteRun:
+    """One healthy lab run with the default profile, shared by the tests that read its output."""
+    return run_suite(tmp_path_factory.mktemp("bridge"), "--cni=bridge")

@@ -1,0 +1,61 @@
+"""Bad input gets one clear message and a non-zero exit, fast, and leaves nothing behind."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from .conftest import REPO, lab_namespaces, needs_root, run_suite, suite_command
+
+
+@pytest.fixture
+def untouched():
+    """The test must not leave a lab namespace behind."""
+    before = set(lab_namespaces())
+    yield
+    assert set(lab_namespaces()) - before == set()
+
+
+def timed(tmp_path, *args):
+    began = time.monotonic()
+    run = run_suite(tmp_path, *args, timeout=60)
+    return run, time.monotonic() - began
+
+
+def test_unknown_cni_is_a_usage_error(tmp_path, untouched):
+    run, seconds = timed(tmp_path, "--cni=calcio")
+    assert run.returncode == 4 and seconds < 15
+    assert "netconform: unknown --cni 'calcio'; known profiles: bridge, ptp" in run.output
+
+
+def test_a_missing_conflist_is_named(tmp_path, untouched):
+    run, _ = timed(tmp_path, f"--lab-cni-conf={tmp_path / 'nope.conflist'}")
+    assert run.returncode == 4 and "nope.conflist: no such file" in run.output
+
+
+@needs_root
+@pytest.mark.parametrize("conflist, message", [
+    ("{broken", "is not valid JSON"),
+    (json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "no-such-plugin"}]}),
+     "CNI plugin 'no-such-plugin' not found in /usr/lib/cni:/opt/cni/bin"),
+    (json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [
+        {"type": "bridge", "ipam": {"type": "host-local", "subnet": "not-a-cidr"}}]}),
+     "CNI ADD failed for node-1/"),
+])
+def test_a_bad_conflist_stops_the_run_with_its_reason(tmp_path, untouched, conflist, message):
+    path = tmp_path / "bad.conflist"
+    path.write_text(conflist)
+    run, seconds = timed(tmp_path, f"--lab-cni-conf={path}")
+    assert run.returncode == 4, run.output[-2000:]
+    assert message in run.output and seconds < 30
+    assert not (tmp_path / "results.json").exists()
+
+
+@needs_root
+def test_not_root_is_told_to_use_root(tmp_path, untouched):
+    tmp_path.chmod(0o777)
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           *suite_command(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "netconform: the lab needs root" in done.stdout + done.stderr

@@ -1,0 +1,52 @@
+"""Nothing is left behind: not after Ctrl-C, not after SIGTERM, and a SIGKILLed run is cleaned later."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .conftest import PREFIX, REPO, leftovers, needs_root, suite_command
+
+pytestmark = needs_root
+
+
+def start_and_wait_for(tmp_path, line: str):
+    """Start a lab run; return the process and its prefix once `line` appears in its output."""
+    proc = subprocess.Popen(suite_command(tmp_path, "--cni=bridge"), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    seen, deadline, prefix = [], time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        out = proc.stdout.readline()
+        if not out:
+            break
+        seen.append(out)
+        prefix = prefix or (PREFIX.search(out).group(0) if PREFIX.search(out) else None)
+        if line in out:
+            return proc, prefix
+    proc.kill()
+    pytest.fail(f"never saw {line!r}:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("moment", ["node namespaces up", "probes ready"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_leaves_nothing(tmp_path, moment, sig):
+    proc, prefix = start_and_wait_for(tmp_path, moment)
+    assert leftovers(prefix), "the run should have created its lab by now"
+    os.kill(proc.pid, sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert leftovers(prefix) == [], out[-2000:]
+
+
+def test_a_killed_run_is_removed_by_cleanup_only(tmp_path):
+    proc, prefix = start_and_wait_for(tmp_path, "probes ready")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert leftovers(prefix), "SIGKILL gives no chance to clean up"
+    done = subprocess.run(suite_command(tmp_path, "--cleanup-only"), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"removed 1 stale lab run(s): {prefix}" in done.stdout
+    assert leftovers(prefix) == []

@@ -1,0 +1,66 @@
+"""The MUST suites on a real lab: healthy profiles pass, a NAT-ing conflist fails the right check."""
+import pytest
+
+from .conftest import REPO, leftovers, needs_root, run_suite
+
+pytestmark = needs_root
+MUST = ["POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", "HOSTNET-POD", "LOCALHOST"]
+
+
+def assert_all_must_pass(run):
+    assert run.returncode == 0, run.output[-3000:]
+    summary = run.summary
+    for requirement in MUST:
+        row = summary[requirement]
+        assert row["verdict"] == "pass" and row["passed"] == row["total"] > 0, row
+    assert run.results["conformant"] is True
+    assert (run.report_dir / "report.html").stat().st_size > 1000
+    assert leftovers(run.prefix) == []
+
+
+def test_bridge_passes_every_must_requirement(bridge_run):
+    assert_all_must_pass(bridge_run)
+    meta = bridge_run.results["meta"]
+    assert meta["cni"] == "bridge" and meta["nodes"] == ["node-1", "node-2", "node-3"]
+    assert {"setup", "probing", "teardown"} <= set(meta["phases"])
+    assert "bridge on lab: CONFORMANT" in bridge_run.output
+
+
+def test_ptp_passes_every_must_requirement(tmp_path):
+    assert_all_must_pass(run_suite(tmp_path, "--cni=ptp"))
+
+
+def test_one_item_per_requirement_pair_and_protocol(bridge_run):
+    items = bridge_run.results["items"]
+    ids = {i["id"] for i in items}
+    assert len(ids) == len(items)
+    assert "POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]" in ids
+    assert "POD-POD-CROSS[icmp:node-3/probe-b->node-1/probe-a]" in ids
+    assert "LOCALHOST[udp:node-2/duo/c2->node-2/duo/c1]" in ids
+    cross = [i for i in items if i["requirement"] == "POD-POD-CROSS"]
+    assert len(cross) == 3 * (6 * 4)  # 3 protocols x 6 pods x 4 pods on other nodes
+
+
+def test_ip_masquerade_fails_pod_pod_cross_with_the_node_address(tmp_path):
+    conflist = REPO / "manifests" / "lab" / "examples" / "bridge-ipmasq.conflist"
+    run = run_suite(tmp_path, f"--lab-cni-conf={conflist}")
+    assert run.returncode == 1, run.output[-3000:]
+    summary = run.summary
+    assert summary["POD-POD-CROSS"]["verdict"] == "fail"
+    assert summary["POD-POD-CROSS"]["failed"] == summary["POD-POD-CROSS"]["total"]
+    for unaffected in ("POD-POD-SAME", "NODE-POD", "HOSTNET-POD", "LOCALHOST"):
+        assert summary[unaffected]["verdict"] == "pass", summary[unaffected]
+    failure = next(i for i in run.results["items"]
+                   if i["id"] == "POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-a]")
+    assert failure["kind"] == "nat" and failure["observed"]["seen"] == "172.18.0.2"
+    assert ("NAT: node-2/probe-a saw the connection come from 172.18.0.2 (node node-1), "
+            f"expected {failure['source']['ip']}") in run.output
+    assert leftovers(run.prefix) == []
+
+
+@pytest.mark.parametrize("marker, expected", [("POD-POD-CROSS", {"POD-POD-CROSS"}),
+                                              ("LOCALHOST", {"LOCALHOST"})])
+def test_a_requirement_marker_selects_its_items(tmp_path, marker, expected):
+    run = run_suite(tmp_path, "-m", marker, "--lab-nodes=2")
+    assert run.returncode == 0, run.output[-2000:]
+    assert {i["requirement"] for i in run.results["items"]} == expected

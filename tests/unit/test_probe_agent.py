@@ -1,0 +1,100 @@
+"""The probe agent on loopback: echo servers, error kinds, the batch API over a Unix socket."""
+import importlib.util
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from netconform.probing.channel import ProbeUnavailable, UnixSocketChannel
+
+SCRIPT = Path(__file__).resolve().parents[2] / "probes" / "netprobe.py"
+spec = importlib.util.spec_from_file_location("netprobe", SCRIPT)
+netprobe = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(netprobe)
+
+
+def free_port() -> int:
+    with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        udp.bind(("127.0.0.1", port))
+        return port
+
+
+@pytest.fixture(scope="module")
+def echo_port():
+    port = free_port()
+    tcp = netprobe.start_tcp_echo("probe-x", port)
+    udp = netprobe.start_udp_echo("probe-x", port)
+    yield port
+    tcp.shutdown()
+    udp.close()
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_echo_reports_the_peer_address_and_its_name(echo_port, proto):
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": echo_port, "proto": proto})
+    assert r["ok"] and r["error"] is None and r["attempts"] == 1
+    assert (r["seen"], r["local"], r["responder"]) == ("127.0.0.1", "127.0.0.1", "probe-x")
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_a_closed_port_is_refused_on_every_attempt(proto):
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": free_port(), "proto": proto,
+                               "attempts": 2, "timeout": 1})
+    assert (r["ok"], r["error"], r["errors"], r["attempts"]) == (False, "refused",
+                                                                 ["refused", "refused"], 2)
+
+
+def test_a_silent_udp_peer_is_a_timeout():
+    with socket.socket(type=socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": silent.getsockname()[1],
+                                   "proto": "udp", "timeout": 0.2})
+    assert (r["ok"], r["error"]) == (False, "timeout")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw ICMP sockets need root")
+def test_icmp_echo_is_answered_and_captured_by_the_receiver():
+    watcher = netprobe.IcmpWatcher()
+    r = netprobe.probe_target({"id": "t", "token": "tok-1", "ip": "127.0.0.1", "proto": "icmp"})
+    assert r["ok"], r
+    for _ in range(50):
+        if watcher.lookup(["tok-1"])["tok-1"]:
+            break
+        threading.Event().wait(0.02)
+    assert watcher.lookup(["tok-1"]) == {"tok-1": "127.0.0.1"}
+
+
+def test_self_report_reads_interfaces_with_pyroute2():
+    report = netprobe.self_report("probe-x")
+    lo = next(i for i in report["interfaces"] if i["name"] == "lo")
+    assert "127.0.0.1/8" in lo["addresses"] and lo["mtu"] > 0
+    assert isinstance(report["routes"], list)
+
+
+def test_control_api_over_a_unix_socket(echo_port, tmp_path):
+    path = tmp_path / "probe.sock"
+    threading.Thread(target=netprobe.serve, args=("probe-y", free_port(), f"unix:{path}"),
+                     daemon=True).start()
+    for _ in range(100):
+        if path.exists():
+            break
+        threading.Event().wait(0.05)
+    channel = UnixSocketChannel("probe-y", str(path))
+    assert channel.call("healthz")["name"] == "probe-y"
+    answer = channel.call("probe", {"targets": [
+        {"id": "a", "ip": "127.0.0.1", "port": echo_port, "proto": "tcp"},
+        {"id": "b", "ip": "127.0.0.1", "port": echo_port, "proto": "udp"}]})
+    assert [r["responder"] for r in answer["results"]] == ["probe-x", "probe-x"]
+    with pytest.raises(ProbeUnavailable, match="HTTP 404"):
+        channel.call("nothing-here")
+    with pytest.raises(ProbeUnavailable, match="HTTP 400"):
+        channel.call("probe", {"targets": [{"ip": "127.0.0.1"}]})
+
+
+def test_a_missing_probe_is_unavailable_not_a_hang(tmp_path):
+    with pytest.raises(ProbeUnavailable, match="probe-z"):
+        UnixSocketChannel("probe-z", str(tmp_path / "absent.sock")).call("healthz", timeout=1)

@@ -1,0 +1,61 @@
+"""results.json and report.html: verdicts per requirement, node matrices, evidence of failures."""
+import json
+
+from netconform.report import html, results
+from netconform.report.results import ItemRecord
+
+
+def record(req="POD-POD-CROSS", src="node-1", dst="node-2", outcome="passed", **extra):
+    return ItemRecord(id=f"{req}[tcp:{src}/probe-a->{dst}/probe-a]", nodeid="n", requirement=req,
+                      level="SHOULD" if req.startswith("SVC") else "MUST", protocol="tcp",
+                      source={"name": f"{src}/probe-a", "node": src, "ip": "10.244.1.2"},
+                      destination={"name": f"{dst}/probe-a", "node": dst, "ip": "10.244.2.2"},
+                      outcome=outcome, **extra)
+
+
+def summary_of(records):
+    return {row["id"]: row for row in results.requirement_summary(records)}
+
+
+def test_requirement_verdicts():
+    rows = summary_of([
+        record("POD-POD-CROSS"), record("POD-POD-CROSS", outcome="failed", kind="nat"),
+        record("POD-POD-SAME", outcome="xfailed"),
+        record("NODE-POD", flaky=True, kind="flaky"),
+        record("HOSTNET-POD"), record("SVC-HAIRPIN", outcome="failed")])
+    assert rows["POD-POD-CROSS"]["verdict"] == "fail"
+    assert rows["POD-POD-SAME"]["verdict"] == "known deviation"
+    assert rows["NODE-POD"]["verdict"] == "flaky" and rows["NODE-POD"]["flaky"] == 1
+    assert rows["HOSTNET-POD"]["verdict"] == "pass"
+    assert rows["LOCALHOST"]["verdict"] == "not run"
+    assert (rows["POD-POD-CROSS"]["passed"], rows["POD-POD-CROSS"]["failed"]) == (1, 1)
+
+
+def test_only_a_must_failure_makes_a_cluster_non_conformant():
+    assert results.build({}, [record(), record("SVC-HAIRPIN", outcome="failed")])["conformant"]
+    assert not results.build({}, [record(outcome="failed")])["conformant"]
+
+
+def test_results_round_trip(tmp_path):
+    doc = results.build({"backend": "lab", "cni": "bridge"}, [record()])
+    results.write(tmp_path / "results.json", doc)
+    assert results.read(tmp_path / "results.json") == json.loads(json.dumps(doc))
+
+
+def test_matrix_counts_pairs_of_nodes():
+    doc = results.build({}, [record(), record(outcome="failed", kind="timeout"),
+                             record(src="node-2", dst="node-1")])
+    (matrix,) = html.matrices(doc["items"])
+    assert matrix["nodes"] == ["node-1", "node-2"]
+    row1, row2 = matrix["rows"]
+    assert row1["cells"][1] == {"text": "1/2", "css": "fail", "title": "timeout"}
+    assert row2["cells"][0]["text"] == "1/1" and row1["cells"][0]["css"] == "none"
+
+
+def test_html_has_the_summary_and_the_failure_evidence():
+    failing = record(outcome="failed", kind="nat", reason="NAT: saw 172.18.0.2",
+                     evidence={"node-1": {"interfaces": [], "routes": [
+                         {"dst": "10.244.2.0/24", "gateway": "172.18.0.3", "dev": "eth0"}]}})
+    page = html.render(results.build({"backend": "lab", "cni": "bridge"}, [failing]))
+    assert 'id="summary"' in page and "NOT conformant" in page
+    assert "NAT: saw 172.18.0.2" in page and "10.244.2.0/24 via 172.18.0.3 dev eth0" in page

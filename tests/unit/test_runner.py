@@ -1,0 +1,71 @@
+"""The probing engine batches: control requests grow with probes, not with pairs."""
+from netconform.checks import Check, pod_pairs
+from netconform.probing.channel import ProbeChannel, ProbeUnavailable
+from netconform.probing.runner import ProbeSettings, Runner
+from netconform.probing.verdicts import reached_from_pod_ip
+
+from .fakes import topology
+
+
+class EchoingProbes:
+    """Channels whose probe 'connects' to every target and reports the sender's pod IP as seen."""
+
+    def __init__(self, topo, dead=()):
+        self.topo, self.dead, self.calls = topo, set(dead), []
+
+    def __call__(self, endpoint):
+        outer = self
+
+        class Channel(ProbeChannel):
+            def call(self, path, body=None, timeout=10.0):
+                outer.calls.append((endpoint.name, path))
+                if endpoint.name in outer.dead:
+                    raise ProbeUnavailable(f"{endpoint.name}: connection refused")
+                if path == "icmp-seen":
+                    return {"seen": {t: "10.0.0.1" for t in body["tokens"]}}
+                by_ip = {e.ip: e.name for e in outer.topo.endpoints}
+                return {"results": [
+                    {"id": t["id"], "ok": True, "seen": endpoint.ip, "local": endpoint.ip,
+                     "responder": by_ip[t["ip"]], "attempts": 1, "errors": [], "error": None}
+                    for t in body["targets"]]}
+
+        return Channel(endpoint.name)
+
+
+CROSS = Check("POD-POD-CROSS", pod_pairs(False), ("tcp",), reached_from_pod_ip)
+
+
+def requests_for(nodes, pods):
+    topo = topology(nodes, pods)
+    probes = EchoingProbes(topo)
+    runner = Runner(topo, probes, ProbeSettings())
+    results = runner.batch(CROSS, "tcp")
+    assert len(results) == nodes * pods * (nodes - 1) * pods and all(r["ok"] for r in results.values())
+    runner.batch(CROSS, "tcp")  # a second item of the same batch asks nobody
+    return len(probes.calls), len(results)
+
+
+def test_one_request_per_source_probe_whatever_the_number_of_pairs():
+    small_requests, small_pairs = requests_for(3, 2)
+    big_requests, big_pairs = requests_for(6, 4)
+    assert (small_requests, big_requests) == (6, 24)  # pods, not pairs
+    assert big_pairs / small_pairs > 2 * big_requests / small_requests
+
+
+def test_a_dead_probe_fails_its_own_pairs_with_the_reason_and_spares_the_others():
+    topo = topology(2, 1)
+    runner = Runner(topo, EchoingProbes(topo, dead={"node-1/probe-a"}))
+    results = runner.batch(CROSS, "tcp")
+    dead = results["tcp:node-1/probe-a->node-2/probe-a"]
+    assert not dead["ok"] and dead["error"] == "probe unavailable"
+    assert "connection refused" in dead["detail"]
+    assert results["tcp:node-2/probe-a->node-1/probe-a"]["ok"]
+
+
+def test_icmp_sources_come_from_the_receivers_capture():
+    topo = topology(2, 1)
+    probes = EchoingProbes(topo)
+    icmp = Check("POD-POD-CROSS", pod_pairs(False), ("icmp",), reached_from_pod_ip)
+    results = Runner(topo, probes).batch(icmp, "icmp")
+    assert {r["seen"] for r in results.values()} == {"10.0.0.1"}
+    assert sorted(p for _, p in probes.calls) == ["icmp-seen", "icmp-seen", "probe", "probe"]
