@@ -123,7 +123,8 @@ class NetconformRun:
 
     @property
     def report_dir(self) -> Path:
-        return self.config.getoption("report_dir") or Path(self.config.rootpath) / "reports" / self.profile.name
+        chosen = self.config.getoption("report_dir")
+        return chosen or Path(self.config.rootpath) / "reports" / self.profile.name
 
     def start(self) -> None:
         """Bring the cluster up; a cluster that cannot start ends the run with its one reason."""

@@ -254,7 +254,7 @@ def probe_target(target: dict) -> dict:
     result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
               "local": None, "errors": []}
     started = time.monotonic()
-    for attempt in range(1, attempts + 1):
+    for _ in range(attempts):
         try:
             if proto == "tcp":
                 outcome = _tcp_once(ip, port, token, timeout)
@@ -269,7 +269,7 @@ def probe_target(target: dict) -> dict:
             continue
         result.update(outcome, ok=True)
         break
-    result["attempts"] = attempt
+    result["attempts"] = len(result["errors"]) + result["ok"]
     result["error"] = None if result["ok"] else result["errors"][-1]
     result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
     return result

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import NetNS
+from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after_delay,
+                      wait_fixed)
 
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...topology import CONTAINER, HOST, POD, Endpoint, Node, Topology
@@ -29,6 +30,10 @@ from .naming import RunNames, node_ip, pod_cidr
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 DUO_CONTAINERS = (("c1", 8080), ("c2", 8081))
+
+
+class _NotReady(Exception):
+    pass
 
 
 @dataclass
@@ -97,8 +102,8 @@ class LabCluster:
             pod_ips: dict[str, str] = {}
             for found in pool.map(self._create_pods, [n.name for n in self.topology.nodes]):
                 pod_ips.update(found)
-        progress(f"lab: {len(pod_ips)} pods wired by CNI ({self._runtimes['node-1'].conflist['plugins'][0]['type']}"
-                 f"{'…' if len(self._runtimes['node-1'].conflist['plugins']) > 1 else ''})")
+        chain = " → ".join(self.metadata()["cni_plugins"])
+        progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
         node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
         live = self.topology.with_addresses(pod_ips, node_ips)
         self._start_probes(live)
@@ -193,31 +198,38 @@ class LabCluster:
                     start_new_session=True))  # Ctrl-C reaches the harness, which stops them in order
 
     def _wait_ready(self, live: Topology, progress: Progress) -> None:
+        """Poll every probe's health endpoint until all answer, a probe dies, or time runs out."""
         waiting = {e.name: e for e in live.endpoints}
-        total, deadline = len(waiting), time.monotonic() + self.spec.ready_timeout
+        total = len(waiting)
         progress(f"lab: waiting for {total} probes (at most {self.spec.ready_timeout:.0f}s)")
-        last_report = 0.0
-        while waiting:
+
+        def still_waiting(state: RetryCallState) -> None:
+            if state.attempt_number % 20 == 0:
+                progress(f"lab: {total - len(waiting)}/{total} probes ready")
+
+        @retry(stop=stop_after_delay(self.spec.ready_timeout), wait=wait_fixed(0.1),
+               retry=retry_if_exception_type(_NotReady), after=still_waiting, reraise=True)
+        def poll() -> None:
             for process in self._processes:
                 if process.poll() is not None:
                     name = process.args[process.args.index("--name") + 1]
                     raise BackendError(f"probe {name} exited with code {process.returncode}: "
                                        f"{self._log_tail(name)}")
             for name, endpoint in list(waiting.items()):
-                if self.socket_path(endpoint).exists():
-                    try:
-                        self.channel(endpoint).call("healthz", timeout=2)
-                        del waiting[name]
-                    except ProbeUnavailable:
-                        pass
-            now = time.monotonic()
-            if waiting and now > deadline:
-                raise BackendError(f"{len(waiting)} probe(s) not ready after "
-                                   f"{self.spec.ready_timeout:.0f}s: {', '.join(sorted(waiting))}")
-            if now - last_report > 2 and waiting:
-                progress(f"lab: {total - len(waiting)}/{total} probes ready")
-                last_report = now
-            time.sleep(0.1)
+                try:
+                    self.channel(endpoint).call("healthz", timeout=2)
+                    del waiting[name]
+                except ProbeUnavailable:
+                    pass
+            if waiting:
+                raise _NotReady()
+
+        try:
+            poll()
+        except _NotReady:
+            raise BackendError(f"{len(waiting)} probe(s) not ready after "
+                               f"{self.spec.ready_timeout:.0f}s: {', '.join(sorted(waiting))}; "
+                               f"their logs are in {self.state_dir / 'logs'}") from None
         progress(f"lab: {total}/{total} probes ready")
 
     def _log_tail(self, name: str) -> str:
