@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import pytest
 
 from .requirements import requirement
-from .topology import CONTAINER, HOST, POD, Endpoint, Topology
+from .topology import CONTAINER, HOST, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Topology
 
 Pair = tuple[Endpoint, "Endpoint | None"]
 INSPECT = "self"  # the pseudo-protocol of checks that read self-reports instead of connecting
@@ -44,6 +44,11 @@ class Check:
     protocols: tuple[str, ...]
     verdict: Callable  # (Observation) -> Verdict, see netconform.probing.verdicts
     address: Callable[[Endpoint], str] = lambda endpoint: endpoint.ip
+    repeat: int | Callable[[Topology, Endpoint], int] = 1  # connections per pair
+    first_alone: bool = False  # a pair's first connection completes before its repeats start
+
+    def connections(self, topology: Topology, destination: Endpoint) -> int:
+        return self.repeat(topology, destination) if callable(self.repeat) else self.repeat
 
     def cases(self, topology: Topology, protocol: str | None = None) -> list[Case]:
         return [Case(self.requirement, proto, src.name, dst.name if dst else None)
@@ -97,3 +102,30 @@ def containers_of_one_pod(both_ways: bool) -> Callable[[Topology], list[Pair]]:
 
 def loopback(endpoint: Endpoint) -> str:
     return "127.0.0.1"
+
+
+def pods_to_service(name: str, backends_only: bool = False) -> Callable[[Topology], list[Pair]]:
+    """Every pod (or every backend of the Service) to the Service's ClusterIP."""
+    def build(topology: Topology) -> list[Pair]:
+        service = next(e for e in topology.of_kind(SERVICE) if e.serves == name)
+        backends = topology.services[name].backends
+        return [(pod, service) for pod in topology.of_kind(POD)
+                if not backends_only or pod.name in backends]
+    return build
+
+
+def to_every_node(kind: str, serving: str | None = None,
+                  sources: tuple[str, ...] = (HOST, OUTSIDE)) -> Callable[[Topology], list[Pair]]:
+    """Node hosts and the outside client to every node's NodePort or hostPort target."""
+    def build(topology: Topology) -> list[Pair]:
+        targets = [e for e in topology.of_kind(kind) if serving in (None, e.serves)]
+        return [(src, dst) for src in topology.endpoints if src.kind in sources for dst in targets]
+    return build
+
+
+def nodeports(service: str, sources: tuple[str, ...] = (HOST, OUTSIDE)):
+    return to_every_node(NODEPORT, service, sources)
+
+
+def hostports(sources: tuple[str, ...] = (HOST, OUTSIDE)):
+    return to_every_node(HOSTPORT, None, sources)

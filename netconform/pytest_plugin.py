@@ -40,9 +40,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                        "(${POD_CIDR}, ${NODE_IP}, ${NODE_NAME} are filled in per node)")
     lab.addoption("--lab-ready-timeout", type=float, default=60.0, metavar="SECONDS",
                   help="how long probes may take to start (default 60)")
+    lab.addoption("--lab-fault", action="append", default=[], metavar="NAME",
+                  help="inject a named fault after the lab is built (repeatable); "
+                       "'--lab-fault list' prints every fault and what it breaks")
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if "list" in config.getoption("lab_fault"):
+        from .backends.lab import faults
+        print(faults.listing())
+        return 0
     if not config.getoption("cleanup_only"):
         return None
     from .backends.lab import cleanup
@@ -65,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{level}: every requirement of level {level}")
     try:
         chosen = _profile(config)
+        _lab_faults(config)
     except (UnknownProfile, ValueError) as exc:
         raise pytest.UsageError(f"netconform: {exc}") from None
     run = config.stash[RUN] = NetconformRun(config, chosen)
@@ -78,6 +86,11 @@ def _profile(config: pytest.Config) -> Profile:
             raise ValueError(f"--lab-cni-conf {conf}: no such file")
         return custom_lab_profile(conf.resolve())
     return profile(config.getoption("cni"))
+
+
+def _lab_faults(config: pytest.Config) -> tuple:
+    from .backends.lab.faults import fault
+    return tuple(fault(name) for name in dict.fromkeys(config.getoption("lab_fault")))
 
 
 class NetconformRun:
@@ -100,7 +113,7 @@ class NetconformRun:
         opt = self.config.getoption
         from .backends.lab.backend import LabBackend
         return LabBackend(self.profile, opt("lab_nodes"), opt("lab_pods_per_node"),
-                          opt("lab_ready_timeout"))
+                          opt("lab_ready_timeout"), _lab_faults(self.config))
 
     def planned(self) -> Topology:
         if self._planned is None:

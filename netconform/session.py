@@ -50,6 +50,7 @@ class Conformance:
             nodes = {self.topology.endpoint(case.source).node}
             if case.destination:
                 nodes.add(self.topology.endpoint(case.destination).node)
+            nodes &= {node.name for node in self.topology.nodes}  # not 'svc' or the outside
             evidence = {n: self.runner.node_evidence(n) for n in sorted(nodes)}
         self.verdicts[case.full_id] = (verdict, evidence)
         if not verdict.ok:

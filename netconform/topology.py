@@ -7,18 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-POD, HOST, CONTAINER = "pod", "host", "container"
+# Endpoints with a probe agent behind them:
+POD, HOST, CONTAINER, OUTSIDE = "pod", "host", "container", "outside"
+# Targets that forward to probes (no agent of their own): a ClusterIP, a node's NodePort, a hostPort.
+SERVICE, NODEPORT, HOSTPORT = "service", "nodeport", "hostport"
+PROBE_KINDS = (POD, HOST, CONTAINER, OUTSIDE)
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One probe agent: a pod, a node's root namespace (hostNetwork), or one container of a pod."""
+    """A probe agent (a pod, a node's root namespace, a container, a client outside the cluster),
+    or a target that forwards to probes (a Service, a NodePort, a hostPort)."""
 
-    node: str
-    role: str  # "probe-a", "host", "duo/c1"
-    kind: str  # POD, HOST or CONTAINER
-    port: int = 8080  # its TCP and UDP echo port
-    ip: str | None = None  # pod IP as the cluster reports it; the node IP for HOST
+    node: str  # "svc" for Services, "outside" for the client outside the cluster
+    role: str  # "probe-a", "host", "duo/c1", "web", "nodeport/web", "hostport/probe-b"
+    kind: str
+    port: int = 8080  # its TCP and UDP echo port, or the port it forwards
+    ip: str | None = None  # pod IP as the cluster reports it; node IP; ClusterIP
+    serves: str | None = None  # what a forwarding target leads to: a Service or a pod name
 
     @property
     def name(self) -> str:
@@ -27,7 +33,7 @@ class Endpoint:
     @property
     def pod(self) -> str | None:
         """The pod this endpoint lives in (containers of one pod share it)."""
-        if self.kind == HOST:
+        if self.kind not in (POD, CONTAINER):
             return None
         return f"{self.node}/{self.role.split('/')[0]}"
 
@@ -38,11 +44,26 @@ class Node:
     ip: str | None = None  # the node's InternalIP (the underlay address on the lab)
 
 
+@dataclass(frozen=True)
+class Service:
+    """A Service of the SVC checks, as kube-proxy sees it."""
+
+    name: str
+    port: int = 80
+    target_port: int = 8080
+    backends: tuple[str, ...] = ()  # endpoint names of the ready backends (none: no endpoints)
+    node_port: int | None = None
+    affinity: bool = False  # sessionAffinity: ClientIP
+    local_traffic: bool = False  # externalTrafficPolicy: Local
+    cluster_ip: str | None = None
+
+
 @dataclass
 class Topology:
     nodes: list[Node]
     endpoints: list[Endpoint]
     meta: dict = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
 
     def endpoint(self, name: str) -> Endpoint:
         for endpoint in self.endpoints:
@@ -56,19 +77,36 @@ class Topology:
     def host_of(self, node: str) -> Endpoint:
         return next(e for e in self.endpoints if e.kind == HOST and e.node == node)
 
-    def with_addresses(self, pod_ips: dict[str, str], node_ips: dict[str, str]) -> "Topology":
+    def probes(self) -> list[Endpoint]:
+        """The endpoints with a probe agent behind them (the rest only forward)."""
+        return [e for e in self.endpoints if e.kind in PROBE_KINDS]
+
+    def with_addresses(self, pod_ips: dict[str, str], node_ips: dict[str, str],
+                       cluster_ips: dict[str, str] | None = None,
+                       outside_ips: dict[str, str] | None = None) -> "Topology":
         """The started topology: the same names, now with the addresses the cluster reports."""
-        endpoints = [replace(e, ip=node_ips[e.node] if e.kind == HOST else pod_ips[e.pod])
-                     for e in self.endpoints]
+        services = {name: replace(svc, cluster_ip=(cluster_ips or {}).get(name))
+                    for name, svc in self.services.items()}
+
+        def address(e: Endpoint) -> str | None:
+            if e.kind in (POD, CONTAINER):
+                return pod_ips[e.pod]
+            if e.kind == SERVICE:
+                return services[e.serves].cluster_ip
+            if e.kind == OUTSIDE:
+                return (outside_ips or {})[e.name]
+            return node_ips[e.node]
+
+        endpoints = [replace(e, ip=address(e)) for e in self.endpoints]
         nodes = [Node(n.name, node_ips[n.name]) for n in self.nodes]
-        return Topology(nodes, endpoints, dict(self.meta))
+        return Topology(nodes, endpoints, dict(self.meta), services)
 
     def who_has(self, ip: str | None, node_addresses: dict[str, list[str]] | None = None) -> str:
         """Name the owner of an address, for failure messages: 'node-1/probe-a' or 'node node-1'."""
         if ip is None:
             return "nothing"
         for endpoint in self.endpoints:
-            if endpoint.kind != HOST and endpoint.ip == ip:
+            if endpoint.kind in (POD, CONTAINER, OUTSIDE) and endpoint.ip == ip:
                 return endpoint.pod or endpoint.name
         for node in self.nodes:
             if ip == node.ip or ip in (node_addresses or {}).get(node.name, []):

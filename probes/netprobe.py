@@ -57,6 +57,7 @@ class _DualStackTCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     address_family = socket.AF_INET6
+    request_queue_size = 1024  # a batch from every pod may arrive at once; 5 would drop SYNs
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -66,6 +67,7 @@ class _DualStackTCPServer(socketserver.ThreadingTCPServer):
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024
 
 
 def _tcp_handler(name: str):

@@ -36,8 +36,12 @@ class Observation:
     check: Check
     source: Endpoint
     destination: Endpoint | None
-    result: dict | None  # the probe's record of the connection (None for inspections)
+    results: list[dict]  # the probe's record of each connection (none for inspections)
     runner: "Runner"
+
+    @property
+    def result(self) -> dict | None:
+        return self.results[0] if self.results else None
 
 
 class Runner:
@@ -57,10 +61,11 @@ class Runner:
     def observe(self, check: Check, case: Case) -> Observation:
         source = self.topology.endpoint(case.source)
         destination = self.topology.endpoint(case.destination) if case.destination else None
-        result = None
+        results = []
         if case.protocol != INSPECT:
-            result = self.batch(check, case.protocol)[case.id]
-        return Observation(case, check, source, destination, result, self)
+            batch = self.batch(check, case.protocol)
+            results = [batch[target_id] for target_id in _target_ids(check, self.topology, case)]
+        return Observation(case, check, source, destination, results, self)
 
     def batch(self, check: Check, protocol: str) -> dict[str, dict]:
         with self._lock:
@@ -106,17 +111,19 @@ class Runner:
         targets: dict[str, list[dict]] = collections.defaultdict(list)
         for case in cases:
             destination = self.topology.endpoint(case.destination)
-            targets[case.source].append({
-                "id": case.id, "token": f"{self._run_token}:{case.full_id}",
+            targets[case.source] += [{
+                "id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
                 "ip": check.address(destination), "port": destination.port, "proto": protocol,
-                "timeout": self.settings.timeout, "attempts": self.settings.attempts})
+                "timeout": self.settings.timeout, "attempts": self.settings.attempts}
+                for target_id in _target_ids(check, self.topology, case)]
         results: dict[str, dict] = {}
         workers = max(1, min(self.settings.parallel_probes, len(targets)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for found in pool.map(lambda item: self._ask(*item), targets.items()):
-                results.update(found)
+            for phase in _phases(check, targets):
+                for found in pool.map(lambda item: self._ask(*item), phase.items()):
+                    results.update(found)
         if protocol == "icmp":
-            self._collect_icmp_sources(cases, targets, results)
+            self._collect_icmp_sources(check, cases, targets, results)
         return results
 
     def _ask(self, source: str, targets: list[dict]) -> dict[str, dict]:
@@ -134,21 +141,37 @@ class Runner:
                               "detail": str(exc), "seen": None, "responder": None,
                               "local": None, "attempts": 0, "errors": []} for t in targets}
 
-    def _collect_icmp_sources(self, cases: list[Case], targets: dict[str, list[dict]],
+    def _collect_icmp_sources(self, check: Check, cases: list[Case], targets: dict[str, list[dict]],
                               results: dict[str, dict]) -> None:
         """ICMP has no echo server: ask each receiver which source its capture saw per token."""
         token_of = {t["id"]: t["token"] for batch in targets.values() for t in batch}
-        by_receiver: dict[str, list[Case]] = collections.defaultdict(list)
+        by_receiver: dict[str, list[str]] = collections.defaultdict(list)
         for case in cases:
-            by_receiver[case.destination].append(case)
+            by_receiver[case.destination] += _target_ids(check, self.topology, case)
         for receiver, received in by_receiver.items():
             self.requests["icmp-seen"] += 1
             try:
                 answer = self.channel_for(self.topology.endpoint(receiver)).call(
-                    "icmp-seen", {"tokens": [token_of[c.id] for c in received]})
+                    "icmp-seen", {"tokens": [token_of[t] for t in received]})
             except ProbeUnavailable as exc:
                 answer = {"seen": {}, "error": str(exc)}
-            for case in received:
-                results[case.id]["seen"] = answer["seen"].get(token_of[case.id])
+            for target_id in received:
+                results[target_id]["seen"] = answer["seen"].get(token_of[target_id])
                 if answer.get("error"):
-                    results[case.id]["capture_error"] = answer["error"]
+                    results[target_id]["capture_error"] = answer["error"]
+
+
+def _phases(check: Check, targets: dict[str, list[dict]]) -> list[dict[str, list[dict]]]:
+    """One phase, or two when state made by a first connection (affinity) must exist before the
+    repeats: connections racing on two CPUs could each be the first and pick different backends."""
+    if not check.first_alone:
+        return [targets]
+    first = {src: [t for t in batch if t["id"].endswith("#0")] for src, batch in targets.items()}
+    rest = {src: [t for t in batch if not t["id"].endswith("#0")] for src, batch in targets.items()}
+    return [first, {src: batch for src, batch in rest.items() if batch}]
+
+
+def _target_ids(check: Check, topology: Topology, case: Case) -> list[str]:
+    """One connection per pair, or ``repeat`` numbered ones ('tcp:a->b#0', 'tcp:a->b#1', …)."""
+    count = check.connections(topology, topology.endpoint(case.destination))
+    return [case.id] if count == 1 else [f"{case.id}#{i}" for i in range(count)]

@@ -59,3 +59,10 @@ def test_not_root_is_told_to_use_root(tmp_path, untouched):
                           timeout=60)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "netconform: the lab needs root" in done.stdout + done.stderr
+
+
+def test_an_unknown_fault_is_a_usage_error_naming_the_known_ones(tmp_path, untouched):
+    run, seconds = timed(tmp_path, "--lab-fault=cosmic-ray")
+    assert run.returncode == 4 and seconds < 15
+    assert "netconform: unknown --lab-fault 'cosmic-ray'; known faults: " in run.output
+    assert "svc-no-reject" in run.output

@@ -50,3 +50,16 @@ def test_a_killed_run_is_removed_by_cleanup_only(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"removed 1 stale lab run(s): {prefix}" in done.stdout
     assert leftovers(prefix) == []
+
+
+def test_two_runs_at_once_do_not_touch_each_other(tmp_path):
+    """Each run's clean-up of stale runs must spare a live run, even one that is just starting."""
+    procs = [subprocess.Popen(suite_command(tmp_path / name, "-m", "POD-POD-CROSS or SVC-CLUSTERIP"),
+                              cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for name in ("first", "second")]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out[-3000:]
+        assert "removed leftovers" not in out
+    prefixes = {PREFIX.search(out).group(0) for out in outputs}
+    assert len(prefixes) == 2 and all(leftovers(p) == [] for p in prefixes)

@@ -5,6 +5,8 @@ from .conftest import REPO, leftovers, needs_root, run_suite
 
 pytestmark = needs_root
 MUST = ["POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", "HOSTNET-POD", "LOCALHOST"]
+SERVICES = ["SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-HAIRPIN", "SVC-AFFINITY",
+            "SVC-NO-ENDPOINTS", "SVC-ETP-LOCAL", "HOSTPORT"]
 
 
 def assert_all_must_pass(run):
@@ -20,6 +22,9 @@ def assert_all_must_pass(run):
 
 def test_bridge_passes_every_must_requirement(bridge_run):
     assert_all_must_pass(bridge_run)
+    for requirement in SERVICES:
+        row = bridge_run.summary[requirement]
+        assert row["verdict"] == "pass" and row["passed"] == row["total"] > 0, row
     meta = bridge_run.results["meta"]
     assert meta["cni"] == "bridge" and meta["nodes"] == ["node-1", "node-2", "node-3"]
     assert {"setup", "probing", "teardown"} <= set(meta["phases"])

@@ -47,7 +47,7 @@ def browser_dom(page) -> str:
     return done.stdout
 
 
-def test_the_browser_shows_every_must_requirement_passing(bridge_run):
+def test_the_browser_shows_every_must_and_service_requirement_passing(bridge_run):
     reader = TableReader("summary")
     reader.feed(browser_dom(bridge_run.report_dir / "report.html"))
     header, *rows = reader.rows
@@ -57,7 +57,10 @@ def test_the_browser_shows_every_must_requirement_passing(bridge_run):
                         "HOSTNET-POD", "LOCALHOST"):
         assert by_id[requirement][1] == "MUST" and by_id[requirement][3] == "pass"
     assert by_id["POD-POD-CROSS"][-1] == "72"  # total items: 3 protocols x 24 pairs
-    assert by_id["SVC-CLUSTERIP"][3] == "not run"
+    for requirement in ("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-HAIRPIN",
+                        "SVC-AFFINITY", "SVC-NO-ENDPOINTS", "SVC-ETP-LOCAL", "HOSTPORT"):
+        assert by_id[requirement][3] == "pass", by_id[requirement]  # Services beside the MUST rows
+    assert by_id["DNS"][3] == "not run"
     matrix = TableReader("matrix-POD-POD-CROSS")
     matrix.feed(browser_dom(bridge_run.report_dir / "report.html"))
     assert matrix.rows[0] == ["from \\ to", "node-1", "node-2", "node-3"]

@@ -16,7 +16,8 @@ def observe(source, destination, outcome, protocol="tcp", runner=None, verdict=N
     check = Check("POD-POD-CROSS", pod_pairs(False), (protocol,), verdict or verdicts.reached,
                   **({"address": address} if address else {}))
     case = Case(check.requirement, protocol, source.name, destination.name if destination else None)
-    return Observation(case, check, source, destination, outcome, runner or FakeRunner(TOPO))
+    return Observation(case, check, source, destination, [outcome] if outcome else [],
+                       runner or FakeRunner(TOPO))
 
 
 def test_pod_ip_seen_is_a_pass():

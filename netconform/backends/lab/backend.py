@@ -6,15 +6,16 @@ from ...profiles import Profile
 from ...topology import Endpoint, Topology
 from ..base import Backend, Progress
 from .cluster import LabCluster, LabSpec, plan
+from .faults import Fault
 
 
 class LabBackend(Backend):
     name = "lab"
 
     def __init__(self, profile: Profile, nodes: int = 3, pods_per_node: int = 2,
-                 ready_timeout: float = 60.0) -> None:
+                 ready_timeout: float = 60.0, faults: tuple[Fault, ...] = ()) -> None:
         self.profile = profile
-        self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout)
+        self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from . import netns
 from .naming import NETNS_PREFIX, STATE_ROOT
 
 OWNER_FILE = "owner.json"
+BIRTH_GRACE = 30.0  # seconds a state directory may exist without its owner file (a run starting)
 
 
 def _start_time(pid: int) -> str | None:
@@ -25,15 +27,22 @@ def _start_time(pid: int) -> str | None:
 
 
 def write_owner(state_dir: Path) -> None:
+    """Claim the run before it creates anything, atomically, so no other run takes it for stale."""
     pid = os.getpid()
-    (state_dir / OWNER_FILE).write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
+    partial = state_dir / f".{OWNER_FILE}.{pid}"
+    partial.write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
+    os.replace(partial, state_dir / OWNER_FILE)
 
 
 def owner_alive(prefix: str) -> bool:
+    state_dir = STATE_ROOT / prefix
     try:
-        owner = json.loads((STATE_ROOT / prefix / OWNER_FILE).read_text())
+        owner = json.loads((state_dir / OWNER_FILE).read_text())
     except (OSError, ValueError):
-        return False
+        try:  # a directory younger than the grace period belongs to a run still starting
+            return time.time() - state_dir.stat().st_mtime < BIRTH_GRACE
+        except OSError:
+            return False
     return owner.get("start") is not None and _start_time(owner["pid"]) == owner["start"]
 
 
@@ -64,6 +73,7 @@ def remove_run(prefix: str) -> list[str]:
 
 
 def remove_stale_runs() -> list[str]:
+    """Remove every run whose owner is dead; a live run (even one started a moment ago) is spared."""
     stale = sorted(p for p in run_prefixes() if not owner_alive(p))
     for prefix in stale:
         remove_run(prefix)

@@ -16,16 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import NetNS
 from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after_delay,
                       wait_fixed)
 
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
-from ...topology import CONTAINER, HOST, POD, Endpoint, Node, Topology
+from ...services import HOSTPORT_PORT, add_services, hostport_role
+from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Node, Topology
 from ..base import BackendError, Progress
-from . import cleanup, conflists, netns
+from . import cleanup, conflists, kubeproxy, netns
 from .cni import CniError, CniRuntime, PodSandbox, pod_ip
-from .naming import RunNames, node_ip, pod_cidr
+from .faults import Fault
+from .naming import (CLUSTER_CIDR, OUTSIDE_IP, UNDERLAY_GATEWAY, RunNames, cluster_ip, node_ip,
+                     pod_cidr)
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
@@ -42,6 +44,7 @@ class LabSpec:
     nodes: int = 3
     pods_per_node: int = 2
     ready_timeout: float = 60.0
+    faults: tuple[Fault, ...] = ()
     python: str = sys.executable
 
 
@@ -55,7 +58,7 @@ def plan(spec: LabSpec) -> Topology:
         endpoints += [Endpoint(node, f"probe-{chr(ord('a') + p)}", POD)
                       for p in range(spec.pods_per_node)]
         endpoints += [Endpoint(node, f"duo/{c}", CONTAINER, port) for c, port in DUO_CONTAINERS]
-    return Topology(nodes, endpoints)
+    return add_services(Topology(nodes, endpoints), outside=True)
 
 
 class LabCluster:
@@ -71,6 +74,7 @@ class LabCluster:
         self._runtimes: dict[str, CniRuntime] = {}
         self._sandboxes: list[tuple[str, PodSandbox]] = []
         self._processes: list[subprocess.Popen] = []
+        self._capabilities: dict[str, dict | None] = {}
 
     # --- paths ---
 
@@ -92,10 +96,10 @@ class LabCluster:
     def build(self, progress: Progress) -> Topology:
         started = time.monotonic()
         self._preflight()
+        self._write_owner()  # before anything exists that another run's clean-up could see
         removed = cleanup.remove_stale_runs()
         if removed:
             progress(f"lab: removed leftovers of {len(removed)} earlier run(s): {', '.join(removed)}")
-        self._write_owner()
         self._build_world()
         progress(f"lab: {self.names.prefix}: world and {self.spec.nodes} node namespaces up")
         with ThreadPoolExecutor(max_workers=min(8, self.spec.nodes)) as pool:
@@ -105,7 +109,12 @@ class LabCluster:
         chain = " → ".join(self.metadata()["cni_plugins"])
         progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
         node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
-        live = self.topology.with_addresses(pod_ips, node_ips)
+        live = self.topology.with_addresses(
+            pod_ips, node_ips, {name: cluster_ip(i) for i, name in enumerate(self.topology.services)},
+            {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
+        self._program_services(live)
+        progress(f"lab: {len(live.services)} Services programmed as kube-proxy's iptables mode does")
+        self._inject_faults(progress)
         self._start_probes(live)
         self._wait_ready(live, progress)
         live.meta.update(self.metadata())
@@ -135,42 +144,48 @@ class LabCluster:
         cleanup.write_owner(self.state_dir)
 
     def _build_world(self) -> None:
-        world = self.names.world
+        world, bridge = self.names.world, self.names.underlay_bridge
         netns.create(world)
-        with NetNS(world) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            ns.link("add", ifname=self.names.underlay_bridge, kind="bridge")
-            bridge = ns.link_lookup(ifname=self.names.underlay_bridge)[0]
-            ns.link("set", index=bridge, state="up")
-            for index, node in enumerate(self.topology.nodes, 1):
-                node_ns = self.names.node(node.name)
-                netns.create(node_ns)
-                port = self.names.underlay_port(index)
-                ns.link("add", ifname=port, kind="veth",
-                        peer={"ifname": "eth0", "net_ns_fd": node_ns})
-                ns.link("set", index=ns.link_lookup(ifname=port)[0], master=bridge, state="up")
+        commands = ["link set lo up", f"link add {bridge} type bridge", f"link set {bridge} up"]
+        peers = [(self.names.underlay_port(i), self.names.node(n.name))
+                 for i, n in enumerate(self.topology.nodes, 1)]
+        peers.append((self.names.underlay_port(0), self.names.outside))
+        for port, peer_ns in peers:
+            netns.create(peer_ns)
+            commands += [f"link add {port} type veth peer name eth0 netns {peer_ns}",
+                         f"link set {port} master {bridge} up"]
+        netns.ip_batch(world, commands)
+        netns.ip_batch(self.names.outside, ["link set lo up", f"addr add {OUTSIDE_IP}/24 dev eth0",
+                                            "link set eth0 up"])
         for index, node in enumerate(self.topology.nodes, 1):
             self._configure_node(index, node.name)
 
     def _configure_node(self, index: int, node: str) -> None:
         """Address the node on the underlay and route every other node's pod CIDR to it (kubenet)."""
         name = self.names.node(node)
-        with NetNS(name) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            eth0 = ns.link_lookup(ifname="eth0")[0]
-            ns.addr("add", index=eth0, address=node_ip(index), prefixlen=24)
-            ns.link("set", index=eth0, state="up")
-            for other in range(1, self.spec.nodes + 1):
-                if other != index:
-                    ns.route("add", dst=pod_cidr(other), gateway=node_ip(other))
-        netns.sysctl(name, "net.ipv4.ip_forward", "1")
+        commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
+        commands += [f"route add {pod_cidr(other)} via {node_ip(other)}"
+                     for other in range(1, self.spec.nodes + 1) if other != index]
+        commands.append(f"route add default via {UNDERLAY_GATEWAY}")
+        netns.ip_batch(name, commands)
+        netns.sysctl(name, {
+            "net.ipv4.ip_forward": "1",
+            # kube-proxy needs bridged pod traffic to pass iptables, as kubelet's preflight requires
+            "net.bridge.bridge-nf-call-iptables": "1",
+            # Hairpin traffic leaves by the veth it came in on (ptp), so the node would send ICMP
+            # redirects to the pod; they spend the pod's ICMP rate-limit tokens, and kube-proxy's
+            # REJECT for a Service without endpoints is then not sent for a second or two.
+            "net.ipv4.conf.all.send_redirects": "0",
+            "net.ipv4.conf.default.send_redirects": "0",
+        })
 
     def _create_pods(self, node: str) -> dict[str, str]:
         """Create each pod's namespace and call CNI ADD for it; return {pod: pod IP}."""
         runtime = self._runtimes[node]
         loopback = CniRuntime(LOOPBACK, self.names.node(node), self.state_dir / "cni-cache")
         pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
-                       if e.node == node and e.kind != HOST})
+                       if e.node == node and e.kind in (POD, CONTAINER)})
+        holder = hostport_role(self.topology)
         found = {}
         for pod in pods:
             sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod)
@@ -178,16 +193,45 @@ class LabCluster:
             self._sandboxes.append((node, sandbox))
             try:
                 loopback.add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod, ifname="lo"))
-                result = runtime.add(sandbox)
+                ports = {"portMappings": [
+                    {"hostPort": HOSTPORT_PORT, "containerPort": 8080, "protocol": proto}
+                    for proto in ("tcp", "udp")]} if pod == holder else None
+                result = runtime.add(sandbox, ports)
+                self._capabilities[sandbox.container_id] = ports
                 found[f"{node}/{pod}"] = pod_ip(result)
             except CniError as exc:
                 raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
         return found
 
+    def _program_services(self, live: Topology) -> None:
+        options = kubeproxy.ProxyOptions(**{k: v for f in self.spec.faults for k, v in f.proxy.items()})
+        for node in live.nodes:
+            rules = kubeproxy.render(live, node.name, CLUSTER_CIDR, options)
+            done = netns.run(self.names.node(node.name), ["iptables-restore", "--noflush"], stdin=rules)
+            if done.returncode:
+                raise BackendError(f"iptables-restore on {node.name} failed: {done.stderr.strip()}")
+
+    def _inject_faults(self, progress: Progress) -> None:
+        for fault in self.spec.faults:
+            for index, node in enumerate(self.topology.nodes, 1):
+                for command in fault.node_commands:
+                    argv = [part.replace("${POD_CIDR}", pod_cidr(index)) for part in command]
+                    done = netns.run(self.names.node(node.name), argv)
+                    if done.returncode:
+                        raise BackendError(f"fault {fault.name} on {node.name}: {' '.join(argv)}: "
+                                           f"{done.stderr.strip()}")
+            progress(f"lab: fault injected: {fault.name} ({fault.description})")
+
+    def _namespace_of(self, endpoint: Endpoint) -> str:
+        if endpoint.kind == HOST:
+            return self.names.node(endpoint.node)
+        if endpoint.kind == OUTSIDE:
+            return self.names.outside
+        return self._pod_netns(endpoint.node, endpoint.pod.split("/", 1)[1])
+
     def _start_probes(self, live: Topology) -> None:
-        for endpoint in live.endpoints:
-            where = (self.names.node(endpoint.node) if endpoint.kind == HOST
-                     else self._pod_netns(endpoint.node, endpoint.pod.split("/", 1)[1]))
+        for endpoint in live.probes():
+            where = self._namespace_of(endpoint)
             log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "wb")
             with log:
                 self._processes.append(subprocess.Popen(
@@ -199,7 +243,7 @@ class LabCluster:
 
     def _wait_ready(self, live: Topology, progress: Progress) -> None:
         """Poll every probe's health endpoint until all answer, a probe dies, or time runs out."""
-        waiting = {e.name: e for e in live.endpoints}
+        waiting = {e.name: e for e in live.probes()}
         total = len(waiting)
         progress(f"lab: waiting for {total} probes (at most {self.spec.ready_timeout:.0f}s)")
 
@@ -243,7 +287,7 @@ class LabCluster:
         return {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes,
                 "lab_pods_per_node": self.spec.pods_per_node, "conflist": str(self.spec.conflist),
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
-                if self._runtimes else []}
+                if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults]}
 
     # --- teardown ---
 
@@ -266,7 +310,7 @@ class LabCluster:
             runtime = self._runtimes.get(node)
             if runtime and netns.exists(sandbox.netns) and netns.exists(runtime.node_netns):
                 try:
-                    runtime.delete(sandbox)
+                    runtime.delete(sandbox, self._capabilities.get(sandbox.container_id))
                 except CniError as exc:
                     problems.append(f"CNI DEL {node}/{sandbox.pod_name}: {exc}")
         problems += cleanup.remove_run(self.names.prefix)

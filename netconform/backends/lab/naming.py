@@ -33,6 +33,10 @@ class RunNames:
         return f"{self.prefix}-{node}-{pod}"
 
     @property
+    def outside(self) -> str:
+        return f"{self.prefix}-outside"
+
+    @property
     def underlay_bridge(self) -> str:
         return f"nc{self.run_id}br"
 
@@ -51,3 +55,13 @@ def node_ip(index: int) -> str:
 
 def pod_cidr(index: int) -> str:
     return f"10.244.{index}.0/24"
+
+
+CLUSTER_CIDR = "10.244.0.0/16"
+UNDERLAY_GATEWAY = "172.18.0.1"  # the nodes' default route: nobody answers there, as on a real
+# network where traffic for unknown addresses leaves the node and is lost
+OUTSIDE_IP = "172.18.0.250"  # a client on the node network that is neither a node nor a pod
+
+
+def cluster_ip(index: int) -> str:
+    return f"10.96.0.{10 + index}"

@@ -18,7 +18,21 @@ def path(name: str) -> str:
 
 
 def create(name: str) -> None:
-    netns.create(name)
+    _ip("netns", "add", name)
+
+
+def _ip(*argv: str) -> None:
+    done = subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    if done.returncode:
+        raise OSError(f"ip {' '.join(argv)}: {done.stderr.strip()}")
+
+
+def ip_batch(name: str, commands: list[str]) -> None:
+    """Run several `ip` commands inside a namespace in one process (`ip -n NAME -batch -`)."""
+    done = subprocess.run(["ip", "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    if done.returncode:
+        raise OSError(f"ip -n {name}: {done.stderr.strip()}")
 
 
 def exists(name: str) -> bool:
@@ -36,10 +50,11 @@ def run(name: str, argv: list[str], stdin: str | None = None, env: dict | None =
                           capture_output=True, text=True, timeout=timeout)
 
 
-def sysctl(name: str, key: str, value: str) -> None:
-    done = run(name, ["sysctl", "-qw", f"{key}={value}"])
+def sysctl(name: str, settings: dict[str, str]) -> None:
+    argv = [f"{key}={value}" for key, value in settings.items()]
+    done = run(name, ["sysctl", "-qw", *argv])
     if done.returncode:
-        raise OSError(f"sysctl {key}={value} in {name}: {done.stderr.strip()}")
+        raise OSError(f"sysctl {' '.join(argv)} in {name}: {done.stderr.strip()}")
 
 
 def pids(name: str) -> list[int]:
@@ -79,4 +94,4 @@ def _alive(pid: int) -> bool:
 def remove(name: str) -> None:
     if exists(name):
         kill_all(name)
-        netns.remove(name)
+        _ip("netns", "delete", name)

@@ -1,0 +1,138 @@
+"""Verdicts of the Service rows (SVC-*, HOSTPORT): many connections to a target that forwards.
+
+A forwarding target (ClusterIP, NodePort, hostPort) may be answered by any of the probes it leads
+to; which one answered, and which source it saw, is what these rules judge.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..topology import HOSTPORT, NODEPORT, SERVICE
+from .runner import Observation
+from .verdicts import Verdict, connection_failed, passed, target_text
+
+PROMPT_MS = 1000.0  # a reject must come back within a second: a timeout is no reject
+
+
+def may_answer(obs: Observation) -> set[str]:
+    dst = obs.destination
+    if dst.kind in (SERVICE, NODEPORT):
+        return set(obs.runner.topology.services[dst.serves].backends)
+    if dst.kind == HOSTPORT:
+        return {dst.serves}
+    return {dst.name}
+
+
+def _all_connected(obs: Observation) -> Verdict | None:
+    """Every connection answered by a probe the target leads to; else the first failure, counted."""
+    failures = [v for r in obs.results if (v := connection_failed(obs, r, may_answer(obs)))]
+    if not failures:
+        return None
+    first = failures[0]
+    first.reason = f"{len(failures)} of {len(obs.results)} connection(s) failed; first: {first.reason}"
+    return first
+
+
+def _answered_by(obs: Observation) -> Counter:
+    return Counter(r["responder"] for r in obs.results)
+
+
+def every_backend_reached(obs: Observation) -> Verdict:
+    """SVC-CLUSTERIP: every connection reaches a backend, and every ready backend is reached."""
+    failed = _all_connected(obs)
+    if failed:
+        return failed
+    answered, backends = _answered_by(obs), may_answer(obs)
+    missing = sorted(backends - set(answered))
+    if missing:
+        return Verdict(False, "unbalanced", f"{len(obs.results)} connections to "
+                       f"{obs.destination.name} at {target_text(obs)} reached {dict(answered)} but "
+                       f"never {', '.join(missing)}", {"answered_by": dict(answered)})
+    return passed(obs, {"answered_by": dict(answered)})
+
+
+def client_ip_kept(obs: Observation) -> Verdict:
+    """SVC-SOURCE-IP: a backend on another node sees the client's pod IP."""
+    failed = _all_connected(obs)
+    if failed:
+        return failed
+    topo, src = obs.runner.topology, obs.source
+    remote = [r for r in obs.results if topo.endpoint(r["responder"]).node != src.node]
+    if not remote:
+        return Verdict(False, "unobserved", f"none of {len(obs.results)} connections reached a "
+                       f"backend on another node: {dict(_answered_by(obs))}")
+    for r in remote:
+        if r["seen"] != src.ip:
+            return Verdict(False, "nat", f"NAT: {r['responder']} saw the connection through "
+                           f"{obs.destination.name} come from {r['seen']} ({topo.who_has(r['seen'])})"
+                           f", expected {src.ip}, the pod IP of {src.pod}",
+                           {"seen": r["seen"], "responder": r["responder"]})
+    return passed(obs, {"seen": sorted({r["seen"] for r in remote}), "remote_answers": len(remote)})
+
+
+def lands_on_itself(obs: Observation) -> Verdict:
+    """SVC-HAIRPIN: a backend reaches its own Service, and some connections land on itself."""
+    failed = _all_connected(obs)
+    if failed:
+        return failed
+    answered = _answered_by(obs)
+    if not answered[obs.source.name]:
+        return Verdict(False, "unobserved", f"none of {len(obs.results)} connections from "
+                       f"{obs.source.name} to its own Service landed on itself: {dict(answered)}",
+                       {"answered_by": dict(answered)})
+    return passed(obs, {"answered_by": dict(answered)})
+
+
+def same_backend_every_time(obs: Observation) -> Verdict:
+    """SVC-AFFINITY: with sessionAffinity ClientIP, one client always lands on one backend."""
+    failed = _all_connected(obs)
+    if failed:
+        return failed
+    answered = _answered_by(obs)
+    if len(answered) > 1:
+        return Verdict(False, "affinity", f"{len(obs.results)} connections from {obs.source.name} "
+                       f"landed on {len(answered)} backends: {dict(answered)}",
+                       {"answered_by": dict(answered)})
+    return passed(obs, {"answered_by": dict(answered)})
+
+
+def refused_promptly(obs: Observation) -> Verdict:
+    """SVC-NO-ENDPOINTS: the connection is refused within a second, not left to time out."""
+    for r in obs.results:
+        if r["ok"]:
+            return Verdict(False, "answered", f"{target_text(obs)} has no endpoints but "
+                           f"{r['responder']} answered", {"responder": r["responder"]})
+        if r["error"] != "refused":
+            return Verdict(False, r["error"].split(":")[0], f"{obs.case.protocol} to "
+                           f"{obs.destination.name} at {target_text(obs)}: {r['error']} after "
+                           f"{r['latency_ms']:.0f} ms; a Service without endpoints must reject",
+                           {"error": r["error"], "latency_ms": r["latency_ms"]})
+        if r["latency_ms"] > PROMPT_MS * r.get("attempts", 1):
+            return Verdict(False, "slow", f"refused only after {r['latency_ms']:.0f} ms",
+                           {"latency_ms": r["latency_ms"]})
+    return Verdict(True, "pass", "", {"error": "refused",
+                                      "latency_ms": max(r["latency_ms"] for r in obs.results)})
+
+
+def reached_a_backend(obs: Observation) -> Verdict:
+    """SVC-NODEPORT and HOSTPORT: every connection is answered by a probe the port leads to."""
+    failed = _all_connected(obs)
+    return failed or passed(obs)
+
+
+def real_client_ip_on_local_backend(obs: Observation) -> Verdict:
+    """SVC-ETP-LOCAL: a local backend answers and sees the outside client's own address."""
+    failed = _all_connected(obs)
+    if failed:
+        return failed
+    topo, node = obs.runner.topology, obs.destination.node
+    for r in obs.results:
+        if topo.endpoint(r["responder"]).node != node:
+            return Verdict(False, "not-local", f"{target_text(obs)} forwarded to {r['responder']} "
+                           f"on another node: externalTrafficPolicy Local must stay on {node}",
+                           {"responder": r["responder"]})
+        if r["seen"] != obs.source.ip:
+            return Verdict(False, "nat", f"NAT: {r['responder']} saw {r['seen']} "
+                           f"({topo.who_has(r['seen'])}), expected the client's own address "
+                           f"{obs.source.ip}", {"seen": r["seen"], "responder": r["responder"]})
+    return passed(obs)

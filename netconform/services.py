@@ -1,0 +1,53 @@
+"""The Services, hostPorts and outside client every backend deploys for the SVC and HOSTPORT checks.
+
+Planned from the probe pods: backends are the first probe pod of every node, so each Service has
+one backend per node and load balancing, source IP and hairpin are all observable.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .topology import HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
+
+SERVICES = (
+    Service("web", node_port=30080),
+    Service("web-affinity", affinity=True),
+    Service("web-local", node_port=30081, local_traffic=True),
+    Service("empty"),  # no ready endpoints: kube-proxy rejects its connections
+)
+BACKEND_ROLE = "probe-a"
+HOSTPORT_PORT = 8088
+OUTSIDE_CLIENT = Endpoint("outside", "client", OUTSIDE)
+
+
+def hostport_role(topology: Topology) -> str:
+    """The pod that asks for a hostPort: the last single-container probe pod of each node."""
+    return max(e.role for e in topology.of_kind(POD))
+
+
+def add_services(topology: Topology, outside: bool) -> Topology:
+    """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
+    backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
+    services = {s.name: s if s.name == "empty" else replace(s, backends=backends) for s in SERVICES}
+    endpoints = list(topology.endpoints)
+    endpoints += [Endpoint("svc", s.name, SERVICE, s.port, serves=s.name) for s in services.values()]
+    holder = hostport_role(topology)
+    for node in topology.nodes:
+        endpoints += [Endpoint(node.name, f"nodeport/{s.name}", NODEPORT, s.node_port, serves=s.name)
+                      for s in services.values() if s.node_port]
+        endpoints.append(Endpoint(node.name, f"hostport/{holder}", HOSTPORT, HOSTPORT_PORT,
+                                  serves=f"{node.name}/{holder}"))
+    if outside:
+        endpoints.append(OUTSIDE_CLIENT)
+    return Topology(topology.nodes, endpoints, dict(topology.meta), services)
+
+
+def minimum_connections(backends: int, miss_probability: float = 1e-6) -> int:
+    """Connections needed so that, with uniform random balancing, the chance that some ready
+    backend is never reached stays below ``miss_probability`` (union bound over backends)."""
+    if backends <= 1:
+        return 1
+    count = 1
+    while backends * (1 - 1 / backends) ** count >= miss_probability:
+        count += 1
+    return count

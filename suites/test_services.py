@@ -1,0 +1,37 @@
+"""Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
+from netconform.checks import check, hostports, nodeports, pods_to_service
+from netconform.probing.service_verdicts import (client_ip_kept, every_backend_reached,
+                                                 lands_on_itself, reached_a_backend,
+                                                 real_client_ip_on_local_backend, refused_promptly,
+                                                 same_backend_every_time)
+from netconform.services import minimum_connections
+from netconform.topology import OUTSIDE
+
+TCP_UDP = ("tcp", "udp")
+
+
+def enough_to_see_every_backend(topology, service):
+    return minimum_connections(len(topology.services[service.serves].backends))
+
+
+test_svc_clusterip = check("SVC-CLUSTERIP", pods_to_service("web"), TCP_UDP, every_backend_reached,
+                           repeat=enough_to_see_every_backend)
+
+test_svc_source_ip = check("SVC-SOURCE-IP", pods_to_service("web"), TCP_UDP, client_ip_kept,
+                           repeat=enough_to_see_every_backend)
+
+test_svc_nodeport = check("SVC-NODEPORT", nodeports("web"), TCP_UDP, reached_a_backend)
+
+test_svc_hairpin = check("SVC-HAIRPIN", pods_to_service("web", backends_only=True), TCP_UDP,
+                         lands_on_itself, repeat=enough_to_see_every_backend)
+
+test_svc_affinity = check("SVC-AFFINITY", pods_to_service("web-affinity"), TCP_UDP,
+                          same_backend_every_time, repeat=10, first_alone=True)
+
+test_svc_no_endpoints = check("SVC-NO-ENDPOINTS", pods_to_service("empty"), TCP_UDP,
+                              refused_promptly)
+
+test_svc_etp_local = check("SVC-ETP-LOCAL", nodeports("web-local", sources=(OUTSIDE,)), TCP_UDP,
+                           real_client_ip_on_local_backend)
+
+test_hostport = check("HOSTPORT", hostports(), TCP_UDP, reached_a_backend)

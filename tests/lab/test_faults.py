@@ -1,0 +1,23 @@
+"""Mutation test: every lab fault turns the requirements it targets red and no others."""
+import pytest
+
+from netconform.backends.lab.faults import FAULTS
+
+from .conftest import leftovers, needs_root, run_suite
+
+pytestmark = needs_root
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_fault_turns_its_requirements_red_and_spares_the_rest(name, tmp_path):
+    fault = FAULTS[name]
+    run = run_suite(tmp_path, f"--lab-fault={name}")
+    assert run.returncode == 1, run.output[-3000:]
+    assert f"fault injected: {name}" in run.output
+    verdicts = {row["id"]: row["verdict"] for row in run.results["summary"] if row["total"]}
+    for broken in fault.breaks:
+        assert verdicts[broken] == "fail", (broken, verdicts)
+    spared = {req: v for req, v in verdicts.items() if req not in fault.breaks + fault.also}
+    assert spared and all(v == "pass" for v in spared.values()), spared
+    assert run.results["meta"]["lab_faults"] == [name]
+    assert leftovers(run.prefix) == []
