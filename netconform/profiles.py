@@ -24,17 +24,33 @@ class Profile:
     backend: str  # "lab" or "kube"
     description: str
     conflist: Path | None = None  # lab profiles: the CNI configuration of every node
+    daemonsets: tuple[str, ...] = ()  # live clusters: "namespace/name" of the CNI's node agent
     deviations: tuple[Deviation, ...] = field(default_factory=tuple)
 
     def deviation(self, requirement_id: str) -> Deviation | None:
         return next((d for d in self.deviations if d.requirement == requirement_id), None)
 
 
+KUBE_ROUTER_HAIRPIN = Deviation(
+    "SVC-HAIRPIN", "kube-router: hairpin mode is off by default; a pod cannot reach itself through "
+    "its Service unless the Service is annotated kube-router.io/service.hairpin or "
+    "--hairpin-mode=true is set", "https://www.kube-router.io/docs/user-guide/#hairpin-mode")
+
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("bridge", "lab", "CNI bridge plugin, one Linux bridge per node, host-local IPAM, "
             "routes between nodes as kubenet sets them", MANIFESTS / "lab" / "bridge.conflist"),
     Profile("ptp", "lab", "CNI ptp plugin, a veth pair and a host route per pod, host-local IPAM",
             MANIFESTS / "lab" / "ptp.conflist"),
+    Profile("kindnet", "kube", "kind's default CNI", daemonsets=("kube-system/kindnet",)),
+    Profile("calico", "kube", "Calico", daemonsets=("kube-system/calico-node",
+                                                    "calico-system/calico-node")),
+    Profile("cilium", "kube", "Cilium", daemonsets=("kube-system/cilium",)),
+    Profile("flannel", "kube", "Flannel", daemonsets=("kube-flannel/kube-flannel-ds",
+                                                      "kube-system/kube-flannel-ds")),
+    Profile("antrea", "kube", "Antrea", daemonsets=("kube-system/antrea-agent",)),
+    Profile("kube-router", "kube", "kube-router", daemonsets=("kube-system/kube-router",),
+            deviations=(KUBE_ROUTER_HAIRPIN,)),
+    Profile("other", "kube", "any CNI: the run does not check which one the cluster runs"),
 ]}
 
 
@@ -46,8 +62,10 @@ def profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise UnknownProfile(f"unknown --cni {name!r}; known profiles: "
-                             f"{', '.join(sorted(PROFILES))}") from None
+        lab = sorted(n for n, p in PROFILES.items() if p.backend == "lab")
+        kube = sorted(n for n, p in PROFILES.items() if p.backend == "kube")
+        raise UnknownProfile(f"unknown --cni {name!r}; known profiles: {', '.join(lab)} (lab); "
+                             f"{', '.join(kube)} (live clusters)") from None
 
 
 def custom_lab_profile(conflist: Path) -> Profile:

@@ -22,7 +22,9 @@ RUN = pytest.StashKey["NetconformRun"]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("netconform", "Kubernetes network model conformance")
     group.addoption("--cni", default="bridge", metavar="NAME",
-                    help="CNI profile to test (lab profiles: bridge, ptp). Default: bridge")
+                    help="CNI profile to test: lab profiles bridge, ptp (default: bridge, on the lab); "
+                         "live-cluster profiles kindnet, calico, cilium, flannel, antrea, kube-router, "
+                         "other")
     group.addoption("--report-dir", metavar="DIR", type=Path,
                     help="where results.json and report.html go (default: reports/<cni>)")
     group.addoption("--probe-timeout", type=float, default=2.0, metavar="SECONDS",
@@ -31,6 +33,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="attempts per connection; a pass after a retry is reported flaky (default 2)")
     group.addoption("--cleanup-only", action="store_true",
                     help="remove what earlier runs left behind (lab namespaces, state) and exit")
+    kube = parser.getgroup("netconform-kube", "live clusters (a --cni that is not a lab profile)")
+    kube.addoption("--kubeconfig", type=Path, metavar="FILE",
+                   help="kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
+    kube.addoption("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    kube.addoption("--probe-image", metavar="IMAGE", default=None,
+                   help="the probe image (default: the published image built from probes/Dockerfile)")
+    kube.addoption("--image-pull-secret", metavar="[NAMESPACE/]NAME",
+                   help="a Secret to copy into the run's namespace and pull the probe image with")
+    kube.addoption("--node-selector", metavar="KEY=VALUE[,…]", help="test only the nodes with these labels")
+    kube.addoption("--tolerations", metavar="KEY[=VALUE]:EFFECT[,…]|all",
+                   help="taints the probes tolerate (e.g. node-role.kubernetes.io/control-plane:NoSchedule)")
+    kube.addoption("--namespace-prefix", default="netconform", metavar="PREFIX",
+                   help="the run's namespace is PREFIX-<run id> (default netconform)")
+    kube.addoption("--keep", action="store_true",
+                   help="leave the run's namespace in place for debugging (remove it with --cleanup-only)")
+    kube.addoption("--ready-timeout", type=float, default=180.0, metavar="SECONDS",
+                   help="how long the probe pods may take to become Ready (default 180)")
     lab = parser.getgroup("netconform-lab", "the embedded lab backend")
     lab.addoption("--lab-nodes", type=int, default=3, metavar="N", help="lab nodes (default 3)")
     lab.addoption("--lab-pods-per-node", type=int, default=2, metavar="N",
@@ -52,6 +71,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return 0
     if not config.getoption("cleanup_only"):
         return None
+    if _is_kube(config):
+        return _cleanup_kube(config)
     from .backends.lab import cleanup
     if os.geteuid() != 0:
         print("netconform: --cleanup-only needs root (lab namespaces belong to root)")
@@ -73,6 +94,13 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         chosen = _profile(config)
         _lab_faults(config)
+        if chosen.backend == "kube":
+            _kube_options(config)  # bad --node-selector or --tolerations: fail before anything
+            if config.getoption("lab_fault"):
+                raise ValueError("--lab-fault injects faults into the lab; a live cluster has its own")
+        elif config.getoption("kubeconfig") or config.getoption("context"):
+            raise ValueError(f"--cni={chosen.name} is a lab profile; on a live cluster name its CNI "
+                             "(kindnet, calico, cilium, flannel, antrea, kube-router) or --cni=other")
     except (UnknownProfile, ValueError) as exc:
         raise pytest.UsageError(f"netconform: {exc}") from None
     run = config.stash[RUN] = NetconformRun(config, chosen)
@@ -86,6 +114,35 @@ def _profile(config: pytest.Config) -> Profile:
             raise ValueError(f"--lab-cni-conf {conf}: no such file")
         return custom_lab_profile(conf.resolve())
     return profile(config.getoption("cni"))
+
+
+def _is_kube(config: pytest.Config) -> bool:
+    try:
+        return profile(config.getoption("cni")).backend == "kube"
+    except UnknownProfile:
+        return False
+
+
+def _kube_options(config: pytest.Config):
+    from .backends.kube.backend import DEFAULT_IMAGE, KubeOptions
+    from .backends.kube.manifests import parse_node_selector, parse_tolerations
+    opt = config.getoption
+    return KubeOptions(opt("kubeconfig"), opt("context"), opt("probe_image") or DEFAULT_IMAGE,
+                       opt("image_pull_secret"), parse_node_selector(opt("node_selector")),
+                       parse_tolerations(opt("tolerations")), opt("namespace_prefix"), opt("keep"),
+                       opt("ready_timeout"))
+
+
+def _cleanup_kube(config: pytest.Config) -> int:
+    from .backends.kube.backend import cleanup_runs
+    try:
+        removed = cleanup_runs(_kube_options(config))
+    except (BackendError, ValueError) as exc:
+        print(f"netconform: {exc}")
+        return 4
+    print(f"netconform: deleted {len(removed)} namespace(s) left by earlier runs"
+          f"{': ' if removed else ''}{', '.join(removed)}")
+    return 0
 
 
 def _lab_faults(config: pytest.Config) -> tuple:
@@ -111,6 +168,9 @@ class NetconformRun:
 
     def _backend(self) -> Backend:
         opt = self.config.getoption
+        if self.profile.backend == "kube":
+            from .backends.kube.backend import KubeBackend
+            return KubeBackend(self.profile, _kube_options(self.config))
         from .backends.lab.backend import LabBackend
         return LabBackend(self.profile, opt("lab_nodes"), opt("lab_pods_per_node"),
                           opt("lab_ready_timeout"), _lab_faults(self.config))
@@ -156,10 +216,16 @@ class NetconformRun:
             if any(item.nodeid in self.cases for item in session.items):
                 self.start()
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> None:
+        """Plan before collecting: a cluster that cannot be planned is one usage error, not one
+        collection error per suite module."""
+        self.planned()
+
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             callspec = getattr(item, "callspec", None)
-            if callspec is not None and "netconform_case" in callspec.params:
+            if callspec is not None and isinstance(callspec.params.get("netconform_case"), Case):
                 self.cases[item.nodeid] = callspec.params["netconform_case"]
                 xfail = item.get_closest_marker("xfail")
                 if xfail is not None:
@@ -223,7 +289,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marks.append(pytest.mark.xfail(reason=f"known deviation of {run.profile.name}: "
                                               f"{deviation.reason} ({deviation.link})", strict=False))
     cases = spec.cases(run.planned())
-    metafunc.parametrize("netconform_case", [pytest.param(c, id=c.id, marks=marks) for c in cases])
+    params = [pytest.param(c, id=c.id, marks=marks) for c in cases] or [pytest.param(
+        None, id="none", marks=pytest.mark.skip(reason=f"{spec.requirement}: this cluster offers no "
+                                                        "pair to check (e.g. no client outside it)"))]
+    metafunc.parametrize("netconform_case", params)
 
 
 @pytest.fixture(scope="session")

@@ -11,31 +11,42 @@ class ProbeUnavailable(Exception):
 
 
 class ProbeChannel:
-    """The control API of one probe. Subclasses say how to open the connection."""
+    """The control API of one probe. Subclasses say how a request reaches it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def exchange(self, method: str, endpoint: str, body: dict | None,
+                 timeout: float) -> tuple[int, bytes]:
+        """Send one request to the probe's /endpoint; return (HTTP status, body)."""
+        raise NotImplementedError
+
+    def call(self, endpoint: str, body: dict | None = None, timeout: float = 10.0) -> dict:
+        try:
+            status, payload = self.exchange("GET" if body is None else "POST", endpoint, body, timeout)
+            if status != 200:
+                raise ProbeUnavailable(f"{self.name}: {endpoint} answered HTTP {status}: {payload[:200]!r}")
+            return json.loads(payload)
+        except ProbeUnavailable:
+            raise
+        except Exception as exc:  # every transport's errors: socket, HTTP, API client, JSON
+            raise ProbeUnavailable(f"{self.name}: {endpoint} failed: {exc or type(exc).__name__}") from exc
+
+
+class HTTPChannel(ProbeChannel):
+    """A probe whose control API is spoken to directly, over one HTTP connection per call."""
+
     def connection(self, timeout: float) -> http.client.HTTPConnection:
         raise NotImplementedError
 
-    def path(self, endpoint: str) -> str:
-        return f"/{endpoint}"
-
-    def call(self, endpoint: str, body: dict | None = None, timeout: float = 10.0) -> dict:
+    def exchange(self, method: str, endpoint: str, body: dict | None,
+                 timeout: float) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
         conn = self.connection(timeout)
         try:
-            data = None if body is None else json.dumps(body).encode()
-            conn.request("GET" if body is None else "POST", self.path(endpoint), body=data,
-                         headers={"Content-Type": "application/json"})
+            conn.request(method, f"/{endpoint}", body=data, headers={"Content-Type": "application/json"})
             response = conn.getresponse()
-            payload = response.read()
-            if response.status != 200:
-                raise ProbeUnavailable(f"{self.name}: {endpoint} answered HTTP {response.status}: "
-                                       f"{payload[:200]!r}")
-            return json.loads(payload)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise ProbeUnavailable(f"{self.name}: {endpoint} failed: {exc or type(exc).__name__}") from exc
+            return response.status, response.read()
         finally:
             conn.close()
 
@@ -56,7 +67,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class UnixSocketChannel(ProbeChannel):
+class UnixSocketChannel(HTTPChannel):
     """The lab's channel: every probe listens on a Unix socket in the run's state directory."""
 
     def __init__(self, name: str, path: str) -> None:

@@ -20,8 +20,9 @@ from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after
                       wait_fixed)
 
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
-from ...services import HOSTPORT_PORT, add_services, hostport_role
-from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Node, Topology
+from ...plan import probe_plan
+from ...services import HOSTPORT_PORT, hostport_role
+from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Topology
 from ..base import BackendError, Progress
 from . import cleanup, conflists, kubeproxy, netns
 from .cni import CniError, CniRuntime, PodSandbox, pod_ip
@@ -31,7 +32,6 @@ from .naming import (CLUSTER_CIDR, OUTSIDE_IP, UNDERLAY_GATEWAY, RunNames, clust
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
-DUO_CONTAINERS = (("c1", 8080), ("c2", 8081))
 
 
 class _NotReady(Exception):
@@ -49,16 +49,9 @@ class LabSpec:
 
 
 def plan(spec: LabSpec) -> Topology:
-    """The lab's names: node-N, its pods probe-a, probe-b, …, a two-container pod and the host."""
-    nodes, endpoints = [], []
-    for index in range(1, spec.nodes + 1):
-        node = f"node-{index}"
-        nodes.append(Node(node))
-        endpoints.append(Endpoint(node, "host", HOST))
-        endpoints += [Endpoint(node, f"probe-{chr(ord('a') + p)}", POD)
-                      for p in range(spec.pods_per_node)]
-        endpoints += [Endpoint(node, f"duo/{c}", CONTAINER, port) for c, port in DUO_CONTAINERS]
-    return add_services(Topology(nodes, endpoints), outside=True)
+    """The lab's names: node-N with the probes every backend deploys, and the outside client."""
+    return probe_plan([f"node-{i}" for i in range(1, spec.nodes + 1)], spec.pods_per_node,
+                      outside=True)
 
 
 class LabCluster:

@@ -1,0 +1,1 @@
+"""The live-cluster backend: probes deployed with the official kubernetes client."""

@@ -1,0 +1,202 @@
+"""A live cluster as a Backend: deploy the probes into a fresh namespace, find them, reach them
+through the API server, delete the namespace at the end."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from kubernetes.client.exceptions import ApiException
+
+from ...plan import DUO_CONTAINERS, probe_plan
+from ...probing.channel import ProbeChannel
+from ...profiles import Profile
+from ...topology import NODEPORT, Endpoint, Topology
+from ..base import Backend, BackendError, Progress
+from .api import KubeApi, status_message
+from .channel import PodProxyChannel
+from .cni import verify_cni
+from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
+                        render)
+from .nodes import ClusterNode, select_nodes
+from .readiness import wait_ready
+
+DEFAULT_IMAGE = "ghcr.io/netconform/netconform-probe:0.1.0"  # built from probes/Dockerfile
+NODE_PORT_RANGE = range(30000, 32768)
+
+
+@dataclass
+class KubeOptions:
+    kubeconfig: Path | None = None
+    context: str | None = None
+    image: str = DEFAULT_IMAGE
+    image_pull_secret: str | None = None  # [namespace/]name of a Secret to copy into the run
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict] = field(default_factory=list)
+    namespace_prefix: str = "netconform"
+    keep: bool = False
+    ready_timeout: float = 180.0
+    pods_per_node: int = 2
+
+
+class KubeBackend(Backend):
+    name = "kube"
+
+    def __init__(self, profile: Profile, options: KubeOptions, run_id: str | None = None) -> None:
+        self.profile = profile
+        self.options = options
+        self.run_id = run_id or secrets.token_hex(3)
+        self.namespace = f"{options.namespace_prefix}-{self.run_id}"
+        self.api: KubeApi | None = None
+        self.nodes: list[ClusterNode] = []
+        self.created = False
+        self._planned: Topology | None = None
+        self._channels: dict[str, tuple[str, int]] = {}  # endpoint name -> (pod, control port)
+        self._meta: dict = {}
+
+    def _connect(self) -> KubeApi:
+        if self.api is None:
+            self.api = KubeApi(self.options.kubeconfig, self.options.context)
+        return self.api
+
+    def plan(self) -> Topology:
+        if self._planned is None:
+            api = self._connect()
+            items = api.call("list nodes", api.core.list_node).items
+            self.nodes = select_nodes(items, self.options.node_selector, self.options.tolerations)
+            self._planned = probe_plan([n.name for n in self.nodes], self.options.pods_per_node,
+                                       outside=False, host_port=HOST_ECHO_PORT)
+        return self._planned
+
+    def start(self, progress: Progress) -> Topology:
+        planned, api = self.plan(), self._connect()
+        found = verify_cni(api, self.profile)
+        progress(f"kube: {api.host}: {len(self.nodes)} nodes; CNI {self.profile.name}"
+                 f"{f' (DaemonSet {found})' if found else ''}")
+        node_ports = self._free_node_ports(planned)
+        spec = DeploySpec(self.run_id, self.namespace, self.options.image, self.options.pods_per_node,
+                          self.options.node_selector, self.options.tolerations,
+                          self.options.image_pull_secret.rpartition("/")[2]
+                          if self.options.image_pull_secret else None)
+        self._deploy(render(spec, planned, node_ports), progress)
+        roles = self.options.pods_per_node + 2  # probe pods, duo, host
+        pods = wait_ready(api, self.namespace, roles * len(self.nodes), self.options.ready_timeout,
+                          progress)
+        live = self._discover(planned, pods, node_ports)
+        self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
+                      "probe_image": self.options.image}
+        return live
+
+    def _free_node_ports(self, planned: Topology) -> dict[str, int]:
+        """The services' preferred NodePorts where free, else the first free ones: TCP and UDP of
+        a Service share one nodePort, which only an explicit choice guarantees."""
+        api = self._connect()
+        used = {p.node_port for s in api.call("list Services", api.core.list_service_for_all_namespaces).items
+                for p in (s.spec.ports or []) if p.node_port}
+        chosen = {}
+        for service in planned.services.values():
+            if service.node_port:
+                port = service.node_port if service.node_port not in used else \
+                    next(p for p in NODE_PORT_RANGE if p not in used)
+                used.add(port)
+                chosen[service.name] = port
+        return chosen
+
+    def _deploy(self, objects: list[dict], progress: Progress) -> None:
+        api = self._connect()
+        create = {"Namespace": lambda o: api.core.create_namespace(o),
+                  "DaemonSet": lambda o: api.apps.create_namespaced_daemon_set(self.namespace, o),
+                  "Service": lambda o: api.core.create_namespaced_service(self.namespace, o)}
+        for obj in objects:
+            what = f"create {obj['kind']} {obj['metadata']['name']}"
+            try:
+                api.call(what, create[obj["kind"]], obj)
+            except ApiException as exc:
+                raise BackendError(f"cannot {what} in {self.namespace}: {status_message(exc)}") from None
+            if obj["kind"] == "Namespace":
+                self.created = True
+                self._copy_pull_secret()
+        progress(f"kube: namespace {self.namespace}: {len(objects) - 1} objects created")
+
+    def _copy_pull_secret(self) -> None:
+        if not self.options.image_pull_secret:
+            return
+        api = self._connect()
+        source_ns, _, name = self.options.image_pull_secret.rpartition("/")
+        try:
+            secret = api.call("read the image pull secret", api.core.read_namespaced_secret,
+                              name, source_ns or "default")
+            api.call("copy the image pull secret", api.core.create_namespaced_secret, self.namespace,
+                     {"apiVersion": "v1", "kind": "Secret", "type": secret.type, "data": secret.data,
+                      "metadata": {"name": name, "namespace": self.namespace}})
+        except ApiException as exc:
+            raise BackendError(f"--image-pull-secret {self.options.image_pull_secret}: "
+                               f"{status_message(exc)}") from None
+
+    def _discover(self, planned: Topology, pods: list, node_ports: dict[str, int]) -> Topology:
+        """Addresses from the API: pod IPs, node InternalIPs, ClusterIPs; and each probe's pod."""
+        api = self._connect()
+        pod_ips = {}
+        for pod in pods:
+            role, node = pod.metadata.labels["netconform.io/role"], pod.spec.node_name
+            pod_ips[f"{node}/{role}"] = pod.status.pod_ip
+            if role == "host":
+                self._channels[f"{node}/host"] = (pod.metadata.name, HOST_CONTROL_PORT)
+            elif role == "duo":
+                for index, (container, _) in enumerate(DUO_CONTAINERS):
+                    self._channels[f"{node}/duo/{container}"] = (pod.metadata.name, CONTROL_PORT + index)
+            else:
+                self._channels[f"{node}/{role}"] = (pod.metadata.name, CONTROL_PORT)
+        missing = sorted({e.name for e in planned.probes()} - set(self._channels))
+        if missing:
+            raise BackendError(f"no ready probe pod for {', '.join(missing)}")
+        services = api.call("list Services", api.core.list_namespaced_service, self.namespace).items
+        cluster_ips = {s.metadata.name: s.spec.cluster_ip for s in services}
+        live = planned.with_addresses(pod_ips, {n.name: n.internal_ip for n in self.nodes}, cluster_ips)
+        live.endpoints = [replace(e, port=node_ports[e.serves]) if e.kind == NODEPORT else e
+                          for e in live.endpoints]
+        live.services = {name: replace(s, node_port=node_ports.get(name))
+                         for name, s in live.services.items()}
+        return live
+
+    def channel(self, endpoint: Endpoint) -> ProbeChannel:
+        pod, port = self._channels[endpoint.name]
+        return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port)
+
+    def close(self) -> list[str]:
+        """Delete the run's namespace (everything in it goes with it), unless --keep."""
+        if not self.created or self.api is None:
+            return []
+        self.created = False
+        if self.options.keep:
+            return []
+        try:
+            self.api.call("delete the namespace", self.api.core.delete_namespace, self.namespace,
+                          propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                return [f"namespace {self.namespace}: {status_message(exc)}"]
+        except BackendError as exc:
+            return [f"namespace {self.namespace}: {exc}"]
+        return []
+
+    def metadata(self) -> dict:
+        meta = {"backend": self.name, "cni": self.profile.name, **self._meta}
+        if self.api is not None:
+            meta["api_requests"] = dict(self.api.requests)
+        return meta
+
+
+def cleanup_runs(options: KubeOptions) -> list[str]:
+    """--cleanup-only: delete every namespace any run left (kept or crashed), found by label."""
+    api = KubeApi(options.kubeconfig, options.context)
+    names = [ns.metadata.name for ns in
+             api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items]
+    for name in names:
+        try:
+            api.call(f"delete namespace {name}", api.core.delete_namespace, name,
+                     propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise BackendError(f"cannot delete namespace {name}: {status_message(exc)}") from None
+    return names

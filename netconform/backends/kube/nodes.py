@@ -1,0 +1,55 @@
+"""Which nodes a run deploys to: Ready, matching --node-selector, and every NoSchedule/NoExecute
+taint tolerated (a DaemonSet would not place a probe anywhere else)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..base import BackendError
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    name: str
+    internal_ip: str
+
+
+def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict]) -> list[ClusterNode]:
+    """``nodes``: the items of a NodeList (client models). Raise when a chosen node is not Ready."""
+    chosen, not_ready, tainted = [], [], []
+    for node in nodes:
+        labels = node.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        blocking = [t for t in (node.spec.taints or []) if t.effect in ("NoSchedule", "NoExecute")
+                    and not any(_tolerates(tol, t) for tol in tolerations)]
+        if blocking:
+            tainted.append(f"{node.metadata.name} ({', '.join(_taint(t) for t in blocking)})")
+            continue
+        ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+        if ready is None or ready.status != "True":
+            why = (ready.reason or ready.message) if ready else "no Ready condition"
+            not_ready.append(f"{node.metadata.name} ({why})")
+            continue
+        address = next((a.address for a in (node.status.addresses or []) if a.type == "InternalIP"), None)
+        if address is None:
+            raise BackendError(f"node {node.metadata.name} reports no InternalIP address")
+        chosen.append(ClusterNode(node.metadata.name, address))
+    if not_ready:
+        raise BackendError(f"node(s) not Ready: {'; '.join(not_ready)}; wait for them, or leave them "
+                           "out with --node-selector")
+    if not chosen:
+        hint = f"; tainted: {'; '.join(tainted)} (see --tolerations)" if tainted else ""
+        raise BackendError(f"no node to test: none matches --node-selector {selector or '{}'}{hint}")
+    return sorted(chosen, key=lambda n: n.name)
+
+
+def _tolerates(toleration: dict, taint) -> bool:
+    if toleration.get("effect") and toleration["effect"] != taint.effect:
+        return False
+    if toleration.get("operator") == "Exists":
+        return not toleration.get("key") or toleration["key"] == taint.key
+    return toleration.get("key") == taint.key and toleration.get("value", "") == (taint.value or "")
+
+
+def _taint(taint) -> str:
+    return f"{taint.key}{'=' + taint.value if taint.value else ''}:{taint.effect}"

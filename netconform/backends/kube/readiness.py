@@ -1,0 +1,92 @@
+"""Wait until every probe pod is Ready, with a bound and progress; fail fast, naming the pod and
+its node, when a pod cannot be scheduled, its image cannot be pulled, or it keeps crashing."""
+from __future__ import annotations
+
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from ..base import BackendError, Progress
+from .api import KubeApi
+
+FATAL_WAITING = {
+    "ImagePullBackOff": "cannot pull its image",
+    "ErrImagePull": "cannot pull its image",
+    "InvalidImageName": "has an invalid image name",
+    "CrashLoopBackOff": "keeps crashing",
+    "CreateContainerConfigError": "cannot be configured",
+}
+POLL_SECONDS = 2.0
+
+
+class _NotReady(Exception):
+    pass
+
+
+def pod_node(pod) -> str:
+    """The node of a pod: spec.nodeName, or, before binding, the node a DaemonSet aimed it at."""
+    if pod.spec.node_name:
+        return pod.spec.node_name
+    try:
+        terms = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+        for term in terms.node_selector_terms:
+            for field in term.match_fields or []:
+                if field.key == "metadata.name":
+                    return field.values[0]
+    except AttributeError:
+        pass
+    return "(no node)"
+
+
+def diagnose(pods: list, events: list) -> str | None:
+    """The first fatal reason among the pods and their Warning events, or None."""
+    for pod in pods:
+        where = f"pod {pod.metadata.name} on node {pod_node(pod)}"
+        for status in (pod.status.container_statuses or []) + (pod.status.init_container_statuses or []):
+            waiting = status.state.waiting if status.state else None
+            if waiting and waiting.reason in FATAL_WAITING:
+                detail = f": {waiting.message}" if waiting.message else ""
+                return (f"{where} {FATAL_WAITING[waiting.reason]} ({waiting.reason}, image "
+                        f"{status.image}){detail}")
+    by_name = {pod.metadata.name: pod for pod in pods}
+    for event in events:
+        if event.type == "Warning" and event.reason == "FailedScheduling":
+            pod = by_name.get(event.involved_object.name)
+            node = pod_node(pod) if pod else "(unknown node)"
+            return f"pod {event.involved_object.name} for node {node} cannot be scheduled: {event.message}"
+    for pod in pods:
+        scheduled = next((c for c in (pod.status.conditions or []) if c.type == "PodScheduled"), None)
+        if scheduled and scheduled.status == "False" and scheduled.reason == "Unschedulable":
+            return (f"pod {pod.metadata.name} for node {pod_node(pod)} cannot be scheduled: "
+                    f"{scheduled.message}")
+    return None
+
+
+def is_ready(pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, progress: Progress) -> list:
+    """Poll the namespace's pods until ``expected`` are Ready; return them."""
+    progress(f"kube: waiting for {expected} probe pods in {namespace} (at most {timeout:.0f}s)")
+    seen = {"ready": -1}
+
+    @retry(stop=stop_after_delay(timeout), wait=wait_fixed(POLL_SECONDS),
+           retry=retry_if_exception_type(_NotReady), reraise=True)
+    def poll() -> list:
+        pods = api.call("list the probe pods", api.core.list_namespaced_pod, namespace).items
+        ready = [p for p in pods if is_ready(p) and p.metadata.deletion_timestamp is None]
+        if len(ready) != seen["ready"]:
+            seen["ready"] = len(ready)
+            progress(f"kube: {len(ready)}/{expected} probe pods ready")
+        if len(ready) >= expected:
+            return ready
+        events = api.call("read events", api.core.list_namespaced_event, namespace).items
+        fatal = diagnose(pods, events)
+        if fatal:
+            raise BackendError(fatal)
+        raise _NotReady(f"{len(ready)}/{expected} ready; pods: {len(pods)}")
+
+    try:
+        return poll()
+    except _NotReady as exc:
+        raise BackendError(f"probe pods not ready after {timeout:.0f}s ({exc}); "
+                           f"see kubectl -n {namespace} get pods,events") from None

@@ -1,0 +1,34 @@
+"""Helpers for the live-cluster backend's tests: a fake API server, and the suite run against it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ..lab.conftest import REPO, SuiteRun
+
+from .fakeapi import KINDNET, FakeApiServer, World, node
+
+
+def kube_command(report_dir, kubeconfig, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "--report-dir",
+            str(report_dir), f"--kubeconfig={kubeconfig}", *args]
+
+
+def run_kube_suite(report_dir, kubeconfig, *args: str, timeout: float = 300) -> SuiteRun:
+    done = subprocess.run(kube_command(report_dir, kubeconfig, *args), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+    return SuiteRun(done.returncode, done.stdout + done.stderr, report_dir)
+
+
+def workers(count: int = 3) -> list[dict]:
+    return [node(f"kind-worker{i}", f"172.18.0.{i + 1}") for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def fake_cluster(tmp_path):
+    """A 3-worker kind-like cluster running kindnet, every probe pod becoming Ready."""
+    with FakeApiServer(World(workers(), existing=[KINDNET])) as api:
+        api.kubeconfig_path = api.kubeconfig(tmp_path / "kubeconfig")
+        yield api

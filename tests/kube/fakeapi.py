@@ -1,0 +1,399 @@
+"""A fake Kubernetes API server: real HTTP, the URL layout, auth, status codes and object shapes of
+kube-apiserver (v1.37), with an in-memory store and a pluggable "world" that plays the kubelets
+and the scheduler (which pods become Ready, which cannot pull their image) and the pod proxy.
+
+Only what netconform uses is served; everything it creates is validated against the Kubernetes
+schema (kubernetes-validate), as the API server's own validation would reject a bad object.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import kubernetes_validate
+
+TOKEN = "fake-token-for-tests"
+VERSION = "1.37.0"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+RESOURCES = {  # plural -> (kind, group/version)
+    "namespaces": ("Namespace", "v1"), "nodes": ("Node", "v1"), "pods": ("Pod", "v1"),
+    "services": ("Service", "v1"), "events": ("Event", "v1"), "secrets": ("Secret", "v1"),
+    "daemonsets": ("DaemonSet", "apps/v1"),
+}
+
+
+def node(name: str, ip: str, ready: bool = True, labels: dict | None = None,
+         taints: list | None = None) -> dict:
+    """A Node as kubectl get -o json shows it (the fields netconform reads, and their neighbours)."""
+    return {
+        "metadata": {"name": name, "uid": _uid(), "resourceVersion": "100", "creationTimestamp": NOW,
+                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64", **(labels or {})}},
+        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"], "taints": taints or None},
+        "status": {
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+                 "lastHeartbeatTime": NOW, "lastTransitionTime": NOW, "message": "ok"},
+                {"type": "Ready", "status": "True" if ready else "False",
+                 "reason": "KubeletReady" if ready else "KubeletNotReady",
+                 "message": "kubelet is posting ready status" if ready else
+                 "container runtime network not ready: NetworkReady=false",
+                 "lastHeartbeatTime": NOW, "lastTransitionTime": NOW}],
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {"kubeletVersion": f"v{VERSION}", "containerRuntimeVersion": "containerd://2.1.0",
+                         "kernelVersion": "6.12.0", "osImage": "Debian GNU/Linux 13", "operatingSystem":
+                         "linux", "architecture": "amd64", "machineID": "m", "systemUUID": "s",
+                         "bootID": "b", "kubeProxyVersion": "", "containerRuntime": "containerd"}}}
+
+
+def cni_daemonset(namespace: str, name: str, image: str, labels: dict[str, str]) -> tuple:
+    """A CNI's node agent as installed in the cluster, e.g. kind's kindnet in kube-system."""
+    return ("daemonsets", namespace, {
+        "metadata": {"name": name, "namespace": namespace, "generation": 1, "labels": labels},
+        "spec": {"selector": {"matchLabels": labels}, "revisionHistoryLimit": 10,
+                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                 "template": {"metadata": {"labels": labels}, "spec": {
+                     "hostNetwork": True, "serviceAccountName": name, "restartPolicy": "Always",
+                     "tolerations": [{"operator": "Exists"}],
+                     "containers": [{"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+                                     "securityContext": {"capabilities": {
+                                         "add": ["NET_RAW", "NET_ADMIN"]}}}]}}},
+        "status": {"currentNumberScheduled": 3, "desiredNumberScheduled": 3, "numberAvailable": 3,
+                   "numberMisscheduled": 0, "numberReady": 3, "observedGeneration": 1,
+                   "updatedNumberScheduled": 3}})
+
+
+KINDNET = cni_daemonset("kube-system", "kindnet", "docker.io/kindest/kindnetd:v20250512-df8de77b",
+                        {"app": "kindnet", "k8s-app": "kindnet", "tier": "node"})
+CILIUM = cni_daemonset("kube-system", "cilium", "quay.io/cilium/cilium:v1.18.2", {"k8s-app": "cilium"})
+
+
+@dataclass
+class PodFate:
+    """What the kubelet and scheduler make of one DaemonSet pod."""
+    state: str = "ready"  # ready | pending | image-pull | crash | unschedulable
+    ip: str | None = None
+
+
+@dataclass
+class World:
+    """The cluster behind the API: its nodes, pre-existing objects, pod fates, the pod proxy."""
+    nodes: list[dict]
+    existing: list[tuple[str, str | None, dict]] = field(default_factory=list)  # (plural, ns, obj)
+    fate: Callable[[str, str], PodFate] = lambda role, node: PodFate()
+    cluster_ip: Callable[[str], str] = lambda name: f"10.96.0.{secrets.randbelow(250) + 2}"
+    proxy: Callable[[dict, int, str, str, dict | None], tuple[int, bytes]] | None = None
+
+
+class FakeApiServer:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.store: dict[tuple[str, str | None], dict[str, dict]] = {}
+        self.requests: Counter[str] = Counter()  # "GET /api/v1/nodes" -> count
+        self.log: list[tuple[str, str]] = []
+        self.created: dict[str, list[str]] = defaultdict(list)  # plural -> names, in order
+        self.lock = threading.RLock()
+        self._ip = 0
+        for n in world.nodes:
+            self._put("nodes", None, n)
+        for plural, ns, obj in world.existing:
+            self._put(plural, ns, obj)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    # --- lifecycle ---
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> FakeApiServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def kubeconfig(self, path, token: str = TOKEN):
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester"}}]}))
+        return path
+
+    # --- store ---
+
+    def objects(self, plural: str, ns: str | None = None) -> list[dict]:
+        with self.lock:
+            if ns is None and plural not in ("nodes", "namespaces"):
+                return [o for (p, _), objs in self.store.items() if p == plural for o in objs.values()]
+            return list(self.store.get((plural, ns), {}).values())
+
+    def _put(self, plural: str, ns: str | None, obj: dict) -> dict:
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", _uid())
+        meta.setdefault("creationTimestamp", NOW)
+        meta["resourceVersion"] = str(100 + sum(len(v) for v in self.store.values()))
+        if ns:
+            meta["namespace"] = ns
+        self.store.setdefault((plural, ns), {})[meta["name"]] = obj
+        return obj
+
+    # --- behaviour of the cluster on create ---
+
+    def _create(self, plural: str, ns: str | None, obj: dict) -> tuple[int, dict]:
+        kind, version = RESOURCES[plural]
+        obj = {**obj, "kind": kind, "apiVersion": version}
+        try:
+            kubernetes_validate.validate(obj, VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            return 422, _status(422, "Invalid", f"{kind} \"{obj['metadata'].get('name')}\" is invalid: "
+                                                f"{exc.message}")
+        name = obj["metadata"]["name"]
+        if ns and ("namespaces", None) in self.store and ns not in self.store[("namespaces", None)]:
+            return 404, _status(404, "NotFound", f"namespaces \"{ns}\" not found")
+        if name in self.store.get((plural, ns), {}):
+            return 409, _status(409, "AlreadyExists", f"{plural} \"{name}\" already exists")
+        if plural == "services":
+            problem = self._allocate_service(obj)
+            if problem:
+                return 422, _status(422, "Invalid", problem)
+        if plural == "namespaces":
+            obj["status"] = {"phase": "Active"}
+        stored = self._put(plural, ns, obj)
+        self.created[plural].append(name)
+        if plural == "daemonsets":
+            self._schedule(ns, stored)
+        return 201, stored
+
+    def _allocate_service(self, svc: dict) -> str | None:
+        spec = svc["spec"]
+        spec["clusterIP"] = self.world.cluster_ip(svc["metadata"]["name"])
+        spec["clusterIPs"] = [spec["clusterIP"]]
+        used = {p.get("nodePort") for s in self.objects("services") for p in s["spec"]["ports"]}
+        for port in spec["ports"]:
+            if spec.get("type") == "NodePort":
+                if port.get("nodePort") in used:
+                    return f"Service \"{svc['metadata']['name']}\" is invalid: spec.ports[0].nodePort: " \
+                           f"Invalid value: {port['nodePort']}: provided port is already allocated"
+                port.setdefault("nodePort", 30000 + secrets.randbelow(2767))
+        spec.setdefault("sessionAffinity", "None")
+        return None
+
+    def _schedule(self, ns: str, ds: dict) -> None:
+        """The DaemonSet controller and the scheduler: one pod per node the template fits."""
+        template = ds["spec"]["template"]
+        role = template["metadata"]["labels"]["netconform.io/role"]
+        for n in self.world.nodes:
+            node_name = n["metadata"]["name"]
+            selector = template["spec"].get("nodeSelector") or {}
+            if any(n["metadata"]["labels"].get(k) != v for k, v in selector.items()):
+                continue
+            taints = [t for t in n["spec"].get("taints") or [] if t["effect"] in ("NoSchedule", "NoExecute")]
+            tolerated = template["spec"].get("tolerations") or []
+            if any(not any(_tolerates(tol, t) for tol in tolerated) for t in taints):
+                continue
+            fate = self.world.fate(role, node_name)
+            self._ip += 1
+            ip = n["status"]["addresses"][0]["address"] if template["spec"].get("hostNetwork") else \
+                fate.ip or f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
+            pod = daemonset_pod(ds, node_name, n["status"]["addresses"][0]["address"], ip, fate.state)
+            self._put("pods", ns, pod)
+            if fate.state == "unschedulable":
+                self._put("events", ns, scheduling_event(pod))
+
+    # --- HTTP ---
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, body, content_type="application/json"):
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length)) if length else None
+
+            def _serve(self, method: str):
+                url = urlsplit(self.path)
+                path, query = unquote(url.path), parse_qs(url.query)
+                body = self._body() if method in ("POST", "PUT") else None
+                shape = re.sub(r"/pods/[^/]+/proxy/", "/pods/{pod}/proxy/", path)
+                server.requests[f"{method} {shape}"] += 1
+                server.log.append((method, path))
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    return self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                with server.lock:
+                    code, answer = server.route(method, path, query, body)
+                if isinstance(answer, bytes):
+                    return self._send(code, answer)
+                return self._send(code, answer)
+
+            def do_GET(self):
+                self._serve("GET")
+
+            def do_POST(self):
+                self._serve("POST")
+
+            def do_DELETE(self):
+                self._serve("DELETE")
+
+        return Handler
+
+    def route(self, method: str, path: str, query: dict, body: dict | None):
+        if path == "/version":
+            return 200, {"major": "1", "minor": "37", "gitVersion": f"v{VERSION}", "platform": "linux/amd64"}
+        proxy = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy/(.*)", path)
+        if proxy:
+            return self._proxy(method, *proxy.groups(), body)
+        found = re.fullmatch(r"/apis?/(?:apps/)?v1(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?", path)
+        if not found or found.group(2) not in RESOURCES:
+            return 404, _status(404, "NotFound", "the server could not find the requested resource")
+        ns, plural, name = found.groups()
+        if plural == "namespaces" and ns is None and name is not None:
+            ns, name = None, name
+        if method == "GET" and name is None:
+            items = self.objects(plural, ns)
+            selector = query.get("labelSelector", [""])[0]
+            items = [o for o in items if _matches(o, selector)]
+            kind, version = RESOURCES[plural]
+            return 200, {"kind": f"{kind}List", "apiVersion": version,
+                         "metadata": {"resourceVersion": "999"}, "items": items}
+        if method == "POST" and name is None:
+            return self._create(plural, ns, body)
+        objects = self.store.get((plural, ns), {})
+        if name not in objects:
+            return 404, _status(404, "NotFound", f"{plural} \"{name}\" not found")
+        if method == "GET":
+            return 200, objects[name]
+        if method == "DELETE":
+            obj = objects.pop(name)
+            if plural == "namespaces":  # the namespace controller removes what it held
+                for key in [k for k in self.store if k[1] == name]:
+                    del self.store[key]
+                obj["status"] = {"phase": "Terminating"}
+                obj["metadata"]["deletionTimestamp"] = NOW
+            return 200, obj
+        return 405, _status(405, "MethodNotAllowed", "the server does not allow this method")
+
+    def _proxy(self, method, ns, pod_name, port, rest, body):
+        pod = self.store.get(("pods", ns), {}).get(pod_name)
+        if pod is None:
+            return 404, _status(404, "NotFound", f"pods \"{pod_name}\" not found")
+        if self.world.proxy is None:
+            return 503, _status(503, "ServiceUnavailable", "error trying to reach service: no route")
+        return self.world.proxy(pod, int(port), method, rest, body)
+
+
+def daemonset_pod(ds: dict, node_name: str, host_ip: str, ip: str, state: str) -> dict:
+    template = ds["spec"]["template"]
+    name = f"{ds['metadata']['name']}-{secrets.token_hex(3)[:5]}"
+    spec = {**template["spec"], "affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}}}}
+    pod = {"metadata": {"name": name, "generateName": f"{ds['metadata']['name']}-",
+                        "labels": {**template["metadata"]["labels"], "controller-revision-hash": "7d9f",
+                                   "pod-template-generation": "1"},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                             "name": ds["metadata"]["name"], "uid": ds["metadata"]["uid"],
+                                             "controller": True, "blockOwnerDeletion": True}]},
+           "spec": spec, "status": {"phase": "Pending", "qosClass": "Burstable"}}
+    if state == "unschedulable":
+        pod["status"]["conditions"] = [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastProbeTime": None,
+            "lastTransitionTime": NOW, "message": "0/3 nodes are available: 1 Insufficient memory. "
+            "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."}]
+        return pod
+    spec["nodeName"] = node_name
+    ready = state == "ready"
+    pod["status"].update({
+        "phase": "Running" if state in ("ready", "crash") else "Pending",
+        "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "startTime": NOW,
+        "conditions": [{"type": t, "status": "True" if ok else "False", "lastProbeTime": None,
+                        "lastTransitionTime": NOW, **({} if ok else {"reason": "ContainersNotReady"})}
+                       for t, ok in (("PodReadyToStartContainers", True), ("Initialized", True),
+                                     ("Ready", ready), ("ContainersReady", ready), ("PodScheduled", True))],
+        "containerStatuses": [container_status(c, state) for c in template["spec"]["containers"]]})
+    if state != "image-pull":
+        pod["status"].update({"podIP": ip, "podIPs": [{"ip": ip}]})
+    return pod
+
+
+def container_status(container: dict, state: str) -> dict:
+    status = {"name": container["name"], "image": container["image"], "imageID": "",
+              "ready": state == "ready",
+              "started": state == "ready", "restartCount": 0, "lastState": {}}
+    if state in ("ready", "pending"):
+        status["state"] = {"running": {"startedAt": NOW}}
+        status["containerID"] = f"containerd://{secrets.token_hex(32)}"
+        status["imageID"] = f"{container['image']}@sha256:{'0' * 64}"
+    elif state == "image-pull":
+        status["state"] = {"waiting": {"reason": "ImagePullBackOff", "message":
+                                       f"Back-off pulling image \"{container['image']}\": ErrImagePull: "
+                                       "failed to pull and unpack image: not found"}}
+    elif state == "crash":
+        status.update(restartCount=4, state={"waiting": {
+            "reason": "CrashLoopBackOff", "message": f"back-off 1m20s restarting failed container="
+                                                     f"{container['name']}"}},
+                      lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": NOW,
+                                                "finishedAt": NOW}})
+    return status
+
+
+def scheduling_event(pod: dict) -> dict:
+    return {"metadata": {"name": f"{pod['metadata']['name']}.{secrets.token_hex(8)}"},
+            "involvedObject": {"kind": "Pod", "name": pod["metadata"]["name"], "apiVersion": "v1",
+                               "namespace": pod["metadata"].get("namespace"), "uid": pod["metadata"]["uid"]},
+            "reason": "FailedScheduling", "message": pod["status"]["conditions"][0]["message"],
+            "source": {"component": "default-scheduler"}, "firstTimestamp": NOW, "lastTimestamp": NOW,
+            "count": 1, "type": "Warning", "eventTime": None, "reportingComponent": "default-scheduler",
+            "reportingInstance": ""}
+
+
+def _status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def _matches(obj: dict, selector: str) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+def _tolerates(tol: dict, taint: dict) -> bool:
+    if tol.get("effect") and tol["effect"] != taint["effect"]:
+        return False
+    if tol.get("operator") == "Exists":
+        return not tol.get("key") or tol["key"] == taint["key"]
+    return tol.get("key") == taint["key"] and tol.get("value", "") == taint.get("value", "")
+
+
+def _uid() -> str:
+    h = secrets.token_hex(16)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

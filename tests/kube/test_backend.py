@@ -1,0 +1,174 @@
+"""The live-cluster backend against a fake API server: discovery, readiness and its failures, CNI
+detection, clean-up; and the pytest run a user starts, with its one-line errors."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from netconform.backends.base import BackendError
+from netconform.backends.kube.backend import KubeBackend, KubeOptions
+from netconform.profiles import profile
+
+from ..lab.conftest import REPO
+from .conftest import kube_command, run_kube_suite, workers
+from .fakeapi import CILIUM, KINDNET, FakeApiServer, PodFate, World, node
+
+
+def backend(api, tmp_path, cni="kindnet", **options):
+    options.setdefault("ready_timeout", 20)
+    return KubeBackend(profile(cni), KubeOptions(kubeconfig=api.kubeconfig(tmp_path / "kc"), **options))
+
+
+def test_topology_is_discovered_from_the_api(fake_cluster, tmp_path):
+    kube = backend(fake_cluster, tmp_path)
+    live = kube.start(lambda message: None)
+    pods = {(p["spec"]["nodeName"], p["metadata"]["labels"]["netconform.io/role"]): p
+            for p in fake_cluster.objects("pods", kube.namespace)}
+    assert [n.name for n in live.nodes] == ["kind-worker1", "kind-worker2", "kind-worker3"]
+    assert live.nodes[1].ip == "172.18.0.3"
+    assert live.endpoint("kind-worker2/probe-b").ip == pods[("kind-worker2", "probe-b")]["status"]["podIP"]
+    assert live.endpoint("kind-worker2/duo/c2").ip == live.endpoint("kind-worker2/duo/c1").ip
+    assert live.endpoint("kind-worker3/host").ip == "172.18.0.4"  # hostNetwork: the node's IP
+    services = {s["metadata"]["name"]: s for s in fake_cluster.objects("services", kube.namespace)}
+    assert live.services["web"].cluster_ip == services["web"]["spec"]["clusterIP"]
+    assert live.endpoint("kind-worker1/nodeport/web").port == services["web"]["spec"]["ports"][0]["nodePort"]
+    channel = kube.channel(live.endpoint("kind-worker2/duo/c2"))
+    assert channel.base.endswith(f"/pods/{pods[('kind-worker2', 'duo')]['metadata']['name']}:9001/proxy")
+    assert kube.close() == [] and fake_cluster.objects("namespaces") == []
+
+
+def test_a_taken_node_port_is_avoided(tmp_path):
+    taken = {"metadata": {"name": "other", "namespace": "default"},
+             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}}
+    with FakeApiServer(World(workers(), existing=[KINDNET, ("services", "default", taken)])) as api:
+        live = backend(api, tmp_path).start(lambda message: None)
+        assert live.services["web"].node_port not in (30080, None)
+
+
+def test_only_ready_untainted_selected_nodes_are_tested(tmp_path):
+    control = node("kind-control-plane", "172.18.0.9", labels={"node-role.kubernetes.io/control-plane": ""},
+                   taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    with FakeApiServer(World([control, *workers(2)], existing=[KINDNET])) as api:
+        assert [n.name for n in backend(api, tmp_path).plan().nodes] == ["kind-worker1", "kind-worker2"]
+        tolerant = backend(api, tmp_path, tolerations=[{"operator": "Exists"}])
+        assert len(tolerant.plan().nodes) == 3
+        picky = backend(api, tmp_path, node_selector={"kubernetes.io/hostname": "kind-worker2"})
+        assert [n.name for n in picky.plan().nodes] == ["kind-worker2"]
+        with pytest.raises(BackendError, match="tainted: kind-control-plane"):
+            backend(api, tmp_path, node_selector={"node-role.kubernetes.io/control-plane": ""}).plan()
+
+
+def test_a_node_that_is_not_ready_is_named(tmp_path):
+    sick = node("kind-worker9", "172.18.0.10", ready=False)
+    with FakeApiServer(World([*workers(2), sick], existing=[KINDNET])) as api:
+        with pytest.raises(BackendError, match=r"not Ready: kind-worker9 \(KubeletNotReady\)"):
+            backend(api, tmp_path).plan()
+
+
+@pytest.mark.parametrize("state, message", [
+    ("image-pull", r"pod probe-b-\w+ on node kind-worker2 cannot pull its image \(ImagePullBackOff, "
+                   r"image ghcr.io/netconform/netconform-probe:0.1.0\)"),
+    ("unschedulable", r"pod probe-b-\w+ for node kind-worker2 cannot be scheduled: 0/3 nodes are "
+                      r"available: 1 Insufficient memory"),
+    ("crash", r"pod probe-b-\w+ on node kind-worker2 keeps crashing \(CrashLoopBackOff"),
+])
+def test_readiness_fails_fast_naming_pod_node_and_reason(tmp_path, state, message):
+    fate = lambda role, name: PodFate(state if (role, name) == ("probe-b", "kind-worker2") else "ready")  # noqa: E731
+    with FakeApiServer(World(workers(), existing=[KINDNET], fate=fate)) as api:
+        kube = backend(api, tmp_path, ready_timeout=120)
+        with pytest.raises(BackendError, match=message):
+            kube.start(lambda message: None)
+        polls = api.requests[f"GET /api/v1/namespaces/{kube.namespace}/pods"]
+        assert polls == 1, "a fatal reason ends the wait at the first look, not after the timeout"
+        kube.close()
+        assert api.objects("namespaces") == []
+
+
+def test_pods_that_never_become_ready_end_the_wait_at_its_bound(tmp_path):
+    with FakeApiServer(World(workers(), existing=[KINDNET], fate=lambda r, n: PodFate("pending"))) as api:
+        kube = backend(api, tmp_path, ready_timeout=3)
+        with pytest.raises(BackendError, match="probe pods not ready after 3s"):
+            kube.start(lambda message: None)
+        assert 1 < api.requests[f"GET /api/v1/namespaces/{kube.namespace}/pods"] <= 4
+
+
+def test_the_named_cni_must_be_the_one_running(tmp_path):
+    with FakeApiServer(World(workers(), existing=[CILIUM])) as api:
+        with pytest.raises(BackendError, match=r"--cni=calico, but no DaemonSet kube-system/calico-node or "
+                                               r"calico-system/calico-node exists: this cluster runs cilium "
+                                               r"\(DaemonSet kube-system/cilium\)"):
+            backend(api, tmp_path, cni="calico").start(lambda message: None)
+        assert api.objects("namespaces") == [], "nothing is deployed before the CNI is confirmed"
+        backend(api, tmp_path, cni="other").start(lambda message: None)  # --cni=other skips the check
+
+
+def test_cleanup_only_deletes_every_namespace_a_run_left_and_nothing_else(fake_cluster, tmp_path):
+    kept = backend(fake_cluster, tmp_path, keep=True)
+    kept.start(lambda message: None)
+    assert kept.close() == [] and len(fake_cluster.objects("namespaces")) == 1, "--keep keeps it"
+    fake_cluster.route("POST", "/api/v1/namespaces", {}, {"metadata": {"name": "someone-else"}})
+    done = subprocess.run(kube_command(tmp_path, fake_cluster.kubeconfig_path, "--cni=kindnet",
+                                       "--cleanup-only"),
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"deleted 1 namespace(s) left by earlier runs: {kept.namespace}" in done.stdout
+    assert [n["metadata"]["name"] for n in fake_cluster.objects("namespaces")] == ["someone-else"]
+
+
+def test_a_failed_start_is_one_error_line_and_leaves_no_namespace(tmp_path):
+    fate = lambda role, name: PodFate("image-pull" if role == "duo" else "ready")  # noqa: E731
+    with FakeApiServer(World(workers(), existing=[KINDNET], fate=fate)) as api:
+        run = run_kube_suite(tmp_path, api.kubeconfig(tmp_path / "kc"), "--cni=kindnet")
+        assert run.returncode == 4, run.output[-2000:]
+        assert "ERROR: netconform: pod duo-" in run.output and "cannot pull its image" in run.output
+        assert api.objects("namespaces") == []
+        (namespace,) = api.created["namespaces"]
+        assert [path for method, path in api.log if method == "DELETE"] == [f"/api/v1/namespaces/{namespace}"]
+
+
+def test_ctrl_c_while_waiting_deletes_the_namespace(tmp_path):
+    with FakeApiServer(World(workers(), existing=[KINDNET], fate=lambda r, n: PodFate("pending"))) as api:
+        proc = subprocess.Popen(kube_command(tmp_path, api.kubeconfig(tmp_path / "kc"), "--cni=kindnet"),
+                                cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        seen, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and "waiting for" not in "".join(seen[-1:]):
+            seen.append(proc.stdout.readline())
+        assert len(api.objects("namespaces")) == 1, "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert api.objects("namespaces") == [], out[-2000:]
+
+
+@pytest.mark.parametrize("kubeconfig, message", [
+    ("garbage", "kubeconfig .*kc"),
+    ("unreachable", r"cannot reach the API server at https://127.0.0.1:9"),
+    ("bad-token", "refused to list nodes: Unauthorized"),
+    ("missing", "no kubeconfig at .*nothing-here"),
+])
+def test_a_cluster_that_cannot_be_used_is_one_clear_message(fake_cluster, tmp_path, kubeconfig, message):
+    path = tmp_path / "kc"
+    if kubeconfig == "garbage":
+        path.write_text("clusters: [this is not: a kubeconfig")
+    elif kubeconfig == "unreachable":
+        config = json.loads(fake_cluster.kubeconfig(path).read_text())
+        config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+        path.write_text(json.dumps(config))
+    elif kubeconfig == "bad-token":
+        fake_cluster.kubeconfig(path, token="wrong")
+    else:
+        path = tmp_path / "nothing-here"
+    run = run_kube_suite(tmp_path, path, "--cni=kindnet", timeout=60)
+    assert run.returncode == 4, run.output[-2000:]
+    errors = [line for line in run.output.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and __import__("re").search(message, errors[0]), run.output[-2000:]
+    assert fake_cluster.objects("namespaces") == []
+
+
+def test_a_lab_profile_on_a_live_cluster_is_a_usage_error(fake_cluster, tmp_path):
+    run = run_kube_suite(tmp_path, fake_cluster.kubeconfig_path, "--cni=bridge", timeout=60)
+    assert run.returncode == 4 and "--cni=bridge is a lab profile" in run.output

@@ -1,0 +1,99 @@
+"""Every object a run deploys is valid Kubernetes (the schema of the targeted release) and asks
+only for the privileges it needs."""
+import kubernetes_validate
+import pytest
+
+from netconform.backends.kube.manifests import (DeploySpec, parse_node_selector, parse_tolerations,
+                                                render)
+from netconform.plan import probe_plan
+
+TARGETED = ["1.33.0", "1.35.0", "1.37.0"]
+OPTIONS = [
+    {},
+    {"node_selector": {"kubernetes.io/os": "linux"}, "image_pull_secret": "regcred",
+     "tolerations": parse_tolerations("node-role.kubernetes.io/control-plane:NoSchedule,"
+                                      "dedicated=net:NoExecute")},
+    {"tolerations": parse_tolerations("all"), "pods_per_node": 3},
+]
+
+
+def objects(run_id="a1b2c3", **options):
+    spec = DeploySpec(run_id, "netconform-a1b2c3", "ghcr.io/netconform/netconform-probe:0.1.0", **options)
+    planned = probe_plan(["kind-worker", "kind-worker2"], spec.pods_per_node, outside=False)
+    return render(spec, planned, {"web": 30080, "web-local": 30081})
+
+
+@pytest.mark.parametrize("version", TARGETED)
+@pytest.mark.parametrize("options", OPTIONS, ids=["defaults", "selector-tolerations-secret", "tolerate-all"])
+def test_every_manifest_validates_against_the_kubernetes_schema(version, options):
+    rendered = objects(**options)
+    assert [o["kind"] for o in rendered].count("DaemonSet") == options.get("pods_per_node", 2) + 2
+    for obj in rendered:
+        kubernetes_validate.validate(obj, version, strict=True)  # raises on any schema violation
+
+
+def test_a_broken_manifest_is_caught_by_the_schema_check():
+    broken = objects()[1]
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.37.0", strict=True)
+
+
+def containers(rendered, role):
+    ds = next(o for o in rendered if o["kind"] == "DaemonSet" and o["metadata"]["name"] == role)
+    return ds["spec"]["template"]["spec"], ds["spec"]["template"]["spec"]["containers"]
+
+
+def test_only_the_host_probe_gets_a_capability_and_it_is_net_raw():
+    rendered = objects()
+    spec, (host,) = containers(rendered, "host")
+    assert spec["hostNetwork"] is True
+    assert host["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    for role in ("probe-a", "probe-b", "duo"):
+        spec, found = containers(rendered, role)
+        assert "hostNetwork" not in spec
+        assert all("capabilities" not in c["securityContext"] for c in found)
+        assert all(c["securityContext"]["allowPrivilegeEscalation"] is False for c in found)
+
+
+def test_namespace_is_labelled_for_the_run_and_pod_security():
+    labels = objects()[0]["metadata"]["labels"]
+    assert labels["netconform.io/run"] == "a1b2c3"
+    assert labels["app.kubernetes.io/managed-by"] == "netconform"
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"  # hostNetwork, hostPort
+
+
+def test_hostport_and_nodeports_are_the_same_for_tcp_and_udp():
+    rendered = objects()
+    _, (probe_b,) = containers(rendered, "probe-b")
+    assert {(p["protocol"], p["hostPort"]) for p in probe_b["ports"]} == {("TCP", 8088), ("UDP", 8088)}
+    web = next(o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == "web")
+    assert {(p["protocol"], p["nodePort"]) for p in web["spec"]["ports"]} == {("TCP", 30080), ("UDP", 30080)}
+    empty = next(o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == "empty")
+    assert empty["spec"]["selector"]["netconform.io/role"] == "none"
+
+
+def test_the_duo_containers_share_a_pod_with_their_own_ports():
+    _, (c1, c2) = containers(objects(), "duo")
+    assert (c1["name"], c2["name"]) == ("c1", "c2")
+    assert c1["args"][c1["args"].index("--control") + 1] == "tcp:0.0.0.0:9000"
+    assert c2["args"][c2["args"].index("--control") + 1] == "tcp:0.0.0.0:9001"
+
+
+def test_selector_and_toleration_syntax():
+    assert parse_node_selector("a=b, c=d") == {"a": "b", "c": "d"}
+    assert parse_tolerations("k=v:NoSchedule,x") == [
+        {"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"},
+        {"key": "x", "operator": "Exists"}]
+    with pytest.raises(ValueError, match="key=value"):
+        parse_node_selector("nolabel")
+    with pytest.raises(ValueError, match="unknown effect"):
+        parse_tolerations("k:Sometimes")
+
+
+def test_a_run_id_of_digits_stays_a_string_label():
+    """YAML would read 257131 as a number, which the API rejects as a label value."""
+    for obj in objects(run_id="257131"):
+        kubernetes_validate.validate(obj, "1.37.0", strict=True)
+        if obj["kind"] == "DaemonSet":
+            assert obj["spec"]["selector"]["matchLabels"]["netconform.io/run"] == "257131"
