@@ -172,3 +172,18 @@ def test_a_cluster_that_cannot_be_used_is_one_clear_message(fake_cluster, tmp_pa
 def test_a_lab_profile_on_a_live_cluster_is_a_usage_error(fake_cluster, tmp_path):
     run = run_kube_suite(tmp_path, fake_cluster.kubeconfig_path, "--cni=bridge", timeout=60)
     assert run.returncode == 4 and "--cni=bridge is a lab profile" in run.output
+
+
+def test_the_image_pull_secret_is_copied_into_the_run_and_used(tmp_path):
+    secret = {"metadata": {"name": "regcred", "namespace": "registry"},
+              "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}}
+    with FakeApiServer(World(workers(), existing=[KINDNET, ("secrets", "registry", secret)])) as api:
+        kube = backend(api, tmp_path, image_pull_secret="registry/regcred", image="registry.local/probe:1")
+        kube.start(lambda message: None)
+        (copied,) = api.objects("secrets", kube.namespace)
+        assert copied["data"] == secret["data"] and copied["type"] == secret["type"]
+        for ds in api.objects("daemonsets", kube.namespace):
+            assert ds["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+            assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/probe:1"
+        with pytest.raises(BackendError, match="--image-pull-secret registry/missing: secrets \"missing\""):
+            backend(api, tmp_path, image_pull_secret="registry/missing").start(lambda message: None)
