@@ -1,0 +1,60 @@
+"""The cross-CNI matrix: many runs' results.json in, one HTML page out. Rows are requirements,
+grouped by level; columns are CNIs; each cell is the run's verdict with its counts, linking to that
+run's own report."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..requirements import CATALOG, LEVELS
+from . import results
+from .html import TEMPLATES
+
+CSS = {"pass": "pass", "fail": "fail", "known deviation": "known", "flaky": "flaky",
+       "not run": "not-run", "skipped": "skipped"}
+
+
+def column(path: Path, output_dir: Path) -> dict:
+    """One run: its name, where its report is (relative to the page) and its verdict per row."""
+    document = results.read(path)
+    meta = document["meta"]
+    report = path.parent / "report.html"
+    return {
+        "name": meta.get("cni", path.parent.name),
+        "where": meta.get("backend", ""),
+        "conformant": document["conformant"],
+        "link": os.path.relpath(report, output_dir) if report.exists() else None,
+        "rows": {row["id"]: row for row in document["summary"]},
+    }
+
+
+def cell(row: dict | None) -> dict:
+    if row is None or row["verdict"] == "not run":
+        return {"text": "not run", "css": "not-run", "counts": ""}
+    known = row["xfailed"] + row["xpassed"]
+    counts = f"{row['passed']}/{row['total']}" + (f", {known} known" if known else "")
+    return {"text": row["verdict"], "css": CSS.get(row["verdict"], "none"), "counts": counts}
+
+
+def build(paths: list[Path], output: Path) -> dict:
+    columns = [column(Path(p), output.parent) for p in paths]
+    seen: dict[str, int] = {}
+    for col in columns:  # two runs of one CNI (say two lab conflists): tell them apart
+        seen[col["name"]] = seen.get(col["name"], 0) + 1
+        if seen[col["name"]] > 1:
+            col["name"] = f"{col['name']} ({seen[col['name']]})"
+    groups = []
+    for level in LEVELS:
+        rows = [{"id": req.id, "title": req.title,
+                 "cells": [cell(col["rows"].get(req.id)) for col in columns]}
+                for req in CATALOG.values() if req.level == level]
+        groups.append({"level": level, "rows": rows})
+    return {"columns": columns, "groups": groups}
+
+
+def write(paths: list[Path], output: Path) -> None:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(env.get_template("matrix.html.j2").render(**build(paths, output)))

@@ -1,0 +1,58 @@
+"""The cross-CNI matrix from results documents: one column per run, verdicts and counts per row."""
+import json
+
+import pytest
+
+from netconform.report import matrix, results
+from netconform.report.results import ItemRecord
+
+
+def run_document(cni: str, outcomes: dict[str, list[str]]) -> dict:
+    records = [ItemRecord(id=f"{req}[{n}]", nodeid=f"x::{req}{n}", requirement=req, level="MUST",
+                          protocol="tcp", source={"name": "a"}, destination=None, outcome=outcome)
+               for req, found in outcomes.items() for n, outcome in enumerate(found)]
+    return results.build({"cni": cni, "backend": "kube"}, records)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    paths = []
+    for cni, outcomes in [
+        ("calico", {"POD-POD-CROSS": ["passed"] * 4, "SVC-HAIRPIN": ["passed"] * 2}),
+        ("kube-router", {"POD-POD-CROSS": ["passed"] * 4, "SVC-HAIRPIN": ["xfailed", "xfailed"]}),
+        ("broken", {"POD-POD-CROSS": ["passed", "failed", "failed", "passed"]}),
+    ]:
+        folder = tmp_path / f"results-{cni}"
+        results.write(folder / "results.json", run_document(cni, outcomes))
+        (folder / "report.html").write_text("<html></html>")
+        paths.append(folder / "results.json")
+    return paths
+
+
+def cells(page: dict, requirement: str) -> list[tuple[str, str]]:
+    row = next(r for g in page["groups"] for r in g["rows"] if r["id"] == requirement)
+    return [(c["text"], c["counts"]) for c in row["cells"]]
+
+
+def test_one_column_per_run_one_cell_per_requirement(runs, tmp_path):
+    page = matrix.build(runs, tmp_path / "index.html")
+    assert [c["name"] for c in page["columns"]] == ["calico", "kube-router", "broken"]
+    assert [c["link"] for c in page["columns"]] == [f"results-{n}/report.html"
+                                                   for n in ("calico", "kube-router", "broken")]
+    assert cells(page, "POD-POD-CROSS") == [("pass", "4/4"), ("pass", "4/4"), ("fail", "2/4")]
+    assert cells(page, "SVC-HAIRPIN") == [("pass", "2/2"), ("known deviation", "0/2, 2 known"),
+                                          ("not run", "")]
+    assert [c["conformant"] for c in page["columns"]] == [True, True, False]
+    assert [g["level"] for g in page["groups"]] == ["MUST", "SHOULD", "MAY"]
+
+
+def test_two_runs_of_one_cni_are_told_apart(runs, tmp_path):
+    page = matrix.build([runs[0], runs[0]], tmp_path / "index.html")
+    assert [c["name"] for c in page["columns"]] == ["calico", "calico (2)"]
+
+
+def test_a_file_that_is_not_a_results_document_is_refused(tmp_path):
+    bogus = tmp_path / "results.json"
+    bogus.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ValueError, match="not a netconform results file"):
+        matrix.build([bogus], tmp_path / "index.html")
