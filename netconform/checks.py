@@ -46,6 +46,7 @@ class Check:
     address: Callable[[Endpoint], str] = lambda endpoint: endpoint.ip
     repeat: int | Callable[[Topology, Endpoint], int] = 1  # connections per pair
     first_alone: bool = False  # a pair's first connection completes before its repeats start
+    full_size: bool = False  # packets as large as the source interface's MTU, Don't Fragment set
 
     def connections(self, topology: Topology, destination: Endpoint) -> int:
         return self.repeat(topology, destination) if callable(self.repeat) else self.repeat

@@ -25,6 +25,7 @@ class Profile:
     description: str
     conflist: Path | None = None  # lab profiles: the CNI configuration of every node
     daemonsets: tuple[str, ...] = ()  # live clusters: "namespace/name" of the CNI's node agent
+    overlay: str = "routes"  # lab: how nodes reach each other's pod CIDRs, "routes" or "vxlan"
     deviations: tuple[Deviation, ...] = field(default_factory=tuple)
 
     def deviation(self, requirement_id: str) -> Deviation | None:
@@ -41,6 +42,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             "routes between nodes as kubenet sets them", MANIFESTS / "lab" / "bridge.conflist"),
     Profile("ptp", "lab", "CNI ptp plugin, a veth pair and a host route per pod, host-local IPAM",
             MANIFESTS / "lab" / "ptp.conflist"),
+    Profile("vxlan", "lab", "CNI bridge plugin (MTU 1450) over a VXLAN overlay between nodes, as "
+            "flannel's vxlan backend sets it up", MANIFESTS / "lab" / "vxlan.conflist", overlay="vxlan"),
     Profile("kindnet", "kube", "kind's default CNI", daemonsets=("kube-system/kindnet",)),
     Profile("calico", "kube", "Calico", daemonsets=("kube-system/calico-node",
                                                     "calico-system/calico-node")),

@@ -39,6 +39,7 @@ MAX_CONCURRENCY = 256
 MAX_TIMEOUT = 30.0
 MAX_ATTEMPTS = 5
 ICMP_MEMORY = 50000
+IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2  # Linux: set the DF bit, never fragment locally
 
 
 def plain_ip(address: str) -> str:
@@ -164,7 +165,7 @@ class IcmpWatcher:
             payload = bytes(packet[ICMP].payload)
             if not payload.startswith(TOKEN_PREFIX):
                 continue
-            token = payload[len(TOKEN_PREFIX):].decode(errors="replace")
+            token = payload[len(TOKEN_PREFIX):].split(b"\0", 1)[0].decode(errors="replace")
             with self.lock:
                 self.seen[token] = packet[IP].src
                 while len(self.seen) > ICMP_MEMORY:
@@ -219,15 +220,24 @@ def _udp_once(ip: str, port: int, token: str, timeout: float) -> dict:
     return {"local": plain_ip(local), "seen": reply.get("seen"), "responder": reply.get("name")}
 
 
-def _icmp_once(ip: str, token: str, timeout: float) -> dict:
-    """One echo request built with scapy, sent and answered through the kernel's routing."""
+def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> dict:
+    """One echo request built with scapy, sent and answered through the kernel's routing.
+
+    With ``size``, the IP packet is padded to exactly that many bytes and marked Don't Fragment:
+    a path that cannot carry it must say so (ICMP) or it is a black hole.
+    """
     from scapy.layers.inet import ICMP, IP, IPerror
     from scapy.packet import Raw
 
     ident, seq = random.randrange(1, 0xFFFF), random.randrange(1, 0xFFFF)
-    request = ICMP(type=8, id=ident, seq=seq) / Raw(TOKEN_PREFIX + token.encode())
+    payload = TOKEN_PREFIX + token.encode()
+    if size:
+        payload += b"\0" * max(0, size - 20 - 8 - len(payload))  # IP header 20, ICMP header 8
+    request = ICMP(type=8, id=ident, seq=seq) / Raw(payload)
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        if size:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
         sock.connect((ip, 0))
         local = sock.getsockname()[0]
         sock.send(bytes(request))
@@ -263,7 +273,7 @@ def probe_target(target: dict) -> dict:
             elif proto == "udp":
                 outcome = _udp_once(ip, port, token, timeout)
             elif proto == "icmp":
-                outcome = _icmp_once(ip, token, timeout)
+                outcome = _icmp_once(ip, token, timeout, target.get("size"))
             else:
                 raise ValueError(f"unknown protocol {proto!r}")
         except (OSError, ValueError) as exc:
@@ -271,6 +281,8 @@ def probe_target(target: dict) -> dict:
             continue
         result.update(outcome, ok=True)
         break
+    if target.get("size"):
+        result["size"] = int(target["size"])
     result["attempts"] = len(result["errors"]) + result["ok"]
     result["error"] = None if result["ok"] else result["errors"][-1]
     result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)

@@ -96,6 +96,13 @@ class Runner:
                     found.append(str(ip))
         return found
 
+    def mtu(self, endpoint: Endpoint) -> int:
+        """The MTU of the interface that holds the endpoint's IP, read from inside (1500 if unknown)."""
+        for interface in self.report(endpoint)["interfaces"]:
+            if any(cidr.split("/")[0] == endpoint.ip for cidr in interface["addresses"]):
+                return int(interface["mtu"])
+        return 1500
+
     def node_addresses(self, node: str) -> list[str]:
         return self.addresses(self.topology.host_of(node))
 
@@ -116,6 +123,10 @@ class Runner:
                 "ip": check.address(destination), "port": destination.port, "proto": protocol,
                 "timeout": self.settings.timeout, "attempts": self.settings.attempts}
                 for target_id in _target_ids(check, self.topology, case)]
+            if check.full_size:
+                size = self.mtu(self.topology.endpoint(case.source))
+                for target in targets[case.source]:
+                    target["size"] = size
         results: dict[str, dict] = {}
         workers = max(1, min(self.settings.parallel_probes, len(targets)))
         with ThreadPoolExecutor(max_workers=workers) as pool:

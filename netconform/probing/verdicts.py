@@ -73,6 +73,18 @@ def reached(obs: Observation) -> Verdict:
     return _attempt(obs) or passed(obs)
 
 
+def reached_at_full_size(obs: Observation) -> Verdict:
+    """MTU: a DF-marked packet as large as the source's pod interface MTU arrives across nodes."""
+    failed = _attempt(obs)
+    if failed is None:
+        return passed(obs)
+    size = obs.result.get("size", "?")
+    failed.reason = (f"a {size}-byte packet with Don't Fragment set (the MTU of "
+                     f"{obs.source.name}'s interface) did not arrive, and no ICMP said why: a path "
+                     f"MTU black hole. {failed.reason}") if failed.kind == "timeout" else failed.reason
+    return failed
+
+
 def reached_on_loopback(obs: Observation) -> Verdict:
     """LOCALHOST: 127.0.0.1 of one container is the other container's listener."""
     return reached(obs)

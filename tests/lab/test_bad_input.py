@@ -25,7 +25,7 @@ def timed(tmp_path, *args):
 def test_unknown_cni_is_a_usage_error(tmp_path, untouched):
     run, seconds = timed(tmp_path, "--cni=calcio")
     assert run.returncode == 4 and seconds < 15
-    assert ("netconform: unknown --cni 'calcio'; known profiles: bridge, ptp (lab); antrea, calico, "
+    assert ("netconform: unknown --cni 'calcio'; known profiles: bridge, ptp, vxlan (lab); antrea, calico, "
             "cilium, flannel, kindnet, kube-router, other (live clusters)") in run.output
 
 

@@ -15,7 +15,8 @@ class LabBackend(Backend):
     def __init__(self, profile: Profile, nodes: int = 3, pods_per_node: int = 2,
                  ready_timeout: float = 60.0, faults: tuple[Fault, ...] = ()) -> None:
         self.profile = profile
-        self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults)
+        self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults,
+                            overlay=profile.overlay)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:

@@ -31,6 +31,7 @@ from .naming import (CLUSTER_CIDR, OUTSIDE_IP, UNDERLAY_GATEWAY, RunNames, clust
                      pod_cidr)
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
+VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
 
@@ -46,12 +47,35 @@ class LabSpec:
     ready_timeout: float = 60.0
     faults: tuple[Fault, ...] = ()
     python: str = sys.executable
+    overlay: str = "routes"  # "routes" (kubenet, a cloud route table) or "vxlan" (flannel-like)
 
 
 def plan(spec: LabSpec) -> Topology:
     """The lab's names: node-N with the probes every backend deploys, and the outside client."""
     return probe_plan([f"node-{i}" for i in range(1, spec.nodes + 1)], spec.pods_per_node,
                       outside=True)
+
+
+def vxlan_commands(index: int, others: list[int]) -> tuple[list[str], list[str]]:
+    """A flannel-style VXLAN overlay: one VTEP per node addressed x.y.N.0 of its pod CIDR, and for
+    every other node a route to its pod CIDR through its VTEP, with static ARP and FDB entries.
+    Returns the `ip` commands and the `bridge fdb` commands."""
+    commands = [f"link add {VXLAN_DEVICE} address {vtep_mac(index)} type vxlan id 1 dev eth0 "
+                f"dstport 4789 nolearning", f"addr add {vtep_ip(index)}/32 dev {VXLAN_DEVICE}",
+                f"link set {VXLAN_DEVICE} up"]
+    for other in others:
+        commands += [f"route add {pod_cidr(other)} via {vtep_ip(other)} dev {VXLAN_DEVICE} onlink",
+                     f"neigh add {vtep_ip(other)} lladdr {vtep_mac(other)} dev {VXLAN_DEVICE} nud permanent"]
+    fdb = [f"fdb append {vtep_mac(other)} dev {VXLAN_DEVICE} dst {node_ip(other)}" for other in others]
+    return commands, fdb
+
+
+def vtep_ip(index: int) -> str:
+    return pod_cidr(index).split("/")[0]
+
+
+def vtep_mac(index: int) -> str:
+    return f"02:6e:63:00:{index // 256:02x}:{index % 256:02x}"
 
 
 class LabCluster:
@@ -157,10 +181,17 @@ class LabCluster:
         """Address the node on the underlay and route every other node's pod CIDR to it (kubenet)."""
         name = self.names.node(node)
         commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
-        commands += [f"route add {pod_cidr(other)} via {node_ip(other)}"
-                     for other in range(1, self.spec.nodes + 1) if other != index]
+        others = [other for other in range(1, self.spec.nodes + 1) if other != index]
+        fdb = []
+        if self.spec.overlay == "vxlan":
+            vxlan, fdb = vxlan_commands(index, others)
+            commands += vxlan
+        else:
+            commands += [f"route add {pod_cidr(other)} via {node_ip(other)}" for other in others]
         commands.append(f"route add default via {UNDERLAY_GATEWAY}")
         netns.ip_batch(name, commands)
+        if fdb:
+            netns.ip_batch(name, fdb, tool="bridge")
         netns.sysctl(name, {
             "net.ipv4.ip_forward": "1",
             # kube-proxy needs bridged pod traffic to pass iptables, as kubelet's preflight requires
@@ -205,22 +236,42 @@ class LabCluster:
                 raise BackendError(f"iptables-restore on {node.name} failed: {done.stderr.strip()}")
 
     def _inject_faults(self, progress: Progress) -> None:
+        count = len(self.topology.nodes)
+        chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
         for fault in self.spec.faults:
-            for index, node in enumerate(self.topology.nodes, 1):
+            for index in chosen[fault.on_nodes]:
                 for command in fault.node_commands:
-                    argv = [part.replace("${POD_CIDR}", pod_cidr(index)) for part in command]
-                    done = netns.run(self.names.node(node.name), argv)
-                    if done.returncode:
-                        raise BackendError(f"fault {fault.name} on {node.name}: {' '.join(argv)}: "
-                                           f"{done.stderr.strip()}")
+                    self._fault_command(fault, self.names.node(f"node-{index}"), command, index)
+            for index in range(1, count + 1):
+                for command in fault.port_commands:
+                    self._fault_command(fault, self.names.world, command, index)
             progress(f"lab: fault injected: {fault.name} ({fault.description})")
+
+    def _fault_command(self, fault: Fault, namespace: str, command: tuple[str, ...], index: int) -> None:
+        values = {"${POD_CIDR}": pod_cidr(index), "${LAST_POD_CIDR}": pod_cidr(len(self.topology.nodes)),
+                  "${CLUSTER_CIDR}": CLUSTER_CIDR, "${PORT}": self.names.underlay_port(index)}
+        argv = [values.get(part, part) for part in command]
+        done = netns.run(namespace, argv)
+        if done.returncode:
+            raise BackendError(f"fault {fault.name} in {namespace}: {' '.join(argv)}: {done.stderr.strip()}")
 
     def _namespace_of(self, endpoint: Endpoint) -> str:
         if endpoint.kind == HOST:
             return self.names.node(endpoint.node)
         if endpoint.kind == OUTSIDE:
             return self.names.outside
+        if endpoint.kind == CONTAINER and endpoint.role.endswith("/c2") and \
+                any(f.split_duo for f in self.spec.faults):
+            return self._split_netns(endpoint.node)
         return self._pod_netns(endpoint.node, endpoint.pod.split("/", 1)[1])
+
+    def _split_netns(self, node: str) -> str:
+        """Fault localhost-split: a namespace of its own (loopback only) for duo's second container."""
+        name = self._pod_netns(node, "duo-split")
+        if not netns.exists(name):
+            netns.create(name)
+            netns.ip_batch(name, ["link set lo up"])
+        return name
 
     def _start_probes(self, live: Topology) -> None:
         for endpoint in live.probes():
@@ -277,7 +328,7 @@ class LabCluster:
             return "(no log)"
 
     def metadata(self) -> dict:
-        return {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes,
+        return {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes, "overlay": self.spec.overlay,
                 "lab_pods_per_node": self.spec.pods_per_node, "conflist": str(self.spec.conflist),
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
                 if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults]}

@@ -27,12 +27,12 @@ def _ip(*argv: str) -> None:
         raise OSError(f"ip {' '.join(argv)}: {done.stderr.strip()}")
 
 
-def ip_batch(name: str, commands: list[str]) -> None:
-    """Run several `ip` commands inside a namespace in one process (`ip -n NAME -batch -`)."""
-    done = subprocess.run(["ip", "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",
+def ip_batch(name: str, commands: list[str], tool: str = "ip") -> None:
+    """Run several `ip` (or `bridge`) commands inside a namespace in one process."""
+    done = subprocess.run([tool, "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",
                           capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if done.returncode:
-        raise OSError(f"ip -n {name}: {done.stderr.strip()}")
+        raise OSError(f"{tool} -n {name}: {done.stderr.strip()}")
 
 
 def exists(name: str) -> bool:

@@ -1,0 +1,151 @@
+"""Scale benchmark: labs of 3, 6 and 10 nodes; set-up, probing per requirement, pairs per second,
+probe requests per check; and the ratio of the batched probing of POD-POD-CROSS (TCP) to the same
+connections opened one after another in one tight loop from one process. Not a test: run as root.
+
+    sudo .tox/netconform/bin/python bench/scale.py [--sizes 3 6 10] [--ratio-pods 3]
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from netconform.backends.lab.cluster import LabCluster, LabSpec  # noqa: E402
+from netconform.backends.lab.netns import path as netns_path  # noqa: E402
+from netconform.checks import INSPECT  # noqa: E402
+from netconform.probing.runner import Runner  # noqa: E402
+from netconform.profiles import profile  # noqa: E402
+
+SUITES = ["test_pod_network", "test_node_network", "test_localhost", "test_services", "test_mtu"]
+CLONE_NEWNET = 0x40000000
+
+
+def checks() -> list:
+    found = []
+    for name in SUITES:
+        module = importlib.import_module(f"suites.{name}")
+        found += [f.netconform_check for f in vars(module).values() if hasattr(f, "netconform_check")]
+    return found
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def build(nodes: int, pods: int) -> tuple[LabCluster, object, float]:
+    cluster = LabCluster(LabSpec(profile("bridge").conflist, nodes=nodes, pods_per_node=pods,
+                                 ready_timeout=120))
+    began = time.monotonic()
+    try:
+        live = cluster.build(quiet)
+    except BaseException:
+        cluster.teardown()
+        raise
+    return cluster, live, time.monotonic() - began
+
+
+def measure_size(nodes: int) -> dict:
+    cluster, live, setup = build(nodes, 2)
+    try:
+        runner, rows = Runner(live, cluster.channel), []
+        for check in checks():
+            for protocol in check.protocols:
+                cases = check.cases(live, protocol)
+                before = sum(runner.requests.values())
+                began = time.monotonic()
+                if protocol == INSPECT:
+                    for case in cases:
+                        runner.observe(check, case)
+                else:
+                    runner.batch(check, protocol)
+                seconds = time.monotonic() - began
+                rows.append((f"{check.requirement} {protocol}", len(cases), seconds,
+                             sum(runner.requests.values()) - before))
+    finally:
+        began = time.monotonic()
+        cluster.teardown()
+        teardown = time.monotonic() - began
+    return {"nodes": nodes, "setup": setup, "teardown": teardown, "rows": rows}
+
+
+def tight_loop(cluster: LabCluster, live, pairs: list) -> float:
+    """Every (source, destination) connection, one after another, from this one process: the
+    thread enters each source pod's namespace with setns(2) and connects as the probe would."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    began = time.monotonic()
+    try:
+        for source, destinations in pairs:
+            fd = os.open(netns_path(cluster.names.pod(source.node, source.role)), os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns failed")
+            finally:
+                os.close(fd)
+            for destination in destinations:
+                with socket.create_connection((destination.ip, destination.port), timeout=2) as sock:
+                    sock.sendall(b"tight-loop\n")
+                    while sock.recv(4096):
+                        pass
+    finally:
+        libc.setns(home, CLONE_NEWNET)
+        os.close(home)
+    return time.monotonic() - began
+
+
+def measure_ratio(nodes: int, pods: int) -> dict:
+    cluster, live, _ = build(nodes, pods)
+    try:
+        cross = next(c for c in checks() if c.requirement == "POD-POD-CROSS")
+        cases = cross.cases(live, "tcp")
+        runner = Runner(live, cluster.channel)
+        began = time.monotonic()
+        results = runner.batch(cross, "tcp")
+        batched = time.monotonic() - began
+        assert all(r["ok"] for r in results.values()), "a healthy lab must pass"
+        by_source: dict = {}
+        for case in cases:
+            by_source.setdefault(case.source, []).append(live.endpoint(case.destination))
+        loop = tight_loop(cluster, live, [(live.endpoint(s), d) for s, d in by_source.items()])
+        return {"pairs": len(cases), "batched": batched, "loop": loop, "requests": runner.requests["tcp"]}
+    finally:
+        cluster.teardown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 10])
+    parser.add_argument("--ratio-nodes", type=int, default=10)
+    parser.add_argument("--ratio-pods", type=int, default=3, help="probe pods per node for the ratio")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/scale.py builds labs: run it as root")
+        return 2
+    for nodes in args.sizes:
+        found = measure_size(nodes)
+        probing = sum(row[2] for row in found["rows"])
+        pairs = sum(row[1] for row in found["rows"])
+        print(f"\n{nodes} nodes, 2 probe pods per node: set-up {found['setup']:.1f}s, teardown "
+              f"{found['teardown']:.1f}s, probing {probing:.1f}s for {pairs} pairs "
+              f"({pairs / probing:.0f} pairs/s)")
+        print(f"  {'check':<26}{'pairs':>7}{'seconds':>9}{'pairs/s':>9}{'requests':>10}")
+        for name, count, seconds, requests in found["rows"]:
+            print(f"  {name:<26}{count:>7}{seconds:>9.2f}{count / max(seconds, 1e-9):>9.0f}{requests:>10}")
+    ratio = measure_ratio(args.ratio_nodes, args.ratio_pods)
+    print(f"\nPOD-POD-CROSS tcp on {args.ratio_nodes} nodes x {args.ratio_pods} pods: {ratio['pairs']} "
+          f"pairs in {ratio['requests']} probe requests; batched {ratio['batched']:.2f}s, one tight "
+          f"loop {ratio['loop']:.2f}s; ratio batched/loop = {ratio['batched'] / ratio['loop']:.2f} "
+          f"(goal: at most 10)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
