@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +68,21 @@ def leftovers(prefix: str) -> list[str]:
 def bridge_run(tmp_path_factory) -> SuiteRun:
     """One healthy lab run with the default profile, shared by the tests that read its output."""
     return run_suite(tmp_path_factory.mktemp("bridge"), "--cni=bridge")
+
+
+def start_and_wait_for(tmp_path, line: str, *args: str):
+    """Start a lab run; return the process and its prefix once `line` appears in its output."""
+    proc = subprocess.Popen(suite_command(tmp_path, "--cni=bridge", *args), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    seen, deadline, prefix = [], time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        out = proc.stdout.readline()
+        if not out:
+            break
+        seen.append(out)
+        prefix = prefix or (PREFIX.search(out).group(0) if PREFIX.search(out) else None)
+        if line in out:
+            return proc, prefix
+    proc.kill()
+    pytest.fail(f"never saw {line!r}:\n{''.join(seen)}")

@@ -2,31 +2,12 @@
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from .conftest import PREFIX, REPO, leftovers, needs_root, suite_command
+from .conftest import PREFIX, REPO, leftovers, needs_root, start_and_wait_for, suite_command
 
 pytestmark = needs_root
-
-
-def start_and_wait_for(tmp_path, line: str):
-    """Start a lab run; return the process and its prefix once `line` appears in its output."""
-    proc = subprocess.Popen(suite_command(tmp_path, "--cni=bridge"), cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    seen, deadline, prefix = [], time.monotonic() + 120, None
-    while time.monotonic() < deadline:
-        out = proc.stdout.readline()
-        if not out:
-            break
-        seen.append(out)
-        prefix = prefix or (PREFIX.search(out).group(0) if PREFIX.search(out) else None)
-        if line in out:
-            return proc, prefix
-    proc.kill()
-    pytest.fail(f"never saw {line!r}:\n{''.join(seen)}")
 
 
 @pytest.mark.parametrize("moment", ["node namespaces up", "probes ready"])

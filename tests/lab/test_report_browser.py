@@ -25,3 +25,11 @@ def test_the_browser_shows_every_must_and_service_requirement_passing(bridge_run
     matrix.feed(browser_dom(bridge_run.report_dir / "report.html"))
     assert matrix.rows[0] == ["from \\ to", "node-1", "node-2", "node-3"]
     assert matrix.rows[1] == ["node-1", "", "12/12", "12/12"]
+
+
+def test_the_report_says_how_long_each_phase_took(bridge_run):
+    reader = TableReader("meta")
+    reader.feed(browser_dom(bridge_run.report_dir / "report.html"))
+    phases = {row[0]: row[1] for row in reader.rows if len(row) == 2}["phases"]
+    for phase in ("setup", "probing", "teardown"):
+        assert phase in phases, phases

@@ -32,7 +32,9 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
                           "-o", "eth0", "-j", "MASQUERADE"),)),
     Fault("snat-host-network", ("HOSTNET-POD",),
           "nodes rewrite the source of their own traffic to pods to an address that is not theirs",
-          also=("SVC-NODEPORT",),  # a node's own connection to a NodePort with a remote backend
+          # a node's own connection to a NodePort with a remote backend; and SVC-NO-ENDPOINTS when
+          # the unreachables for replies to 203.0.113.7 use up a pod's ICMP rate limit first
+          also=("SVC-NODEPORT", "SVC-NO-ENDPOINTS"),
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "-m", "addrtype",
                           "--src-type", "LOCAL", "-d", "${CLUSTER_CIDR}", "-j", "SNAT",
                           "--to-source", "203.0.113.7"),)),
