@@ -118,15 +118,12 @@ class Runner:
         targets: dict[str, list[dict]] = collections.defaultdict(list)
         for case in cases:
             destination = self.topology.endpoint(case.destination)
+            size = {"size": self.mtu(self.topology.endpoint(case.source))} if check.full_size else {}
             targets[case.source] += [{
                 "id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
                 "ip": check.address(destination), "port": destination.port, "proto": protocol,
-                "timeout": self.settings.timeout, "attempts": self.settings.attempts}
+                "timeout": self.settings.timeout, "attempts": self.settings.attempts, **size}
                 for target_id in _target_ids(check, self.topology, case)]
-            if check.full_size:
-                size = self.mtu(self.topology.endpoint(case.source))
-                for target in targets[case.source]:
-                    target["size"] = size
         results: dict[str, dict] = {}
         workers = max(1, min(self.settings.parallel_probes, len(targets)))
         with ThreadPoolExecutor(max_workers=workers) as pool:

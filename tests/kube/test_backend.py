@@ -2,6 +2,7 @@
 detection, clean-up; and the pytest run a user starts, with its one-line errors."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -165,7 +166,7 @@ def test_a_cluster_that_cannot_be_used_is_one_clear_message(fake_cluster, tmp_pa
     run = run_kube_suite(tmp_path, path, "--cni=kindnet", timeout=60)
     assert run.returncode == 4, run.output[-2000:]
     errors = [line for line in run.output.splitlines() if line.startswith("ERROR")]
-    assert len(errors) == 1 and __import__("re").search(message, errors[0]), run.output[-2000:]
+    assert len(errors) == 1 and re.search(message, errors[0]), run.output[-2000:]
     assert fake_cluster.objects("namespaces") == []
 
 

@@ -240,8 +240,9 @@ class LabCluster:
         chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
         for fault in self.spec.faults:
             for index in chosen[fault.on_nodes]:
+                node = self.names.node(self.topology.nodes[index - 1].name)
                 for command in fault.node_commands:
-                    self._fault_command(fault, self.names.node(f"node-{index}"), command, index)
+                    self._fault_command(fault, node, command, index)
             for index in range(1, count + 1):
                 for command in fault.port_commands:
                     self._fault_command(fault, self.names.world, command, index)
