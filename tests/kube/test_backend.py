@@ -38,7 +38,10 @@ def test_topology_is_discovered_from_the_api(fake_cluster, tmp_path):
     assert live.endpoint("kind-worker1/nodeport/web").port == services["web"]["spec"]["ports"][0]["nodePort"]
     channel = kube.channel(live.endpoint("kind-worker2/duo/c2"))
     assert channel.base.endswith(f"/pods/{pods[('kind-worker2', 'duo')]['metadata']['name']}:9001/proxy")
+    pools = kube.api.client.rest_client.pool_manager.pools
+    assert len(pools) == 1  # one connection pool to the API server, kept for the run
     assert kube.close() == [] and fake_cluster.objects("namespaces") == []
+    assert len(pools) == 0  # and let go at the end
 
 
 def test_a_taken_node_port_is_avoided(tmp_path):

@@ -43,9 +43,9 @@ def suite_command(report_dir: Path, *args: str) -> list[str]:
             "--report-dir", str(report_dir), *args]
 
 
-def run_suite(report_dir: Path, *args: str, timeout: float = 300) -> SuiteRun:
+def run_suite(report_dir: Path, *args: str, timeout: float = 300, env: dict | None = None) -> SuiteRun:
     done = subprocess.run(suite_command(report_dir, *args), cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
     return SuiteRun(done.returncode, done.stdout + done.stderr, report_dir)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from . import kill_probe
 from .conftest import REPO, leftovers, needs_root, run_suite, start_and_wait_for
 
 pytestmark = needs_root
@@ -19,15 +20,14 @@ def finish(proc, timeout: float = 180) -> str:
 
 
 def test_a_probe_that_dies_mid_run_fails_its_items_and_nothing_hangs(tmp_path):
-    proc, prefix = start_and_wait_for(tmp_path, "probes ready", "-m", "POD-POD-CROSS or SVC-CLUSTERIP")
-    killed = subprocess.run(["pkill", "-KILL", "-f", f"{prefix}/sockets/node-2_probe-b.sock"],
-                            timeout=10)
-    assert killed.returncode == 0, "the probe process should have been there to kill"
-    out = finish(proc)
-    assert proc.returncode == 1, out[-3000:]
-    assert "probe unavailable" in out  # what it sent itself: it is gone
-    assert "POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]" in out  # what it should have answered
-    assert leftovers(prefix) == []
+    env = {**os.environ, kill_probe.VICTIM: "node-2/probe-b", kill_probe.BEFORE: "SVC-CLUSTERIP"}
+    run = run_suite(tmp_path, "--cni=bridge", "-m", "POD-POD-CROSS or SVC-CLUSTERIP",
+                    "-p", "tests.lab.kill_probe", env=env, timeout=180)  # a hang raises, not blocks
+    assert run.returncode == 1, run.output[-3000:]
+    assert run.summary["POD-POD-CROSS"]["verdict"] == "pass"  # before the kill
+    assert "SVC-CLUSTERIP[tcp:node-2/probe-b->svc/web]" in run.output  # it should have asked
+    assert "probe unavailable" in run.output  # what it says: the probe is gone
+    assert leftovers(run.prefix) == []
 
 
 def test_a_node_namespace_deleted_under_the_run_is_survived_and_cleaned(tmp_path):

@@ -81,7 +81,14 @@ class KubeApi:
         return response.status, response.read()
 
     def close(self) -> None:
+        """Release the connection pool (closing twice is harmless)."""
         self.client.close()
+
+    def __enter__(self) -> "KubeApi":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def status_message(exc: ApiException) -> str:

@@ -164,7 +164,15 @@ class KubeBackend(Backend):
         return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port)
 
     def close(self) -> list[str]:
-        """Delete the run's namespace (everything in it goes with it), unless --keep."""
+        """Delete the run's namespace (everything in it goes with it), unless --keep; then let the
+        API client's connections go."""
+        try:
+            return self._delete_namespace()
+        finally:
+            if self.api is not None:
+                self.api.close()
+
+    def _delete_namespace(self) -> list[str]:
         if not self.created or self.api is None:
             return []
         self.created = False
@@ -189,14 +197,14 @@ class KubeBackend(Backend):
 
 def cleanup_runs(options: KubeOptions) -> list[str]:
     """--cleanup-only: delete every namespace any run left (kept or crashed), found by label."""
-    api = KubeApi(options.kubeconfig, options.context)
-    names = [ns.metadata.name for ns in
-             api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items]
-    for name in names:
-        try:
-            api.call(f"delete namespace {name}", api.core.delete_namespace, name,
-                     propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise BackendError(f"cannot delete namespace {name}: {status_message(exc)}") from None
+    with KubeApi(options.kubeconfig, options.context) as api:
+        names = [ns.metadata.name for ns in
+                 api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items]
+        for name in names:
+            try:
+                api.call(f"delete namespace {name}", api.core.delete_namespace, name,
+                         propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise BackendError(f"cannot delete namespace {name}: {status_message(exc)}") from None
     return names
