@@ -2,37 +2,48 @@
 from __future__ import annotations
 
 import os
-import signal
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from . import cmdline
+from . import options as opts
 from .backends.base import Backend, BackendError
-from .checks import Case
-from .probing.runner import ProbeSettings
-from .profiles import Profile, UnknownProfile, custom_lab_profile, profile
-from .report import html, results
+from .checks import INSPECT, Case
+from .options import bounded, range_help
+from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, profile
+from .pytest_run import NetconformRun
 from .requirements import CATALOG, LEVELS
-from .session import Conformance
-from .topology import Topology
+from .session import Conformance, Judgement
 
 RUN = pytest.StashKey["NetconformRun"]()
+DEFAULT_CNI = "bridge"
+OPTION_GROUPS = ("netconform", "netconform-kube", "netconform-lab")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("netconform", "Kubernetes network model conformance")
-    group.addoption("--cni", default="bridge", metavar="NAME",
-                    help="CNI profile to test: lab profiles bridge, ptp (default: bridge, on the lab); "
-                         "live-cluster profiles kindnet, calico, cilium, flannel, antrea, kube-router, "
-                         "other")
+    group.addoption("--cni", default=None, metavar="NAME",
+                    help=f"CNI profile to test: lab profiles {_names('lab')} (default: {DEFAULT_CNI}, "
+                         f"on the lab); live-cluster profiles {_names('kube')}")
     group.addoption("--report-dir", metavar="DIR", type=Path,
-                    help="where results.json and report.html go (default: reports/<cni>)")
-    group.addoption("--probe-timeout", type=float, default=2.0, metavar="SECONDS",
-                    help="timeout of one connection attempt (default 2)")
-    group.addoption("--probe-attempts", type=int, default=2, metavar="N",
-                    help="attempts per connection; a pass after a retry is reported flaky (default 2)")
+                    help="where results.json, report.html and the probe logs go (default: "
+                         "reports/<cni>); created and tested for writing before the run")
+    group.addoption("--probe-timeout", type=bounded(float, opts.PROBE_TIMEOUT, " s"), default=2.0,
+                    metavar="SECONDS", help=range_help("timeout of one connection attempt, default 2",
+                                                       opts.PROBE_TIMEOUT, " s"))
+    group.addoption("--probe-attempts", type=bounded(int, opts.PROBE_ATTEMPTS), default=2, metavar="N",
+                    help=range_help("attempts per connection; a pass after a retry is reported flaky, "
+                                    "default 2", opts.PROBE_ATTEMPTS))
+    group.addoption("--not-applicable", action="append", default=[], metavar="ID=REASON",
+                    help="declare a requirement not applicable to this cluster, with the reason "
+                         "(repeatable); the verdict lists it")
+    group.addoption("--fail-on", choices=("must", "should", "may"), default="must",
+                    help="the lowest level whose failure makes the exit code 1 (default must)")
     group.addoption("--cleanup-only", action="store_true",
-                    help="remove what earlier runs left behind (lab namespaces, state) and exit")
+                    help="remove what earlier runs left behind (lab namespaces, state; with "
+                         "--kubeconfig: the cluster's run namespaces) and exit")
     kube = parser.getgroup("netconform-kube", "live clusters (a --cni that is not a lab profile)")
     kube.addoption("--kubeconfig", type=Path, metavar="FILE",
                    help="kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
@@ -48,20 +59,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                    help="the run's namespace is PREFIX-<run id> (default netconform)")
     kube.addoption("--keep", action="store_true",
                    help="leave the run's namespace in place for debugging (remove it with --cleanup-only)")
-    kube.addoption("--ready-timeout", type=float, default=180.0, metavar="SECONDS",
-                   help="how long the probe pods may take to become Ready (default 180)")
+    kube.addoption("--ready-timeout", type=bounded(float, opts.READY_TIMEOUT, " s"), default=180.0,
+                   metavar="SECONDS", help=range_help("how long the probe pods may take to become "
+                                                      "Ready, default 180", opts.READY_TIMEOUT, " s"))
     lab = parser.getgroup("netconform-lab", "the embedded lab backend")
-    lab.addoption("--lab-nodes", type=int, default=3, metavar="N", help="lab nodes (default 3)")
-    lab.addoption("--lab-pods-per-node", type=int, default=2, metavar="N",
-                  help="single-container probe pods per node (default 2)")
+    lab.addoption("--lab-nodes", type=bounded(int, opts.LAB_NODES), default=3, metavar="N",
+                  help=range_help("lab nodes, default 3", opts.LAB_NODES))
+    lab.addoption("--lab-pods-per-node", type=bounded(int, opts.LAB_PODS_PER_NODE), default=2,
+                  metavar="N", help=range_help("single-container probe pods per node, default 2",
+                                               opts.LAB_PODS_PER_NODE))
     lab.addoption("--lab-cni-conf", type=Path, metavar="FILE",
-                  help="run the lab with this CNI conflist instead of the profile's "
-                       "(${POD_CIDR}, ${NODE_IP}, ${NODE_NAME} are filled in per node)")
-    lab.addoption("--lab-ready-timeout", type=float, default=60.0, metavar="SECONDS",
-                  help="how long probes may take to start (default 60)")
+                  help="run the lab with this CNI conflist instead of a profile's, named after the "
+                       "file (${POD_CIDR}, ${NODE_IP}, ${NODE_NAME} are filled in per node); not "
+                       "together with --cni")
+    lab.addoption("--lab-cni-path", default="/opt/cni/bin:/usr/lib/cni", metavar="DIR[:DIR…]",
+                  help="where the CNI plugins are looked up, like CNI_PATH "
+                       "(default /opt/cni/bin:/usr/lib/cni)")
+    lab.addoption("--lab-cni-timeout", type=bounded(float, opts.CNI_TIMEOUT, " s"), default=20.0,
+                  metavar="SECONDS", help=range_help("how long one CNI plugin call may take, default 20",
+                                                     opts.CNI_TIMEOUT, " s"))
+    lab.addoption("--lab-ready-timeout", type=bounded(float, opts.READY_TIMEOUT, " s"), default=60.0,
+                  metavar="SECONDS", help=range_help("how long probes may take to start, default 60",
+                                                     opts.READY_TIMEOUT, " s"))
     lab.addoption("--lab-fault", action="append", default=[], metavar="NAME",
                   help="inject a named fault after the lab is built (repeatable); "
                        "'--lab-fault list' prints every fault and what it breaks")
+
+
+def _names(backend: str) -> str:
+    return ", ".join(name for name, p in PROFILES.items() if p.backend == backend)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -76,13 +102,19 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     from .backends.lab import cleanup
     if os.geteuid() != 0:
         print("netconform: --cleanup-only needs root (lab namespaces belong to root)")
-        return 2
+        return 4
+    from .backends.lab import hostlimits
     removed = cleanup.remove_stale_runs()
-    alive = sorted(cleanup.run_prefixes())
+    hostlimits.release("")  # a run that died after removing its state but before releasing its raise
+    alive, foreign = cleanup.live_runs(), cleanup.unrecorded_namespaces()
     print(f"netconform: removed {len(removed)} stale lab run(s){': ' if removed else ''}"
           f"{', '.join(removed)}")
     if alive:
         print(f"netconform: left {len(alive)} run(s) whose owner is still alive: {', '.join(alive)}")
+    if foreign:
+        print(f"netconform: left {len(foreign)} namespace(s) that no netconform run recorded: "
+              f"{', '.join(foreign[:10])}"
+              f"{f' and {len(foreign) - 10} more' if len(foreign) > 10 else ''}")
     return 0
 
 
@@ -94,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         chosen = _profile(config)
         _lab_faults(config)
+        not_applicable = _not_applicable(config.getoption("not_applicable"))
         if chosen.backend == "kube":
             _kube_options(config)  # bad --node-selector or --tolerations: fail before anything
             if config.getoption("lab_fault"):
@@ -101,24 +134,83 @@ def pytest_configure(config: pytest.Config) -> None:
         elif config.getoption("kubeconfig") or config.getoption("context"):
             raise ValueError(f"--cni={chosen.name} is a lab profile; on a live cluster name its CNI "
                              "(kindnet, calico, cilium, flannel, antrea, kube-router) or --cni=other")
+        report_dir = config.getoption("report_dir") or Path(config.rootpath) / "reports" / chosen.name
+        if not (config.option.collectonly or config.option.help):
+            _check_writable(report_dir)
     except (UnknownProfile, ValueError) as exc:
         raise pytest.UsageError(f"netconform: {exc}") from None
-    run = config.stash[RUN] = NetconformRun(config, chosen)
+    run = config.stash[RUN] = NetconformRun(config, chosen, _backend(config, chosen, report_dir),
+                                             report_dir, not_applicable)
     config.pluginmanager.register(run, "netconform-run")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]):
+    """``--report-dir DIR`` must mean what ``--report-dir=DIR`` means. pytest picks its rootdir and
+    ini file before it knows this plugin's options, so an existing DIR given as a separate word
+    is taken for a test path and moves the rootdir (other config, other items). When that
+    happens, start again with the option and its value joined: same rootdir, same items."""
+    args = list(early_config.invocation_params.args)
+    options = cmdline.value_options(parser, OPTION_GROUPS)
+    if cmdline.moves_rootdir(args, options):
+        cmdline.restart_with(early_config, cmdline.join_option_values(args, options))
+
+
+def _not_applicable(declared: list[str]) -> dict[str, str]:
+    found = {}
+    for text in declared:
+        rid, _, reason = text.partition("=")
+        if rid not in CATALOG:
+            raise ValueError(f"--not-applicable {text!r}: unknown requirement {rid!r}")
+        if not reason.strip():
+            raise ValueError(f"--not-applicable {rid}: give the reason, as {rid}=REASON")
+        found[rid] = reason.strip()
+    return found
+
+
+def _check_writable(report_dir: Path) -> None:
+    """Found before the run, not after it: a report directory that cannot be written loses the run."""
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=report_dir, prefix=".netconform-write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--report-dir {report_dir}: cannot write there: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _backend(config: pytest.Config, chosen: Profile, report_dir: Path) -> Backend:
+    opt = config.getoption
+    if chosen.backend == "kube":
+        from .backends.kube.backend import KubeBackend
+        return KubeBackend(chosen, _kube_options(config))
+    from .backends.lab.backend import LabBackend
+    return LabBackend(chosen, opt("lab_nodes"), opt("lab_pods_per_node"), opt("lab_ready_timeout"),
+                      _lab_faults(config), cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
+                      cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs")
 
 
 def _profile(config: pytest.Config) -> Profile:
     conf = config.getoption("lab_cni_conf")
     if conf is not None:
+        if config.getoption("cni") is not None:
+            raise ValueError("--cni and --lab-cni-conf both name the CNI: give one (a lab run with "
+                             "--lab-cni-conf is named after the file)")
+        if conf.is_dir():
+            raise ValueError(f"--lab-cni-conf {conf} is a directory; give the conflist file")
         if not conf.is_file():
             raise ValueError(f"--lab-cni-conf {conf}: no such file")
         return custom_lab_profile(conf.resolve())
-    return profile(config.getoption("cni"))
+    return profile(config.getoption("cni") or DEFAULT_CNI)
 
 
 def _is_kube(config: pytest.Config) -> bool:
+    """Whether --cleanup-only cleans a live cluster: a named kubeconfig or context says so, as does a
+    live-cluster --cni (which reads $KUBECONFIG); anything else is the lab."""
+    if config.getoption("kubeconfig") or config.getoption("context"):
+        return True
     try:
-        return profile(config.getoption("cni")).backend == "kube"
+        return profile(config.getoption("cni") or DEFAULT_CNI).backend == "kube"
     except UnknownProfile:
         return False
 
@@ -150,134 +242,6 @@ def _lab_faults(config: pytest.Config) -> tuple:
     return tuple(fault(name) for name in dict.fromkeys(config.getoption("lab_fault")))
 
 
-class NetconformRun:
-    """The plugin's state for one pytest session."""
-
-    def __init__(self, config: pytest.Config, chosen: Profile) -> None:
-        self.config = config
-        self.profile = chosen
-        self.backend = self._backend()
-        self.cases: dict[str, Case] = {}  # pytest nodeid -> case
-        self.deviations: dict[str, str] = {}  # pytest nodeid -> deviation text
-        self.records: dict[str, results.ItemRecord] = {}
-        self._planned: Topology | None = None
-        self.conformance = Conformance(
-            self.backend, ProbeSettings(config.getoption("probe_timeout"),
-                                        max(1, config.getoption("probe_attempts"))), self.progress)
-        self.document: dict | None = None
-
-    def _backend(self) -> Backend:
-        opt = self.config.getoption
-        if self.profile.backend == "kube":
-            from .backends.kube.backend import KubeBackend
-            return KubeBackend(self.profile, _kube_options(self.config))
-        from .backends.lab.backend import LabBackend
-        return LabBackend(self.profile, opt("lab_nodes"), opt("lab_pods_per_node"),
-                          opt("lab_ready_timeout"), _lab_faults(self.config))
-
-    def planned(self) -> Topology:
-        if self._planned is None:
-            try:
-                self._planned = self.backend.plan()
-            except BackendError as exc:
-                raise pytest.UsageError(f"netconform: {exc}") from None
-        return self._planned
-
-    def progress(self, message: str) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
-            return
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"netconform {message}")
-        else:
-            reporter.write_line(f"netconform {message}")
-
-    @property
-    def report_dir(self) -> Path:
-        chosen = self.config.getoption("report_dir")
-        return chosen or Path(self.config.rootpath) / "reports" / self.profile.name
-
-    def start(self) -> None:
-        """Bring the cluster up; a cluster that cannot start ends the run with its one reason."""
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            self.conformance.start()
-        except BackendError as exc:
-            raise pytest.UsageError(f"netconform: {exc}") from None
-
-    # --- hooks of this run (the object is registered as a plugin) ---
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> None:
-        """Start the cluster before the first item, so progress and errors come before the dots."""
-        if self.cases and not session.config.option.collectonly and session.items:
-            if any(item.nodeid in self.cases for item in session.items):
-                self.start()
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection(self, session: pytest.Session) -> None:
-        """Plan before collecting: a cluster that cannot be planned is one usage error, not one
-        collection error per suite module."""
-        self.planned()
-
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            callspec = getattr(item, "callspec", None)
-            if callspec is not None and isinstance(callspec.params.get("netconform_case"), Case):
-                self.cases[item.nodeid] = callspec.params["netconform_case"]
-                xfail = item.get_closest_marker("xfail")
-                if xfail is not None:
-                    self.deviations[item.nodeid] = xfail.kwargs.get("reason")
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid not in self.cases:
-            return
-        outcome = _outcome(report)
-        if outcome is None:
-            return
-        previous = self.records.get(report.nodeid)
-        if previous is None or (previous.outcome == "passed" and outcome != "passed"):
-            self.records[report.nodeid] = self.conformance.record(
-                self.cases[report.nodeid], report.nodeid, outcome, report.duration,
-                self.deviations.get(report.nodeid))
-
-    def pytest_sessionfinish(self, exitstatus: int) -> None:
-        """Tear the cluster down, then write results.json and report.html."""
-        if self.conformance.runner is None:
-            self.conformance.close()
-            return
-        meta = self.conformance.metadata()
-        problems = self.conformance.close()
-        meta["phases"] = dict(self.conformance.phases)
-        meta["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED
-        if problems:
-            meta["cleanup_problems"] = problems
-        self.document = results.build(meta, list(self.records.values()))
-        results.write(self.report_dir / "results.json", self.document)
-        html.write(self.report_dir / "report.html", self.document)
-
-    def pytest_unconfigure(self) -> None:
-        self.conformance.close()  # a second line of defence: closing twice is a no-op
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.document is None:
-            return
-        tr = terminalreporter
-        tr.section("netconform conformance")
-        for row in self.document["summary"]:
-            if row["total"]:
-                tr.write_line(f"{row['id']:<18} {row['level']:<7} {row['verdict']:<16} "
-                              f"{row['passed']}/{row['total']} passed")
-        ok = self.document["conformant"]
-        tr.write_line(f"{self.profile.name} on {self.backend.name}: "
-                      f"{'CONFORMANT' if ok else 'NOT CONFORMANT (a MUST requirement failed)'}",
-                      green=ok, red=not ok)
-        tr.write_line(f"report: {self.report_dir / 'report.html'}")
-        tr.write_line(f"results: {self.report_dir / 'results.json'}")
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     spec = getattr(metafunc.function, "netconform_check", None)
     if spec is None:
@@ -288,10 +252,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if deviation:
         marks.append(pytest.mark.xfail(reason=f"known deviation of {run.profile.name}: "
                                               f"{deviation.reason} ({deviation.link})", strict=False))
-    cases = spec.cases(run.planned())
+    topology = run.planned()
+    missing = spec.missing(topology)
+    cases = [] if missing else spec.cases(topology)
     params = [pytest.param(c, id=c.id, marks=marks) for c in cases] or [pytest.param(
-        None, id="none", marks=pytest.mark.skip(reason=f"{spec.requirement}: this cluster offers no "
-                                                        "pair to check (e.g. no client outside it)"))]
+        Case(spec.requirement, INSPECT, "none", None), id="none", marks=pytest.mark.skip(
+            reason=missing or "this cluster offers no pair to check"))]
     metafunc.parametrize("netconform_case", params)
 
 
@@ -303,17 +269,12 @@ def conformance(request: pytest.FixtureRequest) -> Conformance:
     return run.conformance
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _outcome(report: pytest.TestReport) -> str | None:
-    if report.when == "call":
-        if hasattr(report, "wasxfail"):
-            return "xfailed" if report.skipped else "xpassed"
-        return report.outcome
-    if report.when == "setup" and not report.passed:
-        return "skipped" if report.skipped else "error"
-    if report.when == "teardown" and report.failed:
-        return "error"
-    return None
+@pytest.fixture
+def netconform_judgement(request: pytest.FixtureRequest, conformance: Conformance,
+                         netconform_case: Case) -> Judgement:
+    """Probe and judge the item's case during set-up: when the harness could not do its part
+    (a probe that cannot be asked, a host limit hit), the item is an error, not a failure."""
+    judgement = conformance.judge(request.function.netconform_check, netconform_case)
+    if judgement.harness_error:
+        pytest.fail(f"harness error, the network was not judged: {judgement.message}", pytrace=False)
+    return judgement

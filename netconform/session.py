@@ -1,4 +1,7 @@
-"""One conformance run: the backend, the probing engine, and the record of every item."""
+"""One conformance run: the backend, the probing engine, and the record of every item.
+
+Knows nothing of pytest: the plugin asks for a judgement per case and decides how to show it.
+"""
 from __future__ import annotations
 
 import platform
@@ -7,9 +10,9 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
-
-import pytest
 
 from . import __version__
 from .backends.base import Backend, BackendError
@@ -19,6 +22,16 @@ from .probing.verdicts import Verdict
 from .report.results import ItemRecord
 from .requirements import requirement
 from .topology import Endpoint, Topology
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    message: str  # what a failing item says: the verdict's reason and the routes of its nodes
+
+    @property
+    def harness_error(self) -> bool:
+        return not self.verdict.ok and self.verdict.harness
 
 
 class Conformance:
@@ -32,40 +45,45 @@ class Conformance:
         self.verdicts: dict[str, tuple[Verdict, dict]] = {}
         self.phases: dict[str, float] = {}
         self.started_at = time.time()
+        self.starting = False  # the backend was asked to bring the cluster up
         self.closed = False
 
     def start(self) -> None:
         """Bring the cluster up once; a cluster that cannot come up raises BackendError."""
         if self.runner is None:
+            self.starting = True
             began = time.monotonic()
             self.topology = self.backend.start(self.progress)
             self.phases["setup"] = time.monotonic() - began
-            self.runner = Runner(self.topology, self.backend.channel, self.settings)
+            self.runner = Runner(self.topology, self.backend.channel, self.settings,
+                                 self.backend.host_watch())
             self._probing_began = time.monotonic()
 
-    def verify(self, spec: Check, case: Case) -> Verdict:
+    def judge(self, spec: Check, case: Case) -> Judgement:
+        """Probe (one batch per check and protocol, shared by its cases) and judge one case."""
         verdict = spec.verdict(self.runner.observe(spec, case))
         evidence = {}
-        if not verdict.ok:
+        if not verdict.ok and not verdict.harness:
             nodes = {self.topology.endpoint(case.source).node}
             if case.destination:
                 nodes.add(self.topology.endpoint(case.destination).node)
             nodes &= {node.name for node in self.topology.nodes}  # not 'svc' or the outside
             evidence = {n: self.runner.node_evidence(n) for n in sorted(nodes)}
         self.verdicts[case.full_id] = (verdict, evidence)
-        if not verdict.ok:
-            pytest.fail(f"{case.full_id}: {verdict.reason}{_routes(evidence)}", pytrace=False)
-        return verdict
+        return Judgement(verdict, f"{case.full_id}: {verdict.reason}{_routes(evidence)}")
 
     def record(self, case: Case, nodeid: str, outcome: str, duration: float,
-               deviation: str | None) -> ItemRecord:
+               deviation: str | None, why: str = "") -> ItemRecord:
+        """The item's record; ``why`` is the reason pytest gave when there is no verdict (a skip,
+        an error before probing)."""
         verdict, evidence = self.verdicts.get(case.full_id, (None, {}))
         return ItemRecord(
             id=case.full_id, nodeid=nodeid, requirement=case.requirement,
             level=requirement(case.requirement).level, protocol=case.protocol,
             source=self._describe(case.source), destination=self._describe(case.destination),
             outcome=outcome, flaky=bool(verdict and verdict.kind == "flaky"),
-            kind=verdict.kind if verdict else "", reason=verdict.reason if verdict else "",
+            kind=verdict.kind if verdict else ("error" if outcome == "error" else ""),
+            reason=verdict.reason if verdict else why,
             observed=verdict.observed if verdict else {}, evidence=evidence,
             deviation=deviation, duration=round(duration, 4))
 
@@ -74,7 +92,10 @@ class Conformance:
             return None
         node, ip = name.split("/", 1)[0], None
         if self.topology is not None:
-            endpoint: Endpoint = self.topology.endpoint(name)
+            try:
+                endpoint: Endpoint = self.topology.endpoint(name)
+            except KeyError:  # the placeholder of a check with nothing to check here
+                return {"name": name, "node": None, "ip": None}
             node, ip = endpoint.node, endpoint.ip
         return {"name": name, "node": node, "ip": ip}
 
@@ -93,14 +114,26 @@ class Conformance:
         })
         return meta
 
-    def close(self) -> list[str]:
-        """Tear the cluster down, once, with Ctrl-C and SIGTERM held off until it is done."""
+    def close(self, keep_logs_in: Path | None = None, hurry: bool = False) -> list[str]:
+        """Tear the cluster down, once. A first Ctrl-C (or SIGTERM) during teardown makes it hurry
+        (skip what is polite but slow); a second stops it and says what is left and how to remove it."""
         if self.closed:
             return []
         self.closed = True
         began = time.monotonic()
-        with _signals_held():
-            problems = self.backend.close()
+        problems = self.backend.keep_logs(keep_logs_in) if keep_logs_in else []
+        meta = self.backend.metadata()
+        owned = meta.get("lab_prefix") or meta.get("namespace") or "this run's objects"
+        with _teardown_signals() as presses:
+            if self.starting:
+                self.progress("tearing down (Ctrl-C: hurry; twice: stop and leave the rest to "
+                              "--cleanup-only)")
+            try:
+                problems += self.backend.close(hurry=lambda: hurry or presses[0] > 0)
+            except KeyboardInterrupt:
+                problems.append(f"teardown stopped by a second interrupt: {owned} is left; the next "
+                                "run removes it, or now: sudo pytest --cleanup-only")
+                self.progress(problems[-1])
         self.phases["teardown"] = time.monotonic() - began
         return problems
 
@@ -116,17 +149,26 @@ def _routes(evidence: dict) -> str:
 
 
 @contextmanager
-def _signals_held():
-    """Ignore Ctrl-C and SIGTERM while tearing down: a second Ctrl-C must not strand a namespace."""
+def _teardown_signals():
+    """Count Ctrl-C and SIGTERM during teardown instead of dying at once: the first asks teardown to
+    hurry, the second raises KeyboardInterrupt. A Python handler, not SIG_IGN, so that the CNI
+    plugins teardown starts get default signal handling (an ignored signal is inherited on exec)."""
+    presses = [0]
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield presses
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def pressed(signum, frame) -> None:
+        presses[0] += 1
+        if presses[0] > 1:
+            raise KeyboardInterrupt(f"signal {signum} during teardown")
+
+    previous = {sig: signal.signal(sig, pressed) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield presses
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-__all__ = ["Conformance", "BackendError"]
+__all__ = ["Conformance", "Judgement", "BackendError"]

@@ -260,8 +260,7 @@ def probe_target(target: dict) -> dict:
     """Probe one target, retrying up to its attempt count; report what happened on each."""
     ip, proto = target["ip"], target["proto"]
     port = int(target.get("port", 0))
-    timeout = min(float(target.get("timeout", 2.0)), MAX_TIMEOUT)
-    attempts = max(1, min(int(target.get("attempts", 1)), MAX_ATTEMPTS))
+    timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
     token = target.get("token") or target["id"]
     result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
               "local": None, "errors": []}
@@ -289,9 +288,26 @@ def probe_target(target: dict) -> dict:
     return result
 
 
+def check_limits(request: dict) -> None:
+    """A request beyond the agent's caps is refused with the cap it broke, never quietly trimmed:
+    a caller that asked for 10 attempts and got 5 would judge the network on what it did not ask."""
+    targets = request.get("targets", [])
+    if len(targets) > MAX_TARGETS:
+        raise ValueError(f"{len(targets)} targets, at most {MAX_TARGETS} per request")
+    if not 1 <= int(request.get("concurrency", 64)) <= MAX_CONCURRENCY:
+        raise ValueError(f"concurrency must be 1..{MAX_CONCURRENCY}")
+    for target in targets:
+        timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
+        if not (0 < timeout <= MAX_TIMEOUT):  # also refuses nan
+            raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
+        if not 1 <= attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"attempts {attempts} of {target.get('id')} must be 1..{MAX_ATTEMPTS}")
+
+
 def probe_batch(request: dict) -> dict:
-    targets = request.get("targets", [])[:MAX_TARGETS]
-    workers = max(1, min(int(request.get("concurrency", 64)), MAX_CONCURRENCY, len(targets) or 1))
+    check_limits(request)
+    targets = request.get("targets", [])
+    workers = max(1, min(int(request.get("concurrency", 64)), len(targets) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(probe_target, targets))
     return {"results": results}

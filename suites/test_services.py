@@ -1,5 +1,5 @@
 """Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
-from netconform.checks import check, hostports, nodeports, pods_to_service
+from netconform.checks import OUTSIDE_CLIENT, SECOND_NODE, check, hostports, nodeports, pods_to_service
 from netconform.probing.service_verdicts import (client_ip_kept, every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
                                                  real_client_ip_on_local_backend, refused_promptly,
@@ -18,7 +18,7 @@ test_svc_clusterip = check("SVC-CLUSTERIP", pods_to_service("web"), TCP_UDP, eve
                            repeat=enough_to_see_every_backend)
 
 test_svc_source_ip = check("SVC-SOURCE-IP", pods_to_service("web"), TCP_UDP, client_ip_kept,
-                           repeat=enough_to_see_every_backend)
+                           repeat=enough_to_see_every_backend, needs=(SECOND_NODE,))
 
 test_svc_nodeport = check("SVC-NODEPORT", nodeports("web"), TCP_UDP, reached_a_backend)
 
@@ -32,6 +32,6 @@ test_svc_no_endpoints = check("SVC-NO-ENDPOINTS", pods_to_service("empty"), TCP_
                               refused_promptly)
 
 test_svc_etp_local = check("SVC-ETP-LOCAL", nodeports("web-local", sources=(OUTSIDE,)), TCP_UDP,
-                           real_client_ip_on_local_backend)
+                           real_client_ip_on_local_backend, needs=(OUTSIDE_CLIENT,))
 
 test_hostport = check("HOSTPORT", hostports(), TCP_UDP, reached_a_backend)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Callable
 
 from ..probing.channel import ProbeChannel
+from ..probing.runner import HostWatch
 from ..topology import Endpoint, Topology
 
 Progress = Callable[[str], None]
@@ -30,8 +32,18 @@ class Backend(ABC):
         """The control API of one probe."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Remove everything the run created. Safe to call twice, and after a failed start."""
+    def close(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
+        """Remove everything the run created, returning what could not be removed. Safe to call
+        twice, and after a failed start. When ``hurry()`` turns true (the user pressed Ctrl-C during
+        teardown), skip what is polite but slow (CNI DEL) and remove what remains directly."""
 
     def metadata(self) -> dict:
         return {"backend": self.name}
+
+    def host_watch(self) -> HostWatch | None:
+        """Counters of host-wide limits to read around each batch (the lab's; None elsewhere)."""
+        return None
+
+    def keep_logs(self, destination: Path) -> list[str]:
+        """Copy the probes' logs to ``destination`` before close() removes them; return problems."""
+        return []

@@ -44,12 +44,23 @@ class Observation:
         return self.results[0] if self.results else None
 
 
+@dataclass
+class HostWatch:
+    """Counters of limits the whole host shares (neighbour tables, conntrack), read around each
+    batch: a limit hit while a batch ran makes that batch's failed connections harness errors,
+    because the host, not the cluster's network, dropped them."""
+
+    snapshot: Callable[[], object]
+    exceeded: Callable[[object, object], str | None]  # (before, after) -> the reason, or None
+
+
 class Runner:
     def __init__(self, topology: Topology, channel_for: Callable[[Endpoint], ProbeChannel],
-                 settings: ProbeSettings | None = None) -> None:
+                 settings: ProbeSettings | None = None, host: HostWatch | None = None) -> None:
         self.topology = topology
         self.channel_for = channel_for
         self.settings = settings or ProbeSettings()
+        self.host = host
         self.requests: collections.Counter[str] = collections.Counter()
         self._batches: dict[tuple, dict[str, dict]] = {}
         self._reports: dict[str, dict] = {}
@@ -125,6 +136,7 @@ class Runner:
                 "timeout": self.settings.timeout, "attempts": self.settings.attempts, **size}
                 for target_id in _target_ids(check, self.topology, case)]
         results: dict[str, dict] = {}
+        before = self.host.snapshot() if self.host else None
         workers = max(1, min(self.settings.parallel_probes, len(targets)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for phase in _phases(check, targets):
@@ -132,6 +144,11 @@ class Runner:
                     results.update(found)
         if protocol == "icmp":
             self._collect_icmp_sources(check, cases, targets, results)
+        limit = self.host.exceeded(before, self.host.snapshot()) if self.host else None
+        if limit:
+            for result in results.values():
+                if not result["ok"]:
+                    result["harness_error"] = limit
         return results
 
     def _ask(self, source: str, targets: list[dict]) -> dict[str, dict]:

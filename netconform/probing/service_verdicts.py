@@ -9,7 +9,7 @@ from collections import Counter
 
 from ..topology import HOSTPORT, NODEPORT, SERVICE
 from .runner import Observation
-from .verdicts import Verdict, connection_failed, passed, target_text
+from .verdicts import Verdict, connection_failed, harness_error, passed, target_text
 
 PROMPT_MS = 1000.0  # a reject must come back within a second: a timeout is no reject
 
@@ -99,6 +99,9 @@ def same_backend_every_time(obs: Observation) -> Verdict:
 def refused_promptly(obs: Observation) -> Verdict:
     """SVC-NO-ENDPOINTS: the connection is refused within a second, not left to time out."""
     for r in obs.results:
+        harness = harness_error(obs, r)
+        if harness:
+            return harness
         if r["ok"]:
             return Verdict(False, "answered", f"{target_text(obs)} has no endpoints but "
                            f"{r['responder']} answered", {"responder": r["responder"]})

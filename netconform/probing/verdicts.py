@@ -18,6 +18,20 @@ class Verdict:
     kind: str  # "pass", "flaky" or the failure: timeout, refused, unreachable, nat, mismatch, ...
     reason: str = ""
     observed: dict = field(default_factory=dict)
+    harness: bool = False  # not evidence about the network: the harness could not do its part
+
+
+def harness_error(obs: Observation, r: dict) -> Verdict | None:
+    """A connection the harness could not make or could not judge: its probe could not be asked,
+    or a limit of the host (not of the cluster) was hit while it ran. Such an item is an error."""
+    if r.get("harness_error"):
+        return Verdict(False, "host limit", f"{obs.case.protocol} from {obs.source.name} to "
+                       f"{obs.destination.name}: {r['error']} while {r['harness_error']}; the "
+                       "network was not judged", {"error": r.get("error")}, harness=True)
+    if r.get("error") == "probe unavailable":
+        return Verdict(False, "probe unavailable", f"the probe {obs.source.name} could not be asked "
+                       f"to connect: {r.get('detail')}", {"error": r["error"]}, harness=True)
+    return None
 
 
 def target_text(obs: Observation) -> str:
@@ -30,6 +44,9 @@ def connection_failed(obs: Observation, r: dict, may_answer: set[str]) -> Verdic
     dst, target = obs.destination, target_text(obs)
     observed = {"seen": r.get("seen"), "local": r.get("local"), "responder": r.get("responder"),
                 "attempts": r.get("attempts"), "error": r.get("error")}
+    harness = harness_error(obs, r)
+    if harness:
+        return harness
     if not r["ok"]:
         detail = f" ({r['detail']})" if r.get("detail") else ""
         kind = r["error"].split(":")[0]
@@ -62,10 +79,16 @@ def passed(obs: Observation, observed: dict | None = None) -> Verdict:
 
 
 def _unobserved(obs: Observation) -> Verdict:
+    """The echo came back but the receiver has no record of the sender: when it could not be asked,
+    the harness failed (an error); when it was asked and saw nothing, that is evidence."""
     r = obs.result
-    why = r.get("capture_error") or "no matching packet was captured"
+    if r.get("capture_error"):
+        return Verdict(False, "unobserved", f"{obs.destination.name} answered but could not be asked "
+                       f"who sent the packet: {r['capture_error']}", {"seen": None,
+                                                                       "local": r.get("local")},
+                       harness=True)
     return Verdict(False, "unobserved", f"{obs.destination.name} answered but cannot say who sent "
-                   f"the packet: {why}", {"seen": None, "local": r.get("local")})
+                   "the packet: no matching packet was captured", {"seen": None, "local": r.get("local")})
 
 
 def reached(obs: Observation) -> Verdict:
@@ -142,7 +165,7 @@ def same_network_namespace(obs: Observation) -> Verdict:
     a, b = obs.runner.report(obs.source), obs.runner.report(obs.destination)
     for report in (a, b):
         if "error" in report:
-            return Verdict(False, "probe unavailable", report["error"])
+            return Verdict(False, "probe unavailable", report["error"], harness=True)
     if _interfaces(a) != _interfaces(b):
         return Verdict(False, "mismatch", f"{obs.source.name} sees {_interfaces(a)} but "
                        f"{obs.destination.name} sees {_interfaces(b)}: not one network namespace",
@@ -160,6 +183,9 @@ PEERS = Check("POD-IP-SELF", _all_pods, ("tcp",), reached)
 def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
     """POD-IP-SELF: reported IP == the IP on the pod's interface == the source its peers see."""
     src, runner = obs.source, obs.runner
+    report = runner.report(src)
+    if "error" in report:
+        return Verdict(False, "probe unavailable", report["error"], harness=True)
     own = runner.addresses(src)
     if src.ip not in own:
         return Verdict(False, "mismatch", f"the cluster reports {src.name} at {src.ip}, but its "
@@ -170,7 +196,7 @@ def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
             seen[case_id.split("->", 1)[1]] = result["seen"]
     if not seen:
         return Verdict(False, "unobserved", f"no peer of {src.name} could be reached, so none "
-                       "could observe its address", {"own": own})
+                       "could observe its address (POD-POD-* say why)", {"own": own}, harness=True)
     wrong = {peer: ip for peer, ip in seen.items() if ip != src.ip}
     if wrong:
         return Verdict(False, "nat", f"{src.name} has {src.ip}, but peers saw it as "

@@ -13,7 +13,9 @@ from . import results
 from .html import TEMPLATES
 
 CSS = {"pass": "pass", "fail": "fail", "known deviation": "known", "flaky": "flaky",
-       "not run": "not-run", "skipped": "skipped"}
+       "not run": "not-run", "skipped": "skipped", "error": "error", "incomplete": "incomplete",
+       "not implemented": "not-implemented", "not applicable": "not-applicable"}
+VERDICT_CSS = {"CONFORMANT": "pass", "NOT CONFORMANT": "fail", "INCOMPLETE": "incomplete"}
 
 
 def column(path: Path, output_dir: Path) -> dict:
@@ -24,7 +26,9 @@ def column(path: Path, output_dir: Path) -> dict:
     return {
         "name": meta.get("cni", path.parent.name),
         "where": meta.get("backend", ""),
-        "conformant": document["conformant"],
+        "verdict": document["verdict"],
+        "css": VERDICT_CSS[document["verdict"]],
+        "reasons": document["verdict_reasons"],
         "link": os.path.relpath(report, output_dir) if report.exists() else None,
         "rows": {row["id"]: row for row in document["summary"]},
     }

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..requirements import CATALOG, LEVELS
+from ..verdict import CONFORMANT, Selection, decide, headline, row_status
 
-SCHEMA = "netconform/results/v1"
+SCHEMA = "netconform/results/v2"  # v2: verdict, verdict_reasons, exit_code, row notes
 
 
 @dataclass
@@ -20,7 +21,7 @@ class ItemRecord:
     protocol: str
     source: dict  # {"name", "node", "ip"}
     destination: dict | None
-    outcome: str  # passed, failed, xfailed, xpassed, skipped, error
+    outcome: str  # passed, failed, xfailed, xpassed, skipped, error (the harness could not check)
     flaky: bool = False
     kind: str = ""  # the verdict's kind: pass, flaky, timeout, refused, unreachable, nat, ...
     reason: str = ""
@@ -30,47 +31,48 @@ class ItemRecord:
     duration: float = 0.0
 
 
-def requirement_summary(records: list[ItemRecord]) -> list[dict]:
-    """Per requirement: counts by outcome and one verdict, in catalog order."""
+def requirement_summary(records: list[ItemRecord], selection: Selection | None = None) -> list[dict]:
+    """Per requirement: counts by outcome, a status and why (see netconform.verdict), in catalog order."""
+    selection = selection or _selection_of(records)
     rows = []
     for req in CATALOG.values():
         mine = [r for r in records if r.requirement == req.id]
         counts = Counter(r.outcome for r in mine)
         flaky = sum(1 for r in mine if r.flaky and r.outcome == "passed")
-        if not mine:
-            verdict = "not run"
-        elif counts["failed"] or counts["error"]:
-            verdict = "fail"
-        elif counts["xfailed"] or counts["xpassed"]:
-            verdict = "known deviation"
-        elif counts["passed"] == 0:
-            verdict = "skipped"
-        elif flaky:
-            verdict = "flaky"
-        else:
-            verdict = "pass"
+        status = row_status(req, [r.outcome for r in mine],
+                            [r.reason for r in mine if r.outcome == "skipped"], selection)
+        verdict = "flaky" if status.status == "pass" and flaky else status.status
         rows.append({"id": req.id, "level": req.level, "title": req.title, "rule": req.rule,
-                     "verdict": verdict, "total": len(mine), "flaky": flaky,
+                     "verdict": verdict, "note": status.note, "gaps": req.gaps,
+                     "total": len(mine), "flaky": flaky,
                      **{k: counts[k] for k in ("passed", "failed", "error", "xfailed",
                                                "xpassed", "skipped")}})
     return rows
 
 
-def conformant(summary: list[dict]) -> bool:
-    """No MUST requirement failed (SHOULD failures are reported, MAY never fatal)."""
-    return not any(row["level"] == "MUST" and row["verdict"] == "fail" for row in summary)
+def _selection_of(records: list[ItemRecord]) -> Selection:
+    """Without the run's own counts: every recorded item was planned and selected."""
+    counts = Counter(r.requirement for r in records)
+    return Selection(dict(counts), dict(counts))
 
 
-def build(meta: dict, records: list[ItemRecord]) -> dict:
-    summary = requirement_summary(records)
-    return {"schema": SCHEMA, "meta": meta, "conformant": conformant(summary),
-            "levels": list(LEVELS), "summary": summary,
+def build(meta: dict, records: list[ItemRecord], selection: Selection | None = None,
+          interrupted: str | None = None, fail_on: str = "must") -> dict:
+    summary = requirement_summary(records, selection)
+    verdict = decide(summary, interrupted, fail_on)
+    return {"schema": SCHEMA, "meta": meta, "verdict": verdict.word,
+            "headline": headline(verdict, summary), "verdict_reasons": list(verdict.reasons),
+            "exit_code": verdict.exit_code, "conformant": verdict.word == CONFORMANT,
+            "interrupted": interrupted, "levels": list(LEVELS), "summary": summary,
             "items": [asdict(r) for r in sorted(records, key=lambda r: r.id)]}
 
 
 def write(path: Path, document: dict) -> None:
+    """Write atomically: a run stopped while writing leaves the previous file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, sort_keys=False))
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2, sort_keys=False))
+    partial.replace(path)
 
 
 def read(path: Path) -> dict:

@@ -19,17 +19,18 @@ def test_the_suites_pass_through_the_api_on_a_healthy_cluster(tmp_path):
     with lab_behind_api() as (api, live):
         run = run_kube_suite(tmp_path, api.kubeconfig(tmp_path / "kc"), "--cni=kindnet")
         namespaces = api.created["namespaces"]
-    assert run.returncode == 0, run.output[-3000:]
+    assert run.returncode == 2, run.output[-3000:]  # INCOMPLETE: rows not implemented yet, none failed
     summary = run.summary
     for requirement in ("POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", "HOSTNET-POD",
                         "LOCALHOST", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-HAIRPIN",
                         "SVC-AFFINITY", "SVC-NO-ENDPOINTS", "HOSTPORT"):
         assert summary[requirement]["verdict"] == "pass", summary[requirement]
-    assert summary["SVC-ETP-LOCAL"]["total"] == 0  # needs a client outside the cluster: none here
+    etp = summary["SVC-ETP-LOCAL"]  # needs a client outside the cluster: none here
+    assert etp["verdict"] == "skipped" and "needs a client outside" in etp["note"]
     meta = run.results["meta"]
     assert meta["backend"] == "kube" and meta["cni_daemonset"] == "kube-system/kindnet"
     assert meta["namespace"] == namespaces[0]
-    assert "kindnet on kube: CONFORMANT" in run.output
+    assert "kindnet on kube: INCOMPLETE" in run.output
 
 
 def test_a_fault_behind_the_api_turns_its_check_red(tmp_path):
@@ -49,7 +50,7 @@ def requests_by_size(tmp_path_factory):
         path = tmp_path_factory.mktemp(f"n{nodes}")
         with lab_behind_api(nodes=nodes) as (api, live):
             run = run_kube_suite(path, api.kubeconfig(path / "kc"), "--cni=kindnet", "-m", "POD-POD-CROSS")
-            assert run.returncode == 0, run.output[-3000:]
+            assert run.returncode == 2, run.output[-3000:]
             measured[nodes] = (proxy_requests(api), len(run.results["items"]))
     return measured
 

@@ -14,6 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = re.compile(r"netconform-[0-9a-f]{6}")
+OWN_PREFIX = re.compile(r"lab: (netconform-[0-9a-f]{6}): world and")  # not a stale run's, swept first
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
@@ -34,8 +35,8 @@ class SuiteRun:
 
     @property
     def prefix(self) -> str | None:
-        found = PREFIX.search(self.output)
-        return found.group(0) if found else None
+        found = OWN_PREFIX.search(self.output)
+        return found.group(1) if found else None
 
 
 def suite_command(report_dir: Path, *args: str) -> list[str]:
@@ -70,9 +71,10 @@ def bridge_run(tmp_path_factory) -> SuiteRun:
     return run_suite(tmp_path_factory.mktemp("bridge"), "--cni=bridge")
 
 
-def start_and_wait_for(tmp_path, line: str, *args: str):
+def start_and_wait_for(tmp_path, line: str, *args: str, cni: str | None = "bridge"):
     """Start a lab run; return the process and its prefix once `line` appears in its output."""
-    proc = subprocess.Popen(suite_command(tmp_path, "--cni=bridge", *args), cwd=REPO, text=True,
+    profile = (f"--cni={cni}",) if cni else ()
+    proc = subprocess.Popen(suite_command(tmp_path, *profile, *args), cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     seen, deadline, prefix = [], time.monotonic() + 120, None
@@ -81,7 +83,7 @@ def start_and_wait_for(tmp_path, line: str, *args: str):
         if not out:
             break
         seen.append(out)
-        prefix = prefix or (PREFIX.search(out).group(0) if PREFIX.search(out) else None)
+        prefix = prefix or (OWN_PREFIX.search(out).group(1) if OWN_PREFIX.search(out) else None)
         if line in out:
             return proc, prefix
     proc.kill()

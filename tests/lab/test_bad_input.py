@@ -38,7 +38,7 @@ def test_a_missing_conflist_is_named(tmp_path, untouched):
 @pytest.mark.parametrize("conflist, message", [
     ("{broken", "is not valid JSON"),
     (json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "no-such-plugin"}]}),
-     "CNI plugin 'no-such-plugin' not found in /usr/lib/cni:/opt/cni/bin"),
+     "CNI plugin 'no-such-plugin' not found in /opt/cni/bin:/usr/lib/cni"),
     (json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [
         {"type": "bridge", "ipam": {"type": "host-local", "subnet": "not-a-cidr"}}]}),
      "CNI ADD failed for node-1/"),

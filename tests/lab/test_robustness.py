@@ -19,14 +19,14 @@ def finish(proc, timeout: float = 180) -> str:
     return out
 
 
-def test_a_probe_that_dies_mid_run_fails_its_items_and_nothing_hangs(tmp_path):
+def test_a_probe_that_dies_mid_run_errors_its_items_and_nothing_hangs(tmp_path):
     env = {**os.environ, kill_probe.VICTIM: "node-2/probe-b", kill_probe.BEFORE: "SVC-CLUSTERIP"}
     run = run_suite(tmp_path, "--cni=bridge", "-m", "POD-POD-CROSS or SVC-CLUSTERIP",
                     "-p", "tests.lab.kill_probe", env=env, timeout=180)  # a hang raises, not blocks
-    assert run.returncode == 1, run.output[-3000:]
+    assert run.returncode == 2, run.output[-3000:]  # errors, not failures: INCOMPLETE
     assert run.summary["POD-POD-CROSS"]["verdict"] == "pass"  # before the kill
     assert "SVC-CLUSTERIP[tcp:node-2/probe-b->svc/web]" in run.output  # it should have asked
-    assert "probe unavailable" in run.output  # what it says: the probe is gone
+    assert "could not be asked to connect" in run.output  # what it says: the probe is gone
     assert leftovers(run.prefix) == []
 
 
@@ -34,7 +34,7 @@ def test_a_node_namespace_deleted_under_the_run_is_survived_and_cleaned(tmp_path
     proc, prefix = start_and_wait_for(tmp_path, "probes ready", "-m", "POD-POD-CROSS")
     subprocess.run(["ip", "netns", "delete", f"{prefix}-node-2"], check=True, timeout=10)
     out = finish(proc)
-    assert proc.returncode in (0, 1), out[-3000:]  # its processes keep the namespace alive
+    assert proc.returncode in (1, 2), out[-3000:]  # its processes keep the namespace alive
     assert "bridge on lab:" in out  # the run reached its summary
     assert leftovers(prefix) == [], out[-2000:]
 
@@ -45,7 +45,7 @@ def test_the_next_run_removes_a_killed_runs_leftovers_and_says_so(tmp_path):
     proc.communicate(timeout=30)
     assert leftovers(prefix)
     run = run_suite(tmp_path / "next", "-m", "POD-POD-SAME")
-    assert run.returncode == 0, run.output[-2000:]
+    assert run.returncode == 2, run.output[-2000:]  # INCOMPLETE: one requirement selected
     assert f"removed leftovers of 1 earlier run(s): {prefix}" in run.output
     assert leftovers(prefix) == [] and leftovers(run.prefix) == []
 

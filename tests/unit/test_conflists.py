@@ -1,9 +1,11 @@
 """Lab conflists: per-node values filled in, IPAM kept in the run, clear errors for bad files."""
+import ipaddress
 import json
+import re
 
 import pytest
 
-from netconform.backends.lab.conflists import ConflistError, load
+from netconform.backends.lab.conflists import ConflistError, check_subnets, load, pod_subnets
 from netconform.profiles import PROFILES
 
 VALUES = {"POD_CIDR": "10.244.2.0/24", "NODE_IP": "172.18.0.3", "NODE_NAME": "node-2"}
@@ -45,3 +47,79 @@ def test_broken_conflists_say_what_is_wrong(tmp_path, text, message):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConflistError, match="cannot read CNI config .*nope"):
         load(tmp_path / "nope.conflist", VALUES, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["../../../bin/true", "/usr/bin/true", "bin/true", ".", "..", "",
+                                  "bridge\0"])
+def test_a_plugin_type_must_be_a_bare_file_name(tmp_path, kind):
+    """The CNI spec looks a type up by name in CNI_PATH: a path would run any binary on the host."""
+    path = tmp_path / "escape.conflist"
+    path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "n",
+                                "plugins": [{"type": "bridge"}, {"type": kind}]}))
+    with pytest.raises(ConflistError) as caught:
+        load(path, VALUES, tmp_path)
+    assert f"plugin 2 has type {kind!r}, which is not a bare file name" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bare_plugin_type_is_kept(tmp_path):
+    path = tmp_path / "ok.conflist"
+    path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "n",
+                                "plugins": [{"type": "my-plugin.v2"}]}))
+    assert load(path, VALUES, tmp_path)["plugins"] == [{"type": "my-plugin.v2"}]
+
+
+def host_local(**ipam) -> dict:
+    return {"cniVersion": "1.0.0", "name": "n",
+            "plugins": [{"type": "bridge", "ipam": {"type": "host-local", **ipam}}, {"type": "portmap"}]}
+
+
+@pytest.mark.parametrize("conf, subnets", [
+    (host_local(subnet="10.244.1.0/24"), ["10.244.1.0/24"]),
+    (host_local(ranges=[[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:1::/64"}]]),
+     ["10.244.1.0/24", "fd00:1::/64"]),
+    (host_local(subnet="10.244.1.7/24"), ["10.244.1.0/24"]),  # host bits set: host-local takes it
+    (host_local(subnet="not-a-cidr", ranges=[["odd", {"gateway": "x"}], 3]), []),
+    ({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "macvlan", "ipam": {"type": "dhcp"}}]},
+     []),
+])
+def test_pod_subnets_are_read_from_both_host_local_forms(conf, subnets):
+    assert [str(s) for s in pod_subnets(conf)] == subnets
+
+
+LAB = {"the lab underlay": "172.18.0.0/24", "the Service range": "10.96.0.0/12"}
+
+
+def nets(*cidrs: str) -> list:
+    return [ipaddress.ip_network(cidr) for cidr in cidrs]
+
+
+def test_distinct_pod_subnets_are_accepted():
+    check_subnets({"node-1": nets("10.244.1.0/24", "fd00:1::/64"),
+                   "node-2": nets("10.244.2.0/24", "fd00:2::/64"), "node-3": []}, LAB)
+
+
+@pytest.mark.parametrize("by_node, message", [
+    ({"node-1": nets("10.244.0.0/16"), "node-2": nets("10.244.0.0/16")},
+     "pod subnets overlap: node-1 has 10.244.0.0/16 and node-2 has 10.244.0.0/16"),
+    ({"node-1": nets("10.244.1.0/24"), "node-2": nets("10.244.0.0/16")},
+     "pod subnets overlap: node-1 has 10.244.1.0/24 and node-2 has 10.244.0.0/16"),
+    ({"node-1": nets("10.244.1.0/24"), "node-2": nets("fd00::/64"), "node-3": nets("fd00::/48")},
+     "pod subnets overlap: node-2 has fd00::/64 and node-3 has fd00::/48"),
+    ({"node-1": nets("172.18.0.0/16")}, "node-1's pod subnet 172.18.0.0/16 overlaps the lab underlay"),
+    ({"node-1": nets("10.244.1.0/24"), "node-2": nets("10.100.0.0/24")},
+     "node-2's pod subnet 10.100.0.0/24 overlaps the Service range 10.96.0.0/12"),
+])
+def test_overlapping_pod_subnets_are_refused(by_node, message):
+    with pytest.raises(ConflistError, match=re.escape(message)):
+        check_subnets(by_node, LAB)
+
+
+def test_a_hard_coded_subnet_overlaps_across_nodes(tmp_path):
+    """The mistake this guards against: one subnet for every node instead of ${POD_CIDR}."""
+    path = tmp_path / "fixed.conflist"
+    path.write_text(json.dumps(host_local(ranges=[[{"subnet": "10.244.0.0/16"}]])))
+    by_node = {node: pod_subnets(load(path, {**VALUES, "NODE_NAME": node}, tmp_path))
+               for node in ("node-1", "node-2")}
+    with pytest.raises(ConflistError, match="pod subnets overlap"):
+        check_subnets(by_node, LAB)

@@ -42,7 +42,9 @@ def test_one_column_per_run_one_cell_per_requirement(runs, tmp_path):
     assert cells(page, "POD-POD-CROSS") == [("pass", "4/4"), ("pass", "4/4"), ("fail", "2/4")]
     assert cells(page, "SVC-HAIRPIN") == [("pass", "2/2"), ("known deviation", "0/2, 2 known"),
                                           ("not run", "")]
-    assert [c["conformant"] for c in page["columns"]] == [True, True, False]
+    # every MUST row it has not run keeps each verdict from CONFORMANT; a MUST failure decides it
+    assert [c["verdict"] for c in page["columns"]] == ["INCOMPLETE", "INCOMPLETE", "NOT CONFORMANT"]
+    assert [c["css"] for c in page["columns"]] == ["incomplete", "incomplete", "fail"]
     assert [g["level"] for g in page["groups"]] == ["MUST", "SHOULD", "MAY"]
 
 

@@ -98,3 +98,16 @@ def test_control_api_over_a_unix_socket(echo_port, tmp_path):
 def test_a_missing_probe_is_unavailable_not_a_hang(tmp_path):
     with pytest.raises(ProbeUnavailable, match="probe-z"):
         UnixSocketChannel("probe-z", str(tmp_path / "absent.sock")).call("healthz", timeout=1)
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"attempts": 6}, "attempts 6 of t must be 1..5"),
+    ({"attempts": 0}, "attempts 0 of t must be 1..5"),
+    ({"timeout": 31}, "timeout 31.0 of t must be in (0, 30] s"),
+    ({"timeout": 0}, "timeout 0.0 of t must be in (0, 30] s"),
+    ({"timeout": "nan"}, "timeout nan of t must be in (0, 30] s"),
+])
+def test_a_request_beyond_the_agents_caps_is_refused_not_trimmed(target, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        netprobe.probe_batch({"targets": [{"id": "t", "ip": "127.0.0.1", "port": 1, "proto": "tcp",
+                                           **target}]})

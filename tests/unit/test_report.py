@@ -32,8 +32,10 @@ def test_requirement_verdicts():
 
 
 def test_only_a_must_failure_makes_a_cluster_non_conformant():
-    assert results.build({}, [record(), record("SVC-HAIRPIN", outcome="failed")])["conformant"]
-    assert not results.build({}, [record(outcome="failed")])["conformant"]
+    should_failed = results.build({}, [record(), record("SVC-HAIRPIN", outcome="failed")])
+    assert should_failed["verdict"] == "INCOMPLETE" and not should_failed["conformant"]
+    must_failed = results.build({}, [record(outcome="failed")])
+    assert must_failed["verdict"] == "NOT CONFORMANT" and must_failed["exit_code"] == 1
 
 
 def test_results_round_trip(tmp_path):
@@ -57,5 +59,6 @@ def test_html_has_the_summary_and_the_failure_evidence():
                      evidence={"node-1": {"interfaces": [], "routes": [
                          {"dst": "10.244.2.0/24", "gateway": "172.18.0.3", "dev": "eth0"}]}})
     page = html.render(results.build({"backend": "lab", "cni": "bridge"}, [failing]))
-    assert 'id="summary"' in page and "NOT conformant" in page
+    assert 'id="summary"' in page and 'data-verdict="NOT CONFORMANT"' in page
+    assert "failed: POD-POD-CROSS" in page
     assert "NAT: saw 172.18.0.2" in page and "10.244.2.0/24 via 172.18.0.3 dev eth0" in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,27 +16,36 @@ from kubernetes.config.config_exception import ConfigException
 from ..base import BackendError
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: seconds
+FIRST_CONTACT = urllib3.Timeout(connect=5.0, read=10.0)  # GET /version, once, without retry
+VERSION_MAX_BYTES = 64 * 1024  # a real /version answer is a few hundred bytes
 
 
-def default_kubeconfig() -> Path:
-    """As kubectl: the first file of $KUBECONFIG, else ~/.kube/config."""
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    return Path(paths[0] if paths else "~/.kube/config").expanduser()
+def kubeconfig_files(kubeconfig: Path | None = None) -> tuple[list[Path], str]:
+    """The kubeconfig files to merge, as kubectl: --kubeconfig alone; else every file of
+    $KUBECONFIG that exists (missing ones are skipped); else ~/.kube/config. Also returns what was
+    asked for, for the message when none exists."""
+    if kubeconfig:
+        named = [Path(kubeconfig).expanduser()]
+    else:
+        named = [Path(p).expanduser() for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        named = named or [Path("~/.kube/config").expanduser()]
+    return [p for p in named if p.is_file()], os.pathsep.join(str(p) for p in named)
 
 
 class KubeApi:
     def __init__(self, kubeconfig: Path | None = None, context: str | None = None) -> None:
-        path = Path(kubeconfig).expanduser() if kubeconfig else default_kubeconfig()
-        if not path.is_file():
-            raise BackendError(f"no kubeconfig at {path} (set --kubeconfig or $KUBECONFIG)")
+        files, asked = kubeconfig_files(kubeconfig)
+        if not files:
+            raise BackendError(f"no kubeconfig at {asked} (set --kubeconfig or $KUBECONFIG)")
+        source = os.pathsep.join(str(p) for p in files)
         configuration = client.Configuration()
-        try:
-            config.load_kube_config(str(path), context=context, client_configuration=configuration,
+        try:  # a pathsep-separated list is merged by the client's KubeConfigMerger, as kubectl does
+            config.load_kube_config(source, context=context, client_configuration=configuration,
                                     persist_config=False)
         except (ConfigException, ValueError, TypeError, KeyError, OSError) as exc:
-            raise BackendError(f"kubeconfig {path}: {exc}") from None
+            raise BackendError(f"kubeconfig {source}: {exc}") from None
         except Exception as exc:  # a file that is not YAML at all
-            raise BackendError(f"kubeconfig {path}: cannot read it: {exc}") from None
+            raise BackendError(f"kubeconfig {source}: cannot read it: {exc}") from None
         configuration.retries = 1  # bounded: one more try on a dropped connection, then a clear error
         self.host = configuration.host
         self.client = client.ApiClient(configuration)
@@ -43,6 +53,51 @@ class KubeApi:
         self._count_requests()
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
+        try:
+            self._first_contact()
+        except BackendError:
+            self.close()
+            raise
+
+    def _first_contact(self) -> None:
+        """GET /version once, with a short bound and no retry, before any typed call: a server that
+        accepts and never answers costs seconds, not a minute, and one that is not Kubernetes is
+        named as such instead of failing deep inside the client."""
+        status, body = self._get_version()
+        problem = version_problem(status, body)
+        if problem:
+            raise BackendError(f"{self.host} does not answer as a Kubernetes API server "
+                               f"(GET /version: {problem})")
+
+    def _get_version(self) -> tuple[int, bytes]:
+        """The status and (at most VERSION_MAX_BYTES of the) body of GET /version, authenticated as
+        every other call; a server that cannot be reached or does not answer is a BackendError."""
+        self.requests["GET /version"] += 1
+        _, url, headers, _, _ = self.client.param_serialize(
+            method="GET", resource_path="/version", header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        started = time.monotonic()
+        try:
+            response = self.client.rest_client.pool_manager.request(
+                "GET", url, headers=headers, timeout=FIRST_CONTACT, retries=False,
+                preload_content=False)
+            try:
+                return response.status, response.read(VERSION_MAX_BYTES)
+            finally:
+                response.release_conn()
+        except urllib3.exceptions.ReadTimeoutError:  # a stalled TLS handshake too, after 5s
+            raise BackendError(f"the API server at {self.host} accepted the connection but did not "
+                               f"answer within {int(time.monotonic() - started)}s") from None
+        except urllib3.exceptions.NewConnectionError as exc:
+            # refused, or no such host: caught first, as urllib3 makes it a ConnectTimeoutError too
+            raise BackendError(f"cannot reach the API server at {self.host}: "
+                               f"{str(exc).split('): ', 1)[-1]}") from None
+        except urllib3.exceptions.ConnectTimeoutError:
+            raise BackendError(f"cannot reach the API server at {self.host}: no connection within "
+                               f"{FIRST_CONTACT.connect_timeout:.0f}s") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise BackendError(f"cannot reach the API server at {self.host}: {reason}") from None
 
     def _count_requests(self) -> None:
         rest, request = self.client.rest_client, self.client.rest_client.request
@@ -67,6 +122,9 @@ class KubeApi:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise BackendError(f"cannot reach the API server at {self.host} to {what}: {reason}") from None
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise BackendError(f"{self.host} does not answer as a Kubernetes API server ({what}: "
+                               f"{_malformed(exc)})") from None
 
     def raw(self, method: str, path: str, body: dict | None = None,
             timeout: float | tuple[float, float] = REQUEST_TIMEOUT) -> tuple[int, bytes]:
@@ -97,6 +155,33 @@ def status_message(exc: ApiException) -> str:
         return json.loads(exc.body).get("message") or exc.reason
     except (TypeError, ValueError, AttributeError):
         return f"HTTP {exc.status} {exc.reason}"
+
+
+def version_problem(status: int, body: bytes) -> str | None:
+    """Why an answer to GET /version is not a Kubernetes API server's; None when it is one: a version
+    document, or a Kubernetes Status refusing us (the typed call after it says what was refused)."""
+    try:
+        document = json.loads(body)
+    except ValueError:  # UnicodeDecodeError is one too
+        return f"HTTP {status}, not JSON"
+    if not isinstance(document, dict):
+        return f"HTTP {status}, JSON but not an object"
+    if document.get("kind") == "Status" and status >= 400:
+        return None
+    if status != 200:
+        return f"HTTP {status}, not a Kubernetes Status"
+    if not isinstance(document.get("gitVersion"), str):
+        return "HTTP 200, JSON without gitVersion"
+    return None
+
+
+def _malformed(exc: Exception) -> str:
+    """What was wrong with an answer the client could not turn into its object, in a few words:
+    pydantic names the model it expected; other errors get their first line."""
+    title = getattr(exc, "title", None)
+    if title:
+        return f"the answer is not a valid {title}"
+    return f"an answer of the wrong shape ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
 
 
 def _shape(url: str) -> str:

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kubernetes.client import V1Namespace
 from kubernetes.client.exceptions import ApiException
 
 from ...plan import DUO_CONTAINERS, probe_plan
@@ -23,6 +24,7 @@ from .readiness import wait_ready
 
 DEFAULT_IMAGE = "ghcr.io/netconform/netconform-probe:0.1.0"  # built from probes/Dockerfile
 NODE_PORT_RANGE = range(30000, 32768)
+RUN_LABEL = "netconform.io/run"  # as manifests.DeploySpec.labels puts it on the run's namespace
 
 
 @dataclass
@@ -163,7 +165,7 @@ class KubeBackend(Backend):
         pod, port = self._channels[endpoint.name]
         return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port)
 
-    def close(self) -> list[str]:
+    def close(self, hurry=lambda: False) -> list[str]:
         """Delete the run's namespace (everything in it goes with it), unless --keep; then let the
         API client's connections go."""
         try:
@@ -196,10 +198,10 @@ class KubeBackend(Backend):
 
 
 def cleanup_runs(options: KubeOptions) -> list[str]:
-    """--cleanup-only: delete every namespace any run left (kept or crashed), found by label."""
+    """--cleanup-only: delete every namespace any run left (kept or crashed), found by its labels."""
     with KubeApi(options.kubeconfig, options.context) as api:
-        names = [ns.metadata.name for ns in
-                 api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items]
+        labelled = api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
+        names = [ns.metadata.name for ns in labelled if _run_namespace(ns)]
         for name in names:
             try:
                 api.call(f"delete namespace {name}", api.core.delete_namespace, name,
@@ -208,3 +210,11 @@ def cleanup_runs(options: KubeOptions) -> list[str]:
                 if exc.status != 404:
                     raise BackendError(f"cannot delete namespace {name}: {status_message(exc)}") from None
     return names
+
+
+def _run_namespace(namespace: V1Namespace) -> bool:
+    """A namespace a run created: both run labels, and named <prefix>-<run id> after the run label,
+    so a namespace someone merely labelled managed-by=netconform is not deleted."""
+    labels = namespace.metadata.labels or {}
+    run_id = labels.get(RUN_LABEL)
+    return bool(run_id) and namespace.metadata.name.endswith(f"-{run_id}")

@@ -83,10 +83,14 @@ def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, prog
         fatal = diagnose(pods, events)
         if fatal:
             raise BackendError(fatal)
-        raise _NotReady(f"{len(ready)}/{expected} ready; pods: {len(pods)}")
+        waiting = [f"{p.metadata.name} ({p.status.phase}"
+                   f"{' on ' + p.spec.node_name if p.spec and p.spec.node_name else ''})"
+                   for p in pods if not is_ready(p)][:5]
+        raise _NotReady(f"{len(ready)}/{expected} ready; not ready: {', '.join(waiting) or 'none created'}")
 
     try:
         return poll()
     except _NotReady as exc:
-        raise BackendError(f"probe pods not ready after {timeout:.0f}s ({exc}); "
-                           f"see kubectl -n {namespace} get pods,events") from None
+        raise BackendError(f"probe pods not ready after {timeout:.0f}s ({exc}); the run's namespace "
+                           f"is deleted as it ends: add --keep to look at it with "
+                           f"kubectl -n {namespace} get pods,events") from None

@@ -1,11 +1,18 @@
 """The lab as a Backend: the suites see nodes, pods and probe channels, as on a real cluster."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import Callable
+
 from ...probing.channel import ProbeChannel
+from ...probing.runner import HostWatch
 from ...profiles import Profile
 from ...topology import Endpoint, Topology
 from ..base import Backend, Progress
+from . import hostlimits
 from .cluster import LabCluster, LabSpec, plan
+from .cni import PLUGIN_DIRS
 from .faults import Fault
 
 
@@ -13,10 +20,13 @@ class LabBackend(Backend):
     name = "lab"
 
     def __init__(self, profile: Profile, nodes: int = 3, pods_per_node: int = 2,
-                 ready_timeout: float = 60.0, faults: tuple[Fault, ...] = ()) -> None:
+                 ready_timeout: float = 60.0, faults: tuple[Fault, ...] = (),
+                 cni_path: tuple[str, ...] = PLUGIN_DIRS, cni_timeout: float = 20.0,
+                 logs_kept_in: Path | None = None) -> None:
         self.profile = profile
         self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults,
-                            overlay=profile.overlay)
+                            overlay=profile.overlay, cni_path=cni_path, cni_timeout=cni_timeout,
+                            logs_kept_in=logs_kept_in)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:
@@ -29,9 +39,34 @@ class LabBackend(Backend):
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         return self.cluster.channel(endpoint)
 
-    def close(self) -> list[str]:
+    def close(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
         cluster, self.cluster = self.cluster, None
-        return cluster.teardown() if cluster else []
+        return cluster.teardown(hurry) if cluster else []
+
+    def keep_logs(self, destination: Path) -> list[str]:
+        """The probes' logs live in the run's state directory, which teardown removes."""
+        source = self.cluster.state_dir / "logs" if self.cluster else None
+        if source is None or not source.is_dir():
+            return []
+        try:
+            shutil.copytree(source, destination, dirs_exist_ok=True)
+        except OSError as exc:
+            return [f"probe logs not kept in {destination}: {exc}"]
+        return []
+
+    def host_snapshot(self) -> hostlimits.Snapshot:
+        """Overflow counters of the limits the host shares, conntrack read in the run's nodes."""
+        cluster = self.cluster
+        return hostlimits.snapshot([cluster.names.node(n.name) for n in cluster.topology.nodes]
+                                   if cluster else [])
+
+    def host_exceeded(self, before: hostlimits.Snapshot, after: hostlimits.Snapshot) -> str | None:
+        """The one-line reason when the host, not the CNI, dropped packets between two snapshots."""
+        return hostlimits.exceeded(before, after)
+
+    def host_watch(self) -> HostWatch:
+        """Every lab run shares the host's tables with the others: the runner watches them."""
+        return HostWatch(self.host_snapshot, self.host_exceeded)
 
     def metadata(self) -> dict:
         meta = {"backend": self.name, "cni": self.profile.name}

@@ -11,10 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after_delay,
                       wait_fixed)
@@ -24,15 +26,16 @@ from ...plan import probe_plan
 from ...services import HOSTPORT_PORT, hostport_role
 from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Topology
 from ..base import BackendError, Progress
-from . import cleanup, conflists, kubeproxy, netns
-from .cni import CniError, CniRuntime, PodSandbox, pod_ip
+from . import cleanup, conflists, hostlimits, kubeproxy, netns
+from .cni import PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, pod_ip
 from .faults import Fault
-from .naming import (CLUSTER_CIDR, OUTSIDE_IP, UNDERLAY_GATEWAY, RunNames, cluster_ip, node_ip,
-                     pod_cidr)
+from .naming import (CLUSTER_CIDR, OUTSIDE_IP, UNDERLAY, UNDERLAY_GATEWAY, RunNames, cluster_ip,
+                     node_ip, pod_cidr)
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
+SERVICE_CIDR = "10.96.0.0/12"  # Kubernetes' default Service range; the lab's ClusterIPs are in it
 
 
 class _NotReady(Exception):
@@ -48,6 +51,9 @@ class LabSpec:
     faults: tuple[Fault, ...] = ()
     python: str = sys.executable
     overlay: str = "routes"  # "routes" (kubenet, a cloud route table) or "vxlan" (flannel-like)
+    cni_path: tuple[str, ...] = PLUGIN_DIRS  # where plugins are looked up, as CNI_PATH
+    cni_timeout: float = 20.0  # seconds one plugin call may take
+    logs_kept_in: Path | None = None  # where the probes' logs are copied before teardown removes them
 
 
 def plan(spec: LabSpec) -> Topology:
@@ -92,6 +98,7 @@ class LabCluster:
         self._sandboxes: list[tuple[str, PodSandbox]] = []
         self._processes: list[subprocess.Popen] = []
         self._capabilities: dict[str, dict | None] = {}
+        self._stop_building = threading.Event()  # set when the build is abandoned
 
     # --- paths ---
 
@@ -117,12 +124,21 @@ class LabCluster:
         removed = cleanup.remove_stale_runs()
         if removed:
             progress(f"lab: removed leftovers of {len(removed)} earlier run(s): {', '.join(removed)}")
+        hostlimits.reserve(self.names.prefix, hostlimits.estimate(self.topology), progress)
         self._build_world()
         progress(f"lab: {self.names.prefix}: world and {self.spec.nodes} node namespaces up")
-        with ThreadPoolExecutor(max_workers=min(8, self.spec.nodes)) as pool:
-            pod_ips: dict[str, str] = {}
+        pod_ips: dict[str, str] = {}
+        pool = ThreadPoolExecutor(max_workers=min(8, self.spec.nodes))
+        try:
             for found in pool.map(self._create_pods, [n.name for n in self.topology.nodes]):
                 pod_ips.update(found)
+        except BaseException:
+            # An interrupt (or one node's failure) must not leave workers creating pods behind the
+            # teardown that follows: they stop before their next pod, and we wait for them.
+            self._stop_building.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         chain = " → ".join(self.metadata()["cni_plugins"])
         progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
         node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
@@ -144,15 +160,26 @@ class LabCluster:
                                "(run the suite as root, e.g. with sudo)")
         if shutil.which("ip") is None:
             raise BackendError("the lab needs the 'ip' command (Debian package iproute2)")
+        subnets = {}
         for index, node in enumerate(self.topology.nodes, 1):
             values = {"POD_CIDR": pod_cidr(index), "NODE_IP": node_ip(index), "NODE_NAME": node.name}
             try:
                 conf = conflists.load(self.spec.conflist, values,
                                       self.state_dir / "ipam" / node.name)
-                self._runtimes[node.name] = CniRuntime(conf, self.names.node(node.name),
-                                                       self.state_dir / "cni-cache")
+                self._runtimes[node.name] = self._runtime(conf, node.name)
             except (conflists.ConflistError, CniError) as exc:
                 raise BackendError(str(exc)) from None
+            subnets[node.name] = conflists.pod_subnets(conf)
+        try:
+            conflists.check_subnets(subnets, {"the lab underlay": UNDERLAY,
+                                              "the Service range": SERVICE_CIDR})
+        except conflists.ConflistError as exc:
+            raise BackendError(f"CNI config {self.spec.conflist}: {exc}") from None
+
+    def _runtime(self, conf: dict, node: str) -> CniRuntime:
+        """A CNI runtime for the node, with the run's plugin path and per-call timeout."""
+        return CniRuntime(conf, self.names.node(node), self.state_dir / "cni-cache",
+                          self.spec.cni_path, self.spec.cni_timeout)
 
     def _write_owner(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -162,13 +189,13 @@ class LabCluster:
 
     def _build_world(self) -> None:
         world, bridge = self.names.world, self.names.underlay_bridge
-        netns.create(world)
+        netns.create(world, record=self.names.registry)
         commands = ["link set lo up", f"link add {bridge} type bridge", f"link set {bridge} up"]
         peers = [(self.names.underlay_port(i), self.names.node(n.name))
                  for i, n in enumerate(self.topology.nodes, 1)]
         peers.append((self.names.underlay_port(0), self.names.outside))
         for port, peer_ns in peers:
-            netns.create(peer_ns)
+            netns.create(peer_ns, record=self.names.registry)
             commands += [f"link add {port} type veth peer name eth0 netns {peer_ns}",
                          f"link set {port} master {bridge} up"]
         netns.ip_batch(world, commands)
@@ -206,14 +233,16 @@ class LabCluster:
     def _create_pods(self, node: str) -> dict[str, str]:
         """Create each pod's namespace and call CNI ADD for it; return {pod: pod IP}."""
         runtime = self._runtimes[node]
-        loopback = CniRuntime(LOOPBACK, self.names.node(node), self.state_dir / "cni-cache")
+        loopback = self._runtime(LOOPBACK, node)
         pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
                        if e.node == node and e.kind in (POD, CONTAINER)})
         holder = hostport_role(self.topology)
         found = {}
         for pod in pods:
+            if self._stop_building.is_set():
+                break
             sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod)
-            netns.create(sandbox.netns)
+            netns.create(sandbox.netns, record=self.names.registry)
             self._sandboxes.append((node, sandbox))
             try:
                 loopback.add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod, ifname="lo"))
@@ -226,6 +255,16 @@ class LabCluster:
             except CniError as exc:
                 raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
         return found
+
+    def _cni_deletions(self) -> list[tuple[str, CniRuntime, PodSandbox, dict | None]]:
+        """The CNI DELs teardown owes: every pod that got a namespace, while it and its node exist."""
+        jobs = []
+        for node, sandbox in reversed(self._sandboxes):
+            runtime = self._runtimes.get(node)
+            if runtime and netns.exists(sandbox.netns) and netns.exists(runtime.node_netns):
+                jobs.append((f"{node}/{sandbox.pod_name}", runtime, sandbox,
+                             self._capabilities.get(sandbox.container_id)))
+        return jobs
 
     def _program_services(self, live: Topology) -> None:
         options = kubeproxy.ProxyOptions(**{k: v for f in self.spec.faults for k, v in f.proxy.items()})
@@ -270,7 +309,7 @@ class LabCluster:
         """Fault localhost-split: a namespace of its own (loopback only) for duo's second container."""
         name = self._pod_netns(node, "duo-split")
         if not netns.exists(name):
-            netns.create(name)
+            netns.create(name, record=self.names.registry)
             netns.ip_batch(name, ["link set lo up"])
         return name
 
@@ -318,7 +357,8 @@ class LabCluster:
         except _NotReady:
             raise BackendError(f"{len(waiting)} probe(s) not ready after "
                                f"{self.spec.ready_timeout:.0f}s: {', '.join(sorted(waiting))}; "
-                               f"their logs are in {self.state_dir / 'logs'}") from None
+                               f"their logs are kept in {self.spec.logs_kept_in or self.state_dir / 'logs'}"
+                               ) from None
         progress(f"lab: {total}/{total} probes ready")
 
     def _log_tail(self, name: str) -> str:
@@ -336,10 +376,13 @@ class LabCluster:
 
     # --- teardown ---
 
-    def teardown(self) -> list[str]:
+    def teardown(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
         """Stop probes, CNI DEL every pod, delete every namespace and file of the run.
 
-        Works from any point of a failed build; returns what could not be removed cleanly.
+        Works from any point of a failed build; returns what could not be removed cleanly. In a
+        hurry (an interrupted run, Ctrl-C during teardown) CNI DEL is skipped: what the plugins
+        would release (IPAM files, portmap rules, veths) lives in the run's own namespaces and
+        state directory, which are removed anyway.
         """
         problems = []
         for process in self._processes:
@@ -351,12 +394,10 @@ class LabCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=3)
-        for node, sandbox in reversed(self._sandboxes):
-            runtime = self._runtimes.get(node)
-            if runtime and netns.exists(sandbox.netns) and netns.exists(runtime.node_netns):
-                try:
-                    runtime.delete(sandbox, self._capabilities.get(sandbox.container_id))
-                except CniError as exc:
-                    problems.append(f"CNI DEL {node}/{sandbox.pod_name}: {exc}")
+        if hurry():
+            problems.append("CNI DEL skipped for every pod: teardown was asked to hurry")
+        else:
+            problems += delete_all(self._cni_deletions(), stop=hurry)
         problems += cleanup.remove_run(self.names.prefix)
+        problems += hostlimits.release(self.names.prefix)
         return problems

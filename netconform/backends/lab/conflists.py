@@ -1,13 +1,23 @@
 """Load a lab CNI configuration for one node: fill in the node's values, keep IPAM in the run."""
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from string import Template
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class ConflistError(ValueError):
     pass
+
+
+def is_bare_name(name: object) -> bool:
+    """The CNI spec's plugin ``type`` is a file name looked up in CNI_PATH, never a path: a type
+    such as ``../../bin/true`` would run any binary on the host."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\0" not in name)
 
 
 def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
@@ -38,8 +48,67 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     if not isinstance(plugins, list) or not plugins or not all(
             isinstance(p, dict) and isinstance(p.get("type"), str) for p in plugins):
         raise ConflistError(f"CNI config {path}: 'plugins' must be a list of objects with a 'type'")
+    _check_types(path, plugins)
     for plugin in plugins:
         ipam = plugin.get("ipam")
         if isinstance(ipam, dict) and ipam.get("type") == "host-local":
             ipam.setdefault("dataDir", str(ipam_dir))
     return conf
+
+
+def _check_types(path: Path, plugins: list[dict]) -> None:
+    """Refuse a plugin type that is not a bare name, before any plugin is looked up or run."""
+    for number, plugin in enumerate(plugins, 1):
+        if not is_bare_name(plugin["type"]):
+            raise ConflistError(f"CNI config {path}: plugin {number} has type {plugin['type']!r}, "
+                                "which is not a bare file name (the CNI spec looks a plugin up by "
+                                "its name in the CNI path; no '/', '.' or '..')")
+
+
+def pod_subnets(conf: dict) -> list[Network]:
+    """The subnets host-local IPAM hands out addresses from, in both of its forms: ``subnet`` and
+    ``ranges: [[{"subnet": ...}]]``. A subnet that does not parse is left out: the plugin itself
+    reports it when it is called, with its own words."""
+    found = []
+    for plugin in conf["plugins"]:
+        ipam = plugin.get("ipam")
+        if not isinstance(ipam, dict) or ipam.get("type") != "host-local":
+            continue
+        texts = [ipam.get("subnet")]
+        ranges = ipam.get("ranges")
+        for range_set in ranges if isinstance(ranges, list) else []:
+            for entry in range_set if isinstance(range_set, list) else []:
+                texts.append(entry.get("subnet") if isinstance(entry, dict) else None)
+        found += [network for network in map(_network, texts) if network is not None]
+    return found
+
+
+def _network(text: object) -> Network | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def check_subnets(by_node: dict[str, list[Network]], reserved: dict[str, str]) -> None:
+    """Refuse pod subnets that overlap each other across nodes, or a range the lab uses itself.
+
+    Two nodes handing out the same pod IPs (a conflist that hard-codes one subnet instead of
+    ``${POD_CIDR}``) or pods inside the underlay or the Service range give a lab whose failures
+    say nothing about the CNI.
+    """
+    reserved_networks = {what: ipaddress.ip_network(cidr) for what, cidr in reserved.items()}
+    seen: list[tuple[str, Network]] = []
+    for node, subnets in by_node.items():
+        for subnet in subnets:
+            for what, network in reserved_networks.items():
+                if subnet.overlaps(network):
+                    raise ConflistError(f"{node}'s pod subnet {subnet} overlaps {what} {network}: "
+                                        "pod subnets must stay clear of it (use ${POD_CIDR})")
+            for other, taken in seen:
+                if other != node and subnet.overlaps(taken):
+                    raise ConflistError(f"pod subnets overlap: {other} has {taken} and {node} has "
+                                        f"{subnet}; each node needs its own (use ${{POD_CIDR}})")
+        seen += [(node, subnet) for subnet in subnets]

@@ -1,12 +1,16 @@
-"""Every name the lab creates carries the run's prefix, so runs never collide and leftovers are found."""
+"""Every name the lab creates carries the run's prefix, so runs never collide. What a run owns is
+found by its record in its state directory (see cleanup.py), never by a name alone."""
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 NETNS_PREFIX = "netconform-"
 STATE_ROOT = Path("/run/netconform")
+RUN_PREFIX = re.compile(r"netconform-([0-9a-f]{6})")  # a run's prefix, and its state directory's name
+NAMESPACE_RECORD = "namespaces"  # in the state directory: every namespace the run created, one a line
 UNDERLAY = "172.18.0.0/24"  # like kind's docker network; it exists only inside the world namespace
 
 
@@ -46,6 +50,11 @@ class RunNames:
     @property
     def state_dir(self) -> Path:
         return STATE_ROOT / self.prefix
+
+    @property
+    def registry(self) -> Path:
+        """Where the run records its namespaces before creating them: clean-up removes only these."""
+        return self.state_dir / NAMESPACE_RECORD
 
 
 def node_ip(index: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -11,14 +12,85 @@ from pyroute2 import netns
 
 NETNS_DIR = Path("/var/run/netns")
 COMMAND_TIMEOUT = 30
+_RECORD_LOCK = threading.Lock()  # pods are created by several threads, all writing one record
 
 
 def path(name: str) -> str:
     return str(NETNS_DIR / name)
 
 
-def create(name: str) -> None:
-    _ip("netns", "add", name)
+def create(name: str, *, record: Path) -> None:
+    """Create a namespace, writing its name to the run's record first.
+
+    Record before create: a run killed at any moment has recorded every namespace it may have
+    created, and clean-up removes recorded namespaces only. A name that exists already belongs to
+    someone else, so it is refused, never recorded; a creation that fails is struck off again. Once
+    teardown has closed the record (close_record), nothing more is created: a creator that slipped
+    in between removes its namespace itself, as teardown may have looked for it too early.
+    """
+    if exists(name):
+        raise OSError(f"namespace {name} exists already: it is not this run's")
+    _append(record, name)
+    try:
+        _ip("netns", "add", name)
+    except OSError:
+        strike(record, {name})
+        raise
+    if not record.exists():
+        remove(name)
+        raise OSError(f"namespace {name}: the run is being torn down")
+
+
+def _append(record: Path, name: str) -> None:
+    """Add a name to an open record; a closed (renamed) or missing one is never created anew."""
+    with _RECORD_LOCK:
+        try:
+            fd = os.open(record, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise OSError(f"namespace {name} not created: the run's record {record} is closed "
+                          f"(the run is being torn down)") from None
+        with os.fdopen(fd, "a") as out:
+            out.write(f"{name}\n")
+
+
+def open_record(record: Path) -> None:
+    """Start a run's record, empty: create() only ever appends to an open one."""
+    record.touch(exist_ok=True)
+
+
+def close_record(record: Path) -> Path:
+    """Close a run's record for teardown and return where it now is: from here on, create() adds
+    nothing, so the closed record lists every namespace the run may have."""
+    closed = close_record_path(record)
+    with _RECORD_LOCK:
+        if record.exists():
+            os.replace(record, closed)
+    return closed
+
+
+def close_record_path(record: Path) -> Path:
+    return record.with_name(f"{record.name}.closed")
+
+
+def recorded(record: Path) -> list[str]:
+    """The namespaces a run recorded, in order of creation; none when there is no record."""
+    try:
+        return [line for line in record.read_text().splitlines() if line]
+    except FileNotFoundError:
+        return []
+
+
+def strike(record: Path, names: set[str]) -> None:
+    """Strike names off a record: read and rewritten under the lock, so no thread's line is lost,
+    and replaced atomically, so a reader in another process never sees half of it. A record that
+    is gone (closed meanwhile) is left gone."""
+    with _RECORD_LOCK:
+        if not record.exists():
+            return
+        left = [n for n in recorded(record) if n not in names]
+        partial = record.with_name(f".{record.name}.{os.getpid()}")
+        partial.write_text("".join(f"{n}\n" for n in left))
+        os.replace(partial, record)
 
 
 def _ip(*argv: str) -> None:
@@ -92,6 +164,11 @@ def _alive(pid: int) -> bool:
 
 
 def remove(name: str) -> None:
+    """Delete a namespace and its processes; one that someone else deleted meanwhile is gone too."""
     if exists(name):
         kill_all(name)
-        _ip("netns", "delete", name)
+        try:
+            _ip("netns", "delete", name)
+        except OSError:
+            if exists(name):
+                raise

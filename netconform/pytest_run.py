@@ -1,0 +1,251 @@
+"""One pytest session of netconform: the cluster, one record per item, and the run's one verdict.
+
+Registered as a plugin by pytest_plugin.pytest_configure. The verdict itself is computed by
+netconform.verdict from counts this class gathers: what was collected, what was selected, what ran,
+and whether (and where) the run was interrupted.
+"""
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .backends.base import Backend, BackendError
+from .checks import Case
+from .options import MAX_ITEMS
+from .probing.runner import ProbeSettings
+from .profiles import Profile
+from .report import html, results
+from .session import Conformance
+from .topology import POD, Topology
+from .verdict import Selection
+
+INTERRUPTED_BY: list[str] = []  # the signal that stopped the run, set by the handler below
+
+
+class NetconformRun:
+    """The plugin's state for one pytest session."""
+
+    def __init__(self, config: pytest.Config, chosen: Profile, backend: Backend,
+                 report_dir: Path, not_applicable: dict[str, str]) -> None:
+        self.config = config
+        self.profile = chosen
+        self.backend = backend
+        self.report_dir = report_dir
+        self.not_applicable = not_applicable
+        self.cases: dict[str, Case] = {}  # pytest nodeid -> case, of every collected item
+        self.selected: dict[str, Case] = {}  # of the items left after -k, -m and node ids
+        self.deviations: dict[str, str] = {}  # pytest nodeid -> deviation text
+        self.records: dict[str, results.ItemRecord] = {}
+        self.running: str | None = None  # the item under way, named when the run is interrupted
+        self.start_failed = False
+        self._planned: Topology | None = None
+        self.conformance = Conformance(
+            backend, ProbeSettings(config.getoption("probe_timeout"), config.getoption("probe_attempts")),
+            self.progress)
+        self.document: dict | None = None
+
+    def planned(self) -> Topology:
+        """The topology to collect from; refused before collection when it would make more items
+        than a run can hold (items grow with the square of the pods)."""
+        if self._planned is None:
+            try:
+                planned = self.backend.plan()
+            except BackendError as exc:
+                raise pytest.UsageError(f"netconform: {exc}") from None
+            estimate = estimated_items(planned)
+            if estimate > MAX_ITEMS:
+                raise pytest.UsageError(
+                    f"netconform: {len(planned.nodes)} nodes with {len(planned.of_kind(POD))} probe pods "
+                    f"make about {estimate:,} items, more than {MAX_ITEMS:,} a run can hold: use fewer "
+                    "nodes or pods per node")
+            self._planned = planned
+        return self._planned
+
+    def progress(self, message: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"netconform {message}")
+        else:
+            reporter.write_line(f"netconform {message}")
+
+    def start(self) -> None:
+        """Bring the cluster up; a cluster that cannot start ends the run with its one reason."""
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            self.conformance.start()
+        except BackendError as exc:
+            self.start_failed = True
+            raise pytest.UsageError(f"netconform: {exc}") from None
+
+    # --- hooks of this run (the object is registered as a plugin) ---
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> None:
+        """Plan before collecting: a cluster that cannot be planned is one usage error, not one
+        collection error per suite module."""
+        self.planned()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Every collected case, before -k and -m deselect any: what the run could have checked."""
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and isinstance(callspec.params.get("netconform_case"), Case):
+                case = callspec.params["netconform_case"]
+                self.cases[item.nodeid] = case
+                reason = self.not_applicable.get(case.requirement)
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=f"declared not applicable: {reason}"))
+                xfail = item.get_closest_marker("xfail")
+                if xfail is not None:
+                    self.deviations[item.nodeid] = xfail.kwargs.get("reason")
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.selected = {item.nodeid: self.cases[item.nodeid] for item in session.items
+                         if item.nodeid in self.cases}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Start the cluster before the first item, so progress and errors come before the dots."""
+        if self.selected and not session.config.option.collectonly:
+            self.start()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.running = self.cases[nodeid].full_id if nodeid in self.cases else nodeid.split("::")[-1]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid not in self.cases:
+            return
+        outcome = _outcome(report)
+        if outcome is None:
+            return
+        previous = self.records.get(report.nodeid)
+        if previous is None or (previous.outcome == "passed" and outcome != "passed"):
+            self.records[report.nodeid] = self.conformance.record(
+                self.cases[report.nodeid], report.nodeid, outcome, report.duration,
+                self.deviations.get(report.nodeid), _why(report))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Tear the cluster down, then write results.json and report.html, and end with the
+        verdict's exit code (0 CONFORMANT, 1 NOT CONFORMANT, 2 INCOMPLETE)."""
+        interrupted = self._interruption(exitstatus)
+        if interrupted:  # a user who stops a run wants it stopped, not a page (or a line) per failure
+            self.config.option.tbstyle = "no"
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.reportchars = ""
+        if self.conformance.runner is None and (self.start_failed or not interrupted):
+            self.conformance.close(self.report_dir / "logs" if self.start_failed else None)
+            return
+        meta = self.conformance.metadata()
+        problems = self.conformance.close(self.report_dir / "logs", hurry=bool(interrupted))
+        meta["phases"] = dict(self.conformance.phases)
+        if problems:
+            meta["cleanup_problems"] = problems
+        selection = Selection(dict(Counter(c.requirement for c in self.cases.values())),
+                              dict(Counter(c.requirement for c in self.selected.values())),
+                              self.not_applicable)
+        self.document = results.build(meta, list(self.records.values()), selection, interrupted,
+                                      self.config.getoption("fail_on"))
+        self._write()
+        _junit_property(self.config, "netconform_verdict", self.document["verdict"])
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                          pytest.ExitCode.INTERRUPTED):
+            session.exitstatus = self.document["exit_code"]
+
+    def _interruption(self, exitstatus: int) -> str | None:
+        if exitstatus != pytest.ExitCode.INTERRUPTED:
+            return None
+        by = INTERRUPTED_BY[0] if INTERRUPTED_BY else "Ctrl-C (SIGINT)"
+        if self.conformance.runner is None:
+            return f"by {by} while the cluster was being brought up"
+        where = f"during {self.running}" if self.running else "before the first item"
+        return f"by {by} {where}, after {len(self.records)} of {len(self.selected)} item(s)"
+
+    def _write(self) -> None:
+        """A report directory that became unusable during the run loses the files, not the verdict."""
+        try:
+            results.write(self.report_dir / "results.json", self.document)
+            html.write(self.report_dir / "report.html", self.document)
+        except OSError as exc:
+            self.document.setdefault("meta", {})["report_error"] = str(exc)
+            self.progress(f"could not write the report to {self.report_dir}: {exc}")
+
+    def pytest_unconfigure(self) -> None:
+        self.conformance.close()  # a second line of defence: closing twice is a no-op
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.document is None:
+            return
+        tr = terminalreporter
+        tr.section("netconform conformance")
+        for row in self.document["summary"]:
+            if row["total"]:
+                tr.write_line(f"{row['id']:<24} {row['level']:<7} {row['verdict']:<16} "
+                              f"{row['passed']}/{row['total']} passed"
+                              + (f"  ({row['note']})" if row["note"] and row["total"] else ""))
+        word = self.document["verdict"]
+        tr.write_line(f"{self.profile.name} on {self.backend.name}: {self.document['headline']}",
+                      green=word == "CONFORMANT", red=word == "NOT CONFORMANT",
+                      yellow=word == "INCOMPLETE", bold=True)
+        for reason in self.document["verdict_reasons"]:
+            tr.write_line(f"  {reason}")
+        problems = self.document["meta"].get("cleanup_problems", [])
+        if problems:
+            tr.write_line(f"teardown: {len(problems)} problem(s), first: {problems[0]}")
+        if "report_error" not in self.document["meta"]:
+            tr.write_line(f"report: {self.report_dir / 'report.html'}")
+            tr.write_line(f"results: {self.report_dir / 'results.json'}")
+
+
+def estimated_items(topology: Topology) -> int:
+    """Items a full run collects, from the largest families: every ordered pod pair over three
+    protocols (POD-POD-*) and again for MTU, and every node to every pod (HOSTNET-POD)."""
+    pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
+    return 4 * pods * max(0, pods - 1) + 3 * nodes * pods
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (a CI runner cancelling a job) stops the run as Ctrl-C does."""
+    INTERRUPTED_BY[:] = [f"{signal.Signals(signum).name}"]
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _junit_property(config: pytest.Config, name: str, value: str) -> None:
+    """The verdict as a property of JUnit's test suite (--junitxml), for CI systems that read it."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:
+        return
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        xml.add_global_property(name, value)
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    if report.when == "call":
+        if hasattr(report, "wasxfail"):
+            return "xfailed" if report.skipped else "xpassed"
+        return report.outcome
+    if report.when == "setup" and not report.passed:
+        return "skipped" if report.skipped else "error"
+    if report.when == "teardown" and report.failed:
+        return "error"
+    return None
+
+
+def _why(report: pytest.TestReport) -> str:
+    """A skip's reason, or the first line of an error, for items that have no verdict."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if report.failed and report.when != "call":
+        return (report.longreprtext or "").strip().splitlines()[-1][:500] if report.longreprtext else ""
+    return ""

@@ -1,0 +1,106 @@
+"""Nonsense on the command line: a usage error (exit 4), at most a few lines, in seconds, before
+anything is created. And options behave the same written as --opt VALUE and --opt=VALUE."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import REPO, lab_namespaces, run_suite
+
+EXAMPLES = REPO / "manifests" / "lab" / "examples"
+
+
+@pytest.fixture
+def untouched():
+    """The test must not leave a lab namespace behind (nor create one: nothing is built)."""
+    before = set(lab_namespaces())
+    yield
+    assert set(lab_namespaces()) - before == set()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lab-nodes=0"], "argument --lab-nodes: 0 is out of range: 1..200"),
+    (["--lab-nodes=-3"], "argument --lab-nodes: -3 is out of range: 1..200"),
+    (["--lab-nodes=100000"], "argument --lab-nodes: 100000 is out of range: 1..200"),
+    (["--lab-nodes=three"], "argument --lab-nodes: 'three' is not an integer"),
+    (["--lab-pods-per-node=0"], "argument --lab-pods-per-node: 0 is out of range: 1..26"),
+    (["--probe-timeout=0"], "argument --probe-timeout: 0 is out of range: 0.05..30 s"),
+    (["--probe-timeout=-1"], "argument --probe-timeout: -1 is out of range: 0.05..30 s"),
+    (["--probe-timeout=nan"], "argument --probe-timeout: nan is out of range: 0.05..30 s"),
+    (["--probe-timeout=31"], "argument --probe-timeout: 31 is out of range: 0.05..30 s"),
+    (["--probe-attempts=0"], "argument --probe-attempts: 0 is out of range: 1..5"),
+    (["--probe-attempts=6"], "argument --probe-attempts: 6 is out of range: 1..5"),
+    (["--lab-ready-timeout=-5"], "argument --lab-ready-timeout: -5 is out of range: 1..3600 s"),
+    (["--lab-cni-timeout=0"], "argument --lab-cni-timeout: 0 is out of range: 1..600 s"),
+    (["--fail-on=sometimes"], "argument --fail-on: invalid choice: 'sometimes'"),
+    (["--lab-nodes=200"], "200 nodes with 400 probe pods make about 878,400 items, more than 150,000"),
+    (["--report-dir=/proc/netconform-x"], "netconform: --report-dir /proc/netconform-x: cannot write there"),
+    ([f"--lab-cni-conf={EXAMPLES}"], f"netconform: --lab-cni-conf {EXAMPLES} is a directory"),
+    (["--cni=ptp", f"--lab-cni-conf={EXAMPLES / 'macvlan.conflist'}"],
+     "netconform: --cni and --lab-cni-conf both name the CNI"),
+    (["--not-applicable=NO-SUCH-ROW=x"], "unknown requirement 'NO-SUCH-ROW'"),
+    (["--not-applicable=HOSTPORT"], "netconform: --not-applicable HOSTPORT: give the reason"),
+])
+def test_bad_input_is_one_usage_error_in_seconds_with_nothing_created(tmp_path, untouched, args, message):
+    began = time.monotonic()
+    run = run_suite(tmp_path / "report", *args, timeout=60)
+    assert run.returncode == 4, run.output[-2000:]
+    assert message in run.output, run.output[-2000:]
+    assert time.monotonic() - began < 20
+    header = ("platform ", "rootdir:", "configfile:", "plugins:", "=====")
+    said = [line for line in run.output.splitlines() if line.strip() and not line.startswith(header)]
+    assert len(said) <= 4, run.output
+    assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
+    assert not (tmp_path / "report" / "results.json").exists()
+
+
+def collected(*args: str) -> tuple[int, str]:
+    """(items, rootdir) of a collect-only run with these arguments, as a user would type them."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    count = next(line for line in done.stdout.splitlines() if "collected" in line)
+    rootdir = next((line for line in (done.stdout + done.stderr).splitlines() if "rootdir" in line), "")
+    return int(count.split()[0]), rootdir
+
+
+def test_options_mean_the_same_with_a_space_or_an_equals_sign(tmp_path):
+    """pytest takes an existing DIR after --report-dir for a test path and moves its rootdir (other
+    config, other items); netconform makes both spellings the same run."""
+    joined = collected(f"--report-dir={tmp_path}")
+    spaced = collected("--report-dir", str(tmp_path))
+    assert joined == spaced
+    assert joined[0] > 100 and not any("tests/" in line for line in [joined[1]])
+
+
+def test_help_lists_every_lab_profile_and_the_ranges():
+    done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    text = " ".join(done.stdout.split())
+    assert "lab profiles bridge, ptp, vxlan" in text
+    assert "lab nodes, default 3 (1..200)" in text and "(0.05..30 s)" in text
+
+
+def test_a_non_root_user_of_the_run_script_gets_exit_4(tmp_path):
+    done = subprocess.run(["unshare", "--user", "--map-user=1000", "--map-group=1000",
+                           str(REPO / "run"), "lab"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "needs root" in done.stderr
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="the lab needs root")
+def test_last_failed_reruns_only_the_failed_items(tmp_path):
+    """--lf and --ff need pytest's cache, which an earlier version disabled without a word."""
+    def run(*extra):
+        cache = f"cache_dir={tmp_path / 'cache'}"
+        done = subprocess.run([sys.executable, "-m", "pytest", "suites", "-o", cache,
+                               f"--report-dir={tmp_path / 'report'}", "-m", "POD-POD-CROSS",
+                               "--lab-fault=no-route-to-last-node", "--probe-timeout=0.5",
+                               "--probe-attempts=1", *extra], cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        return done.stdout + done.stderr
+    first = run()
+    failed = int(first.rsplit(" failed", 1)[0].split()[-1])
+    assert failed > 0, first[-2000:]
+    again = run("--lf")
+    assert f"{failed} failed" in again and " passed" not in again.splitlines()[-1], again[-2000:]
