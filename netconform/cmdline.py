@@ -20,8 +20,10 @@ def value_options(parser: pytest.Parser, groups: tuple[str, ...]) -> set[str]:
     names = set()
     for group in groups:
         for option in parser.getgroup(group).options:
-            if option.attrs().get("action") not in ("store_true", "store_false", "count"):
-                names |= {n for n in option.names() if n.startswith("--")}
+            attrs = option.attrs()
+            if attrs.get("nargs") == 0 or attrs.get("action") in ("store_true", "store_false", "count"):
+                continue  # a flag: the word after it is not its value
+            names |= {n for n in option.names() if n.startswith("--")}
     return names
 
 

@@ -142,7 +142,8 @@ class NetconformRun:
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
                 reporter.reportchars = ""
-        if self.conformance.runner is None and (self.start_failed or not interrupted):
+        if (not self.cases or self.start_failed or self.config.option.collectonly
+                or exitstatus == pytest.ExitCode.USAGE_ERROR):  # not a conformance run, or none began
             self.conformance.close(self.report_dir / "logs" if self.start_failed else None)
             return
         meta = self.conformance.metadata()
@@ -158,7 +159,7 @@ class NetconformRun:
         self._write()
         _junit_property(self.config, "netconform_verdict", self.document["verdict"])
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
-                          pytest.ExitCode.INTERRUPTED):
+                          pytest.ExitCode.INTERRUPTED, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = self.document["exit_code"]
 
     def _interruption(self, exitstatus: int) -> str | None:

@@ -43,7 +43,8 @@ def test_an_interrupted_run_is_incomplete_stops_within_seconds_and_leaves_nothin
 
 
 @pytest.mark.parametrize("selection", [["suites", "-m", "POD-POD-CROSS"], ["suites", "-k", "pod_pod_cross"],
-                                       ["suites/test_pod_network.py::test_pod_pod_cross"]])
+                                       ["suites/test_pod_network.py::test_pod_pod_cross"],
+                                       ["suites", "-k", "pod_pod_cross or no_such_check"]])
 def test_a_subset_names_the_must_requirements_that_did_not_run(tmp_path, selection):
     done = subprocess.run([sys.executable, "-m", "pytest", *selection, "-p", "no:cacheprovider",
                            f"--report-dir={tmp_path}", "--lab-nodes=2"], cwd=REPO, capture_output=True,
@@ -110,3 +111,10 @@ def test_the_verdict_is_a_property_of_the_junit_test_suite(tmp_path):
     assert run.returncode == 2, run.output[-2000:]
     junit = (tmp_path / "junit.xml").read_text()
     assert '<property name="netconform_verdict" value="INCOMPLETE"' in junit
+
+
+def test_selecting_nothing_is_incomplete_not_a_silent_success(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", "-k", "no_such_check",
+                           f"--report-dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = SuiteRun(done.returncode, done.stdout + done.stderr, tmp_path)
+    assert_incomplete_everywhere(run, "MUST requirements deselected: POD-POD-SAME")

@@ -1,6 +1,7 @@
 """Helpers for the live-cluster backend's tests: a fake API server, and the suite run against it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,3 +33,28 @@ def fake_cluster(tmp_path):
     with FakeApiServer(World(workers(), existing=[KINDNET])) as api:
         api.kubeconfig_path = api.kubeconfig(tmp_path / "kubeconfig")
         yield api
+
+
+@pytest.fixture(scope="module")
+def control_plane():
+    """A real control plane (the pinned release's upstream binaries, or $NETCONFORM_RELEASE's) for
+    a module's tests, on a lab run of its own: reached through its relay, removed with everything
+    it made when the module ends. Skipped only when the binaries are not built (`./run tests`
+    builds them) or without root."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab's control plane needs root")
+    from netconform.backends.lab.controlplane import ControlPlaneSpec, StandaloneControlPlane
+    from netconform.upstream import DEFAULT_RELEASE, NotBuilt, binary
+    release = os.environ.get("NETCONFORM_RELEASE") or DEFAULT_RELEASE
+    try:
+        for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            binary(component, release)
+    except NotBuilt as exc:
+        pytest.skip(f"the upstream binaries of Kubernetes {release} are not built ({exc}); "
+                    "`./run tests` builds them")
+    plane = StandaloneControlPlane(ControlPlaneSpec(release=release))
+    try:
+        yield plane.start(lambda message: None)
+    finally:
+        problems = plane.stop()
+    assert problems == [], problems

@@ -83,7 +83,7 @@ class KubeBackend(Backend):
         self._deploy(render(spec, planned, node_ports), progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         pods = wait_ready(api, self.namespace, roles * len(self.nodes), self.options.ready_timeout,
-                          progress)
+                          progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
                       "probe_image": self.options.image}

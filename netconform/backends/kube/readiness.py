@@ -64,7 +64,8 @@ def is_ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
-def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, progress: Progress) -> list:
+def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, progress: Progress,
+               keep: bool = False) -> list:
     """Poll the namespace's pods until ``expected`` are Ready; return them."""
     progress(f"kube: waiting for {expected} probe pods in {namespace} (at most {timeout:.0f}s)")
     seen = {"ready": -1}
@@ -91,6 +92,7 @@ def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, prog
     try:
         return poll()
     except _NotReady as exc:
-        raise BackendError(f"probe pods not ready after {timeout:.0f}s ({exc}); the run's namespace "
-                           f"is deleted as it ends: add --keep to look at it with "
-                           f"kubectl -n {namespace} get pods,events") from None
+        look = (f"it is kept: kubectl -n {namespace} get pods,events" if keep else
+                "the run's namespace is deleted as it ends: add --keep to look at it with "
+                f"kubectl -n {namespace} get pods,events")
+        raise BackendError(f"probe pods not ready after {timeout:.0f}s ({exc}); {look}") from None

@@ -8,12 +8,17 @@ directory. Teardown closes the record first, so a thread of the run still creati
 build) cannot add a namespace that teardown does not see. Live concurrent runs are left alone, and
 so is every namespace no run recorded, whatever its name: a name proves nothing
 (``netconform-lab-users`` may be anybody's).
+
+A run's processes live in its namespaces and go with them, except the few it must run in the root
+namespace (the relay that brings the lab's API server to 127.0.0.1): those are recorded in
+``processes`` with their start time, and stopped before the namespaces are removed.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -28,11 +33,13 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def _start_time(pid: int) -> str | None:
-    """The process start time from /proc: a pid reused by another process does not match it."""
+    """The process start time from /proc: a pid reused by another process does not match it, and
+    a zombie (dead, not yet reaped by its parent) has none."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _boot_id() -> str | None:
@@ -121,7 +128,8 @@ def remove_run(prefix: str) -> list[str]:
     that will not go stays recorded, so a later sweep tries again."""
     run = Run(prefix)
     closed = netns.close_record(run.record)
-    world, problems, removed = f"{prefix}-world", [], set()
+    problems = stop_recorded_processes(run.state_dir)
+    world, removed = f"{prefix}-world", set()
     for name in sorted(netns.recorded(closed), key=lambda n: (n == world, -len(n))):
         try:
             netns.remove(name)
@@ -158,3 +166,60 @@ def unrecorded_namespaces() -> list[str]:
     present = netns.names_with_prefix(NETNS_PREFIX)
     recorded = {name for run in runs() for name in run.namespaces}
     return [name for name in present if name not in recorded]
+
+
+# --- processes a run started in the root namespace ---
+
+PROCESS_RECORD = "processes"  # in the state directory: one JSON object a line, pid and start time
+PROCESS_GRACE = 3.0  # seconds a recorded process has to end after SIGTERM, before SIGKILL
+
+
+def record_process(state_dir: Path, pid: int) -> None:
+    """Record a process the run started outside its namespaces, which no namespace removal stops.
+    Its start time and the boot id go with the pid, so a pid reused later is never signalled."""
+    entry = {"pid": pid, "start": _start_time(pid), "boot": _boot_id()}
+    with open(state_dir / PROCESS_RECORD, "a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def recorded_processes(state_dir: Path) -> list[dict]:
+    """The recorded processes that still run as the very processes recorded."""
+    try:
+        lines = (state_dir / PROCESS_RECORD).read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill: its process is then not recorded
+        if isinstance(entry, dict) and owner_running(entry):
+            found.append(entry)
+    return found
+
+
+def stop_recorded_processes(state_dir: Path, grace: float = PROCESS_GRACE) -> list[str]:
+    """SIGTERM each recorded process that still runs, SIGKILL it after ``grace``; return problems."""
+    left = recorded_processes(state_dir)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        for entry in left:
+            try:
+                os.kill(entry["pid"], sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [entry for entry in left if owner_running(entry) and not _zombie(entry["pid"])]
+        if not left:
+            return []
+    return [f"process {entry['pid']} in the root namespace did not end" for entry in left]
+
+
+def _zombie(pid: int) -> bool:
+    """An ended child of ours not yet reaped: it is gone for our purpose."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True

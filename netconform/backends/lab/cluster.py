@@ -29,13 +29,13 @@ from ..base import BackendError, Progress
 from . import cleanup, conflists, hostlimits, kubeproxy, netns
 from .cni import PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, pod_ip
 from .faults import Fault
-from .naming import (CLUSTER_CIDR, OUTSIDE_IP, UNDERLAY, UNDERLAY_GATEWAY, RunNames, cluster_ip,
-                     node_ip, pod_cidr)
+from .naming import (CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
+                     cluster_ip, node_ip, pod_cidr)
+from .underlay import Port, Underlay
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
-SERVICE_CIDR = "10.96.0.0/12"  # Kubernetes' default Service range; the lab's ClusterIPs are in it
 
 
 class _NotReady(Exception):
@@ -188,17 +188,10 @@ class LabCluster:
         cleanup.write_owner(self.state_dir)
 
     def _build_world(self) -> None:
-        world, bridge = self.names.world, self.names.underlay_bridge
-        netns.create(world, record=self.names.registry)
-        commands = ["link set lo up", f"link add {bridge} type bridge", f"link set {bridge} up"]
-        peers = [(self.names.underlay_port(i), self.names.node(n.name))
+        ports = [Port(self.names.underlay_port(i), self.names.node(n.name))
                  for i, n in enumerate(self.topology.nodes, 1)]
-        peers.append((self.names.underlay_port(0), self.names.outside))
-        for port, peer_ns in peers:
-            netns.create(peer_ns, record=self.names.registry)
-            commands += [f"link add {port} type veth peer name eth0 netns {peer_ns}",
-                         f"link set {port} master {bridge} up"]
-        netns.ip_batch(world, commands)
+        ports.append(Port(self.names.underlay_port(0), self.names.outside))
+        Underlay(self.names).create(ports)
         netns.ip_batch(self.names.outside, ["link set lo up", f"addr add {OUTSIDE_IP}/24 dev eth0",
                                             "link set eth0 up"])
         for index, node in enumerate(self.topology.nodes, 1):

@@ -48,6 +48,14 @@ class RunNames:
         return f"nc{self.run_id}n{index}"  # at most 15 characters, the kernel's limit
 
     @property
+    def control_plane(self) -> str:
+        return f"{self.prefix}-control-plane"
+
+    @property
+    def control_plane_port(self) -> str:
+        return f"nc{self.run_id}cp"
+
+    @property
     def state_dir(self) -> Path:
         return STATE_ROOT / self.prefix
 
@@ -70,6 +78,9 @@ CLUSTER_CIDR = "10.244.0.0/16"
 UNDERLAY_GATEWAY = "172.18.0.1"  # the nodes' default route: nobody answers there, as on a real
 # network where traffic for unknown addresses leaves the node and is lost
 OUTSIDE_IP = "172.18.0.250"  # a client on the node network that is neither a node nor a pod
+CONTROL_PLANE_IP = "172.18.0.240"  # above the last possible node (node-200 is .201), below OUTSIDE_IP
+SERVICE_CIDR = "10.96.0.0/12"  # Kubernetes' default Service range; the lab's ClusterIPs are in it
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of the range
 
 
 def cluster_ip(index: int) -> str:

@@ -1,0 +1,142 @@
+"""The control plane's components and their flags, as kubeadm and local-up-cluster set them.
+
+Every component runs in the control-plane namespace, which is a node of the lab with nothing else in
+it, so the ports are the well-known ones and collide with no other run: etcd on 127.0.0.1:2379 (plain
+HTTP, on the namespace's loopback only, as envtest runs it), the API server on 6443 of every address
+of the node (its underlay address for the lab, loopback for the components and the relay), the
+controller manager and scheduler serving their health on loopback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..naming import CLUSTER_CIDR, KUBERNETES_SERVICE_IP, SERVICE_CIDR
+
+ETCD_URL = "http://127.0.0.1:2379"
+ETCD_PEER_URL = "http://127.0.0.1:2380"
+APISERVER_PORT = 6443
+LOCAL_APISERVER = f"https://127.0.0.1:{APISERVER_PORT}"  # how the components reach the API server
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+NODE_CIDR_MASK_SIZE = 24  # each node's podCIDR is a /24 of CLUSTER_CIDR, as the lab's nodes use
+NODE_MONITOR_GRACE_PERIOD = "20s"
+"""How long a node may go without a heartbeat (its Lease renewed, or its Ready condition updated)
+before the node lifecycle controller marks it Unknown (not Ready). Upstream's default is 50 s since
+1.32; the lab uses 20 s so that a node whose lab kubelet stops is reported within half a minute, not
+a minute, while one late renewal of a kubelet's 10 s Lease cycle is still tolerated."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one control plane keeps its files (all in the run's state directory) and the address
+    it has on the underlay."""
+
+    root: Path
+    address: str
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def socket(self) -> Path:
+        """The Unix socket that joins the two relays (see relay.py)."""
+        return self.root / "apiserver.sock"
+
+    def kubeconfig(self, user: str) -> Path:
+        return self.root / f"{user}.kubeconfig"
+
+    def cert(self, stem: str) -> str:
+        return str(self.pki / f"{stem}.crt")
+
+    def key(self, stem: str) -> str:
+        return str(self.pki / f"{stem}.key")
+
+    def apiserver_names(self) -> list[str]:
+        """The names the API server's certificate holds: how the lab (underlay address), the
+        relay and components (loopback) and pods (the `kubernetes` Service) reach it."""
+        return [self.address, "127.0.0.1", KUBERNETES_SERVICE_IP, "localhost", "kubernetes",
+                "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the control plane: its binary's name in the upstream cache and its flags."""
+
+    name: str
+    flags: tuple[str, ...]
+
+
+def etcd(layout: Layout) -> Component:
+    """One member on the namespace's loopback; no fsync, as envtest runs it: the lab's state is
+    thrown away with the run, and fsync on a busy CI disk costs seconds per write."""
+    return Component("etcd", (
+        "--name=control-plane", f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={ETCD_URL}", f"--advertise-client-urls={ETCD_URL}",
+        f"--listen-peer-urls={ETCD_PEER_URL}", f"--initial-advertise-peer-urls={ETCD_PEER_URL}",
+        f"--initial-cluster=control-plane={ETCD_PEER_URL}", "--unsafe-no-fsync",
+        "--log-level=warn"))
+
+
+def kube_apiserver(layout: Layout) -> Component:
+    """Node and RBAC authorization with NodeRestriction, as kubeadm; the default (lease) endpoint
+    reconciler is kept, so the `kubernetes` Service has this server as its endpoint and pods reach
+    the API through it. Nodes are reached by their InternalIP: lab nodes have no DNS names."""
+    return Component("kube-apiserver", (
+        f"--etcd-servers={ETCD_URL}", f"--secure-port={APISERVER_PORT}",
+        f"--advertise-address={layout.address}", "--bind-address=0.0.0.0",
+        f"--tls-cert-file={layout.cert('apiserver')}", f"--tls-private-key-file={layout.key('apiserver')}",
+        f"--client-ca-file={layout.cert('ca')}", f"--cert-dir={layout.root / 'apiserver-certs'}",
+        f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
+        f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={layout.pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={layout.pki / 'sa.key'}",
+        "--allow-privileged=true", "--profiling=false", "--v=1"))
+
+
+def kube_controller_manager(layout: Layout) -> Component:
+    """Every default controller (EndpointSlices, namespace deletion, node lifecycle, node IPAM, …)
+    with a service account each, CSR signing by the run's CA, and a short node grace period."""
+    kubeconfig = layout.kubeconfig("kube-controller-manager")
+    return Component("kube-controller-manager", (
+        f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+        f"--service-account-private-key-file={layout.pki / 'sa.key'}",
+        f"--root-ca-file={layout.cert('ca')}", "--use-service-account-credentials",
+        f"--cluster-signing-cert-file={layout.cert('ca')}", f"--cluster-signing-key-file={layout.key('ca')}",
+        "--controllers=*,bootstrapsigner,tokencleaner",
+        "--allocate-node-cidrs", f"--cluster-cidr={CLUSTER_CIDR}",
+        f"--node-cidr-mask-size={NODE_CIDR_MASK_SIZE}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}", "--cluster-name=netconform-lab",
+        "--profiling=false", "--v=1"))
+
+
+def kube_scheduler(layout: Layout) -> Component:
+    kubeconfig = layout.kubeconfig("kube-scheduler")
+    return Component("kube-scheduler", (
+        f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1", "--profiling=false",
+        "--v=1"))
+
+
+CLIENTS = {  # each component that talks to the API server: its user and groups, as kubeadm names them
+    "kube-controller-manager": ("system:kube-controller-manager", ()),
+    "kube-scheduler": ("system:kube-scheduler", ()),
+}
+
+
+def all_components(layout: Layout) -> list[Component]:
+    """In start order: each may start before the one it talks to is ready (they retry)."""
+    return [etcd(layout), kube_apiserver(layout), kube_controller_manager(layout), kube_scheduler(layout)]
