@@ -35,17 +35,26 @@ def fake_cluster(tmp_path):
         yield api
 
 
-@pytest.fixture(scope="module")
-def control_plane():
-    """A real control plane (the pinned release's upstream binaries, or $NETCONFORM_RELEASE's) for
-    a module's tests, on a lab run of its own: reached through its relay, removed with everything
-    it made when the module ends. Skipped only when the binaries are not built (`./run tests`
-    builds them) or without root."""
+def _releases() -> list[str]:
+    """Every pinned release (newest first), or only $NETCONFORM_RELEASE: the README's claim of
+    supported versions is backed by runs against each."""
+    from netconform.upstream.releases import RELEASES
+    chosen = os.environ.get("NETCONFORM_RELEASE")
+    return [chosen] if chosen else sorted(RELEASES, key=lambda m: [int(x) for x in m.split(".")],
+                                          reverse=True)
+
+
+@pytest.fixture(scope="module", params=_releases())
+def control_plane(request):
+    """A real control plane (each pinned release's upstream binaries in turn) for a module's tests,
+    on a lab run of its own: reached through its relay, removed with everything it made when the
+    module ends. Skipped only when the binaries are not built (`./run tests` builds them) or
+    without root."""
     if os.geteuid() != 0:
         pytest.skip("the lab's control plane needs root")
     from netconform.backends.lab.controlplane import ControlPlaneSpec, StandaloneControlPlane
-    from netconform.upstream import DEFAULT_RELEASE, NotBuilt, binary
-    release = os.environ.get("NETCONFORM_RELEASE") or DEFAULT_RELEASE
+    from netconform.upstream import NotBuilt, binary
+    release = request.param
     try:
         for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
             binary(component, release)

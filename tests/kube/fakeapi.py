@@ -26,7 +26,7 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%
 RESOURCES = {  # plural -> (kind, group/version)
     "namespaces": ("Namespace", "v1"), "nodes": ("Node", "v1"), "pods": ("Pod", "v1"),
     "services": ("Service", "v1"), "events": ("Event", "v1"), "secrets": ("Secret", "v1"),
-    "daemonsets": ("DaemonSet", "apps/v1"),
+    "daemonsets": ("DaemonSet", "apps/v1"), "configmaps": ("ConfigMap", "v1"),
 }
 
 
@@ -73,6 +73,10 @@ def cni_daemonset(namespace: str, name: str, image: str, labels: dict[str, str])
 
 KINDNET = cni_daemonset("kube-system", "kindnet", "docker.io/kindest/kindnetd:v20250512-df8de77b",
                         {"app": "kindnet", "k8s-app": "kindnet", "tier": "node"})
+KUBE_PROXY_CONFIG = ("configmaps", "kube-system", {  # as kubeadm writes it
+    "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
+    "data": {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                            "mode: nftables\nclusterCIDR: 10.244.0.0/16\n"}})
 CILIUM = cni_daemonset("kube-system", "cilium", "quay.io/cilium/cilium:v1.18.2", {"k8s-app": "cilium"})
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.profiles import profile
 
-from .fakeapi import KINDNET, FakeApiServer, PodFate, World, node
+from .fakeapi import KINDNET, KUBE_PROXY_CONFIG, FakeApiServer, PodFate, World, node
 
 
 @contextmanager
@@ -17,7 +17,7 @@ def lab_behind_api(nodes: int = 3, faults: tuple = ()):
     try:
         live = cluster.build(lambda message: None)
         world = World(
-            [node(n.name, n.ip) for n in live.nodes], existing=[KINDNET],
+            [node(n.name, n.ip) for n in live.nodes], existing=[KINDNET, KUBE_PROXY_CONFIG],
             fate=lambda role, node_name: PodFate("ready", _pod_ip(live, node_name, role)),
             cluster_ip=lambda name: live.services[name].cluster_ip,
             proxy=lambda pod, port, method, path, body: _forward(cluster, live, pod, port, method, path,

@@ -29,6 +29,9 @@ def test_the_suites_pass_through_the_api_on_a_healthy_cluster(tmp_path):
     assert etp["verdict"] == "skipped" and "needs a client outside" in etp["note"]
     meta = run.results["meta"]
     assert meta["backend"] == "kube" and meta["cni_daemonset"] == "kube-system/kindnet"
+    assert (meta["kubernetes_version"], meta["proxy_mode"]) == ("v1.37.0", "nftables")
+    assert meta["cni_image"] == "docker.io/kindest/kindnetd:v20250512-df8de77b"
+    assert {info["kernel"] for info in meta["node_info"].values()} == {"6.12.0"}
     assert meta["namespace"] == namespaces[0]
     assert "kindnet on kube: INCOMPLETE" in run.output
 

@@ -354,3 +354,23 @@ def test_a_killed_runs_control_plane_is_swept_by_cleanup_only(control_plane):
                            "--cleanup-only"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and prefix in done.stdout, done.stdout + done.stderr
     assert leftovers(prefix) == []
+
+
+def test_the_results_name_what_was_tested(control_plane, nodes, admin):
+    """Kubernetes version from /version, kube-proxy's mode from kubeadm's ConfigMap (or why it is
+    unknown), the CNI agent's image, and each node's OS and kernel, read from the cluster."""
+    from kubernetes import client
+
+    from netconform.backends.kube.discovery import cluster_facts
+    items = [n for n in admin.core.list_node().items if n.metadata.name in nodes]
+    facts = cluster_facts(admin, items, None)
+    assert facts["kubernetes_version"] == control_plane.version
+    assert facts["proxy_mode"].startswith("unknown (no kube-system/kube-proxy ConfigMap")
+    assert set(facts["node_info"]) == set(nodes)
+    config = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="kube-proxy"),
+                                data={"config.conf": "kind: KubeProxyConfiguration\nmode: nftables\n"})
+    admin.core.create_namespaced_config_map("kube-system", config)
+    try:
+        assert cluster_facts(admin, items, None)["proxy_mode"] == "nftables"
+    finally:
+        admin.core.delete_namespaced_config_map("kube-proxy", "kube-system")

@@ -68,6 +68,7 @@ class KubeApi:
         if problem:
             raise BackendError(f"{self.host} does not answer as a Kubernetes API server "
                                f"(GET /version: {problem})")
+        self.server_version = json.loads(body).get("gitVersion") if status == 200 else None
 
     def _get_version(self) -> tuple[int, bytes]:
         """The status and (at most VERSION_MAX_BYTES of the) body of GET /version, authenticated as

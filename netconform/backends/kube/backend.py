@@ -17,6 +17,7 @@ from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel
 from .cni import verify_cni
+from .discovery import cluster_facts
 from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
                         render)
 from .nodes import ClusterNode, select_nodes
@@ -55,6 +56,7 @@ class KubeBackend(Backend):
         self._planned: Topology | None = None
         self._channels: dict[str, tuple[str, int]] = {}  # endpoint name -> (pod, control port)
         self._meta: dict = {}
+        self._node_items: list = []  # the chosen nodes' Node objects, for what they report of themselves
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -66,6 +68,8 @@ class KubeBackend(Backend):
             api = self._connect()
             items = api.call("list nodes", api.core.list_node).items
             self.nodes = select_nodes(items, self.options.node_selector, self.options.tolerations)
+            chosen = {n.name for n in self.nodes}
+            self._node_items = [item for item in items if item.metadata.name in chosen]
             self._planned = probe_plan([n.name for n in self.nodes], self.options.pods_per_node,
                                        outside=False, host_port=HOST_ECHO_PORT)
         return self._planned
@@ -86,7 +90,8 @@ class KubeBackend(Backend):
                           progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
-                      "probe_image": self.options.image}
+                      "probe_image": self.options.image,
+                      **cluster_facts(api, self._node_items, found)}
         return live
 
     def _free_node_ports(self, planned: Topology) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """The lab as a Backend: the suites see nodes, pods and probe channels, as on a real cluster."""
 from __future__ import annotations
 
+import platform
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -69,7 +70,24 @@ class LabBackend(Backend):
         return HostWatch(self.host_snapshot, self.host_exceeded)
 
     def metadata(self) -> dict:
-        meta = {"backend": self.name, "cni": self.profile.name}
+        """As a live cluster's: which Kubernetes, which proxy, which nodes. The lab's Services are
+        still netconform's own iptables rules (issue 21 replaces them with kube-proxy)."""
+        meta = {"backend": self.name, "cni": self.profile.name, "kubernetes_version": None,
+                "proxy_mode": "iptables (netconform's rules in kube-proxy's layout, not kube-proxy)",
+                "node_info": {node.name: {"os": _os_image(), "kernel": platform.release(),
+                                          "runtime": "netconform lab (namespaces and processes)"}
+                              for node in self.plan().nodes}}
         if self.cluster:
             meta.update(self.cluster.metadata())
         return meta
+
+
+def _os_image() -> str:
+    """The host's PRETTY_NAME, as a node's osImage reports it: the lab's nodes share the host's OS."""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
