@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Callable
 
 # The probe agent's caps: a request beyond them is refused (probes/netprobe.py MAX_TIMEOUT, MAX_ATTEMPTS).
-PROBE_TIMEOUT = (0.05, 30.0)
+PROBE_TIMEOUT = (0.5, 30.0)  # below half a second, a busy host's scheduling delay reads as a drop
 PROBE_ATTEMPTS = (1, 5)
 # The lab's addressing: node-N is 172.18.0.(N+1) and owns 10.244.N.0/24, so at most 200 nodes
 # (the outside client is 172.18.0.250); probe pods are named probe-a … probe-z.
@@ -45,6 +46,13 @@ def bounded(kind: type, bounds: tuple, unit: str = "") -> Callable[[str], int | 
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def path_value(text: str) -> Path:
+    """An argparse type: a path that is not empty (an empty one would quietly mean '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
 
 
 def range_help(text: str, bounds: tuple, unit: str = "") -> str:

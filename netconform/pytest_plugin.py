@@ -1,6 +1,7 @@
 """The pytest side of netconform: options, one item per case, the cluster fixture, the reports."""
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -11,13 +12,14 @@ from . import cmdline
 from . import options as opts
 from .backends.base import Backend, BackendError
 from .checks import INSPECT, Case
-from .options import bounded, range_help
+from .options import bounded, path_value, range_help
 from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, profile
 from .pytest_run import NetconformRun
 from .requirements import CATALOG, LEVELS
 from .session import Conformance, Judgement
 
 RUN = pytest.StashKey["NetconformRun"]()
+REPORT_LOCK = pytest.StashKey[object]()
 DEFAULT_CNI = "bridge"
 OPTION_GROUPS = ("netconform", "netconform-kube", "netconform-lab")
 
@@ -27,7 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cni", default=None, metavar="NAME",
                     help=f"CNI profile to test: lab profiles {_names('lab')} (default: {DEFAULT_CNI}, "
                          f"on the lab); live-cluster profiles {_names('kube')}")
-    group.addoption("--report-dir", metavar="DIR", type=Path,
+    group.addoption("--report-dir", metavar="DIR", type=path_value,
                     help="where results.json, report.html and the probe logs go (default: "
                          "reports/<cni>); created and tested for writing before the run")
     group.addoption("--probe-timeout", type=bounded(float, opts.PROBE_TIMEOUT, " s"), default=2.0,
@@ -45,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="remove what earlier runs left behind (lab namespaces, state; with "
                          "--kubeconfig: the cluster's run namespaces) and exit")
     kube = parser.getgroup("netconform-kube", "live clusters (a --cni that is not a lab profile)")
-    kube.addoption("--kubeconfig", type=Path, metavar="FILE",
+    kube.addoption("--kubeconfig", type=path_value, metavar="FILE",
                    help="kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
     kube.addoption("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
     kube.addoption("--probe-image", metavar="IMAGE", default=None,
@@ -68,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     lab.addoption("--lab-pods-per-node", type=bounded(int, opts.LAB_PODS_PER_NODE), default=2,
                   metavar="N", help=range_help("single-container probe pods per node, default 2",
                                                opts.LAB_PODS_PER_NODE))
-    lab.addoption("--lab-cni-conf", type=Path, metavar="FILE",
+    lab.addoption("--lab-cni-conf", type=path_value, metavar="FILE",
                   help="run the lab with this CNI conflist instead of a profile's, named after the "
                        "file (${POD_CIDR}, ${NODE_IP}, ${NODE_NAME} are filled in per node); not "
                        "together with --cni")
@@ -137,6 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir = config.getoption("report_dir") or Path(config.rootpath) / "reports" / chosen.name
         if not (config.option.collectonly or config.option.help):
             _check_writable(report_dir)
+            config.stash[REPORT_LOCK] = _lock_report_dir(report_dir)
     except (UnknownProfile, ValueError) as exc:
         raise pytest.UsageError(f"netconform: {exc}") from None
     run = config.stash[RUN] = NetconformRun(config, chosen, _backend(config, chosen, report_dir),
@@ -179,6 +182,19 @@ def _check_writable(report_dir: Path) -> None:
                          f"{exc.strerror or exc}") from None
 
 
+def _lock_report_dir(report_dir: Path):
+    """One run per report directory at a time: two would overwrite each other's results.json,
+    report.html and logs, and the verdict left there would be the last writer's, not yours."""
+    handle = open(report_dir / ".netconform.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ValueError(f"--report-dir {report_dir}: another netconform run is writing there now; "
+                         "give this one a report directory of its own") from None
+    return handle  # held (open) until this process ends
+
+
 def _backend(config: pytest.Config, chosen: Profile, report_dir: Path) -> Backend:
     opt = config.getoption
     if chosen.backend == "kube":
@@ -198,10 +214,13 @@ def _profile(config: pytest.Config) -> Profile:
                              "--lab-cni-conf is named after the file)")
         if conf.is_dir():
             raise ValueError(f"--lab-cni-conf {conf} is a directory; give the conflist file")
+        if conf.exists() and not conf.is_file():
+            raise ValueError(f"--lab-cni-conf {conf} is not a regular file")
         if not conf.is_file():
             raise ValueError(f"--lab-cni-conf {conf}: no such file")
         return custom_lab_profile(conf.resolve())
-    return profile(config.getoption("cni") or DEFAULT_CNI)
+    chosen = config.getoption("cni")
+    return profile(DEFAULT_CNI if chosen is None else chosen)
 
 
 def _is_kube(config: pytest.Config) -> bool:
@@ -209,8 +228,9 @@ def _is_kube(config: pytest.Config) -> bool:
     live-cluster --cni (which reads $KUBECONFIG); anything else is the lab."""
     if config.getoption("kubeconfig") or config.getoption("context"):
         return True
+    chosen = config.getoption("cni")
     try:
-        return profile(config.getoption("cni") or DEFAULT_CNI).backend == "kube"
+        return profile(DEFAULT_CNI if chosen is None else chosen).backend == "kube"
     except UnknownProfile:
         return False
 

@@ -77,7 +77,8 @@ class NetconformRun:
 
     def start(self) -> None:
         """Bring the cluster up; a cluster that cannot start ends the run with its one reason."""
-        signal.signal(signal.SIGTERM, _interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
         try:
             self.conformance.start()
         except BackendError as exc:
@@ -136,6 +137,9 @@ class NetconformRun:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Tear the cluster down, then write results.json and report.html, and end with the
         verdict's exit code (0 CONFORMANT, 1 NOT CONFORMANT, 2 INCOMPLETE)."""
+        if self.cases:  # from here on, an interrupt asks teardown to hurry instead of killing it
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, _count_press)
         interrupted = self._interruption(exitstatus)
         if interrupted:  # a user who stops a run wants it stopped, not a page (or a line) per failure
             self.config.option.tbstyle = "no"
@@ -147,7 +151,8 @@ class NetconformRun:
             self.conformance.close(self.report_dir / "logs" if self.start_failed else None)
             return
         meta = self.conformance.metadata()
-        problems = self.conformance.close(self.report_dir / "logs", hurry=bool(interrupted))
+        problems = self.conformance.close(self.report_dir / "logs",
+                                          hurry=bool(interrupted) or PRESSES_AFTER_RUN[0] > 0)
         meta["phases"] = dict(self.conformance.phases)
         if problems:
             meta["cleanup_problems"] = problems
@@ -208,14 +213,30 @@ class NetconformRun:
 
 
 def estimated_items(topology: Topology) -> int:
-    """Items a full run collects, from the largest families: every ordered pod pair over three
-    protocols (POD-POD-*) and again for MTU, and every node to every pod (HOSTNET-POD)."""
+    """Items a full run collects, from the families that grow fastest: every ordered pod pair
+    over three protocols (POD-POD-*) and again for MTU, every node to every pod over three
+    (HOSTNET-POD), every node and the outside client to every node's NodePort and hostPort over
+    two, and the few per pod of the Service checks. An upper bound, never an undercount."""
     pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
-    return 4 * pods * max(0, pods - 1) + 3 * nodes * pods
+    return (4 * pods * max(0, pods - 1) + 3 * nodes * pods + 2 * 3 * (nodes + 1) * nodes
+            + 32 * pods)
+
+
+PRESSES_AFTER_RUN = [0]  # Ctrl-C / SIGTERM received once the items are done
+
+
+def _count_press(signum, frame) -> None:
+    """After the items, a signal cannot stop anything useful: teardown and the report take
+    seconds, and a traceback in the middle of them would lose both. It makes teardown hurry."""
+    PRESSES_AFTER_RUN[0] += 1
 
 
 def _interrupt(signum, frame):
-    """SIGTERM (a CI runner cancelling a job) stops the run as Ctrl-C does."""
+    """Ctrl-C, or SIGTERM (a CI runner cancelling a job), stops the run once; a second signal
+    while it unwinds only asks teardown to hurry, instead of a traceback that loses the report."""
+    if INTERRUPTED_BY:
+        PRESSES_AFTER_RUN[0] += 1
+        return
     INTERRUPTED_BY[:] = [f"{signal.Signals(signum).name}"]
     raise KeyboardInterrupt(f"signal {signum}")
 

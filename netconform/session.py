@@ -132,7 +132,8 @@ class Conformance:
                 problems += self.backend.close(hurry=lambda: hurry or presses[0] > 0)
             except KeyboardInterrupt:
                 problems.append(f"teardown stopped by a second interrupt: {owned} is left; the next "
-                                "run removes it, or now: sudo pytest --cleanup-only")
+                                "run removes it, or now: sudo ./run lab --cleanup-only (or pytest "
+                                "--cleanup-only)")
                 self.progress(problems[-1])
         self.phases["teardown"] = time.monotonic() - began
         return problems

@@ -10,6 +10,7 @@ import collections
 import ipaddress
 import math
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from typing import Callable
 from ..checks import INSPECT, Case, Check
 from ..topology import Endpoint, Topology
 from .channel import ProbeChannel, ProbeUnavailable
+
+
+ICMP_SEEN_ASKS, ICMP_SEEN_PAUSE = 4, 0.5  # a receiver is asked again for echoes its capture missed
 
 
 @dataclass
@@ -138,10 +142,15 @@ class Runner:
         results: dict[str, dict] = {}
         before = self.host.snapshot() if self.host else None
         workers = max(1, min(self.settings.parallel_probes, len(targets)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             for phase in _phases(check, targets):
                 for found in pool.map(lambda item: self._ask(*item), phase.items()):
                     results.update(found)
+        except BaseException:  # an interrupt: do not wait for the requests in flight (teardown
+            pool.shutdown(wait=False, cancel_futures=True)  # stops their probes, which ends them)
+            raise
+        pool.shutdown(wait=True)
         if protocol == "icmp":
             self._collect_icmp_sources(check, cases, targets, results)
         limit = self.host.exceeded(before, self.host.snapshot()) if self.host else None
@@ -174,16 +183,29 @@ class Runner:
         for case in cases:
             by_receiver[case.destination] += _target_ids(check, self.topology, case)
         for receiver, received in by_receiver.items():
-            self.requests["icmp-seen"] += 1
-            try:
-                answer = self.channel_for(self.topology.endpoint(receiver)).call(
-                    "icmp-seen", {"tokens": [token_of[t] for t in received]})
-            except ProbeUnavailable as exc:
-                answer = {"seen": {}, "error": str(exc)}
+            for attempt in range(ICMP_SEEN_ASKS):
+                waiting = [t for t in received if results[t]["ok"] and not results[t].get("seen")]
+                if attempt and not waiting:
+                    break
+                if attempt:  # the receiver's capture (scapy, in Python) may lag behind under load
+                    time.sleep(ICMP_SEEN_PAUSE)
+                asked = received if attempt == 0 else waiting
+                self.requests["icmp-seen"] += 1
+                try:
+                    answer = self.channel_for(self.topology.endpoint(receiver)).call(
+                        "icmp-seen", {"tokens": [token_of[t] for t in asked]})
+                except ProbeUnavailable as exc:
+                    answer = {"seen": {}, "error": str(exc)}
+                for target_id in asked:
+                    results[target_id]["seen"] = answer["seen"].get(token_of[target_id])
+                    if answer.get("error"):
+                        results[target_id]["capture_error"] = answer["error"]
             for target_id in received:
-                results[target_id]["seen"] = answer["seen"].get(token_of[target_id])
-                if answer.get("error"):
-                    results[target_id]["capture_error"] = answer["error"]
+                if results[target_id]["ok"] and not results[target_id].get("seen") and \
+                        not results[target_id].get("capture_error"):
+                    results[target_id]["capture_error"] = (
+                        f"the echo came back, so the packet arrived, but {receiver}'s capture "
+                        f"had not logged it after {ICMP_SEEN_ASKS} asks")
 
 
 def _phases(check: Check, targets: dict[str, list[dict]]) -> list[dict[str, list[dict]]]:

@@ -25,16 +25,16 @@ def untouched():
     (["--lab-nodes=100000"], "argument --lab-nodes: 100000 is out of range: 1..200"),
     (["--lab-nodes=three"], "argument --lab-nodes: 'three' is not an integer"),
     (["--lab-pods-per-node=0"], "argument --lab-pods-per-node: 0 is out of range: 1..26"),
-    (["--probe-timeout=0"], "argument --probe-timeout: 0 is out of range: 0.05..30 s"),
-    (["--probe-timeout=-1"], "argument --probe-timeout: -1 is out of range: 0.05..30 s"),
-    (["--probe-timeout=nan"], "argument --probe-timeout: nan is out of range: 0.05..30 s"),
-    (["--probe-timeout=31"], "argument --probe-timeout: 31 is out of range: 0.05..30 s"),
+    (["--probe-timeout=0"], "argument --probe-timeout: 0 is out of range: 0.5..30 s"),
+    (["--probe-timeout=-1"], "argument --probe-timeout: -1 is out of range: 0.5..30 s"),
+    (["--probe-timeout=nan"], "argument --probe-timeout: nan is out of range: 0.5..30 s"),
+    (["--probe-timeout=31"], "argument --probe-timeout: 31 is out of range: 0.5..30 s"),
     (["--probe-attempts=0"], "argument --probe-attempts: 0 is out of range: 1..5"),
     (["--probe-attempts=6"], "argument --probe-attempts: 6 is out of range: 1..5"),
     (["--lab-ready-timeout=-5"], "argument --lab-ready-timeout: -5 is out of range: 1..3600 s"),
     (["--lab-cni-timeout=0"], "argument --lab-cni-timeout: 0 is out of range: 1..600 s"),
     (["--fail-on=sometimes"], "argument --fail-on: invalid choice: 'sometimes'"),
-    (["--lab-nodes=200"], "200 nodes with 400 probe pods make about 878,400 items, more than 150,000"),
+    (["--lab-nodes=200"], "200 nodes with 400 probe pods make about 1,132,400 items, more than 150,000"),
     (["--report-dir=/proc/netconform-x"], "netconform: --report-dir /proc/netconform-x: cannot write there"),
     ([f"--lab-cni-conf={EXAMPLES}"], f"netconform: --lab-cni-conf {EXAMPLES} is a directory"),
     (["--cni=ptp", f"--lab-cni-conf={EXAMPLES / 'macvlan.conflist'}"],
@@ -78,7 +78,7 @@ def test_help_lists_every_lab_profile_and_the_ranges():
                           text=True, timeout=60)
     text = " ".join(done.stdout.split())
     assert "lab profiles bridge, ptp, vxlan" in text
-    assert "lab nodes, default 3 (1..200)" in text and "(0.05..30 s)" in text
+    assert "lab nodes, default 3 (1..200)" in text and "(0.5..30 s)" in text
 
 
 def test_a_non_root_user_of_the_run_script_gets_exit_4(tmp_path):
@@ -104,3 +104,34 @@ def test_last_failed_reruns_only_the_failed_items(tmp_path):
     assert failed > 0, first[-2000:]
     again = run("--lf")
     assert f"{failed} failed" in again and " passed" not in again.splitlines()[-1], again[-2000:]
+
+
+@pytest.mark.parametrize("nodes, pods", [(1, 1), (3, 2), (12, 1), (5, 6)])
+def test_the_size_estimate_never_undercounts_what_is_collected(nodes, pods):
+    """The guard against huge labs refuses before collecting, from an estimate: an estimate below
+    the real count once let a 145-node lab collect 234,321 items past a 150,000 limit."""
+    from netconform.backends.lab.cluster import LabSpec, plan
+    from netconform.profiles import profile
+    from netconform.pytest_run import estimated_items
+    count, _ = collected(f"--lab-nodes={nodes}", f"--lab-pods-per-node={pods}")
+    assert estimated_items(plan(LabSpec(profile("bridge").conflist, nodes, pods))) >= count
+
+
+def test_one_report_directory_serves_one_run_at_a_time(tmp_path):
+    import fcntl
+    (tmp_path / "report").mkdir()
+    with open(tmp_path / "report" / ".netconform.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run in progress holds it
+        run = run_suite(tmp_path / "report", "-m", "LOCALHOST", timeout=60)
+    assert run.returncode == 4 and "another netconform run is writing there now" in run.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--report-dir="], "argument --report-dir: an empty path"),
+    (["--cni="], "unknown --cni ''"),
+    (["--lab-cni-conf=/dev/null"], "--lab-cni-conf /dev/null is not a regular file"),
+])
+def test_empty_and_odd_values_are_refused(tmp_path, args, message):
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4 and message in done.stdout + done.stderr, done.stdout + done.stderr

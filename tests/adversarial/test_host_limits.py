@@ -9,6 +9,7 @@ run puts the originals back; a host where that cannot be done refuses the run in
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -153,3 +154,19 @@ def test_a_host_that_cannot_make_room_refuses_the_run_in_one_line(tmp_path):
     assert "node namespaces up" not in done.stdout
     assert time.monotonic() - started < 60
     assert_given_back(before, [])
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_a_host_that_refuses_a_node_setting_stops_the_run_in_one_line(tmp_path):
+    """A small lab needs no raise, but its nodes' own sysctls (ip_forward) fail on a read-only
+    /proc/sys: once an INTERNALERROR of 49 lines, now one line and exit 4, nothing left."""
+    read_only = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", read_only, "sh",
+                           *suite_command(tmp_path, "--cni=bridge", "-m", "LOCALHOST")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out
+    assert "the lab could not be built on this host: " in out and "INTERNALERROR" not in out
+    prefix = next(iter(re.findall(r"netconform-[0-9a-f]{6}", out)), None)
+    assert prefix is None or leftovers(prefix) == []

@@ -124,7 +124,9 @@ VERSION = (200, "application/json", b'{"major": "1", "minor": "37", "gitVersion"
     ({"/version": VERSION, "*": NOT_K8S_JSON},
      r"does not answer as a Kubernetes API server \(list (nodes|namespaces): the answer is not a "
      r"valid V1(Node|Namespace)List\)"),
-], ids=["html", "other-json", "version-then-garbage"])
+    ({"/version": VERSION, "*": (200, "application/json", b"null")},
+     r"does not answer as a Kubernetes API server \(list (nodes|namespaces): an empty answer\)"),
+], ids=["html", "other-json", "version-then-garbage", "version-then-null"])
 @pytest.mark.parametrize("mode", ["run", "cleanup-only"])
 def test_a_server_that_is_not_kubernetes_is_named_as_such(tmp_path, answers, message, mode):
     """Was: a pydantic ValidationError as INTERNALERROR (exit 3) with a long traceback."""

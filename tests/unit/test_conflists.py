@@ -26,8 +26,8 @@ def test_a_single_plugin_conf_is_wrapped_as_libcni_does(tmp_path):
                                 "ipam": {"type": "host-local", "subnet": "${POD_CIDR}",
                                          "dataDir": "/somewhere"}}))
     conf = load(path, VALUES, tmp_path)
-    assert conf["plugins"] == [{"type": "bridge", "ipam": {
-        "type": "host-local", "subnet": "10.244.2.0/24", "dataDir": "/somewhere"}}]
+    assert conf["plugins"] == [{"type": "bridge", "ipam": {  # IPAM state never leaves the run
+        "type": "host-local", "subnet": "10.244.2.0/24", "dataDir": str(tmp_path)}}]
 
 
 @pytest.mark.parametrize("text, message", [

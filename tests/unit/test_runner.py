@@ -84,3 +84,38 @@ def test_repeats_wait_for_the_first_connection_when_state_it_makes_matters():
         from_a = [body for (name, _), body in zip(probes.calls, probes.bodies, strict=True)
                   if name == "node-1/probe-a"]
         assert [[int(t["id"].split("#")[1]) for t in b["targets"]] for b in from_a] == sent
+
+
+class LaggingCapture(EchoingProbes):
+    """Receivers whose capture logs a packet only on the n-th time they are asked (never: 0)."""
+
+    def __init__(self, topo, logged_on_ask: int):
+        super().__init__(topo)
+        self.logged_on_ask, self.asks = logged_on_ask, 0
+
+    def __call__(self, endpoint):
+        channel, outer = super().__call__(endpoint), self
+
+        class Lagging(type(channel)):
+            def call(self, path, body=None, timeout=10.0):
+                answer = channel.call(path, body, timeout)
+                if path == "icmp-seen":
+                    outer.asks += 1
+                    if not outer.logged_on_ask or outer.asks < outer.logged_on_ask:
+                        return {"seen": {}}
+                return answer
+
+        return Lagging(endpoint.name)
+
+
+def test_a_lagging_capture_is_asked_again_and_a_missing_record_is_the_harness_s(monkeypatch):
+    """Under load the receiver's capture (scapy in Python) may not have logged an echo that came
+    back yet: it is asked again; a record still missing is an error of the harness, not NAT."""
+    from netconform.probing import runner as runner_module
+    monkeypatch.setattr(runner_module, "ICMP_SEEN_PAUSE", 0.01)
+    topo = topology(2, 1)
+    icmp = Check("POD-POD-CROSS", pod_pairs(False), ("icmp",), reached_from_pod_ip)
+    late = Runner(topo, LaggingCapture(topo, logged_on_ask=3)).batch(icmp, "icmp")
+    assert {r["seen"] for r in late.values()} == {"10.0.0.1"}
+    never = Runner(topo, LaggingCapture(topo, logged_on_ask=0)).batch(icmp, "icmp")
+    assert all("had not logged it" in r["capture_error"] for r in never.values())

@@ -114,7 +114,7 @@ class KubeApi:
         """Call one client method; a server that cannot be reached or refuses us is a BackendError.
         Other API errors (404, 409, 422…) are the caller's to handle."""
         try:
-            return method(*args, **kwargs)
+            answer = method(*args, **kwargs)
         except ApiException as exc:
             if exc.status in (401, 403):
                 raise BackendError(f"the API server at {self.host} refused to {what}: "
@@ -126,6 +126,10 @@ class KubeApi:
         except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
             raise BackendError(f"{self.host} does not answer as a Kubernetes API server ({what}: "
                                f"{_malformed(exc)})") from None
+        if answer is None and not method.__name__.startswith("delete"):
+            raise BackendError(f"{self.host} does not answer as a Kubernetes API server ({what}: "
+                               "an empty answer)")
+        return answer
 
     def raw(self, method: str, path: str, body: dict | None = None,
             timeout: float | tuple[float, float] = REQUEST_TIMEOUT) -> tuple[int, bytes]:

@@ -10,7 +10,7 @@ from ...probing.channel import ProbeChannel
 from ...probing.runner import HostWatch
 from ...profiles import Profile
 from ...topology import Endpoint, Topology
-from ..base import Backend, Progress
+from ..base import Backend, BackendError, Progress
 from . import hostlimits
 from .cluster import LabCluster, LabSpec, plan
 from .cni import PLUGIN_DIRS
@@ -34,8 +34,13 @@ class LabBackend(Backend):
         return plan(self.spec)
 
     def start(self, progress: Progress) -> Topology:
+        """A host that refuses what the lab asks of it (a read-only /proc/sys in a container, a
+        kernel without a module) stops the run with that one reason, not a traceback."""
         self.cluster = LabCluster(self.spec)
-        return self.cluster.build(progress)
+        try:
+            return self.cluster.build(progress)
+        except OSError as exc:
+            raise BackendError(f"the lab could not be built on this host: {exc}") from None
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         return self.cluster.channel(endpoint)

@@ -27,7 +27,8 @@ from ...services import HOSTPORT_PORT, hostport_role
 from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Topology
 from ..base import BackendError, Progress
 from . import cleanup, conflists, hostlimits, kubeproxy, netns
-from .cni import PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, pod_ip
+from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
+                  pod_ip)
 from .faults import Fault
 from .naming import (CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      cluster_ip, node_ip, pod_cidr)
@@ -136,6 +137,7 @@ class LabCluster:
             # An interrupt (or one node's failure) must not leave workers creating pods behind the
             # teardown that follows: they stop before their next pod, and we wait for them.
             self._stop_building.set()
+            kill_running_plugins()  # a hung ADD would hold the interrupt for a whole CNI timeout
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

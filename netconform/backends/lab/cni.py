@@ -22,7 +22,7 @@ from .conflists import is_bare_name
 
 PLUGIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")  # as CNI_PATH; --lab-cni-path
 DEFAULT_TIMEOUT = 20.0  # seconds one plugin call may take; --lab-cni-timeout
-DEL_WORKERS = 16  # DELs at teardown run in parallel: a hung plugin costs one timeout, not one per pod
+DEL_WORKERS = 64  # DELs at teardown run in parallel: a hung plugin costs one timeout, not one per pod
 EXCERPT = 300  # characters of a plugin's output or stderr quoted in an error
 KILL_GRACE = 5.0  # seconds to wait for a killed plugin to be reaped
 
@@ -296,6 +296,11 @@ def delete_all(jobs: Iterable[tuple[str, CniRuntime, PodSandbox, dict | None]],
 def _kill_running(pool: ThreadPoolExecutor) -> None:
     """Stop starting plugins, and kill the ones running, so that the pool's threads end at once."""
     pool.shutdown(wait=False, cancel_futures=True)
+    kill_running_plugins()
+
+
+def kill_running_plugins() -> None:
+    """Kill every plugin call under way (an abandoned build or teardown): each fails at once."""
     with _RUNNING_LOCK:
         running = list(_RUNNING)
     for process in running:

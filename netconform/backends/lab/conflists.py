@@ -24,8 +24,9 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     """Read a conflist (or a single-plugin .conf, wrapped as libcni does) for one node.
 
     ``${POD_CIDR}``, ``${NODE_IP}`` and ``${NODE_NAME}`` are replaced by the node's values.
-    host-local IPAM without a dataDir gets one inside the run's state directory, so the lab never
-    writes to /var/lib/cni and leaves no IPAM file behind.
+    host-local IPAM gets its dataDir inside the run's state directory (one the conflist names is
+    replaced), so the lab never writes to /var/lib/cni or elsewhere, and leaves no IPAM file behind
+    even when an interrupted run skips CNI DEL.
     """
     try:
         text = Template(path.read_text()).safe_substitute(node_values)
@@ -52,7 +53,7 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     for plugin in plugins:
         ipam = plugin.get("ipam")
         if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-            ipam.setdefault("dataDir", str(ipam_dir))
+            ipam["dataDir"] = str(ipam_dir)  # even one the conflist names: nothing outside the run
     return conf
 
 

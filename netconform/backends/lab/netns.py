@@ -1,4 +1,5 @@
-"""Network namespaces and commands run inside them, every call bounded in time."""
+"""Network namespaces and commands run inside them, every call bounded in time, each in a session
+of its own so that a Ctrl-C meant for the run (which decides what to do with it) does not kill them."""
 from __future__ import annotations
 
 import os
@@ -94,7 +95,8 @@ def strike(record: Path, names: set[str]) -> None:
 
 
 def _ip(*argv: str) -> None:
-    done = subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    done = subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+                          start_new_session=True)
     if done.returncode:
         raise OSError(f"ip {' '.join(argv)}: {done.stderr.strip()}")
 
@@ -102,6 +104,7 @@ def _ip(*argv: str) -> None:
 def ip_batch(name: str, commands: list[str], tool: str = "ip") -> None:
     """Run several `ip` (or `bridge`) commands inside a namespace in one process."""
     done = subprocess.run([tool, "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",
+                          start_new_session=True,
                           capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if done.returncode:
         raise OSError(f"{tool} -n {name}: {done.stderr.strip()}")
@@ -119,6 +122,7 @@ def run(name: str, argv: list[str], stdin: str | None = None, env: dict | None =
         timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
     """Run a command inside a namespace, as a container runtime runs CNI plugins in the host's."""
     return subprocess.run(["ip", "netns", "exec", name, *argv], input=stdin, env=env,
+                          start_new_session=True,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -131,6 +135,7 @@ def sysctl(name: str, settings: dict[str, str]) -> None:
 
 def pids(name: str) -> list[int]:
     done = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                          start_new_session=True,
                           timeout=COMMAND_TIMEOUT)
     return [int(p) for p in done.stdout.split()]
 
