@@ -29,7 +29,7 @@ case "$FAKE_GO_MODE" in
           echo "noise line $i"; done
         echo "compile: undefined: something.Wrong"; exit 1 ;;
   hang) sleep 300 ;;
-  slow) sleep 1 ;;
+  slow) sleep 3 ;;
 esac
 printf '#!/bin/sh\\necho fake\\n' > "$out"
 chmod +x "$out"
@@ -115,8 +115,11 @@ def test_two_builds_at_once_build_each_binary_once(fake_go: Path, monkeypatch):
     lines: list[str] = []
     threads = [threading.Thread(target=ensure_built, args=(REL.minor, ["kube-proxy"]),
                                 kwargs={"progress": lines.append}) for _ in range(2)]
-    for t in threads:
-        t.start()
+    threads[0].start()
+    deadline = time.monotonic() + 30  # the second starts once the first is building (lock held)
+    while time.monotonic() < deadline and not (fake_go.exists() and fake_go.read_text().strip()):
+        time.sleep(0.05)
+    threads[1].start()
     for t in threads:
         t.join(60)
     assert len(fake_go.read_text().splitlines()) == 1
