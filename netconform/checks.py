@@ -119,13 +119,15 @@ def loopback(endpoint: Endpoint) -> str:
     return "127.0.0.1"
 
 
-def pods_to_service(name: str, backends_only: bool = False) -> Callable[[Topology], list[Pair]]:
-    """Every pod (or every backend of the Service) to the Service's ClusterIP."""
+def pods_to_service(name: str, backends_only: bool = False,
+                    sources: tuple[str, ...] = (POD,)) -> Callable[[Topology], list[Pair]]:
+    """Every pod (or every backend of the Service, or every endpoint of the ``sources`` kinds,
+    e.g. the hostNetwork probes) to the Service's ClusterIP."""
     def build(topology: Topology) -> list[Pair]:
         service = next(e for e in topology.of_kind(SERVICE) if e.serves == name)
         backends = topology.services[name].backends
-        return [(pod, service) for pod in topology.of_kind(POD)
-                if not backends_only or pod.name in backends]
+        return [(src, service) for src in topology.endpoints if src.kind in sources
+                if not backends_only or src.name in backends]
     return build
 
 

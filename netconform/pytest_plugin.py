@@ -17,6 +17,7 @@ from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, pro
 from .pytest_run import NetconformRun
 from .requirements import CATALOG, LEVELS
 from .session import Conformance, Judgement
+from .upstream.releases import DEFAULT_RELEASE, RELEASES
 
 RUN = pytest.StashKey["NetconformRun"]()
 REPORT_LOCK = pytest.StashKey[object]()
@@ -80,6 +81,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     lab.addoption("--lab-cni-timeout", type=bounded(float, opts.CNI_TIMEOUT, " s"), default=20.0,
                   metavar="SECONDS", help=range_help("how long one CNI plugin call may take, default 20",
                                                      opts.CNI_TIMEOUT, " s"))
+    lab.addoption("--lab-release", choices=sorted(RELEASES, key=lambda r: [int(x) for x in r.split(".")]),
+                  default=DEFAULT_RELEASE, metavar="MINOR",
+                  help=f"the pinned Kubernetes release the lab's control plane and kube-proxy run: "
+                       f"{', '.join(sorted(RELEASES))} (default {DEFAULT_RELEASE}); built with "
+                       "'python3 -m netconform.upstream build --release MINOR'")
     lab.addoption("--lab-ready-timeout", type=bounded(float, opts.READY_TIMEOUT, " s"), default=60.0,
                   metavar="SECONDS", help=range_help("how long probes may take to start, default 60",
                                                      opts.READY_TIMEOUT, " s"))
@@ -203,7 +209,8 @@ def _backend(config: pytest.Config, chosen: Profile, report_dir: Path) -> Backen
     from .backends.lab.backend import LabBackend
     return LabBackend(chosen, opt("lab_nodes"), opt("lab_pods_per_node"), opt("lab_ready_timeout"),
                       _lab_faults(config), cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
-                      cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs")
+                      cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs",
+                      release=opt("lab_release"))
 
 
 def _profile(config: pytest.Config) -> Profile:

@@ -71,9 +71,8 @@ _ROWS = [
                 "both protocols reach a backend; a removed protocol gets no answer while the other "
                 "still reaches a backend", **_NOT_YET),
     Requirement("POD-NODEPORT", "MUST", "pod to a NodePort on its own and another node",
-                "reaches a backend", **_NOT_YET),
-    Requirement("HOSTNET-SVC", "SHOULD", "hostNetwork pod to a ClusterIP", "reaches a backend",
-                **_NOT_YET),
+                "reaches a backend"),
+    Requirement("HOSTNET-SVC", "SHOULD", "hostNetwork pod to a ClusterIP", "reaches a backend"),
     Requirement("DNS-SVC", "MUST", "Service names resolve and connect",
                 "A (and AAAA) records equal the ClusterIP(s); the name connects", **_NOT_YET),
     Requirement("DNS-HEADLESS", "MUST", "headless Service names",

@@ -5,7 +5,7 @@ from netconform.probing.service_verdicts import (client_ip_kept, every_backend_r
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  same_backend_every_time)
 from netconform.services import minimum_connections
-from netconform.topology import OUTSIDE
+from netconform.topology import HOST, OUTSIDE, POD
 
 TCP_UDP = ("tcp", "udp")
 
@@ -21,6 +21,11 @@ test_svc_source_ip = check("SVC-SOURCE-IP", pods_to_service("web"), TCP_UDP, cli
                            repeat=enough_to_see_every_backend, needs=(SECOND_NODE,))
 
 test_svc_nodeport = check("SVC-NODEPORT", nodeports("web"), TCP_UDP, reached_a_backend)
+
+test_pod_nodeport = check("POD-NODEPORT", nodeports("web", sources=(POD,)), TCP_UDP, reached_a_backend)
+
+test_hostnet_svc = check("HOSTNET-SVC", pods_to_service("web", sources=(HOST,)), TCP_UDP,
+                         reached_a_backend)
 
 test_svc_hairpin = check("SVC-HAIRPIN", pods_to_service("web", backends_only=True), TCP_UDP,
                          lands_on_itself, repeat=enough_to_see_every_backend)

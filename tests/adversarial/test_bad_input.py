@@ -55,6 +55,15 @@ def test_bad_input_is_one_usage_error_in_seconds_with_nothing_created(tmp_path, 
     assert not (tmp_path / "report" / "results.json").exists()
 
 
+def test_a_lab_whose_upstream_components_are_not_built_says_how_to_build_them(tmp_path, untouched):
+    import os
+    run = run_suite(tmp_path / "report", "--lab-release=1.34", timeout=60,
+                    env={**os.environ, "NETCONFORM_UPSTREAM_CACHE": str(tmp_path / "empty-cache")})
+    assert run.returncode == 4, run.output[-2000:]
+    assert "is not built in" in run.output and "build --release 1.34" in run.output, run.output[-2000:]
+    assert "Traceback" not in run.output
+
+
 def collected(*args: str) -> tuple[int, str]:
     """(items, rootdir) of a collect-only run with these arguments, as a user would type them."""
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args], cwd=REPO,

@@ -88,3 +88,4 @@ def start_and_wait_for(tmp_path, line: str, *args: str, cni: str | None = "bridg
             return proc, prefix
     proc.kill()
     pytest.fail(f"never saw {line!r}:\n{''.join(seen)}")
+

@@ -1,31 +1,184 @@
-"""Mutation test: every lab fault turns the requirements it targets red and no others."""
-import pytest
+"""On one running lab: upstream kube-proxy programs the Services from real EndpointSlices; every
+lab fault turns the requirements it targets red and no others (the mutation test); and, last, a node
+whose lab kubelet stops goes NotReady through the node lifecycle controller.
 
+One lab is built for all of them (about 8 s). Each fault is injected into the running lab, every check of the
+suites is judged through the engine (the Runner and the checks' verdicts, as a run judges them),
+and the fault is reverted; a healthy pass before the first fault and after the last proves that
+reverting leaves the lab as it was. One fault also goes through the command line (`--lab-fault`),
+as a user runs it; the whole table through the command line is `bench/mutation.py`.
+"""
+import importlib.util
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
+from netconform.checks import Check
+from netconform.probing.runner import ProbeSettings, Runner
+from netconform.profiles import profile
 from netconform.requirements import CATALOG
 
-from .conftest import leftovers, needs_root, run_suite
+from .conftest import REPO, leftovers, needs_root, run_suite
 
 pytestmark = needs_root
 
 
+def suite_checks() -> list[Check]:
+    checks = []
+    for path in sorted((REPO / "suites").glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"suite_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        checks += [f.netconform_check for f in vars(module).values() if hasattr(f, "netconform_check")]
+    return checks
+
+
+CHECKS = suite_checks()
+
+
+@pytest.fixture(scope="module")
+def lab():
+    cluster = LabCluster(LabSpec(profile("bridge").conflist))
+    try:
+        yield cluster, cluster.build(lambda message: None)
+    finally:
+        assert cluster.teardown() == []
+        assert leftovers(cluster.names.prefix) == []
+
+
+class Outcomes(Counter):
+    """pass / fail / error counts of one requirement, and the first reasons of what did not pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"{dict(self)} {self.reasons[:3]}"
+
+
+def judge_everything(cluster: LabCluster, live, attempts: int = 2,
+                     only: set[str] | None = None) -> dict[str, Outcomes]:
+    """requirement -> Outcomes over every item of every check (or of the requirements ``only``
+    names); short attempts, as a fault's timeouts cost one second each."""
+    runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts))
+    outcomes: dict[str, Outcomes] = {}
+    for check in CHECKS:
+        if check.missing(live) or (only is not None and check.requirement not in only):
+            continue
+        for case in check.cases(live):
+            verdict = check.verdict(runner.observe(check, case))
+            kind = "pass" if verdict.ok else "error" if verdict.harness else "fail"
+            counts = outcomes.setdefault(check.requirement, Outcomes())
+            counts[kind] += 1
+            if kind != "pass":
+                counts.reasons.append(f"{case.full_id}: {verdict.reason}")
+    return outcomes
+
+
+def failing(outcomes: dict[str, Outcomes]) -> set[str]:
+    return {req for req, counts in outcomes.items() if counts["fail"]}
+
+
+def assert_healthy(cluster, live):
+    outcomes = judge_everything(cluster, live)
+    assert failing(outcomes) == set() and not any(c["error"] for c in outcomes.values()), outcomes
+    assert set(outcomes) == {check.requirement for check in CHECKS}
+
+
+def programs_in(namespace: str) -> set[str]:
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
+                          timeout=10).stdout.split()
+    return {Path(f"/proc/{pid}/exe").resolve().name for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def ready_backends(cluster, service: str) -> set[str]:
+    slices = client.DiscoveryV1Api(cluster.api.client).list_namespaced_endpoint_slice(
+        cluster.names.prefix, label_selector=f"kubernetes.io/service-name={service}").items
+    return {address for s in slices for e in (s.endpoints or []) if e.conditions.ready
+            for address in e.addresses}
+
+
+def test_every_node_runs_upstream_kube_proxy_and_its_rules_follow_the_endpoint_slices(lab):
+    cluster, live = lab
+    backends = {live.endpoint(name).ip for name in live.services["web"].backends}
+    assert ready_backends(cluster, "web") == backends and len(backends) == 3
+    for node in live.nodes:
+        namespace = cluster.names.node(node.name)
+        assert "kube-proxy" in programs_in(namespace)
+        rules = subprocess.run(["ip", "netns", "exec", namespace, "iptables-save", "-t", "nat"],
+                               capture_output=True, text=True, timeout=10).stdout
+        for ip in backends:  # kube-proxy's own chains, named after the run's namespace
+            assert f'--comment "{cluster.names.prefix}/web:tcp" -m tcp -j DNAT --to-destination {ip}:8080' in rules
+    meta = live.meta
+    assert meta["kubernetes_version"] == cluster.control_plane.version and meta["proxy_mode"] == "iptables"
+    assert cluster.memory()["kube-proxy node-1"] > 0
+
+
+def test_the_lab_passes_every_check_before_any_fault(lab):
+    assert_healthy(*lab)
+
+
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_fault_turns_its_requirements_red_and_spares_the_rest(name, tmp_path):
+def test_fault_turns_its_requirements_red_and_spares_the_rest(lab, name):
+    cluster, live = lab
     fault = FAULTS[name]
-    # short attempts: a fault's timeouts cost two seconds, not four; a healthy retry still heals
-    run = run_suite(tmp_path, f"--lab-fault={name}", "--probe-timeout=1")
-    must_failed = any(row["level"] == "MUST" and row["verdict"] == "fail" for row in run.results["summary"])
-    assert must_failed or not any(CATALOG[req].level == "MUST" for req in fault.breaks)
-    assert run.returncode == (1 if must_failed else 2), run.output[-3000:]
-    assert run.results["verdict"] == ("NOT CONFORMANT" if must_failed else "INCOMPLETE")
-    assert f"fault injected: {name}" in run.output
+    cluster.inject(fault, live)
+    try:
+        # One attempt per connection: what the fault breaks times out once, not twice. A
+        # requirement outside its reach that fails is judged again with a retry, as a run would,
+        # before it counts against the fault.
+        outcomes = judge_everything(cluster, live, attempts=1)
+        unexpected = failing(outcomes) - set(fault.breaks + fault.also)
+        if unexpected:
+            outcomes.update(judge_everything(cluster, live, attempts=2, only=unexpected))
+    finally:
+        cluster.revert(fault, live)
+    assert not any(c["error"] for c in outcomes.values()), outcomes
+    red = failing(outcomes)
+    assert set(fault.breaks) <= red, (fault.breaks, outcomes)
+    assert red <= set(fault.breaks + fault.also), {req: outcomes[req] for req in red}
+
+
+def test_the_lab_passes_every_check_again_once_every_fault_is_reverted(lab):
+    assert_healthy(*lab)
+
+
+def test_last_a_node_whose_lab_kubelet_stops_goes_not_ready_and_loses_its_endpoints(lab):
+    cluster, live = lab
+    silent = live.nodes[-1].name
+    its_backend = next(live.endpoint(n).ip for n in live.services["web"].backends
+                       if n.startswith(f"{silent}/"))
+    cluster.kubelet.stop_node(silent)
+    deadline = time.monotonic() + 90  # grace period 20 s, then the controller's next look
+    ready = "True"
+    while time.monotonic() < deadline:
+        node = cluster.api.core.read_node(silent)
+        ready = next(c.status for c in node.status.conditions if c.type == "Ready")
+        if ready != "True" and its_backend not in ready_backends(cluster, "web"):
+            break
+        time.sleep(1)
+    assert ready == "Unknown", "the node lifecycle controller did not notice the stopped kubelet"
+    assert its_backend not in ready_backends(cluster, "web")
+    healthy = cluster.api.core.read_node(live.nodes[0].name)
+    assert next(c.status for c in healthy.status.conditions if c.type == "Ready") == "True"
+
+
+def test_a_fault_from_the_command_line_fails_the_run_it_breaks(tmp_path):
+    run = run_suite(tmp_path, "--lab-fault=svc-no-nodeports", "--probe-timeout=1",
+                    "-m", "SVC-NODEPORT or POD-POD-SAME")
+    assert run.returncode == 1, run.output[-3000:]  # a MUST requirement failed
+    assert run.results["verdict"] == "NOT CONFORMANT"
+    assert "fault injected: svc-no-nodeports" in run.output
     verdicts = {row["id"]: row["verdict"] for row in run.results["summary"] if row["total"]}
-    for broken in fault.breaks:
-        assert verdicts[broken] == "fail", (broken, verdicts)
-    spared = {req: v for req, v in verdicts.items() if req not in fault.breaks + fault.also}
-    assert spared and all(v == "pass" for v in spared.values()), \
-        {req: v for req, v in spared.items() if v != "pass"}
-    assert run.results["meta"]["lab_faults"] == [name]
+    assert verdicts == {"SVC-NODEPORT": "fail", "POD-POD-SAME": "pass"}
+    assert run.results["meta"]["lab_faults"] == ["svc-no-nodeports"]
     assert leftovers(run.prefix) == []
 
 

@@ -31,7 +31,7 @@ def test_a_probe_that_dies_mid_run_errors_its_items_and_nothing_hangs(tmp_path):
 
 
 def test_a_node_namespace_deleted_under_the_run_is_survived_and_cleaned(tmp_path):
-    proc, prefix = start_and_wait_for(tmp_path, "probes ready", "-m", "POD-POD-CROSS")
+    proc, prefix = start_and_wait_for(tmp_path, "lab: ready in", "-m", "POD-POD-CROSS")
     subprocess.run(["ip", "netns", "delete", f"{prefix}-node-2"], check=True, timeout=10)
     out = finish(proc)
     assert proc.returncode in (1, 2), out[-3000:]  # its processes keep the namespace alive

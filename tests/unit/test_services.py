@@ -1,9 +1,9 @@
-"""Service planning, kube-proxy rule rendering and the Service verdicts, without a lab."""
-import re
+"""Service planning, reading kube-proxy's rules, the lab's Service faults and the Service verdicts,
+without a lab."""
 
 import pytest
 
-from netconform.backends.lab import faults, kubeproxy
+from netconform.backends.lab import faults
 from netconform.checks import Case, Check, pods_to_service
 from netconform.probing import service_verdicts as sv
 from netconform.probing.runner import Observation
@@ -17,11 +17,8 @@ TOPO = add_services(_PLAIN, outside=True).with_addresses(
     {e.pod: e.ip for e in _PLAIN.endpoints if e.kind != "host"}, {n.name: n.ip for n in _PLAIN.nodes},
     {"web": "10.96.0.10", "web-affinity": "10.96.0.11", "web-local": "10.96.0.12",
              "empty": "10.96.0.13"}, {"outside/client": "172.18.0.250"})
+KUBE_PROXY_FIELDS = {"iptables", "nftables", "nodePortAddresses"}  # the ones lab faults may set
 BACKENDS = ["node-1/probe-a", "node-2/probe-a", "node-3/probe-a"]
-
-
-def rules(node="node-1", **knobs) -> str:
-    return kubeproxy.render(TOPO, node, "10.244.0.0/16", kubeproxy.ProxyOptions(**knobs))
 
 
 def test_every_service_but_empty_has_one_backend_per_node():
@@ -41,39 +38,62 @@ def test_connections_make_missing_a_backend_by_chance_rarer_than_one_in_a_millio
         assert miss_chance(backends, connections) < 1e-6 <= miss_chance(backends, connections - 1)
 
 
-def test_clusterip_balances_uniformly_like_kube_proxy():
-    web = [line for line in rules().splitlines() if "netconform/web:80/tcp -> endpoint" in line]
-    probabilities = [re.search(r"--probability (\S+)", line) for line in web]
-    assert [float(p.group(1)) if p else None for p in probabilities] == \
-        [pytest.approx(1 / 3), pytest.approx(1 / 2), None]
+# iptables-save lines as kube-proxy 1.37's iptables mode writes them (namespace "ns")
+SYNCED = """\
+-A KUBE-SEP-AAA -s 10.244.1.2/32 -m comment --comment "ns/web:tcp" -j KUBE-MARK-MASQ
+-A KUBE-SEP-AAA -p tcp -m comment --comment "ns/web:tcp" -m tcp -j DNAT --to-destination 10.244.1.2:8080
+-A KUBE-SEP-BBB -p tcp -m comment --comment "ns/web:tcp" -m tcp -j DNAT --to-destination 10.244.2.2:8080
+-A KUBE-SVC-X -m comment --comment "ns/web-affinity:tcp -> 10.244.1.2:8080" -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-CCC --mask 255.255.255.255 --rsource -j KUBE-SEP-CCC
+-A KUBE-SEP-CCC -p tcp -m comment --comment "ns/web-affinity:tcp" -m recent --set --name KUBE-SEP-CCC --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.244.1.2:8080
+-A KUBE-SEP-DDD -p tcp -m comment --comment "ns/web-affinity:tcp" -m recent --set --name KUBE-SEP-DDD --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination 10.244.9.9:8080
+-A KUBE-SERVICES -d 10.96.0.13/32 -p tcp -m comment --comment "ns/empty:tcp has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable
+"""
 
 
-def test_each_knob_removes_exactly_its_behaviour():
-    healthy = rules()
-    assert "-j REJECT" in healthy and "-j REJECT" not in rules(reject_without_endpoints=False)
-    hairpin = "-s 10.244.1.2/32"
-    assert hairpin in healthy and hairpin not in rules(hairpin_masquerade=False)
-    assert "--rcheck" in healthy and "--rcheck" not in rules(session_affinity=False)
-    assert "-j KUBE-NODEPORTS" in healthy and "-j KUBE-NODEPORTS" not in rules(nodeports=False)
-    assert "! -s 10.244.0.0/16" in healthy and "! -s 10.244.0.0/16" not in rules(masquerade_all=True)
-    assert len(rules(drop_last_endpoint=True)) < len(healthy)
-    assert "KUBE-SVL-" in healthy and "KUBE-SVL-" not in rules(local_traffic_policy=False)
+def two_node_topology():
+    plain = topology(2, 1)
+    topo = add_services(plain, outside=False)
+    return topo.with_addresses({e.pod: e.ip for e in plain.endpoints if e.kind != "host"},
+                               {n.name: n.ip for n in plain.nodes}, {})
 
 
-def test_local_traffic_policy_uses_only_the_nodes_own_endpoint():
-    svl = [line for line in rules("node-2").splitlines()
-           if line.startswith("-A KUBE-SVL-") and "/tcp" in line]
-    assert len(svl) == 1  # one local endpoint: no random choice
-    sep = svl[0].split("-j ")[-1]
-    assert f"-A {sep} " in rules("node-2") and "10.244.2.2:8080" in rules("node-2")
+def test_kube_proxy_is_synced_only_when_every_service_port_has_exactly_its_backends():
+    from netconform.backends.lab.proxy import missing_rules
+    topo = two_node_topology()
+    lacking = missing_rules(topo, "ns", SYNCED)
+    assert "ns/web:tcp -> ['10.244.1.2', '10.244.2.2'] (has ['10.244.1.2', '10.244.2.2'])" not in lacking
+    assert not any(item.startswith("ns/web:tcp") for item in lacking)  # both backends programmed
+    assert any(item.startswith("ns/web:udp") for item in lacking)  # nothing for UDP yet
+    assert any(item.startswith("ns/web-affinity:tcp") for item in lacking)  # a stale backend
+    assert not any(item.startswith("ns/empty:tcp") for item in lacking)  # rejected
+    assert "ns/empty:udp: no REJECT for a Service without endpoints" in lacking
+    assert missing_rules(topo, "other-namespace", SYNCED)  # another run's rules are not ours
 
 
-def test_rules_are_one_iptables_restore_document_per_table():
-    text = rules()
-    assert text.count("COMMIT") == 2 and text.startswith("*nat") and "*filter" in text
-    declared = set(re.findall(r"^:(\S+)", text, re.M))
-    jumped = set(re.findall(r"-j (KUBE-\S+)", text))
-    assert jumped <= declared
+def test_kube_proxy_configuration_leaves_host_settings_alone_and_takes_a_faults_fields():
+    from pathlib import Path
+    from netconform.backends.lab.proxy import ProxySpec, configuration
+    config = configuration(ProxySpec(settings={"iptables": {"masqueradeAll": True}}), "node-2", Path("/k"))
+    assert config["hostnameOverride"] == "node-2"
+    assert config["iptables"] == {"masqueradeAll": True, "syncPeriod": "30s", "minSyncPeriod": "0s"}
+    assert config["conntrack"]["maxPerCore"] == 0 and config["conntrack"]["min"] == 0
+    assert config["conntrack"]["tcpEstablishedTimeout"] == "0s"
+    assert config["clusterCIDR"] == "10.244.0.0/16" and config["mode"] == "iptables"
+
+
+def test_fault_placeholders_expand_per_value_and_unknown_ones_are_refused():
+    values = {"${BACKEND_IP}": ["10.244.1.2", "10.244.2.2"], "${CLUSTER_IP_WEB}": ["10.96.0.10"],
+              "${AFFINITY_LIST}": []}
+    assert faults.expand(("-s", "${BACKEND_IP}", "-d", "${BACKEND_IP}/32"), values) == [
+        ["-s", "10.244.1.2", "-d", "10.244.1.2/32"], ["-s", "10.244.2.2", "-d", "10.244.2.2/32"]]
+    assert faults.expand(("--name", "${AFFINITY_LIST}"), values) == []  # no list: no command
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        faults.expand(("-d", "${CLUSTER_IP_NOPE}"), values)
+    assert faults.cluster_ip_placeholder("web-affinity") == "${CLUSTER_IP_WEB_AFFINITY}"
+
+
+def test_affinity_lists_are_read_from_kube_proxys_rules():
+    assert faults.affinity_lists(SYNCED) == ["KUBE-SEP-CCC"]
 
 
 def test_every_fault_names_known_requirements_and_lists_itself():
@@ -81,7 +101,7 @@ def test_every_fault_names_known_requirements_and_lists_itself():
     listing = faults.listing()
     for fault in faults.FAULTS.values():
         assert set(fault.breaks) <= set(CATALOG) and fault.name in listing
-        kubeproxy.ProxyOptions(**fault.proxy)  # every knob exists
+        assert set(fault.proxy) <= KUBE_PROXY_FIELDS  # fields of KubeProxyConfiguration
     with pytest.raises(faults.UnknownFault, match="unknown --lab-fault 'nope'"):
         faults.fault("nope")
 

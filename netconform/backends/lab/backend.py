@@ -1,7 +1,6 @@
 """The lab as a Backend: the suites see nodes, pods and probe channels, as on a real cluster."""
 from __future__ import annotations
 
-import platform
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -11,10 +10,13 @@ from ...probing.runner import HostWatch
 from ...profiles import Profile
 from ...topology import Endpoint, Topology
 from ..base import Backend, BackendError, Progress
+from ...upstream import DEFAULT_RELEASE
+from ...upstream.releases import get as pinned_release
 from . import hostlimits
 from .cluster import LabCluster, LabSpec, plan
 from .cni import PLUGIN_DIRS
 from .faults import Fault
+from .kubelet import host_node_info
 
 
 class LabBackend(Backend):
@@ -23,11 +25,11 @@ class LabBackend(Backend):
     def __init__(self, profile: Profile, nodes: int = 3, pods_per_node: int = 2,
                  ready_timeout: float = 60.0, faults: tuple[Fault, ...] = (),
                  cni_path: tuple[str, ...] = PLUGIN_DIRS, cni_timeout: float = 20.0,
-                 logs_kept_in: Path | None = None) -> None:
+                 logs_kept_in: Path | None = None, release: str = DEFAULT_RELEASE) -> None:
         self.profile = profile
         self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults,
                             overlay=profile.overlay, cni_path=cni_path, cni_timeout=cni_timeout,
-                            logs_kept_in=logs_kept_in)
+                            logs_kept_in=logs_kept_in, release=release)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:
@@ -50,15 +52,19 @@ class LabBackend(Backend):
         return cluster.teardown(hurry) if cluster else []
 
     def keep_logs(self, destination: Path) -> list[str]:
-        """The probes' logs live in the run's state directory, which teardown removes."""
-        source = self.cluster.state_dir / "logs" if self.cluster else None
-        if source is None or not source.is_dir():
+        """The probes' and kube-proxies' logs, and the control plane's, live in the run's state
+        directory, which teardown removes."""
+        if self.cluster is None:
             return []
-        try:
-            shutil.copytree(source, destination, dirs_exist_ok=True)
-        except OSError as exc:
-            return [f"probe logs not kept in {destination}: {exc}"]
-        return []
+        problems = []
+        for source, target in ((self.cluster.state_dir / "logs", destination),
+                               (self.cluster.control_plane.layout.logs, destination / "control-plane")):
+            if source.is_dir():
+                try:
+                    shutil.copytree(source, target, dirs_exist_ok=True)
+                except OSError as exc:
+                    problems.append(f"logs not kept in {target}: {exc}")
+        return problems
 
     def host_snapshot(self) -> hostlimits.Snapshot:
         """Overflow counters of the limits the host shares, conntrack read in the run's nodes."""
@@ -75,24 +81,15 @@ class LabBackend(Backend):
         return HostWatch(self.host_snapshot, self.host_exceeded)
 
     def metadata(self) -> dict:
-        """As a live cluster's: which Kubernetes, which proxy, which nodes. The lab's Services are
-        still netconform's own iptables rules (issue 21 replaces them with kube-proxy)."""
-        meta = {"backend": self.name, "cni": self.profile.name, "kubernetes_version": None,
-                "proxy_mode": "iptables (netconform's rules in kube-proxy's layout, not kube-proxy)",
-                "node_info": {node.name: {"os": _os_image(), "kernel": platform.release(),
+        """As a live cluster's: which Kubernetes, which proxy, which nodes."""
+        info = host_node_info()
+        meta = {"backend": self.name, "cni": self.profile.name,
+                "kubernetes_version": pinned_release(self.spec.release).kubernetes,
+                "proxy_mode": self.spec.proxy_mode,
+                "node_info": {node.name: {"os": info["osImage"], "kernel": info["kernelVersion"],
                                           "runtime": "netconform lab (namespaces and processes)"}
                               for node in self.plan().nodes}}
         if self.cluster:
             meta.update(self.cluster.metadata())
         return meta
 
-
-def _os_image() -> str:
-    """The host's PRETTY_NAME, as a node's osImage reports it: the lab's nodes share the host's OS."""
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.system()

@@ -4,6 +4,11 @@
     node ns:   CNI plugins run here, as a container runtime runs them on a node; probes of
                hostNetwork pods and the node agent run here too
     pod ns:    eth0 from the CNI chain; one probe per container
+    control-plane ns: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (controlplane/)
+
+The run's objects (namespace, pods, Services) live in the lab's real API server; the lab is the
+kubelet of its nodes (kubelet.py) and each node runs the upstream kube-proxy (proxy.py), so the
+Services the checks use are programmed by kube-proxy from real EndpointSlices.
 """
 from __future__ import annotations
 
@@ -25,17 +30,24 @@ from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...plan import probe_plan
 from ...services import HOSTPORT_PORT, hostport_role
 from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Topology
+from ...upstream import DEFAULT_RELEASE, NotBuilt, binary
 from ..base import BackendError, Progress
-from . import cleanup, conflists, hostlimits, kubeproxy, netns
+from ..kube.api import KubeApi
+from . import cleanup, conflists, faults, hostlimits, netns
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
+from .controlplane.node import ControlPlane, ControlPlaneSpec
 from .faults import Fault
+from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
-                     cluster_ip, node_ip, pod_cidr)
+                     node_ip, pod_cidr)
+from .objects import RunObjects, render_for_lab
+from .proxy import NodeProxies, ProxySpec
 from .underlay import Port, Underlay
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
+UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
 
@@ -55,6 +67,9 @@ class LabSpec:
     cni_path: tuple[str, ...] = PLUGIN_DIRS  # where plugins are looked up, as CNI_PATH
     cni_timeout: float = 20.0  # seconds one plugin call may take
     logs_kept_in: Path | None = None  # where the probes' logs are copied before teardown removes them
+    release: str = DEFAULT_RELEASE  # the pinned upstream release the control plane and kube-proxy run
+    proxy_mode: str = "iptables"
+    proxy_sync_timeout: float = 60.0  # seconds for every kube-proxy to program the run's Services
 
 
 def plan(spec: LabSpec) -> Topology:
@@ -100,6 +115,16 @@ class LabCluster:
         self._processes: list[subprocess.Popen] = []
         self._capabilities: dict[str, dict | None] = {}
         self._stop_building = threading.Event()  # set when the build is abandoned
+        self.underlay = Underlay(self.names)
+        self.control_plane = ControlPlane(self.names, self.underlay,
+                                          ControlPlaneSpec(spec.release, spec.ready_timeout, spec.python))
+        self.api: KubeApi | None = None
+        self.kubelet: LabKubelet | None = None
+        self.proxies: NodeProxies | None = None
+        self.timings: dict[str, float] = {}  # phase -> seconds, for the report and the README
+        self._undo: dict[str, list[tuple[str, list[str]]]] = {}  # injected fault -> how to undo it
+        self._split: set[str] = set()  # injected faults that keep duo's containers apart
+        self._pods: dict[str, dict] = {}
 
     # --- paths ---
 
@@ -128,6 +153,46 @@ class LabCluster:
         hostlimits.reserve(self.names.prefix, hostlimits.estimate(self.topology), progress)
         self._build_world()
         progress(f"lab: {self.names.prefix}: world and {self.spec.nodes} node namespaces up")
+        # The control plane starts while the CNI wires the pods: neither needs the other yet.
+        control_plane = threading.Thread(target=self._start_control_plane, args=(progress,),
+                                         name="control-plane", daemon=True)
+        control_plane.start()
+        self._control_plane_thread = control_plane
+        pod_ips = self._wire_pods()
+        chain = " → ".join(self.metadata()["cni_plugins"])
+        progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
+        self._start_probes(self.topology)  # they need no address; the control plane may still start
+        self._wait_ready(self.topology, progress)
+        control_plane.join(self.spec.ready_timeout + 30)
+        if self.api is None:
+            raise self._control_plane_error or BackendError("lab: the control plane did not start")
+        live = self._register(pod_ips)
+        self._report_pods(live)
+        synced = self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+                                          self.spec.proxy_sync_timeout, progress)
+        self.timings["kube_proxy_synced"] = round(synced, 2)
+        progress(f"lab: kube-proxy ({self.spec.proxy_mode} mode) on {self.spec.nodes} node(s) "
+                 f"programmed {len(live.services)} Services in {synced:.1f}s")
+        self._inject_faults(live, progress)
+        live.meta.update(self.metadata())
+        self.timings["lab_up"] = round(time.monotonic() - started, 2)
+        progress(f"lab: ready in {time.monotonic() - started:.1f}s")
+        return live
+
+    _control_plane_error: BaseException | None = None
+    _control_plane_thread: threading.Thread | None = None
+
+    def _start_control_plane(self, progress: Progress) -> None:
+        """In a thread: start the control plane and connect to it as admin; any failure is kept
+        for build() to raise (an interrupt in the main thread leaves it to teardown)."""
+        try:
+            self.control_plane.start(progress)
+            if not self._stop_building.is_set():
+                self.api = KubeApi(self.control_plane.admin_kubeconfig)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by build()
+            self._control_plane_error = exc
+
+    def _wire_pods(self) -> dict[str, str]:
         pod_ips: dict[str, str] = {}
         pool = ThreadPoolExecutor(max_workers=min(8, self.spec.nodes))
         try:
@@ -141,20 +206,49 @@ class LabCluster:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        chain = " → ".join(self.metadata()["cni_plugins"])
-        progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
+        return pod_ips
+
+    def _register(self, pod_ips: dict[str, str]) -> Topology:
+        """The run's objects in the API server, the nodes registered, kube-proxy started; returns
+        the topology with the addresses the cluster gave (ClusterIPs are the API server's)."""
         node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
-        live = self.topology.with_addresses(
-            pod_ips, node_ips, {name: cluster_ip(i) for i, name in enumerate(self.topology.services)},
+        objects = RunObjects(self.api, render_for_lab(self.names.run_id, self.names.prefix,
+                                                      self.topology, self.spec.pods_per_node))
+        cluster_ips = objects.create_services()
+        self.kubelet = LabKubelet(self.api, self.control_plane.version, host_node_info())
+        for index, node in enumerate(self.topology.nodes, 1):
+            self.kubelet.register(node.name, node_ips[node.name], pod_cidr(index),
+                                  {"netconform.io/lab": self.names.prefix})
+        self.kubelet.start_heartbeats()
+        self._start_proxies()
+        self._pods = objects.create_pods([n.name for n in self.topology.nodes])
+        return self.topology.with_addresses(
+            pod_ips, node_ips, cluster_ips,
             {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
-        self._program_services(live)
-        progress(f"lab: {len(live.services)} Services programmed as kube-proxy's iptables mode does")
-        self._inject_faults(progress)
-        self._start_probes(live)
-        self._wait_ready(live, progress)
-        live.meta.update(self.metadata())
-        progress(f"lab: ready in {time.monotonic() - started:.1f}s")
-        return live
+
+    def _start_proxies(self) -> None:
+        try:
+            kube_proxy = binary("kube-proxy", self.spec.release)
+        except NotBuilt as exc:
+            raise BackendError(f"lab: {exc}") from None
+        settings = {k: v for f in self.spec.faults for k, v in f.proxy.items()}
+        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, CLUSTER_CIDR, settings),
+                                   self.state_dir / "logs")
+        kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
+                                                          "system:kube-proxy")
+        self.proxies.start(self._node_namespaces(), kubeconfig)
+
+    def _node_namespaces(self) -> dict[str, str]:
+        return {n.name: self.names.node(n.name) for n in self.topology.nodes}
+
+    def _report_pods(self, live: Topology) -> None:
+        """Every pod's probes answer: the lab kubelet reports them Running and Ready."""
+        for name, pod in self._pods.items():
+            node = pod["spec"]["nodeName"]
+            ip = live.endpoint(f"{node}/host").ip if pod["spec"].get("hostNetwork") else \
+                next(e.ip for e in live.endpoints if e.pod == name)
+            self.kubelet.pod_running(self.names.prefix, pod["metadata"]["name"], node, ip,
+                                     [c["name"] for c in pod["spec"]["containers"]])
 
     def _preflight(self) -> None:
         if os.geteuid() != 0:
@@ -162,6 +256,11 @@ class LabCluster:
                                "(run the suite as root, e.g. with sudo)")
         if shutil.which("ip") is None:
             raise BackendError("the lab needs the 'ip' command (Debian package iproute2)")
+        for component in UPSTREAM_COMPONENTS:  # before anything exists: one line, exit 4
+            try:
+                binary(component, self.spec.release)
+            except NotBuilt as exc:
+                raise BackendError(f"lab: {exc}") from None
         subnets = {}
         for index, node in enumerate(self.topology.nodes, 1):
             values = {"POD_CIDR": pod_cidr(index), "NODE_IP": node_ip(index), "NODE_NAME": node.name}
@@ -193,7 +292,7 @@ class LabCluster:
         ports = [Port(self.names.underlay_port(i), self.names.node(n.name))
                  for i, n in enumerate(self.topology.nodes, 1)]
         ports.append(Port(self.names.underlay_port(0), self.names.outside))
-        Underlay(self.names).create(ports)
+        self.underlay.create(ports)
         netns.ip_batch(self.names.outside, ["link set lo up", f"addr add {OUTSIDE_IP}/24 dev eth0",
                                             "link set eth0 up"])
         for index, node in enumerate(self.topology.nodes, 1):
@@ -223,6 +322,12 @@ class LabCluster:
             # REJECT for a Service without endpoints is then not sent for a second or two.
             "net.ipv4.conf.all.send_redirects": "0",
             "net.ipv4.conf.default.send_redirects": "0",
+            # The node's ICMP errors to one pod are rate-limited (6 at once, then one a second):
+            # kube-proxy's REJECT for a Service without endpoints is such an error, so checks run
+            # in quick succession (a fault injected and reverted on a running lab, a retry) would
+            # see timeouts that say nothing about the network. A setting of the node's own
+            # namespace; the host's is untouched.
+            "net.ipv4.icmp_ratelimit": "0",
         })
 
     def _create_pods(self, node: str) -> dict[str, str]:
@@ -261,42 +366,114 @@ class LabCluster:
                              self._capabilities.get(sandbox.container_id)))
         return jobs
 
-    def _program_services(self, live: Topology) -> None:
-        options = kubeproxy.ProxyOptions(**{k: v for f in self.spec.faults for k, v in f.proxy.items()})
-        for node in live.nodes:
-            rules = kubeproxy.render(live, node.name, CLUSTER_CIDR, options)
-            done = netns.run(self.names.node(node.name), ["iptables-restore", "--noflush"], stdin=rules)
-            if done.returncode:
-                raise BackendError(f"iptables-restore on {node.name} failed: {done.stderr.strip()}")
+    def _inject_faults(self, live: Topology, progress: Progress) -> None:
+        """After kube-proxy's first sync: a rule inserted now comes before its jumps, which it only
+        adds when they are missing."""
+        for fault in self.spec.faults:
+            self.inject(fault, live, progress)
 
-    def _inject_faults(self, progress: Progress) -> None:
+    # --- faults on a running lab ---
+
+    def inject(self, fault: Fault, live: Topology, progress: Progress = lambda message: None) -> None:
+        """Break the running lab as ``fault`` says; revert(fault) takes it back (each command's
+        undo is worked out as it runs, so a fault can be reverted whatever it changed)."""
+        if fault.name in self._undo:
+            raise BackendError(f"fault {fault.name} is injected already")
+        undo: list[tuple[str, list[str]]] = []
+        self._undo[fault.name] = undo
         count = len(self.topology.nodes)
         chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
-        for fault in self.spec.faults:
-            for index in chosen[fault.on_nodes]:
-                node = self.names.node(self.topology.nodes[index - 1].name)
-                for command in fault.node_commands:
-                    self._fault_command(fault, node, command, index)
-            for index in range(1, count + 1):
-                for command in fault.port_commands:
-                    self._fault_command(fault, self.names.world, command, index)
-            progress(f"lab: fault injected: {fault.name} ({fault.description})")
+        for index in chosen[fault.on_nodes]:
+            node = self.names.node(self.topology.nodes[index - 1].name)
+            for command in fault.node_commands:
+                self._fault_commands(fault, node, command, self._fault_values(live, index, node), undo)
+        for index in range(1, count + 1):
+            for command in fault.port_commands:
+                self._fault_commands(fault, self.names.world, command,
+                                     self._fault_values(live, index, None), undo)
+        if fault.proxy:
+            self._reconfigure_proxies(live, fault.proxy, progress)
+        if fault.split_duo:
+            self._split.add(fault.name)
+            self._restart_split_containers(live)
+        self._forget_connections()
+        progress(f"lab: fault injected: {fault.name} ({fault.description})")
 
-    def _fault_command(self, fault: Fault, namespace: str, command: tuple[str, ...], index: int) -> None:
-        values = {"${POD_CIDR}": pod_cidr(index), "${LAST_POD_CIDR}": pod_cidr(len(self.topology.nodes)),
-                  "${CLUSTER_CIDR}": CLUSTER_CIDR, "${PORT}": self.names.underlay_port(index)}
-        argv = [values.get(part, part) for part in command]
-        done = netns.run(namespace, argv)
-        if done.returncode:
-            raise BackendError(f"fault {fault.name} in {namespace}: {' '.join(argv)}: {done.stderr.strip()}")
+    def revert(self, fault: Fault, live: Topology, progress: Progress = lambda message: None) -> None:
+        """Take an injected fault back: its commands undone in reverse order, kube-proxy's
+        configuration put back, duo's containers together again."""
+        for namespace, argv in reversed(self._undo.pop(fault.name)):
+            done = netns.run(namespace, argv)
+            if done.returncode:
+                raise BackendError(f"fault {fault.name} not reverted in {namespace}: "
+                                   f"{' '.join(argv)}: {done.stderr.strip()}")
+        if fault.proxy:
+            settings = {k: v for f in self.spec.faults if f.name in self._undo for k, v in f.proxy.items()}
+            self._reconfigure_proxies(live, settings, progress)
+        if fault.split_duo:
+            self._split.discard(fault.name)
+            self._restart_split_containers(live)
+        self._forget_connections()
+        progress(f"lab: fault reverted: {fault.name}")
+
+    def _forget_connections(self) -> None:
+        """Flush every node's conntrack table: a flow reusing an earlier one's ports (UDP above
+        all) would otherwise keep the NAT chosen before the change, and a fault's rules in the nat
+        table would not see it."""
+        for namespace in self._node_namespaces().values():
+            problem = netns.flush_conntrack(namespace)
+            if problem:
+                raise BackendError(f"lab: {problem}")
+
+    def _reconfigure_proxies(self, live: Topology, settings: dict, progress: Progress) -> None:
+        self.proxies.restart(settings)
+        self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+                                 self.spec.proxy_sync_timeout, progress)
+
+    def _restart_split_containers(self, live: Topology) -> None:
+        """duo's second containers, started again where _namespace_of now puts them."""
+        for endpoint in live.probes():
+            if endpoint.kind == CONTAINER and endpoint.role.endswith("/c2"):
+                self._stop_probe(endpoint.name)
+                self._start_probe(endpoint)
+        self._wait_ready(live, lambda message: None)
+
+    def _fault_values(self, live: Topology, index: int, node_ns: str | None) -> dict[str, list[str]]:
+        """What each placeholder of a fault's commands stands for on one node (faults.py)."""
+        backends = [live.endpoint(name).ip for name in live.services["web"].backends]
+        values = {"${POD_CIDR}": [pod_cidr(index)], "${LAST_POD_CIDR}": [pod_cidr(len(self.topology.nodes))],
+                  "${CLUSTER_CIDR}": [CLUSTER_CIDR], "${SERVICE_CIDR}": [SERVICE_CIDR],
+                  "${PORT}": [self.names.underlay_port(index)],
+                  "${OUTSIDE_IP}": [OUTSIDE_IP], "${BACKEND_IP}": backends,
+                  "${LAST_BACKEND_IP}": backends[-1:]}
+        values.update({faults.cluster_ip_placeholder(name): [service.cluster_ip]
+                       for name, service in live.services.items()})
+        if node_ns is not None:
+            values["${AFFINITY_LIST}"] = faults.affinity_lists(netns.run(node_ns, ["iptables-save"]).stdout)
+        return values
+
+    def _fault_commands(self, fault: Fault, namespace: str, command: tuple[str, ...],
+                        values: dict[str, list[str]], undo: list[tuple[str, list[str]]]) -> None:
+        for argv in faults.expand(command, values):
+            before = ""
+            if argv[:3] == ["ip", "route", "del"]:
+                before = netns.run(namespace, ["ip", "route", "show", argv[3]]).stdout.strip()
+            elif argv[:3] == ["ip", "link", "set"] and "mtu" in argv:
+                shown = netns.run(namespace, ["ip", "-o", "link", "show", argv[3]]).stdout.split()
+                before = shown[shown.index("mtu") + 1] if "mtu" in shown else ""
+            reverse = faults.undo(argv, before)
+            done = netns.run(namespace, argv)
+            if done.returncode:
+                raise BackendError(f"fault {fault.name} in {namespace}: {' '.join(argv)}: "
+                                   f"{done.stderr.strip()}")
+            undo.append((namespace, reverse))
 
     def _namespace_of(self, endpoint: Endpoint) -> str:
         if endpoint.kind == HOST:
             return self.names.node(endpoint.node)
         if endpoint.kind == OUTSIDE:
             return self.names.outside
-        if endpoint.kind == CONTAINER and endpoint.role.endswith("/c2") and \
-                any(f.split_duo for f in self.spec.faults):
+        if endpoint.kind == CONTAINER and endpoint.role.endswith("/c2") and self._split:
             return self._split_netns(endpoint.node)
         return self._pod_netns(endpoint.node, endpoint.pod.split("/", 1)[1])
 
@@ -310,15 +487,28 @@ class LabCluster:
 
     def _start_probes(self, live: Topology) -> None:
         for endpoint in live.probes():
-            where = self._namespace_of(endpoint)
-            log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "wb")
-            with log:
-                self._processes.append(subprocess.Popen(
-                    ["ip", "netns", "exec", where, self.spec.python, str(PROBE_SCRIPT), "serve",
-                     "--name", endpoint.name, "--port", str(endpoint.port),
-                     "--control", f"unix:{self.socket_path(endpoint)}"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True))  # Ctrl-C reaches the harness, which stops them in order
+            self._start_probe(endpoint)
+
+    def _start_probe(self, endpoint: Endpoint) -> None:
+        where = self._namespace_of(endpoint)
+        log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "ab")
+        with log:
+            self._processes.append(subprocess.Popen(
+                ["ip", "netns", "exec", where, self.spec.python, str(PROBE_SCRIPT), "serve",
+                 "--name", endpoint.name, "--port", str(endpoint.port),
+                 "--control", f"unix:{self.socket_path(endpoint)}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))  # Ctrl-C reaches the harness, which stops them in order
+
+    def _stop_probe(self, name: str) -> None:
+        for process in [p for p in self._processes if p.args[p.args.index("--name") + 1] == name]:
+            process.terminate()
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=3)
+            self._processes.remove(process)
 
     def _wait_ready(self, live: Topology, progress: Progress) -> None:
         """Poll every probe's health endpoint until all answer, a probe dies, or time runs out."""
@@ -364,10 +554,21 @@ class LabCluster:
             return "(no log)"
 
     def metadata(self) -> dict:
-        return {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes, "overlay": self.spec.overlay,
+        meta = {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes, "overlay": self.spec.overlay,
                 "lab_pods_per_node": self.spec.pods_per_node, "conflist": str(self.spec.conflist),
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
-                if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults]}
+                if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],
+                "kubernetes_version": self.control_plane.version,
+                "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings)}
+        if self.control_plane.started_in is not None:
+            meta["lab_timings"]["control_plane_up"] = round(self.control_plane.started_in, 2)
+        return meta
+
+    def memory(self) -> dict[str, int]:
+        """Resident bytes of the upstream processes serving the lab (the control plane's, each
+        node's kube-proxy), for the README's figures."""
+        return {**self.control_plane.memory(),
+                **{f"kube-proxy {n}": rss for n, rss in (self.proxies.memory() if self.proxies else {}).items()}}
 
     # --- teardown ---
 
@@ -380,6 +581,12 @@ class LabCluster:
         state directory, which are removed anyway.
         """
         problems = []
+        self._stop_building.set()
+        self.control_plane.abandon()  # a start still under way in its thread stops at its next step
+        if self._control_plane_thread is not None:
+            self._control_plane_thread.join(timeout=15)
+        if self.kubelet:
+            self.kubelet.stop()
         for process in self._processes:
             if process.poll() is None:
                 process.terminate()
@@ -393,6 +600,11 @@ class LabCluster:
             problems.append("CNI DEL skipped for every pod: teardown was asked to hurry")
         else:
             problems += delete_all(self._cni_deletions(), stop=hurry)
+        if self.proxies:
+            problems += self.proxies.stop()
+        if self.api:
+            self.api.close()
+        problems += self.control_plane.stop()
         problems += cleanup.remove_run(self.names.prefix)
         problems += hostlimits.release(self.names.prefix)
         return problems

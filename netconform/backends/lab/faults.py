@@ -1,14 +1,25 @@
 """Faults the lab can inject, each meant to turn named requirements red.
 
-A fault turns a kube-proxy knob (the Service rules are rendered without one behaviour), runs
-commands in node namespaces or on the world's underlay ports after the lab is built, as a
-misconfigured node or network would have, or splits the duo pod's containers apart.
+The Services are programmed by the real kube-proxy, which rewrites its own chains whenever a
+Service or its endpoints change, so no fault edits them. A fault acts as a misconfigured cluster
+would: kube-proxy's configuration changed (``proxy``: KubeProxyConfiguration fields), or rules of
+a node's own firewall inserted before kube-proxy's jumps after its first sync (it re-adds its jumps
+only when they are missing, so they stay behind), commands on the world's underlay ports, or the
+duo pod's containers split apart.
+
 Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's),
-${CLUSTER_CIDR}, ${PORT} (a node's underlay port in the world namespace).
+${CLUSTER_CIDR}, ${SERVICE_CIDR}, ${PORT} (a node's underlay port in the world namespace), ${OUTSIDE_IP},
+${CLUSTER_IP_<SERVICE>} (e.g. ${CLUSTER_IP_EMPTY}), ${LAST_BACKEND_IP} (the last backend of the
+Services with backends). A command with ${BACKEND_IP} runs once per backend, and one with
+${AFFINITY_LIST} once per client-affinity list kube-proxy keeps on that node.
 """
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass, field
+
+MASQUERADE_MARK = 0x4000  # kube-proxy's default masqueradeBit 14
 
 
 @dataclass(frozen=True)
@@ -17,11 +28,71 @@ class Fault:
     breaks: tuple[str, ...]  # the requirements it must turn red
     description: str
     also: tuple[str, ...] = ()  # requirements it may turn red as a consequence (measured, explained)
-    proxy: dict = field(default_factory=dict)  # ProxyOptions overrides
+    proxy: dict = field(default_factory=dict)  # KubeProxyConfiguration fields (proxy.py)
     node_commands: tuple[tuple[str, ...], ...] = ()  # run in node namespaces
     on_nodes: str = "all"  # which nodes run node_commands: "all", "first" or "last"
     port_commands: tuple[tuple[str, ...], ...] = ()  # run in the world ns, once per node port
     split_duo: bool = False  # duo's second container gets a network namespace of its own
+
+
+def cluster_ip_placeholder(service: str) -> str:
+    return "${CLUSTER_IP_" + service.upper().replace("-", "_") + "}"
+
+
+def expand(command: tuple[str, ...], values: dict[str, list[str]]) -> list[list[str]]:
+    """The argv(s) of one command: every placeholder replaced by its value; a placeholder with
+    several values (or none) makes one argv per combination (or none)."""
+    used = [name for name in values if any(name in part for part in command)]
+    unknown = [part for part in command if "${" in part and not any(name in part for name in used)]
+    if unknown:
+        raise ValueError(f"unknown placeholder in fault command {' '.join(command)}: {unknown}")
+    argvs = []
+    for combination in itertools.product(*(values[name] for name in used)):
+        chosen = dict(zip(used, combination))
+        argv = []
+        for part in command:
+            for name, value in chosen.items():
+                part = part.replace(name, value)
+            argv.append(part)
+        argvs.append(argv)
+    return argvs
+
+
+RECENT_NAME = re.compile(r"--name (\S+)")
+
+
+def affinity_lists(rules: str) -> list[str]:
+    """The xt_recent lists kube-proxy's iptables mode remembers ClientIP affinity in: the ones its
+    KUBE-SVC chains check (``-m recent --rcheck … --name KUBE-SEP-…``)."""
+    return sorted({m.group(1) for line in rules.splitlines()
+                   if "--rcheck" in line and (m := RECENT_NAME.search(line))})
+
+
+class NotReversible(ValueError):
+    pass
+
+
+def undo(argv: list[str], before: str = "") -> list[str]:
+    """The command that takes ``argv`` back, so that a fault can be reverted on a running lab:
+    an inserted iptables rule is deleted; a deleted route is added again as ``before`` (what
+    ``ip route show`` printed for it); a changed MTU is set back to ``before``."""
+    if argv[0] == "iptables" and "-I" in argv:
+        at = argv.index("-I")
+        rest = argv[at + 2:]
+        if rest and rest[0].isdigit():  # a position: -D takes the rule without it
+            rest = rest[1:]
+        return [*argv[:at], "-D", argv[at + 1], *rest]
+    if argv[:3] == ["ip", "route", "del"] and before:
+        return ["ip", "route", "add", *before.split()]
+    if argv[:3] == ["ip", "link", "set"] and "mtu" in argv and before:
+        return [*argv[:argv.index("mtu") + 1], before]
+    raise NotReversible(f"a fault command with no known undo: {' '.join(argv)}")
+
+
+def _both_ways(*rule: str) -> tuple[tuple[str, ...], ...]:
+    """A filter rule for forwarded traffic and for the node's own (pods on other nodes, and the
+    node itself, both reach Services through this node's rules)."""
+    return (("iptables", "-I", "FORWARD", "1", *rule), ("iptables", "-I", "OUTPUT", "1", *rule))
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in [
@@ -34,7 +105,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "nodes rewrite the source of their own traffic to pods to an address that is not theirs",
           # a node's own connection to a NodePort with a remote backend; and SVC-NO-ENDPOINTS when
           # the unreachables for replies to 203.0.113.7 use up a pod's ICMP rate limit first
-          also=("SVC-NODEPORT", "SVC-NO-ENDPOINTS"),
+          also=("SVC-NODEPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC"),
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "-m", "addrtype",
                           "--src-type", "LOCAL", "-d", "${CLUSTER_CIDR}", "-j", "SNAT",
                           "--to-source", "203.0.113.7"),)),
@@ -43,25 +114,27 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # everything that crosses from the first to the last node; and SVC-NO-ENDPOINTS when the
           # node's ICMP unreachables to a pod use up its ICMP rate limit before kube-proxy's REJECT
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
-                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU"),
+                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
+                "HOSTNET-SVC"),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
     Fault("node-blocks-own-pods", ("NODE-POD",),
           "every node's firewall drops what the node itself sends to its own pods",
           # the node's own connections through Services and hostPorts, and its REJECTs to its pods
-          also=("HOSTNET-POD", "SVC-NODEPORT", "HOSTPORT", "SVC-NO-ENDPOINTS"),
+          also=("HOSTNET-POD", "SVC-NODEPORT", "HOSTPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC"),
           node_commands=(("iptables", "-I", "OUTPUT", "-d", "${POD_CIDR}", "-j", "DROP"),)),
     Fault("one-way-drop", ("POD-POD-CROSS",),
           "the last node forwards requests to its pods but drops their replies to other nodes",
           # every connection a pod of the last node takes part in across nodes (its ACKs are
           # replies' companions: ESTABLISHED too), and so every Service check with such a pair
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
-                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU"),
+                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC"),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
     Fault("udp-drop", ("POD-POD-SAME", "POD-POD-CROSS"),
           "nodes drop every forwarded UDP packet to a pod (TCP and ICMP pass)",
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY",
-                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT"),  # every UDP item that crosses a FORWARD
+                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC"),
+          # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
     Fault("localhost-split", ("LOCALHOST",),
           "the duo pod's second container runs in a network namespace of its own", split_duo=True),
@@ -69,27 +142,49 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
     Fault("svc-lost-endpoint", ("SVC-CLUSTERIP",),
-          "kube-proxy balances over all endpoints but the last",
-          also=("SVC-HAIRPIN",),  # the forgotten backend never reaches itself
-          proxy={"drop_last_endpoint": True}),
-    Fault("svc-snat", ("SVC-SOURCE-IP",), "kube-proxy masquerades every Service connection",
-          proxy={"masquerade_all": True}),
-    Fault("svc-no-nodeports", ("SVC-NODEPORT", "SVC-ETP-LOCAL"),
-          "the jump to KUBE-NODEPORTS is missing", proxy={"nodeports": False}),
+          "nodes drop connections to web's ClusterIP that kube-proxy sent to its last endpoint "
+          "(an endpoint that is listed but cannot be reached through the Service)",
+          # the same ClusterIP: the lost backend never answers
+          also=("SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC"),
+          node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
+                                   cluster_ip_placeholder("web"), "-d", "${LAST_BACKEND_IP}",
+                                   "-j", "DROP")),
+    Fault("svc-snat", ("SVC-SOURCE-IP",), "kube-proxy masquerades every Service connection "
+          "(masqueradeAll: true)",
+          proxy={mode: {"masqueradeAll": True} for mode in ("iptables", "nftables")}),
+    Fault("svc-no-nodeports", ("SVC-NODEPORT", "POD-NODEPORT", "SVC-ETP-LOCAL"),
+          "kube-proxy serves NodePorts on no address of the nodes (nodePortAddresses: 192.0.2.0/24)",
+          proxy={"nodePortAddresses": ["192.0.2.0/24"]}),
     Fault("svc-no-hairpin-masquerade", ("SVC-HAIRPIN",),
-          "the KUBE-SEP masquerade rule for a backend reaching itself is missing",
-          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY"),  # backends are clients there too
-          proxy={"hairpin_masquerade": False}),
-    Fault("svc-no-affinity", ("SVC-AFFINITY",), "sessionAffinity: ClientIP is ignored",
-          proxy={"session_affinity": False}),
+          "a node rule clears kube-proxy's masquerade mark on a backend's connection to itself "
+          "(another program using mark bit 0x4000)",
+          # backends are clients there too, and a backend's NodePort connection can land on itself
+          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT"),
+          node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${BACKEND_IP}",
+                          "-d", "${BACKEND_IP}", "-j", "MARK", "--and-mark",
+                          f"{0xffffffff ^ MASQUERADE_MARK:#x}"),)),
+    Fault("svc-no-affinity", ("SVC-AFFINITY",),
+          "every new connection first makes the node forget its client's affinity (as a flushed "
+          "affinity table)",
+          node_commands=tuple(("iptables", "-t", "nat", "-I", chain, "1", "-m", "recent", "--name",
+                               "${AFFINITY_LIST}", "--rsource", "--mask", "255.255.255.255", "--remove")
+                              for chain in ("PREROUTING", "OUTPUT"))),
     Fault("svc-no-reject", ("SVC-NO-ENDPOINTS",),
-          "a Service without endpoints is not rejected, so its connections time out",
-          proxy={"reject_without_endpoints": False}),
+          "a node firewall drops what is sent to a Service without endpoints before kube-proxy "
+          "can reject it, so its connections time out",
+          node_commands=_both_ways("-d", cluster_ip_placeholder("empty"), "-j", "DROP")),
     Fault("svc-etp-ignored", ("SVC-ETP-LOCAL",),
-          "externalTrafficPolicy: Local is treated as Cluster (client IP masqueraded)",
-          proxy={"local_traffic_policy": False}),
-    Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are gone",
-          node_commands=(("iptables", "-t", "nat", "-F", "CNI-HOSTPORT-DNAT"),)),
+          "nodes masquerade connections from outside the cluster, so externalTrafficPolicy: Local "
+          "backends do not see the client",
+          node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${OUTSIDE_IP}",
+                          "-d", "${CLUSTER_CIDR}", "-j", "MASQUERADE"),)),
+    Fault("host-clusterip-blocked", ("HOSTNET-SVC",),
+          "every node's firewall drops its own connections to ClusterIPs (after kube-proxy's DNAT)",
+          node_commands=(("iptables", "-I", "OUTPUT", "1", "-m", "conntrack", "--ctstate", "DNAT",
+                          "--ctorigdst", "${SERVICE_CIDR}", "-j", "DROP"),)),
+    Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are bypassed "
+          "(as if flushed)",
+          node_commands=(("iptables", "-t", "nat", "-I", "CNI-HOSTPORT-DNAT", "1", "-j", "RETURN"),)),
 ]}
 
 

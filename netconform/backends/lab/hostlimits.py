@@ -40,6 +40,11 @@ PID_MAX_LIMIT = 4194304  # the kernel's ceiling for kernel.pid_max on 64-bit mac
 # of a 3 x 24 run held 44 files and 54 threads).
 PROBE_FILES, PROBE_TASKS = 16, 8
 HARNESS_FILES, HARNESS_TASKS = 1024, 64  # pytest, the harness's probe channels, ip and CNI plugins
+# The upstream processes: the control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, two relays) and one kube-proxy per node. Measured on a 3-node lab, 2 cores:
+# 32 threads and 200 files for the control plane, 6 threads and 13 files per kube-proxy; twice that.
+CONTROL_PLANE_FILES, CONTROL_PLANE_TASKS = 400, 64
+NODE_PROXY_FILES, NODE_PROXY_TASKS = 32, 12
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,10 @@ def estimate(topology: Topology, settings: ProbeSettings | None = None) -> Need:
         ipv6_neighbours=3 * interfaces,
         conntrack=_conntrack_per_node(topology, nodes, pods),
         # the host counts a closed socket until the kernel frees it, a little later: twice the sockets
-        open_files=probes * PROBE_FILES + 4 * in_flight + HARNESS_FILES,
-        tasks=probes * PROBE_TASKS + 2 * in_flight + HARNESS_TASKS,
+        open_files=probes * PROBE_FILES + 4 * in_flight + HARNESS_FILES + CONTROL_PLANE_FILES
+        + nodes * NODE_PROXY_FILES,
+        tasks=probes * PROBE_TASKS + 2 * in_flight + HARNESS_TASKS + CONTROL_PLANE_TASKS
+        + nodes * NODE_PROXY_TASKS,
         process_files=PROBE_FILES + settings.concurrency + in_flight,
     )
 

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from pyroute2 import netns
@@ -177,3 +179,48 @@ def remove(name: str) -> None:
         except OSError:
             if exists(name):
                 raise
+
+
+def http_get(name: str, url: str, timeout: float = 2.0, limit: int = 65536) -> tuple[int, bytes]:
+    """GET ``url`` from inside namespace ``name`` (a thread of ours enters it; the harness stays
+    in its own): (status, at most ``limit`` bytes of body); status 0 when nothing answered."""
+    answer: list[tuple[int, bytes]] = []
+
+    def inside() -> None:
+        try:
+            netns.setns(name, flags=0)  # this thread only; flags=0: never create it
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(url, timeout=timeout) as response:
+                answer.append((response.status, response.read(limit)))
+        except urllib.error.HTTPError as exc:
+            answer.append((exc.code, exc.read(limit)))
+        except (OSError, ValueError) as exc:
+            answer.append((0, str(exc).encode()))
+
+    thread = threading.Thread(target=inside, name=f"http-in-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout + 1)
+    return answer[0] if answer else (0, b"no answer in time")
+
+
+def flush_conntrack(name: str, timeout: float = 5.0) -> str | None:
+    """Forget every tracked connection of namespace ``name`` (as ``conntrack -F`` there): after a
+    fault is injected or reverted, a flow that reuses a port of an earlier one must meet today's
+    rules, not the NAT decided under yesterday's. Returns a problem, or None."""
+    problem: list[str] = []
+
+    def inside() -> None:
+        try:
+            netns.setns(name, flags=0)  # this thread only
+            from pyroute2 import Conntrack
+            with Conntrack() as table:
+                table.flush()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as one line
+            problem.append(f"conntrack of {name} not flushed: {exc}")
+
+    thread = threading.Thread(target=inside, name=f"conntrack-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return f"conntrack of {name} not flushed within {timeout:.0f}s"
+    return problem[0] if problem else None

@@ -10,6 +10,7 @@ the next run's sweep or ``--cleanup-only`` does not remove.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,16 @@ class ControlPlane:
         self._relay: Process | None = None  # in the root namespace
         self._authority: Authority | None = None
         self._admin: Credential | None = None
+        self._abandoned = threading.Event()  # set by abandon(): start() stops at its next step
+
+    def abandon(self) -> None:
+        """Make a start() under way in another thread give up at its next step (a process about
+        to start, a readiness poll), so that teardown does not race it."""
+        self._abandoned.set()
+
+    def _check_abandoned(self) -> None:
+        if self._abandoned.is_set():
+            raise BackendError("control plane: start abandoned (the run is being torn down)")
 
     @property
     def netns(self) -> str:
@@ -94,6 +105,7 @@ class ControlPlane:
     def _start_components(self, binaries: dict[str, Path], names: Sequence[str]) -> None:
         for component in components.all_components(self.layout):
             if component.name in names:
+                self._check_abandoned()
                 self._processes.append(processes.start(
                     component.name, [str(binaries[component.name]), *component.flags],
                     self.layout.logs, netns=self.netns,
@@ -102,7 +114,7 @@ class ControlPlane:
     def _wait(self, admin: readiness.Client, names: Sequence[str], deadline: float, progress: Progress,
               started: float) -> None:
         readiness.wait(admin, names, self._processes, deadline, self.spec.ready_timeout, progress,
-                       started)
+                       started, abandoned=self._abandoned.is_set)
 
     def _binaries(self) -> dict[str, Path]:
         try:
@@ -137,6 +149,7 @@ class ControlPlane:
         """The relay in the namespace, then the one in the root namespace, recorded as the run's
         as soon as it has a pid; the API server's address is the port the root one took."""
         socket = self.layout.socket
+        self._check_abandoned()
         inner = processes.start("relay-control-plane", [
             self.spec.python, str(RELAY), "--listen", f"unix:{socket}",
             "--connect", f"tcp:127.0.0.1:{components.APISERVER_PORT}"], self.layout.logs,
@@ -147,6 +160,7 @@ class ControlPlane:
             "--while", str(self.layout.root)], self.layout.logs, announce=True)
         self._relay = outer
         cleanup.record_process(self.names.state_dir, outer.pid)
+        self._check_abandoned()
         try:
             processes.announced(inner, RELAY_START_TIMEOUT)
             address = processes.announced(outer, RELAY_START_TIMEOUT).removeprefix("listening on tcp:")
@@ -169,6 +183,19 @@ class ControlPlane:
         if self.server is None or self._authority is None:
             raise BackendError("control plane: not started")
         return kubeconfig.write(path, self.server, self._authority.credential.cert, user,
+                                self._authority.client(user, groups))
+
+    @property
+    def server_in_lab(self) -> str:
+        """How processes inside the lab (a node's kube-proxy) reach the API server: its underlay
+        address, which the certificate names."""
+        return f"https://{CONTROL_PLANE_IP}:{components.APISERVER_PORT}"
+
+    def kubeconfig_in_lab(self, path: Path, user: str, groups: Sequence[str] = ()) -> Path:
+        """As kubeconfig_for, for a process inside the lab: the server is server_in_lab."""
+        if self._authority is None:
+            raise BackendError("control plane: not started")
+        return kubeconfig.write(path, self.server_in_lab, self._authority.credential.cert, user,
                                 self._authority.client(user, groups))
 
     @property

@@ -55,16 +55,19 @@ def admin_client(server: str, ca: str, cert: str, key: str) -> Client:
 
 
 def wait(client: Client, names: Sequence[str], processes: Sequence[Process], deadline: float,
-         timeout: float, progress: Progress, started: float) -> None:
+         timeout: float, progress: Progress, started: float,
+         abandoned: Callable[[], bool] = lambda: False) -> None:
     """Return once each component in ``names`` is ready; else, at the monotonic ``deadline``, one
-    BackendError naming the component that is not (or at once, one that ended) and quoting the end
-    of its log."""
+    BackendError naming the component that is not (or at once, one that ended, or when
+    ``abandoned()`` turns true) and quoting the end of its log."""
     by_name = {p.name: p for p in processes}
     checks: dict[str, Callable[[], bool]] = {
         "kube-apiserver": lambda: client.get("/readyz")[0] == 200,
         **{name: _lease(client, path) for name, path in LEASES.items()}}
     waiting = {name: checks[name] for name in names}
     while waiting:
+        if abandoned():
+            raise BackendError("control plane: start abandoned (the run is being torn down)")
         for process in processes:
             if not process.running():
                 raise BackendError(f"control plane: {process.name} ended with code "

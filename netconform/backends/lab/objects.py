@@ -1,0 +1,90 @@
+"""The run's Kubernetes objects on the lab: the same ones a live run creates.
+
+The namespace, the probe DaemonSets and the Services are rendered from ``manifests/kube/`` exactly as
+for a live cluster (backends/kube/manifests.py). The Services are created as they are. Each
+DaemonSet becomes one Pod per node, bound to it, as the DaemonSet controller would make it: the lab
+wires and runs those pods itself, and its kubelet (kubelet.py) reports them, so the EndpointSlice
+controller and kube-proxy see real pods with real IPs.
+"""
+from __future__ import annotations
+
+import copy
+
+from kubernetes.client.exceptions import ApiException
+
+from ...topology import Topology
+from ..base import BackendError
+from ..kube.api import KubeApi, status_message
+from ..kube.manifests import DeploySpec, render
+
+IMAGE = "netconform-probe:lab"  # the probe agent, run by the lab as a process in the pod's namespace
+ROLE_LABEL = "netconform.io/role"
+
+
+def render_for_lab(run_id: str, namespace: str, planned: Topology, pods_per_node: int) -> list[dict]:
+    spec = DeploySpec(run_id, namespace, IMAGE, pods_per_node)
+    node_ports = {s.name: s.node_port for s in planned.services.values() if s.node_port}
+    return render(spec, planned, node_ports)
+
+
+def pod_for(daemonset: dict, node: str) -> dict:
+    """The pod the DaemonSet controller would create on ``node``, already bound to it."""
+    template = copy.deepcopy(daemonset["spec"]["template"])
+    role = template["metadata"]["labels"][ROLE_LABEL]
+    metadata = {"name": f"{role}-{node}", "namespace": daemonset["metadata"]["namespace"],
+                "labels": template["metadata"]["labels"]}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+            "spec": {**template["spec"], "nodeName": node}}
+
+
+class RunObjects:
+    """Create the run's objects; the cluster and its namespace go with the run, so nothing here
+    deletes them."""
+
+    def __init__(self, api: KubeApi, objects: list[dict]) -> None:
+        self.api = api
+        self.objects = objects
+        self.namespace = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"]
+
+    def create_services(self) -> dict[str, str]:
+        """The namespace and the Services; returns each Service's ClusterIP, as allocated."""
+        api = self.api
+        self._create("Namespace", lambda o: api.core.create_namespace(o))
+        created = self._create("Service", lambda o: api.core.create_namespaced_service(self.namespace, o))
+        return {s.metadata.name: s.spec.cluster_ip for s in created}
+
+    def create_pods(self, nodes: list[str]) -> dict[str, dict]:
+        """One pod per DaemonSet and node; returns them by planned name (``node-1/probe-a``)."""
+        self._ensure_service_account()
+        api, pods = self.api, {}
+        for daemonset in (o for o in self.objects if o["kind"] == "DaemonSet"):
+            for node in nodes:
+                pod = pod_for(daemonset, node)
+                self._call(f"create Pod {pod['metadata']['name']}",
+                           lambda: api.core.create_namespaced_pod(self.namespace, pod))
+                pods[f"{node}/{pod['metadata']['labels'][ROLE_LABEL]}"] = pod
+        return pods
+
+    def _create(self, kind: str, create) -> list:
+        return [self._call(f"create {kind} {o['metadata']['name']}", lambda o=o: create(o))
+                for o in self.objects if o["kind"] == kind]
+
+    def _call(self, what: str, call):
+        try:
+            return self.api.call(what, call)
+        except ApiException as exc:
+            raise BackendError(f"lab: cannot {what}: {status_message(exc)}") from None
+
+    def _ensure_service_account(self) -> None:
+        """Pods are refused until the namespace's ServiceAccount "default" exists. The controller
+        manager creates it, but only some seconds after it starts; creating it first is what a
+        user may do too (the controller then finds it there)."""
+        body = {"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": self.namespace}}
+        try:
+            self.api.call("create ServiceAccount default",
+                          self.api.core.create_namespaced_service_account, self.namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:  # already made by the controller
+                raise BackendError(f"lab: cannot create ServiceAccount {self.namespace}/default: "
+                                   f"{status_message(exc)}") from None

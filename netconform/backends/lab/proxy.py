@@ -1,0 +1,190 @@
+"""The Service proxy of every lab node: upstream kube-proxy, one process in each node's namespace.
+
+It runs as kind runs it (one per node, the node's name as ``hostnameOverride``, ``clusterCIDR`` the
+pods' range), talks to the API server on the control plane's underlay address as
+``system:kube-proxy`` (bound to ``system:node-proxier`` by the API server's default policy), and
+leaves every host-wide setting alone: the conntrack limits and timeouts are 0 ("do not touch"), the
+OOM score is left as it is. What it changes lives in the node's namespace (its tables,
+``route_localnet``), so clean-up removes it with the namespace.
+
+Readiness is the rules themselves: a node's proxy is ready when its tables send each Service's
+ClusterIP to exactly the endpoints the API lists (and reject the ones without endpoints), read
+with ``iptables-save`` in the node's namespace. A lab fault that acts on kube-proxy's behaviour
+does it through its configuration (``settings``), as a misconfigured cluster would.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from ...topology import Topology
+from ..base import BackendError, Progress
+from . import netns
+from .controlplane import processes
+from .controlplane.processes import Process
+
+MODES = ("iptables",)  # nftables: later (the lab's machine needs the nft command for it)
+HEALTHZ_PORT = 10256
+POLL = 0.2
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    mode: str = "iptables"
+    cluster_cidr: str = "10.244.0.0/16"
+    settings: dict = field(default_factory=dict)  # KubeProxyConfiguration fields a fault overrides
+
+
+def configuration(spec: ProxySpec, node: str, kubeconfig: Path) -> dict:
+    """The KubeProxyConfiguration of one node (v1alpha1, the version kubeadm writes)."""
+    config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": node, "mode": spec.mode, "clusterCIDR": spec.cluster_cidr,
+        "bindAddress": "0.0.0.0",
+        "healthzBindAddress": f"0.0.0.0:{HEALTHZ_PORT}", "metricsBindAddress": "127.0.0.1:10249",
+        # 0 = leave the host's value: the conntrack table and its timeouts are shared by every
+        # namespace of the machine, and the run raises what it needs itself (hostlimits.py)
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s", "udpTimeout": "0s", "udpStreamTimeout": "0s"},
+        "oomScoreAdj": 0,
+        "iptables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
+        "nftables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
+    }
+    return merged(config, spec.settings)
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` laid over it, nested mappings merged key by key (a fault sets
+    ``iptables.masqueradeAll`` without losing ``iptables.syncPeriod``)."""
+    result = dict(base)
+    for key, value in overrides.items():
+        result[key] = merged(result[key], value) if isinstance(value, dict) and \
+            isinstance(result.get(key), dict) else value
+    return result
+
+
+class NodeProxies:
+    """Start one kube-proxy per node, wait until each has programmed the run's Services, stop them."""
+
+    def __init__(self, binary: Path, spec: ProxySpec, directory: Path) -> None:
+        self.binary = binary
+        self.spec = spec
+        self.directory = directory  # configs and logs, in the run's state directory
+        self.processes: dict[str, Process] = {}  # node name -> its kube-proxy
+        self.started_at = 0.0  # when the running kube-proxies were started (epoch seconds)
+        self._nodes: dict[str, str] = {}
+        self._kubeconfig: Path | None = None
+
+    def start(self, nodes: dict[str, str], kubeconfig: Path) -> None:
+        """``nodes``: node name -> its namespace. ``kubeconfig``: as system:kube-proxy."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._nodes, self._kubeconfig = dict(nodes), kubeconfig
+        self.started_at = time.time()
+        for node, namespace in nodes.items():
+            path = self.directory / f"{node}.yaml"
+            path.write_text(yaml.safe_dump(configuration(self.spec, node, kubeconfig)))
+            self.processes[node] = processes.start(
+                f"kube-proxy-{node}", [str(self.binary), f"--config={path}", "--v=1"],
+                self.directory, netns=namespace)
+
+    def restart(self, settings: dict) -> None:
+        """Stop every kube-proxy and start it again with ``settings`` (a fault's, or none to put
+        the configuration back), as a changed ConfigMap and a rollout of the DaemonSet would."""
+        problems = self.stop()
+        if problems:
+            raise BackendError("; ".join(problems))
+        self.spec = replace(self.spec, settings=dict(settings))
+        self.start(self._nodes, self._kubeconfig)
+
+    def wait_synced(self, live: Topology, namespaces: dict[str, str], namespace: str,
+                    timeout: float, progress: Progress) -> float:
+        """Wait until every node's kube-proxy has synced since it started (its healthz says when)
+        and its rules match ``live``'s Services; return the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        waiting = dict(namespaces)
+        while True:
+            for node, process in self.processes.items():
+                if not process.running():
+                    raise BackendError(f"kube-proxy on {node} exited with code "
+                                       f"{process.popen.returncode}: {process.tail()}")
+            for node in list(waiting):
+                if not netns.exists(waiting[node]):
+                    raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "
+                                       "kube-proxy cannot be asked whether it is in step")
+                if last_sync(waiting[node]) > self.started_at and \
+                        not missing_rules(live, namespace, iptables_save(waiting[node])):
+                    del waiting[node]
+            if not waiting:
+                return time.monotonic() - started
+            if time.monotonic() > deadline:
+                node = sorted(waiting)[0]
+                lacking = missing_rules(live, namespace, iptables_save(waiting[node]))
+                raise BackendError(
+                    f"kube-proxy on {len(waiting)} node(s) ({', '.join(sorted(waiting))}) had not "
+                    f"programmed the run's Services after {timeout:.0f}s; {node} lacks "
+                    f"{'; '.join(lacking[:3])}; its log: {self.processes[node].tail()[-600:]}")
+            time.sleep(POLL)
+
+    def stop(self) -> list[str]:
+        problems = processes.stop(list(self.processes.values()), 2.0)
+        for process in self.processes.values():
+            if process.popen.stdout:
+                process.popen.stdout.close()
+        self.processes = {}
+        return [f"kube-proxy: {problem}" for problem in problems]
+
+    def memory(self) -> dict[str, int]:
+        return {node: rss for node, p in self.processes.items() if (rss := p.rss()) is not None}
+
+
+def last_sync(namespace: str) -> float:
+    """When the kube-proxy of a node last synced its rules (epoch seconds; 0 before its first sync
+    or when it does not answer), from its healthz (``lastUpdated``)."""
+    status, body = netns.http_get(namespace, f"http://127.0.0.1:{HEALTHZ_PORT}/healthz", timeout=1.0)
+    if status not in (200, 503):
+        return 0.0
+    try:
+        stamp = json.loads(body).get("lastUpdated", "")
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+def iptables_save(namespace: str) -> str:
+    done = netns.run(namespace, ["iptables-save"])
+    return done.stdout if done.returncode == 0 else ""
+
+
+DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination ([0-9.]+):\d+')
+REJECT = re.compile(r'--comment "?([^" ]+) has no endpoints"? .*-j REJECT')
+
+
+def missing_rules(live: Topology, namespace: str, rules: str) -> list[str]:
+    """What ``rules`` (iptables-save output) lacks of ``live``'s Services, as kube-proxy writes
+    them: each port of a Service with backends DNATs to each backend's IP, each port of one
+    without backends is rejected. Empty when the node is in step with the API."""
+    destinations: dict[str, set[str]] = {}
+    rejected = set()
+    for line in rules.splitlines():
+        if (found := DNAT.search(line)):
+            destinations.setdefault(found.group(1), set()).add(found.group(2))
+        elif (found := REJECT.search(line)):
+            rejected.add(found.group(1))
+    lacking = []
+    for service in live.services.values():
+        wanted = {live.endpoint(name).ip for name in service.backends}
+        for port in ("tcp", "udp"):
+            key = f"{namespace}/{service.name}:{port}"
+            if wanted and destinations.get(key, set()) != wanted:
+                lacking.append(f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})")
+            if not wanted and key not in rejected:
+                lacking.append(f"{key}: no REJECT for a Service without endpoints")
+    return lacking
