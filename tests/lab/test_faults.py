@@ -129,8 +129,8 @@ def test_the_lab_passes_every_check_before_any_fault(lab):
 def test_fault_turns_its_requirements_red_and_spares_the_rest(lab, name):
     cluster, live = lab
     fault = FAULTS[name]
-    cluster.inject(fault, live)
     try:
+        cluster.inject(fault, live)  # in the try: a fault that fails half-way is reverted too
         # One attempt per connection: what the fault breaks times out once, not twice. A
         # requirement outside its reach that fails is judged again with a retry, as a run would,
         # before it counts against the fault.

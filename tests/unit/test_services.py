@@ -175,3 +175,28 @@ def test_etp_local_requires_the_local_backend_and_the_clients_own_address():
     nat = observe(sv.real_client_ip_on_local_backend, client.name, target,
                   answers("172.18.0.3", "node-2/probe-a"))
     assert nat.kind == "nat" and "expected the client's own address 172.18.0.250" in nat.reason
+
+
+def test_every_fault_command_has_an_exact_undo():
+    assert faults.undo(["iptables", "-w", "5", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "10.0.0.1",
+                        "-j", "MASQUERADE"]) == \
+        ["iptables", "-w", "5", "-t", "nat", "-D", "POSTROUTING", "-s", "10.0.0.1", "-j", "MASQUERADE"]
+    assert faults.undo(["iptables", "-I", "OUTPUT", "-d", "10.244.1.0/24", "-j", "DROP"]) == \
+        ["iptables", "-D", "OUTPUT", "-d", "10.244.1.0/24", "-j", "DROP"]
+    assert faults.undo(["ip", "route", "del", "10.244.3.0/24"], "10.244.3.0/24 via 172.18.0.4 dev eth0") == \
+        ["ip", "route", "add", "10.244.3.0/24", "via", "172.18.0.4", "dev", "eth0"]
+    assert faults.undo(["ip", "link", "set", "p1", "mtu", "1400"], "1500") == ["ip", "link", "set", "p1", "mtu", "1500"]
+    with pytest.raises(faults.NotReversible):
+        faults.undo(["iptables", "-t", "nat", "-F", "CNI-HOSTPORT-DNAT"])
+    with pytest.raises(faults.NotReversible):
+        faults.undo(["ip", "route", "del", "10.244.3.0/24"])  # nothing known to put back
+
+
+def test_kube_proxy_has_synced_when_every_family_has_a_last_sync_time():
+    from netconform.backends.lab.proxy import sync_time
+    text = ('# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds …\n'
+            'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family="IPv4"} 9.0e+09\n'
+            'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 1.795790062300952e+09\n'
+            'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv6"} 1.7957900590443935e+09\n')
+    assert sync_time(text) == 1.7957900590443935e+09  # the older family decides
+    assert sync_time("kubeproxy_sync_proxy_rules_duration_seconds_count 3\n") == 0.0  # never synced

@@ -42,7 +42,7 @@ from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      node_ip, pod_cidr)
 from .objects import RunObjects, render_for_lab
-from .proxy import NodeProxies, ProxySpec
+from .proxy import NodeProxies, ProxySpec, merged
 from .underlay import Port, Underlay
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
@@ -123,6 +123,7 @@ class LabCluster:
         self.proxies: NodeProxies | None = None
         self.timings: dict[str, float] = {}  # phase -> seconds, for the report and the README
         self._undo: dict[str, list[tuple[str, list[str]]]] = {}  # injected fault -> how to undo it
+        self._injected: dict[str, Fault] = {}  # faults in force now, by name
         self._split: set[str] = set()  # injected faults that keep duo's containers apart
         self._pods: dict[str, dict] = {}
 
@@ -156,8 +157,8 @@ class LabCluster:
         # The control plane starts while the CNI wires the pods: neither needs the other yet.
         control_plane = threading.Thread(target=self._start_control_plane, args=(progress,),
                                          name="control-plane", daemon=True)
+        self._control_plane_thread = control_plane  # before it runs: teardown must see it
         control_plane.start()
-        self._control_plane_thread = control_plane
         pod_ips = self._wire_pods()
         chain = " → ".join(self.metadata()["cni_plugins"])
         progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
@@ -188,7 +189,11 @@ class LabCluster:
         try:
             self.control_plane.start(progress)
             if not self._stop_building.is_set():
-                self.api = KubeApi(self.control_plane.admin_kubeconfig)
+                api = KubeApi(self.control_plane.admin_kubeconfig)
+                if self._stop_building.is_set():  # teardown began meanwhile and will not see it
+                    api.close()
+                else:
+                    self.api = api
         except BaseException as exc:  # noqa: BLE001 - re-raised by build()
             self._control_plane_error = exc
 
@@ -231,8 +236,7 @@ class LabCluster:
             kube_proxy = binary("kube-proxy", self.spec.release)
         except NotBuilt as exc:
             raise BackendError(f"lab: {exc}") from None
-        settings = {k: v for f in self.spec.faults for k, v in f.proxy.items()}
-        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, CLUSTER_CIDR, settings),
+        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, CLUSTER_CIDR),
                                    self.state_dir / "logs")
         kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
                                                           "system:kube-proxy")
@@ -380,7 +384,8 @@ class LabCluster:
         if fault.name in self._undo:
             raise BackendError(f"fault {fault.name} is injected already")
         undo: list[tuple[str, list[str]]] = []
-        self._undo[fault.name] = undo
+        self._undo[fault.name] = undo  # before the first command: a fault that fails half-way
+        self._injected[fault.name] = fault  # is still reverted by what it did
         count = len(self.topology.nodes)
         chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
         for index in chosen[fault.on_nodes]:
@@ -392,7 +397,7 @@ class LabCluster:
                 self._fault_commands(fault, self.names.world, command,
                                      self._fault_values(live, index, None), undo)
         if fault.proxy:
-            self._reconfigure_proxies(live, fault.proxy, progress)
+            self._reconfigure_proxies(live, progress)
         if fault.split_duo:
             self._split.add(fault.name)
             self._restart_split_containers(live)
@@ -402,14 +407,20 @@ class LabCluster:
     def revert(self, fault: Fault, live: Topology, progress: Progress = lambda message: None) -> None:
         """Take an injected fault back: its commands undone in reverse order, kube-proxy's
         configuration put back, duo's containers together again."""
-        for namespace, argv in reversed(self._undo.pop(fault.name)):
+        if fault.name not in self._injected:
+            raise BackendError(f"fault {fault.name} is not injected")
+        failed, problems = [], []
+        for namespace, argv in reversed(self._undo[fault.name]):  # every undo is tried
             done = netns.run(namespace, argv)
             if done.returncode:
-                raise BackendError(f"fault {fault.name} not reverted in {namespace}: "
-                                   f"{' '.join(argv)}: {done.stderr.strip()}")
+                failed.insert(0, (namespace, argv))
+                problems.append(f"{namespace}: {' '.join(argv)}: {done.stderr.strip()}")
+        if problems:  # what could not be undone stays recorded, so a second revert tries again
+            self._undo[fault.name] = failed
+            raise BackendError(f"fault {fault.name} not reverted: {'; '.join(problems)}")
+        del self._undo[fault.name], self._injected[fault.name]
         if fault.proxy:
-            settings = {k: v for f in self.spec.faults if f.name in self._undo for k, v in f.proxy.items()}
-            self._reconfigure_proxies(live, settings, progress)
+            self._reconfigure_proxies(live, progress)
         if fault.split_duo:
             self._split.discard(fault.name)
             self._restart_split_containers(live)
@@ -425,7 +436,11 @@ class LabCluster:
             if problem:
                 raise BackendError(f"lab: {problem}")
 
-    def _reconfigure_proxies(self, live: Topology, settings: dict, progress: Progress) -> None:
+    def _reconfigure_proxies(self, live: Topology, progress: Progress) -> None:
+        """kube-proxy restarted with the settings of every fault injected now, merged."""
+        settings: dict = {}
+        for fault in self._injected.values():
+            settings = merged(settings, fault.proxy)
         self.proxies.restart(settings)
         self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
                                  self.spec.proxy_sync_timeout, progress)
@@ -454,14 +469,23 @@ class LabCluster:
 
     def _fault_commands(self, fault: Fault, namespace: str, command: tuple[str, ...],
                         values: dict[str, list[str]], undo: list[tuple[str, list[str]]]) -> None:
-        for argv in faults.expand(command, values):
+        argvs = faults.expand(command, values)
+        if not argvs:  # e.g. no affinity list yet: the fault would silently do nothing
+            raise BackendError(f"fault {fault.name} in {namespace}: nothing to apply "
+                               f"{' '.join(command)} to")
+        for argv in argvs:
+            if argv[0] == "iptables":  # wait for the xtables lock every kube-proxy also takes
+                argv = [argv[0], "-w", "5", *argv[1:]]
             before = ""
             if argv[:3] == ["ip", "route", "del"]:
                 before = netns.run(namespace, ["ip", "route", "show", argv[3]]).stdout.strip()
             elif argv[:3] == ["ip", "link", "set"] and "mtu" in argv:
                 shown = netns.run(namespace, ["ip", "-o", "link", "show", argv[3]]).stdout.split()
                 before = shown[shown.index("mtu") + 1] if "mtu" in shown else ""
-            reverse = faults.undo(argv, before)
+            try:
+                reverse = faults.undo(argv, before)
+            except faults.NotReversible as exc:
+                raise BackendError(f"fault {fault.name} in {namespace}: {exc}") from None
             done = netns.run(namespace, argv)
             if done.returncode:
                 raise BackendError(f"fault {fault.name} in {namespace}: {' '.join(argv)}: "
@@ -559,7 +583,8 @@ class LabCluster:
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
                 if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],
                 "kubernetes_version": self.control_plane.version,
-                "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings)}
+                "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings),
+                "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0}
         if self.control_plane.started_in is not None:
             meta["lab_timings"]["control_plane_up"] = round(self.control_plane.started_in, 2)
         return meta

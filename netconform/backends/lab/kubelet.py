@@ -1,7 +1,7 @@
 """The lab's kubelet, as KWOK's and kubemark's hollow nodes are one, but for real namespaces.
 
 What a kubelet tells the API server is what the rest of the cluster acts on: the Node (its
-InternalIP, podCIDR, allocatable, Ready), its Lease in ``kube-node-lease`` renewed every 10 s (the
+InternalIP, podCIDR, allocatable, Ready), its Lease in ``kube-node-lease`` renewed every 5 s (the
 node lifecycle controller marks a node whose heartbeat stops Unknown, and then its pods not ready),
 and each pod's status (podIP, Ready) from which the EndpointSlice controller builds the endpoints
 kube-proxy programs. The lab wires pods through the CNI and runs their probes itself (cluster.py);
@@ -19,10 +19,15 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..kube.api import KubeApi
+from kubernetes.client.exceptions import ApiException
+
+from ..base import BackendError
+from ..kube.api import KubeApi, status_message
 
 LEASE_SECONDS = 40  # as kubelet: a Lease is valid this long
-HEARTBEAT = 10.0  # seconds between renewals, as kubelet's nodeLeaseRenewIntervalFraction gives
+HEARTBEAT = 5.0  # seconds between renewals: kubelet's 10 s would leave one beat of slack before the
+# lab's 20 s grace period (components.py), and one slow renewal would take a node's pods away
+BEAT_TIMEOUT = (2.0, 3.0)  # connect, read: a renewal never takes longer than the next beat
 LEASE_NAMESPACE = "kube-node-lease"
 RUNTIME = "netconform-lab://1"  # what nodeInfo.containerRuntimeVersion says: namespaces and processes
 ALLOCATABLE = {"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "10Gi"}
@@ -61,6 +66,13 @@ class LabKubelet:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _call(self, what: str, method, *args, **kwargs):
+        """One API call of registration or reporting; a refusal is one line, not a traceback."""
+        try:
+            return self.api.call(what, method, *args, **kwargs)
+        except ApiException as exc:
+            raise BackendError(f"lab kubelet: cannot {what}: {status_message(exc)}") from None
+
     # --- nodes ---
 
     def register(self, name: str, address: str, pod_cidr: str, labels: dict[str, str]) -> None:
@@ -71,7 +83,7 @@ class LabKubelet:
                     "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                     "kubernetes.io/arch": "amd64", **labels}},
                 "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}}
-        node = self.api.call(f"create Node {name}", self.api.core.create_node, body)
+        node = self._call(f"create Node {name}", self.api.core.create_node, body)
         self.nodes[name] = address
         self._patch_node_status(name)
         self._renew_lease(name, owner_uid=node.metadata.uid)
@@ -90,20 +102,20 @@ class LabKubelet:
                          "operatingSystem": "linux", "kubeletVersion": self.kubelet_version,
                          "kubeProxyVersion": "", "containerRuntimeVersion": RUNTIME, **self.node_info},
         }
-        self.api.call(f"patch the status of Node {name}", self.api.core.patch_node_status, name,
+        self._call(f"patch the status of Node {name}", self.api.core.patch_node_status, name,
                       {"status": status})
 
     def _renew_lease(self, name: str, owner_uid: str | None = None) -> None:
         spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}
         if owner_uid is None:
             self.api.call(f"renew the Lease of {name}", self.api.coordination.patch_namespaced_lease,
-                          name, LEASE_NAMESPACE, {"spec": spec})
+                          name, LEASE_NAMESPACE, {"spec": spec}, _request_timeout=BEAT_TIMEOUT)
             return
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": [
                     {"apiVersion": "v1", "kind": "Node", "name": name, "uid": owner_uid}]},
                 "spec": spec}
-        self.api.call(f"create the Lease of {name}", self.api.coordination.create_namespaced_lease,
+        self._call(f"create the Lease of {name}", self.api.coordination.create_namespaced_lease,
                       LEASE_NAMESPACE, body)
 
     def start_heartbeats(self) -> None:
@@ -148,5 +160,5 @@ class LabKubelet:
                                          "image": "netconform-probe:lab", "imageID": "",
                                          "state": {"running": {"startedAt": stamp}}}
                                         for c in containers]}
-        self.api.call(f"patch the status of pod {namespace}/{name}",
+        self._call(f"patch the status of pod {namespace}/{name}",
                       self.api.core.patch_namespaced_pod_status, name, namespace, {"status": status})

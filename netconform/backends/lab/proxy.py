@@ -14,11 +14,10 @@ does it through its configuration (``settings``), as a misconfigured cluster wou
 """
 from __future__ import annotations
 
-import json
 import re
+import subprocess
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -31,6 +30,7 @@ from .controlplane.processes import Process
 
 MODES = ("iptables",)  # nftables: later (the lab's machine needs the nft command for it)
 HEALTHZ_PORT = 10256
+METRICS_PORT = 10249  # on the node's loopback: the harness reads it from inside the namespace
 POLL = 0.2
 
 
@@ -48,7 +48,7 @@ def configuration(spec: ProxySpec, node: str, kubeconfig: Path) -> dict:
         "clientConnection": {"kubeconfig": str(kubeconfig)},
         "hostnameOverride": node, "mode": spec.mode, "clusterCIDR": spec.cluster_cidr,
         "bindAddress": "0.0.0.0",
-        "healthzBindAddress": f"0.0.0.0:{HEALTHZ_PORT}", "metricsBindAddress": "127.0.0.1:10249",
+        "healthzBindAddress": f"0.0.0.0:{HEALTHZ_PORT}", "metricsBindAddress": f"127.0.0.1:{METRICS_PORT}",
         # 0 = leave the host's value: the conntrack table and its timeouts are shared by every
         # namespace of the machine, and the run raises what it needs itself (hostlimits.py)
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
@@ -105,8 +105,9 @@ class NodeProxies:
 
     def wait_synced(self, live: Topology, namespaces: dict[str, str], namespace: str,
                     timeout: float, progress: Progress) -> float:
-        """Wait until every node's kube-proxy has synced since it started (its healthz says when)
-        and its rules match ``live``'s Services; return the seconds it took."""
+        """Wait until every node's kube-proxy has written its rules since it started (its sync
+        metric says when: after a restart the old rules are still there and look right) and they
+        match ``live``'s Services; return the seconds it took."""
         started = time.monotonic()
         deadline = started + timeout
         waiting = dict(namespaces)
@@ -145,21 +146,36 @@ class NodeProxies:
         return {node: rss for node, p in self.processes.items() if (rss := p.rss()) is not None}
 
 
+SYNC_METRIC = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+
+
 def last_sync(namespace: str) -> float:
-    """When the kube-proxy of a node last synced its rules (epoch seconds; 0 before its first sync
-    or when it does not answer), from its healthz (``lastUpdated``)."""
-    status, body = netns.http_get(namespace, f"http://127.0.0.1:{HEALTHZ_PORT}/healthz", timeout=1.0)
-    if status not in (200, 503):
-        return 0.0
-    try:
-        stamp = json.loads(body).get("lastUpdated", "")
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except (ValueError, TypeError, AttributeError):
-        return 0.0
+    """When the kube-proxy of a node last wrote its rules for every IP family (epoch seconds; 0
+    before its first sync or when it does not answer). Its metric, set only after a sync that
+    succeeded; not its healthz, which says healthy (and "lastUpdated": now) while it starts."""
+    status, body = netns.http_get(namespace, f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=1.0,
+                                  limit=1 << 20)
+    return sync_time(body.decode(errors="replace")) if status == 200 else 0.0
+
+
+def sync_time(metrics: str) -> float:
+    """The oldest of the per-family last-sync timestamps in kube-proxy's metrics text, or 0."""
+    stamps = []
+    for line in metrics.splitlines():
+        if line.startswith((SYNC_METRIC + " ", SYNC_METRIC + "{")):  # one per IP family in 1.37
+            try:
+                stamps.append(float(line.rsplit(None, 1)[1]))
+            except (IndexError, ValueError):
+                return 0.0
+    return min(stamps, default=0.0)  # every family's rules written
 
 
 def iptables_save(namespace: str) -> str:
-    done = netns.run(namespace, ["iptables-save"])
+    """The node's rules, or "" when they cannot be read (the caller keeps waiting, within its bound)."""
+    try:
+        done = netns.run(namespace, ["iptables-save"])
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
     return done.stdout if done.returncode == 0 else ""
 
 
