@@ -8,7 +8,6 @@ and the fault is reverted; a healthy pass before the first fault and after the l
 reverting leaves the lab as it was. One fault also goes through the command line (`--lab-fault`),
 as a user runs it; the whole table through the command line is `bench/mutation.py`.
 """
-import importlib.util
 import subprocess
 import time
 from collections import Counter
@@ -19,24 +18,14 @@ from kubernetes import client
 
 from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
-from netconform.checks import Check
 from netconform.probing.runner import ProbeSettings, Runner
 from netconform.profiles import profile
 from netconform.requirements import CATALOG
 
-from .conftest import REPO, leftovers, needs_root, run_suite
+from ..suites import suite_checks
+from .conftest import leftovers, needs_root, run_suite
 
 pytestmark = needs_root
-
-
-def suite_checks() -> list[Check]:
-    checks = []
-    for path in sorted((REPO / "suites").glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"suite_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        checks += [f.netconform_check for f in vars(module).values() if hasattr(f, "netconform_check")]
-    return checks
 
 
 CHECKS = suite_checks()

@@ -1,5 +1,4 @@
 """The catalog follows the specification, and says truthfully which rows the suites check."""
-import importlib.util
 import re
 from pathlib import Path
 
@@ -7,19 +6,14 @@ import pytest
 
 from netconform.requirements import CATALOG
 
+from ..suites import suite_checks
+
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO.parent / "shared" / "docs" / "network-model.md"
 
 
 def declared_checks() -> set[str]:
-    found = set()
-    for path in sorted((REPO / "suites").glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"suite_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        found |= {f.netconform_check.requirement for f in vars(module).values()
-                  if hasattr(f, "netconform_check")}
-    return found
+    return {check.requirement for check in suite_checks()}
 
 
 def test_implemented_rows_are_exactly_the_rows_the_suites_check():

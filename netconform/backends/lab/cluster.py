@@ -388,14 +388,15 @@ class LabCluster:
         self._injected[fault.name] = fault  # is still reverted by what it did
         count = len(self.topology.nodes)
         chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
-        for index in chosen[fault.on_nodes]:
+        for index in chosen[fault.on_nodes] if fault.node_commands else ():
             node = self.names.node(self.topology.nodes[index - 1].name)
+            values = self._fault_values(live, index, node, fault.node_commands)
             for command in fault.node_commands:
-                self._fault_commands(fault, node, command, self._fault_values(live, index, node), undo)
-        for index in range(1, count + 1):
+                self._fault_commands(fault, node, command, values, undo)
+        for index in range(1, count + 1) if fault.port_commands else ():
+            values = self._fault_values(live, index, None, fault.port_commands)
             for command in fault.port_commands:
-                self._fault_commands(fault, self.names.world, command,
-                                     self._fault_values(live, index, None), undo)
+                self._fault_commands(fault, self.names.world, command, values, undo)
         if fault.proxy:
             self._reconfigure_proxies(live, progress)
         if fault.split_duo:
@@ -453,8 +454,10 @@ class LabCluster:
                 self._start_probe(endpoint)
         self._wait_ready(live, lambda message: None)
 
-    def _fault_values(self, live: Topology, index: int, node_ns: str | None) -> dict[str, list[str]]:
-        """What each placeholder of a fault's commands stands for on one node (faults.py)."""
+    def _fault_values(self, live: Topology, index: int, node_ns: str | None,
+                      commands: tuple[tuple[str, ...], ...]) -> dict[str, list[str]]:
+        """What each placeholder of a fault's commands stands for on one node (faults.py); the
+        node's rules are read only when a command asks for kube-proxy's affinity lists."""
         backends = [live.endpoint(name).ip for name in live.services["web"].backends]
         values = {"${POD_CIDR}": [pod_cidr(index)], "${LAST_POD_CIDR}": [pod_cidr(len(self.topology.nodes))],
                   "${CLUSTER_CIDR}": [CLUSTER_CIDR], "${SERVICE_CIDR}": [SERVICE_CIDR],
@@ -463,7 +466,7 @@ class LabCluster:
                   "${LAST_BACKEND_IP}": backends[-1:]}
         values.update({faults.cluster_ip_placeholder(name): [service.cluster_ip]
                        for name, service in live.services.items()})
-        if node_ns is not None:
+        if node_ns is not None and any("${AFFINITY_LIST}" in part for c in commands for part in c):
             values["${AFFINITY_LIST}"] = faults.affinity_lists(netns.run(node_ns, ["iptables-save"]).stdout)
         return values
 

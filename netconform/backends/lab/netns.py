@@ -181,46 +181,64 @@ def remove(name: str) -> None:
                 raise
 
 
-def http_get(name: str, url: str, timeout: float = 2.0, limit: int = 65536) -> tuple[int, bytes]:
-    """GET ``url`` from inside namespace ``name`` (a thread of ours enters it; the harness stays
-    in its own): (status, at most ``limit`` bytes of body); status 0 when nothing answered."""
-    answer: list[tuple[int, bytes]] = []
+class _Late(Exception):
+    """What an in-namespace call raises when it did not end within its bound."""
 
-    def inside() -> None:
+
+def _inside(name: str, work, timeout: float):
+    """Run ``work()`` in a thread of ours that has entered namespace ``name`` (setns affects that
+    thread only; the harness stays in its own): its result, or the exception it raised, or _Late
+    when it did not end within ``timeout`` seconds."""
+    outcome: list = []
+
+    def enter_and_work() -> None:
         try:
-            netns.setns(name, flags=0)  # this thread only; flags=0: never create it
-            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            with opener.open(url, timeout=timeout) as response:
-                answer.append((response.status, response.read(limit)))
-        except urllib.error.HTTPError as exc:
-            answer.append((exc.code, exc.read(limit)))
-        except (OSError, ValueError) as exc:
-            answer.append((0, str(exc).encode()))
+            netns.setns(name, flags=0)  # flags=0: never create it
+            outcome.append(work())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append(exc)
 
-    thread = threading.Thread(target=inside, name=f"http-in-{name}", daemon=True)
+    thread = threading.Thread(target=enter_and_work, name=f"in-{name}", daemon=True)
     thread.start()
-    thread.join(timeout + 1)
-    return answer[0] if answer else (0, b"no answer in time")
+    thread.join(timeout)
+    if not outcome:
+        return _Late()
+    return outcome[0]
+
+
+def http_get(name: str, url: str, timeout: float = 2.0, limit: int = 65536) -> tuple[int, bytes]:
+    """GET ``url`` from inside namespace ``name``: (status, at most ``limit`` bytes of body);
+    status 0 when nothing answered."""
+    def get() -> tuple[int, bytes]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(url, timeout=timeout) as response:
+                return response.status, response.read(limit)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(limit)
+
+    answer = _inside(name, get, timeout + 1)
+    if isinstance(answer, _Late):
+        return 0, b"no answer in time"
+    if isinstance(answer, (OSError, ValueError)):
+        return 0, str(answer).encode()
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
 
 
 def flush_conntrack(name: str, timeout: float = 5.0) -> str | None:
     """Forget every tracked connection of namespace ``name`` (as ``conntrack -F`` there): after a
     fault is injected or reverted, a flow that reuses a port of an earlier one must meet today's
     rules, not the NAT decided under yesterday's. Returns a problem, or None."""
-    problem: list[str] = []
+    def flush() -> None:
+        from pyroute2 import Conntrack
+        with Conntrack() as table:
+            table.flush()
 
-    def inside() -> None:
-        try:
-            netns.setns(name, flags=0)  # this thread only
-            from pyroute2 import Conntrack
-            with Conntrack() as table:
-                table.flush()
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as one line
-            problem.append(f"conntrack of {name} not flushed: {exc}")
-
-    thread = threading.Thread(target=inside, name=f"conntrack-{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
+    outcome = _inside(name, flush, timeout)
+    if isinstance(outcome, _Late):
         return f"conntrack of {name} not flushed within {timeout:.0f}s"
-    return problem[0] if problem else None
+    if isinstance(outcome, Exception):
+        return f"conntrack of {name} not flushed: {outcome}"
+    return None
