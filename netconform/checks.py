@@ -39,6 +39,34 @@ class Case:
 
 
 @dataclass(frozen=True)
+class DnsNames:
+    """What the names of a DNS check are made of: the run's namespace, the cluster domain (read
+    from a probe's resolv.conf) and the ClusterIP of the ``kubernetes`` Service."""
+
+    namespace: str
+    domain: str
+    kubernetes_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One DNS question of a DNS check, asked by the source probe through its own resolver
+    settings (``search``: the resolv.conf search list and ndots apply, as ``dig +search``)."""
+
+    label: str  # its part of the target id: 'DNS-SVC[udp:node-1/probe-a->svc/web@short]'
+    name: str
+    type: str = "A"
+    search: bool = True
+    expect: tuple[str, ...] = ()  # the records (as text) the verdict wants, in any order
+    connect: int | None = None  # then connect through getaddrinfo to this port (the name connects)
+
+    def request(self) -> dict:
+        """The agent's form of the question."""
+        found = {"name": self.name, "type": self.type, "search": self.search}
+        return {**found, "connect": self.connect} if self.connect else found
+
+
+@dataclass(frozen=True)
 class Check:
     requirement: str
     pairs: Callable[[Topology], list[Pair]]
@@ -49,6 +77,8 @@ class Check:
     first_alone: bool = False  # a pair's first connection completes before its repeats start
     full_size: bool = False  # packets as large as the source interface's MTU, Don't Fragment set
     needs: tuple[str, ...] = ()  # what the topology must offer: "a second node", "an outside client"
+    # DNS checks: the questions a source asks about a destination (the protocol is the transport)
+    queries: Callable[[Topology, Endpoint, Endpoint, DnsNames], list[Query]] | None = None
 
     def missing(self, topology: Topology) -> str | None:
         """Why this check cannot apply to the topology (its items are skipped with this reason)."""

@@ -9,11 +9,14 @@ from dataclasses import replace
 
 from .topology import HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
 
+EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 SERVICES = (
     Service("web", node_port=30080),
     Service("web-affinity", affinity=True),
     Service("web-local", node_port=30081, local_traffic=True),
     Service("empty"),  # no ready endpoints: kube-proxy rejects its connections
+    Service("web-headless", headless=True),  # the DNS checks: A and SRV records per ready backend
+    Service("external", external_name=EXTERNAL_NAME),  # the DNS checks: a CNAME
 )
 BACKEND_ROLE = "probe-a"
 HOSTPORT_PORT = 8088
@@ -28,7 +31,8 @@ def hostport_role(topology: Topology) -> str:
 def add_services(topology: Topology, outside: bool) -> Topology:
     """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
     backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
-    services = {s.name: s if s.name == "empty" else replace(s, backends=backends) for s in SERVICES}
+    services = {s.name: s if s.name == "empty" or s.external_name else replace(s, backends=backends)
+                for s in SERVICES}
     endpoints = list(topology.endpoints)
     endpoints += [Endpoint("svc", s.name, SERVICE, s.port, serves=s.name) for s in services.values()]
     holder = hostport_role(topology)

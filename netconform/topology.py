@@ -55,7 +55,14 @@ class Service:
     node_port: int | None = None
     affinity: bool = False  # sessionAffinity: ClientIP
     local_traffic: bool = False  # externalTrafficPolicy: Local
+    headless: bool = False  # clusterIP: None (DNS answers with the ready backends' pod IPs)
+    external_name: str | None = None  # type ExternalName (DNS answers with a CNAME, no proxying)
     cluster_ip: str | None = None
+
+    @property
+    def proxied(self) -> bool:
+        """kube-proxy programs it: it has a ClusterIP."""
+        return not self.headless and not self.external_name
 
 
 @dataclass

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """netprobe: the agent that runs in every probe pod (and in every lab namespace).
 
-It is deliberately one self-contained file (stdlib + pyroute2 + scapy) so that the probe image is
-small and the lab can start it with any Python that has those two packages.
+It is deliberately one self-contained file (stdlib + pyroute2 + scapy + dnspython) so that the probe
+image is small and the lab can start it with any Python that has those packages.
 
 It does three things, all served over one small HTTP control API:
 
@@ -11,7 +11,10 @@ It does three things, all served over one small HTTP control API:
   every tagged echo request it receives;
 * ``GET /self``: its interfaces, addresses, MACs, MTU and routes, read with pyroute2;
 * ``POST /probe``: a batch of targets probed concurrently, each with a timeout, answered as one JSON
-  document, so the harness asks each probe once per check instead of once per pair.
+  document, so the harness asks each probe once per check instead of once per pair. A target is a
+  connection (TCP, UDP, ICMP) or a DNS query made as ``dig +search`` makes it: the pod's own
+  resolv.conf (nameservers, search list, ndots) over UDP or TCP, with dnspython; "the name
+  connects" then goes through getaddrinfo, as any program's would.
 
 The control API listens on a Unix socket (the lab) or a TCP port (a live cluster, reached through
 the API server's pod proxy).
@@ -31,6 +34,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler
 
 TOKEN_PREFIX = b"netprobe:"
@@ -38,6 +42,9 @@ MAX_TARGETS = 20000
 MAX_CONCURRENCY = 256
 MAX_TIMEOUT = 30.0
 MAX_ATTEMPTS = 5
+DNS_TYPES = ("A", "AAAA", "CNAME", "SRV", "PTR")
+_LOOKUPS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="getaddrinfo")  # bounded in time by
+# the caller: a lookup glibc keeps retrying ends on its own, its answer unused
 ICMP_MEMORY = 50000
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2  # Linux: set the DF bit, never fragment locally
 
@@ -256,9 +263,52 @@ def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> 
     raise socket.timeout("no echo reply")
 
 
+def _dns_once(query: dict, proto: str, token: str, timeout: float) -> dict:
+    """One DNS question through the pod's resolv.conf; NXDOMAIN is an answer (the verdict judges
+    it), a timeout or a server failure is not. With ``connect``, the name is then looked up with
+    getaddrinfo and the echo server behind the first address is connected to over ``proto``."""
+    import dns.exception
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=True)  # /etc/resolv.conf, as kubelet wrote it
+    resolver.timeout = resolver.lifetime = timeout
+    found = {"rcode": "NOERROR", "qname": None, "answers": [], "local": None, "seen": None,
+             "responder": None}
+    try:
+        answer = resolver.resolve(query["name"], query.get("type", "A"), tcp=proto == "tcp",
+                                  search=bool(query.get("search", True)), raise_on_no_answer=False)
+        found["qname"] = answer.qname.to_text()
+        found["answers"] = sorted(r.to_text() for r in answer.rrset) if answer.rrset else []
+    except dns.resolver.NXDOMAIN as exc:
+        found.update(rcode="NXDOMAIN", qname=exc.qnames()[-1].to_text())
+    except dns.exception.Timeout as exc:
+        raise socket.timeout(f"no DNS answer: {exc}") from None
+    except dns.resolver.NoNameservers as exc:  # every nameserver answered SERVFAIL or REFUSED
+        raise OSError(f"no nameserver answered: {exc}") from None
+    except dns.exception.DNSException as exc:
+        raise OSError(f"DNS: {exc}") from None
+    if query.get("connect"):
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        lookup = _LOOKUPS.submit(socket.getaddrinfo, query["name"], int(query["connect"]), type=kind)
+        try:  # glibc's own timeouts (5 s per server and try, per search name) exceed the target's
+            infos = lookup.result(timeout=timeout)
+        except FutureTimeout:
+            raise socket.timeout(f"getaddrinfo({query['name']}) gave no answer in {timeout:g}s") from None
+        except socket.gaierror as exc:
+            raise OSError(f"getaddrinfo({query['name']}) failed: {exc}") from None
+        ip = infos[0][4][0]
+        once = _tcp_once if proto == "tcp" else _udp_once
+        try:
+            found.update(once(ip, int(query["connect"]), token, timeout), connected_to=ip)
+        except (OSError, ValueError) as exc:  # the name resolved: say so, and what the connection did
+            raise OSError(f"{query['name']} resolved to {ip}, but {proto} to it failed: "
+                          f"{_error_kind(exc)}") from None
+    return found
+
+
 def probe_target(target: dict) -> dict:
     """Probe one target, retrying up to its attempt count; report what happened on each."""
-    ip, proto = target["ip"], target["proto"]
+    ip, proto = target.get("ip"), target["proto"]
     port = int(target.get("port", 0))
     timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
     token = target.get("token") or target["id"]
@@ -267,7 +317,9 @@ def probe_target(target: dict) -> dict:
     started = time.monotonic()
     for _ in range(attempts):
         try:
-            if proto == "tcp":
+            if "dns" in target:
+                outcome = _dns_once(target["dns"], proto, token, timeout)
+            elif proto == "tcp":
                 outcome = _tcp_once(ip, port, token, timeout)
             elif proto == "udp":
                 outcome = _udp_once(ip, port, token, timeout)
@@ -302,6 +354,15 @@ def check_limits(request: dict) -> None:
             raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
         if not 1 <= attempts <= MAX_ATTEMPTS:
             raise ValueError(f"attempts {attempts} of {target.get('id')} must be 1..{MAX_ATTEMPTS}")
+        if "dns" in target:
+            query = target["dns"]
+            if not isinstance(query, dict) or not isinstance(query.get("name"), str) or \
+                    not 0 < len(query["name"]) <= 253:
+                raise ValueError(f"the DNS query of {target.get('id')} needs a name of 1..253 characters")
+            if query.get("type", "A") not in DNS_TYPES:
+                raise ValueError(f"DNS type {query.get('type')!r} of {target.get('id')}: one of {DNS_TYPES}")
+            if target["proto"] not in ("udp", "tcp"):
+                raise ValueError(f"a DNS query goes over udp or tcp, not {target['proto']!r}")
 
 
 def probe_batch(request: dict) -> dict:
@@ -343,7 +404,26 @@ def self_report(name: str) -> dict:
                            "family": "ipv6" if route["family"] == socket.AF_INET6 else "ipv4"})
     return {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(),
             "interfaces": sorted(links.values(), key=lambda link: link["name"] or ""),
-            "routes": routes}
+            "routes": routes, "resolv_conf": resolv_conf()}
+
+
+def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
+    """The resolver settings this pod was given (kubelet writes them per dnsPolicy): the harness
+    reads the cluster domain from the search list, and a DNS verdict shows what the pod used."""
+    found: dict = {"nameservers": [], "search": [], "options": []}
+    try:
+        with open(path) as conf:
+            for line in conf:
+                words = line.split("#", 1)[0].split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    found["nameservers"].append(words[1])
+                elif words and words[0] in ("search", "domain"):
+                    found["search"] = words[1:]
+                elif words and words[0] == "options":
+                    found["options"] += words[1:]
+    except OSError as exc:
+        found["error"] = f"cannot read {path}: {exc.strerror}"
+    return found
 
 
 # --- the control API ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ number of probes, never with the number of pairs.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import ipaddress
 import math
 import threading
@@ -16,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from ..checks import INSPECT, Case, Check
-from ..topology import Endpoint, Topology
+from ..checks import INSPECT, Case, Check, DnsNames
+from ..topology import POD, Endpoint, Topology
 from .channel import ProbeChannel, ProbeUnavailable
 
 
@@ -79,7 +80,7 @@ class Runner:
         results = []
         if case.protocol != INSPECT:
             batch = self.batch(check, case.protocol)
-            results = [batch[target_id] for target_id in _target_ids(check, self.topology, case)]
+            results = [batch[target_id] for target_id in self._target_ids(check, case)]
         return Observation(case, check, source, destination, results, self)
 
     def batch(self, check: Check, protocol: str) -> dict[str, dict]:
@@ -121,6 +122,24 @@ class Runner:
     def node_addresses(self, node: str) -> list[str]:
         return self.addresses(self.topology.host_of(node))
 
+    def dns_names(self) -> DnsNames | str:
+        """The run's namespace and the cluster domain, the latter read from the search list of the
+        first pod probe whose resolv.conf has ``<namespace>.svc.<domain>`` (kubelet's first
+        entry); the reason, when none has."""
+        namespace = self.topology.meta.get("namespace")
+        if not namespace:
+            return "the backend did not say which namespace the run's Services are in"
+        prefix = f"{namespace}.svc."
+        searched = []
+        for endpoint in self.topology.of_kind(POD):
+            search = self.report(endpoint).get("resolv_conf", {}).get("search", [])
+            searched.append(f"{endpoint.name}: {' '.join(search) or 'none'}")
+            domain = next((s[len(prefix):].rstrip(".") for s in search if s.startswith(prefix)), None)
+            if domain:
+                return DnsNames(namespace, domain, self.topology.meta.get("kubernetes_service_ip"))
+        return (f"no probe's resolv.conf searches {prefix}<domain>, so the cluster domain is unknown "
+                f"(search lists: {'; '.join(searched[:3]) or 'no pod probes'})")
+
     def node_evidence(self, node: str) -> dict:
         report = self.report(self.topology.host_of(node))
         return {"interfaces": report["interfaces"], "routes": report["routes"],
@@ -128,7 +147,25 @@ class Runner:
 
     # --- mechanism ---
 
+    def _target_ids(self, check: Check, case: Case) -> list[str]:
+        if check.queries is None:
+            return _target_ids(check, self.topology, case)
+        return [target["id"] for target in self._dns_targets(check, case)]
+
+    def _dns_targets(self, check: Check, case: Case) -> list[dict]:
+        """One target per question; when the names cannot be made, one that is a harness error."""
+        names = self.dns_names()
+        if isinstance(names, str):
+            return [{"id": case.id, "harness_error": names}]
+        source, destination = self.topology.endpoint(case.source), self.topology.endpoint(case.destination)
+        return [{"id": f"{case.id}@{q.label}", "token": f"{self._run_token}:{case.requirement}[{case.id}@{q.label}]",
+                 "proto": case.protocol, "dns": q.request(), "timeout": self.settings.timeout,
+                 "attempts": self.settings.attempts, "query": q}
+                for q in check.queries(self.topology, source, destination, names)]
+
     def _run_batch(self, check: Check, protocol: str) -> dict[str, dict]:
+        if check.queries is not None:
+            return self._run_dns_batch(check, protocol)
         cases = check.cases(self.topology, protocol)
         targets: dict[str, list[dict]] = collections.defaultdict(list)
         for case in cases:
@@ -141,16 +178,7 @@ class Runner:
                 for target_id in _target_ids(check, self.topology, case)]
         results: dict[str, dict] = {}
         before = self.host.snapshot() if self.host else None
-        workers = max(1, min(self.settings.parallel_probes, len(targets)))
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            for phase in _phases(check, targets):
-                for found in pool.map(lambda item: self._ask(*item), phase.items()):
-                    results.update(found)
-        except BaseException:  # an interrupt: do not wait for the requests in flight (teardown
-            pool.shutdown(wait=False, cancel_futures=True)  # stops their probes, which ends them)
-            raise
-        pool.shutdown(wait=True)
+        self._ask_all(_phases(check, targets), results)
         if protocol == "icmp":
             self._collect_icmp_sources(check, cases, targets, results)
         limit = self.host.exceeded(before, self.host.snapshot()) if self.host else None
@@ -160,11 +188,43 @@ class Runner:
                     result["harness_error"] = limit
         return results
 
+    def _run_dns_batch(self, check: Check, protocol: str) -> dict[str, dict]:
+        """DNS questions, one request per source probe; each result keeps its question (the
+        verdict compares the answers with what the question expects)."""
+        targets: dict[str, list[dict]] = collections.defaultdict(list)
+        results: dict[str, dict] = {}
+        for case in check.cases(self.topology, protocol):
+            for target in self._dns_targets(check, case):
+                if "harness_error" in target:
+                    results[target["id"]] = {"id": target["id"], "ok": False, "error": "no names",
+                                             "harness_error": target["harness_error"], "errors": []}
+                else:
+                    targets[case.source].append(target)
+        questions = {t["id"]: t.pop("query") for batch in targets.values() for t in batch}
+        self._ask_all([targets], results)
+        for target_id, question in questions.items():
+            results[target_id]["query"] = dataclasses.asdict(question)
+        return results
+
+    def _ask_all(self, phases: list[dict[str, list[dict]]], results: dict[str, dict]) -> None:
+        """Ask every source probe its targets, phase after phase, ``parallel_probes`` at once."""
+        workers = max(1, min(self.settings.parallel_probes, max((len(p) for p in phases), default=1)))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            for phase in phases:
+                for found in pool.map(lambda item: self._ask(*item), phase.items()):
+                    results.update(found)
+        except BaseException:  # an interrupt: do not wait for the requests in flight (teardown
+            pool.shutdown(wait=False, cancel_futures=True)  # stops their probes, which ends them)
+            raise
+        pool.shutdown(wait=True)
+
     def _ask(self, source: str, targets: list[dict]) -> dict[str, dict]:
         """Send one source probe all its targets; a dead probe fails each of them, with the reason."""
         s = self.settings
         rounds = math.ceil(len(targets) / s.concurrency)
-        bound = s.timeout * s.attempts * rounds + 10
+        steps = 3 if any("dns" in t for t in targets) else 1  # a question, getaddrinfo, a connection
+        bound = s.timeout * s.attempts * rounds * steps + 10
         self.requests[targets[0]["proto"]] += 1
         try:
             answer = self.channel_for(self.topology.endpoint(source)).call(

@@ -183,9 +183,12 @@ class FakeApiServer:
 
     def _allocate_service(self, svc: dict) -> str | None:
         spec = svc["spec"]
-        spec["clusterIP"] = self.world.cluster_ip(svc["metadata"]["name"])
+        if spec.get("type") == "ExternalName":  # no address, no ports
+            return None
+        if spec.get("clusterIP") != "None":  # a headless Service keeps None
+            spec["clusterIP"] = self.world.cluster_ip(svc["metadata"]["name"])
         spec["clusterIPs"] = [spec["clusterIP"]]
-        used = {p.get("nodePort") for s in self.objects("services") for p in s["spec"]["ports"]}
+        used = {p.get("nodePort") for s in self.objects("services") for p in s["spec"].get("ports", [])}
         for port in spec["ports"]:
             if spec.get("type") == "NodePort":
                 if port.get("nodePort") in used:

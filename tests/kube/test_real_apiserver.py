@@ -284,7 +284,7 @@ def test_cleanup_only_deletes_the_run_namespaces_and_nothing_else(control_plane,
     assert {p.status.phase for p in pods} == {"Pending"}
     services = admin.core.list_namespaced_service(namespace).items
     assert services and all(ipaddress.ip_address(s.spec.cluster_ip) in ipaddress.ip_network(SERVICE_CIDR)
-                            for s in services if s.spec.cluster_ip != "None")
+                            for s in services if s.spec.cluster_ip not in (None, "None"))
     key, _, value = MANAGED_BY.partition("=")
     decoys = {"netconform-abcdef": {},  # a run's name, no labels
               "someone-else": {key: value, "netconform.io/run": "abcdef"}}  # labels, not a run's name

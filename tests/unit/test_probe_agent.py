@@ -111,3 +111,25 @@ def test_a_request_beyond_the_agents_caps_is_refused_not_trimmed(target, message
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         netprobe.probe_batch({"targets": [{"id": "t", "ip": "127.0.0.1", "port": 1, "proto": "tcp",
                                            **target}]})
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"dns": {"name": "x", "type": "MX"}}, "DNS type 'MX' of t"),
+    ({"dns": {"name": ""}}, "needs a name of 1..253 characters"),
+    ({"dns": {"name": "a" * 254}}, "needs a name of 1..253 characters"),
+    ({"dns": "web"}, "needs a name of 1..253 characters"),
+    ({"dns": {"name": "web"}, "proto": "icmp"}, "a DNS query goes over udp or tcp"),
+])
+def test_a_malformed_dns_question_is_refused(target, message):
+    with pytest.raises(ValueError, match=message):
+        netprobe.probe_batch({"targets": [{"id": "t", "proto": "udp", **target}]})
+
+
+def test_the_self_report_carries_the_resolver_settings(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# kubelet\nsearch ns.svc.cluster.local svc.cluster.local cluster.local\n"
+                    "nameserver 10.96.0.10\noptions ndots:5\n")
+    assert netprobe.resolv_conf(str(conf)) == {
+        "nameservers": ["10.96.0.10"], "search": ["ns.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+        "options": ["ndots:5"]}
+    assert "cannot read" in netprobe.resolv_conf(str(tmp_path / "absent"))["error"]

@@ -1,4 +1,5 @@
-"""The probe image holds what the probe agent imports: the stdlib, pyroute2 and scapy, pinned."""
+"""The probe image holds what the probe agent imports: the stdlib, pyroute2, scapy and dnspython
+(imported as ``dns``), pinned."""
 import ast
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ def imported_packages() -> set[str]:
 def test_the_agent_needs_only_pinned_packages_of_the_image():
     pinned = {line.split("==")[0] for line in (PROBES / "requirements.txt").read_text().splitlines()
               if line and not line.startswith("#")}
-    assert imported_packages() == {"pyroute2", "scapy"} == pinned
+    assert imported_packages() == {"pyroute2", "scapy", "dns"}
+    assert pinned == {"pyroute2", "scapy", "dnspython"}
     assert all("==" in line for line in (PROBES / "requirements.txt").read_text().splitlines()
                if line and not line.startswith("#"))
 

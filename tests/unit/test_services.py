@@ -68,6 +68,19 @@ def test_kube_proxy_is_synced_only_when_every_service_port_has_exactly_its_backe
     assert not any(item.startswith("ns/empty:tcp") for item in lacking)  # rejected
     assert "ns/empty:udp: no REJECT for a Service without endpoints" in lacking
     assert missing_rules(topo, "other-namespace", SYNCED)  # another run's rules are not ours
+    assert not any("web-headless" in item or "external" in item for item in lacking)  # not proxied
+
+
+def test_kube_dns_counts_as_programmed_only_with_exactly_its_coredns_pods():
+    from netconform.backends.lab.proxy import missing_rules
+    topo = two_node_topology()
+    dns = '-A KUBE-SEP-E -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp -j DNAT --to-destination 10.244.1.9:53\n'
+    wanted = {"kube-system/kube-dns:dns": {"10.244.1.9"}}
+    assert not [i for i in missing_rules(topo, "ns", SYNCED + dns, wanted) if "kube-dns" in i]
+    assert [i for i in missing_rules(topo, "ns", SYNCED, wanted) if "kube-dns" in i]
+    gone = {"kube-system/kube-dns:dns": set()}  # the dns-no-endpoints fault: no DNAT left
+    assert [i for i in missing_rules(topo, "ns", SYNCED + dns, gone) if "kube-dns" in i]
+    assert not [i for i in missing_rules(topo, "ns", SYNCED, gone) if "kube-dns" in i]
 
 
 def test_kube_proxy_configuration_leaves_host_settings_alone_and_takes_a_faults_fields():

@@ -54,6 +54,7 @@ class KubeApi:
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
         self.coordination = client.CoordinationV1Api(self.client)
+        self.rbac = client.RbacAuthorizationV1Api(self.client)
         try:
             self._first_contact()
         except BackendError:

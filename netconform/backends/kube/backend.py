@@ -158,13 +158,22 @@ class KubeBackend(Backend):
         if missing:
             raise BackendError(f"no ready probe pod for {', '.join(missing)}")
         services = api.call("list Services", api.core.list_namespaced_service, self.namespace).items
-        cluster_ips = {s.metadata.name: s.spec.cluster_ip for s in services}
+        cluster_ips = {s.metadata.name: s.spec.cluster_ip for s in services
+                       if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName: none
         live = planned.with_addresses(pod_ips, {n.name: n.internal_ip for n in self.nodes}, cluster_ips)
+        live.meta.update(namespace=self.namespace, kubernetes_service_ip=self._kubernetes_service_ip())
         live.endpoints = [replace(e, port=node_ports[e.serves]) if e.kind == NODEPORT else e
                           for e in live.endpoints]
         live.services = {name: replace(s, node_port=node_ports.get(name))
                          for name, s in live.services.items()}
         return live
+
+    def _kubernetes_service_ip(self) -> str | None:
+        """The ClusterIP of default/kubernetes (DNS-SVC resolves ``kubernetes.default``)."""
+        api = self._connect()
+        services = api.call("list Services", api.core.list_service_for_all_namespaces).items
+        return next((s.spec.cluster_ip for s in services
+                     if (s.metadata.namespace, s.metadata.name) == ("default", "kubernetes")), None)
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]

@@ -5,10 +5,12 @@
                hostNetwork pods and the node agent run here too
     pod ns:    eth0 from the CNI chain; one probe per container
     control-plane ns: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (controlplane/)
+    outside ns: a client that is neither node nor pod, and the DNS resolver upstream of the cluster
 
 The run's objects (namespace, pods, Services) live in the lab's real API server; the lab is the
 kubelet of its nodes (kubelet.py) and each node runs the upstream kube-proxy (proxy.py), so the
-Services the checks use are programmed by kube-proxy from real EndpointSlices.
+Services the checks use are programmed by kube-proxy from real EndpointSlices. CoreDNS serves
+cluster DNS behind kube-dns (addons.py); every probe pod gets the resolv.conf kubelet would write.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from kubernetes.client.exceptions import ApiException
 from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after_delay,
                       wait_fixed)
 
@@ -30,16 +33,16 @@ from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...plan import probe_plan
 from ...services import HOSTPORT_PORT, hostport_role
 from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Topology
-from ...upstream import DEFAULT_RELEASE, NotBuilt, binary
+from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
-from ..kube.api import KubeApi
-from . import cleanup, conflists, faults, hostlimits, netns
+from ..kube.api import KubeApi, status_message
+from . import addons, cleanup, conflists, faults, hostlimits, netns
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
 from .controlplane.node import ControlPlane, ControlPlaneSpec
 from .faults import Fault
 from .kubelet import LabKubelet, host_node_info
-from .naming import (CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
+from .naming import (CLUSTER_CIDR, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      node_ip, pod_cidr)
 from .objects import RunObjects, render_for_lab
 from .proxy import NodeProxies, ProxySpec, merged
@@ -47,7 +50,9 @@ from .underlay import Port, Underlay
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
-UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
+                       "coredns")
+DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
 
@@ -121,11 +126,14 @@ class LabCluster:
         self.api: KubeApi | None = None
         self.kubelet: LabKubelet | None = None
         self.proxies: NodeProxies | None = None
+        self.dns: addons.ClusterDns | None = None
+        self._dns_ips: dict[str, str] = {}  # node -> the IP of the CoreDNS pod on it
         self.timings: dict[str, float] = {}  # phase -> seconds, for the report and the README
         self._undo: dict[str, list[tuple[str, list[str]]]] = {}  # injected fault -> how to undo it
         self._injected: dict[str, Fault] = {}  # faults in force now, by name
         self._split: set[str] = set()  # injected faults that keep duo's containers apart
         self._pods: dict[str, dict] = {}
+        self._patched: dict[str, list[tuple[str, str, dict]]] = {}  # fault -> patches that undo it
 
     # --- paths ---
 
@@ -167,10 +175,13 @@ class LabCluster:
         control_plane.join(self.spec.ready_timeout + 30)
         if self.api is None:
             raise self._control_plane_error or BackendError("lab: the control plane did not start")
+        self._route_pods_from(self.control_plane.netns)  # the API server answers pods directly
         live = self._register(pod_ips)
         self._report_pods(live)
+        self._report_dns(progress)
         synced = self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
-                                          self.spec.proxy_sync_timeout, progress)
+                                          self.spec.proxy_sync_timeout, progress,
+                                          others=self._dns_endpoints())
         self.timings["kube_proxy_synced"] = round(synced, 2)
         progress(f"lab: kube-proxy ({self.spec.proxy_mode} mode) on {self.spec.nodes} node(s) "
                  f"programmed {len(live.services)} Services in {synced:.1f}s")
@@ -227,6 +238,9 @@ class LabCluster:
         self.kubelet.start_heartbeats()
         self._start_proxies()
         self._pods = objects.create_pods([n.name for n in self.topology.nodes])
+        self.dns.create(self.api)
+        self.dns.start(self.api, {node: self._pod_netns(node, DNS_POD) for node in self.dns.nodes},
+                       self.control_plane.layout.cert("ca"))
         return self.topology.with_addresses(
             pod_ips, node_ips, cluster_ips,
             {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
@@ -241,6 +255,40 @@ class LabCluster:
         kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
                                                           "system:kube-proxy")
         self.proxies.start(self._node_namespaces(), kubeconfig)
+
+    def _route_pods_from(self, namespace: str) -> None:
+        """Routes to every node's pod CIDR via that node, for a namespace on the underlay that is
+        not a node (the control plane, the outside network): pods reach it with their own IPs."""
+        netns.ip_batch(namespace, [f"route add {pod_cidr(i)} via {node_ip(i)}"
+                                   for i in range(1, self.spec.nodes + 1)])
+
+    def _report_dns(self, progress: Progress) -> None:
+        """CoreDNS's readiness probes pass: its pods are reported Ready, so kube-dns gets endpoints."""
+        self.dns.wait_ready(self._node_namespaces(), self._dns_ips, self.spec.ready_timeout, progress)
+        for node, pod in self.dns.pods.items():
+            self.kubelet.pod_running(addons.NAMESPACE, pod.metadata.name, node, self._dns_ips[node],
+                                     ["coredns"])
+        self.timings["coredns_ready"] = round(self.dns.started_in or 0.0, 2)
+
+    def _dns_endpoints(self) -> dict[str, set[str]]:
+        """kube-dns's ports as kube-proxy names them, each to reach every CoreDNS pod."""
+        ips = set(self._dns_ips.values())
+        return {f"{addons.NAMESPACE}/kube-dns:{port}": ips for port in ("dns", "dns-tcp")}
+
+    def resolv_conf(self, node: str) -> Path:
+        """The resolv.conf of the pods on ``node`` (bind-mounted over their /etc/resolv.conf)."""
+        return self.state_dir / "dns" / f"resolv-{node}.conf"
+
+    def _write_resolv_confs(self) -> None:
+        for node in self.topology.nodes:
+            self.resolv_conf(node.name).parent.mkdir(exist_ok=True)
+            self._write_resolv_conf(node.name)
+
+    def _write_resolv_conf(self, node: str, search: tuple[str, ...] | None = None) -> None:
+        """Written in place (same inode): the pods' bind mounts see each change at once."""
+        searched = None if search is None else [s.replace("${DOMAIN}", addons.DOMAIN) for s in search]
+        with open(self.resolv_conf(node), "w") as conf:
+            conf.write(addons.cluster_first(self.names.prefix, search=searched))
 
     def _node_namespaces(self) -> dict[str, str]:
         return {n.name: self.names.node(n.name) for n in self.topology.nodes}
@@ -301,6 +349,12 @@ class LabCluster:
                                             "link set eth0 up"])
         for index, node in enumerate(self.topology.nodes, 1):
             self._configure_node(index, node.name)
+        self._route_pods_from(self.names.outside)  # CoreDNS forwards to the resolver there
+        self.dns = addons.ClusterDns(binary("coredns", self.spec.release), self.state_dir / "dns",
+                                     [n.name for n in self.topology.nodes],
+                                     releases.get(self.spec.release).coredns)
+        self.dns.start_upstream(self.names.outside)
+        self._write_resolv_confs()
 
     def _configure_node(self, index: int, node: str) -> None:
         """Address the node on the underlay and route every other node's pod CIDR to it (kubenet)."""
@@ -340,6 +394,8 @@ class LabCluster:
         loopback = self._runtime(LOOPBACK, node)
         pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
                        if e.node == node and e.kind in (POD, CONTAINER)})
+        if node in self.dns.nodes:
+            pods.append(DNS_POD)
         holder = hostport_role(self.topology)
         found = {}
         for pod in pods:
@@ -355,7 +411,10 @@ class LabCluster:
                     for proto in ("tcp", "udp")]} if pod == holder else None
                 result = runtime.add(sandbox, ports)
                 self._capabilities[sandbox.container_id] = ports
-                found[f"{node}/{pod}"] = pod_ip(result)
+                if pod == DNS_POD:
+                    self._dns_ips[node] = pod_ip(result)
+                else:
+                    found[f"{node}/{pod}"] = pod_ip(result)
             except CniError as exc:
                 raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
         return found
@@ -402,6 +461,13 @@ class LabCluster:
         if fault.split_duo:
             self._split.add(fault.name)
             self._restart_split_containers(live)
+        if fault.resolv_search is not None:
+            for index in chosen[fault.on_nodes]:
+                self._write_resolv_conf(self.topology.nodes[index - 1].name, fault.resolv_search)
+        for namespace, name, patch in fault.service_patches:
+            self._patch_service(fault, namespace, name, patch)
+        if fault.service_patches:
+            self._wait_dns_endpoints(live, progress)
         self._forget_connections()
         progress(f"lab: fault injected: {fault.name} ({fault.description})")
 
@@ -425,8 +491,42 @@ class LabCluster:
         if fault.split_duo:
             self._split.discard(fault.name)
             self._restart_split_containers(live)
+        if fault.resolv_search is not None:
+            for node in self.topology.nodes:
+                self._write_resolv_conf(node.name)
+        for namespace, name, patch in self._patched.pop(fault.name, []):
+            self._call_api(f"patch Service {namespace}/{name} back", self.api.core.patch_namespaced_service,
+                           name, namespace, patch)
+        if fault.service_patches:
+            self._wait_dns_endpoints(live, progress)
         self._forget_connections()
         progress(f"lab: fault reverted: {fault.name}")
+
+    def _patch_service(self, fault: Fault, namespace: str, name: str, patch: dict) -> None:
+        """Patch a Service's spec, keeping the fields' values before it for revert."""
+        current = self._call_api(f"read Service {namespace}/{name}", self.api.core.read_namespaced_service,
+                                 name, namespace)
+        spec = self.api.client.sanitize_for_serialization(current.spec)
+        back = {"spec": {key: spec.get(key) for key in patch.get("spec", {})}}
+        self._patched.setdefault(fault.name, []).append((namespace, name, back))
+        self._call_api(f"patch Service {namespace}/{name}", self.api.core.patch_namespaced_service,
+                       name, namespace, patch)
+
+    def _call_api(self, what: str, method, *args):
+        try:
+            return self.api.call(what, method, *args)
+        except ApiException as exc:
+            raise BackendError(f"lab: cannot {what}: {status_message(exc)}") from None
+
+    def _wait_dns_endpoints(self, live: Topology, progress: Progress) -> None:
+        """Until every kube-proxy sends kube-dns where its selector now leads (nowhere, or back)."""
+        selector = self._call_api("read Service kube-system/kube-dns", self.api.core.read_namespaced_service,
+                                  "kube-dns", addons.NAMESPACE).spec.selector
+        serving = selector == {"k8s-app": "kube-dns"}
+        expected = self._dns_endpoints() if serving else \
+            {key: set() for key in self._dns_endpoints()}
+        self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+                                 self.spec.proxy_sync_timeout, progress, others=expected)
 
     def _forget_connections(self) -> None:
         """Flush every node's conntrack table: a flow reusing an earlier one's ports (UDP above
@@ -519,9 +619,13 @@ class LabCluster:
     def _start_probe(self, endpoint: Endpoint) -> None:
         where = self._namespace_of(endpoint)
         log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "ab")
+        # Pods (and the hostNetwork probe, dnsPolicy ClusterFirstWithHostNet) see the resolv.conf
+        # kubelet writes, bind-mounted in the private mount namespace `ip netns exec` makes.
+        dns = [] if endpoint.kind == OUTSIDE else \
+            ["sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(self.resolv_conf(endpoint.node))]
         with log:
             self._processes.append(subprocess.Popen(
-                ["ip", "netns", "exec", where, self.spec.python, str(PROBE_SCRIPT), "serve",
+                ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), "serve",
                  "--name", endpoint.name, "--port", str(endpoint.port),
                  "--control", f"unix:{self.socket_path(endpoint)}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -581,7 +685,9 @@ class LabCluster:
             return "(no log)"
 
     def metadata(self) -> dict:
-        meta = {"lab_prefix": self.names.prefix, "lab_nodes": self.spec.nodes, "overlay": self.spec.overlay,
+        meta = {"lab_prefix": self.names.prefix, "namespace": self.names.prefix,
+                "kubernetes_service_ip": KUBERNETES_SERVICE_IP, "cluster_dns": addons.DNS_IP,
+                "lab_nodes": self.spec.nodes, "overlay": self.spec.overlay,
                 "lab_pods_per_node": self.spec.pods_per_node, "conflist": str(self.spec.conflist),
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
                 if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],
@@ -595,7 +701,7 @@ class LabCluster:
     def memory(self) -> dict[str, int]:
         """Resident bytes of the upstream processes serving the lab (the control plane's, each
         node's kube-proxy), for the README's figures."""
-        return {**self.control_plane.memory(),
+        return {**self.control_plane.memory(), **(self.dns.memory() if self.dns else {}),
                 **{f"kube-proxy {n}": rss for n, rss in (self.proxies.memory() if self.proxies else {}).items()}}
 
     # --- teardown ---
@@ -624,6 +730,8 @@ class LabCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=3)
+        if self.dns:
+            problems += self.dns.stop()
         if hurry():
             problems.append("CNI DEL skipped for every pod: teardown was asked to hurry")
         else:

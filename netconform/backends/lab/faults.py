@@ -5,7 +5,8 @@ Service or its endpoints change, so no fault edits them. A fault acts as a misco
 would: kube-proxy's configuration changed (``proxy``: KubeProxyConfiguration fields), or rules of
 a node's own firewall inserted before kube-proxy's jumps after its first sync (it re-adds its jumps
 only when they are missing, so they stay behind), commands on the world's underlay ports, or the
-duo pod's containers split apart.
+duo pod's containers split apart, the resolv.conf the lab gives to the pods of a node, or a
+Service patched in the API server (as a mistaken ``kubectl edit`` would).
 
 Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's),
 ${CLUSTER_CIDR}, ${SERVICE_CIDR}, ${PORT} (a node's underlay port in the world namespace), ${OUTSIDE_IP},
@@ -33,6 +34,8 @@ class Fault:
     on_nodes: str = "all"  # which nodes run node_commands: "all", "first" or "last"
     port_commands: tuple[tuple[str, ...], ...] = ()  # run in the world ns, once per node port
     split_duo: bool = False  # duo's second container gets a network namespace of its own
+    resolv_search: tuple[str, ...] | None = None  # the search list of the pods on on_nodes
+    service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API
 
 
 def cluster_ip_placeholder(service: str) -> str:
@@ -95,6 +98,9 @@ def _both_ways(*rule: str) -> tuple[tuple[str, ...], ...]:
     return (("iptables", "-I", "FORWARD", "1", *rule), ("iptables", "-I", "OUTPUT", "1", *rule))
 
 
+DNS_ROWS = ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-POD-A", "DNS-PTR",
+            "DNS-HOSTNET")
+
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("snat-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
           "nodes masquerade pod traffic leaving for other nodes",
@@ -105,7 +111,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "nodes rewrite the source of their own traffic to pods to an address that is not theirs",
           # a node's own connection to a NodePort with a remote backend; and SVC-NO-ENDPOINTS when
           # the unreachables for replies to 203.0.113.7 use up a pod's ICMP rate limit first
-          also=("SVC-NODEPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC"),
+          # DNS-HOSTNET: the hostNetwork pods' DNS queries are SNATed too
+          also=("SVC-NODEPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC", "DNS-HOSTNET"),
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "-m", "addrtype",
                           "--src-type", "LOCAL", "-d", "${CLUSTER_CIDR}", "-j", "SNAT",
                           "--to-source", "203.0.113.7"),)),
@@ -113,27 +120,31 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "the first node has no route to the last node's pod CIDR",
           # everything that crosses from the first to the last node; and SVC-NO-ENDPOINTS when the
           # node's ICMP unreachables to a pod use up its ICMP rate limit before kube-proxy's REJECT
+          # DNS_ROWS: CoreDNS on the first node cannot answer the last node's pods
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
-                "HOSTNET-SVC"),
+                "HOSTNET-SVC", *DNS_ROWS),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
     Fault("node-blocks-own-pods", ("NODE-POD",),
           "every node's firewall drops what the node itself sends to its own pods",
           # the node's own connections through Services and hostPorts, and its REJECTs to its pods
-          also=("HOSTNET-POD", "SVC-NODEPORT", "HOSTPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC"),
+          # DNS-HOSTNET: the node's queries to a CoreDNS pod on it
+          also=("HOSTNET-POD", "SVC-NODEPORT", "HOSTPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC", "DNS-HOSTNET"),
           node_commands=(("iptables", "-I", "OUTPUT", "-d", "${POD_CIDR}", "-j", "DROP"),)),
     Fault("one-way-drop", ("POD-POD-CROSS",),
           "the last node forwards requests to its pods but drops their replies to other nodes",
           # every connection a pod of the last node takes part in across nodes (its ACKs are
           # replies' companions: ESTABLISHED too), and so every Service check with such a pair
+          # DNS_ROWS: DNS over TCP between the last node's pods and CoreDNS
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
-                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC"),
+                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
     Fault("udp-drop", ("POD-POD-SAME", "POD-POD-CROSS"),
           "nodes drop every forwarded UDP packet to a pod (TCP and ICMP pass)",
+          # DNS_ROWS: DNS over UDP to CoreDNS pods
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY",
-                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC"),
+                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS),
           # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
     Fault("localhost-split", ("LOCALHOST",),
@@ -145,7 +156,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "nodes drop connections to web's ClusterIP that kube-proxy sent to its last endpoint "
           "(an endpoint that is listed but cannot be reached through the Service)",
           # the same ClusterIP: the lost backend never answers
-          also=("SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC"),
+          # DNS-SVC, DNS-HOSTNET: the name connects through web's ClusterIP
+          also=("SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC", "DNS-SVC", "DNS-HOSTNET"),
           node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
                                    cluster_ip_placeholder("web"), "-d", "${LAST_BACKEND_IP}",
                                    "-j", "DROP")),
@@ -159,7 +171,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "a node rule clears kube-proxy's masquerade mark on a backend's connection to itself "
           "(another program using mark bit 0x4000)",
           # backends are clients there too, and a backend's NodePort connection can land on itself
-          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT"),
+          # DNS-SVC: a backend connecting to web by name lands on itself
+          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT", "DNS-SVC"),
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${BACKEND_IP}",
                           "-d", "${BACKEND_IP}", "-j", "MARK", "--and-mark",
                           f"{0xffffffff ^ MASQUERADE_MARK:#x}"),)),
@@ -180,8 +193,21 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
                           "-d", "${CLUSTER_CIDR}", "-j", "MASQUERADE"),)),
     Fault("host-clusterip-blocked", ("HOSTNET-SVC",),
           "every node's firewall drops its own connections to ClusterIPs (after kube-proxy's DNAT)",
+          also=("DNS-HOSTNET",),  # its DNS queries go to the kube-dns ClusterIP
           node_commands=(("iptables", "-I", "OUTPUT", "1", "-m", "conntrack", "--ctstate", "DNAT",
                           "--ctorigdst", "${SERVICE_CIDR}", "-j", "DROP"),)),
+    Fault("dns-udp-dropped", DNS_ROWS, "the first node drops DNS over UDP from its pods and "
+          "from itself (TCP passes)", on_nodes="first",
+          node_commands=(("iptables", "-I", "FORWARD", "1", "-s", "${POD_CIDR}", "-p", "udp",
+                          "--dport", "53", "-j", "DROP"),
+                         ("iptables", "-I", "OUTPUT", "1", "-p", "udp", "--dport", "53", "-j", "DROP"))),
+    Fault("dns-wrong-search", ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-HOSTNET"),
+          "the pods of the first node get a search list without their namespace's "
+          "(svc.<domain> <domain>): short Service names do not resolve; absolute names do",
+          on_nodes="first", resolv_search=("svc.${DOMAIN}", "${DOMAIN}")),
+    Fault("dns-no-endpoints", DNS_ROWS, "the kube-dns Service selects no pod (its selector "
+          "edited), so cluster DNS has no endpoints",
+          service_patches=(("kube-system", "kube-dns", {"spec": {"selector": {"k8s-app": "kube-dns-nowhere"}}}),)),
     Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are bypassed "
           "(as if flushed)",
           node_commands=(("iptables", "-t", "nat", "-I", "CNI-HOSTPORT-DNAT", "1", "-j", "RETURN"),)),

@@ -51,7 +51,8 @@ class RunObjects:
         api = self.api
         self._create("Namespace", lambda o: api.core.create_namespace(o))
         created = self._create("Service", lambda o: api.core.create_namespaced_service(self.namespace, o))
-        return {s.metadata.name: s.spec.cluster_ip for s in created}
+        return {s.metadata.name: s.spec.cluster_ip for s in created
+                if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName have none
 
     def create_pods(self, nodes: list[str]) -> dict[str, dict]:
         """One pod per DaemonSet and node; returns them by planned name (``node-1/probe-a``)."""

@@ -104,7 +104,8 @@ class NodeProxies:
         self.start(self._nodes, self._kubeconfig)
 
     def wait_synced(self, live: Topology, namespaces: dict[str, str], namespace: str,
-                    timeout: float, progress: Progress) -> float:
+                    timeout: float, progress: Progress,
+                    others: dict[str, set[str]] | None = None) -> float:
         """Wait until every node's kube-proxy has written its rules since it started (its sync
         metric says when: after a restart the old rules are still there and look right) and they
         match ``live``'s Services; return the seconds it took."""
@@ -121,13 +122,13 @@ class NodeProxies:
                     raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "
                                        "kube-proxy cannot be asked whether it is in step")
                 if last_sync(waiting[node]) > self.started_at and \
-                        not missing_rules(live, namespace, iptables_save(waiting[node])):
+                        not missing_rules(live, namespace, iptables_save(waiting[node]), others):
                     del waiting[node]
             if not waiting:
                 return time.monotonic() - started
             if time.monotonic() > deadline:
                 node = sorted(waiting)[0]
-                lacking = missing_rules(live, namespace, iptables_save(waiting[node]))
+                lacking = missing_rules(live, namespace, iptables_save(waiting[node]), others)
                 raise BackendError(
                     f"kube-proxy on {len(waiting)} node(s) ({', '.join(sorted(waiting))}) had not "
                     f"programmed the run's Services after {timeout:.0f}s; {node} lacks "
@@ -183,10 +184,12 @@ DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination ([0-9.]+
 REJECT = re.compile(r'--comment "?([^" ]+) has no endpoints"? .*-j REJECT')
 
 
-def missing_rules(live: Topology, namespace: str, rules: str) -> list[str]:
+def missing_rules(live: Topology, namespace: str, rules: str,
+                  others: dict[str, set[str]] | None = None) -> list[str]:
     """What ``rules`` (iptables-save output) lacks of ``live``'s Services, as kube-proxy writes
-    them: each port of a Service with backends DNATs to each backend's IP, each port of one
-    without backends is rejected. Empty when the node is in step with the API."""
+    them: each port of a Service with a ClusterIP and backends DNATs to each backend's IP, each
+    port of one without backends is rejected. ``others``: more Service ports (``ns/svc:port``,
+    e.g. kube-dns's) and the endpoint IPs each must reach. Empty when the node is in step."""
     destinations: dict[str, set[str]] = {}
     rejected = set()
     for line in rules.splitlines():
@@ -194,8 +197,9 @@ def missing_rules(live: Topology, namespace: str, rules: str) -> list[str]:
             destinations.setdefault(found.group(1), set()).add(found.group(2))
         elif (found := REJECT.search(line)):
             rejected.add(found.group(1))
-    lacking = []
-    for service in live.services.values():
+    lacking = [f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})"
+               for key, wanted in (others or {}).items() if destinations.get(key, set()) != wanted]
+    for service in (s for s in live.services.values() if s.proxied):
         wanted = {live.endpoint(name).ip for name in service.backends}
         for port in ("tcp", "udp"):
             key = f"{namespace}/{service.name}:{port}"

@@ -1,0 +1,101 @@
+"""The questions of the DNS rows: which names a pod asks the cluster DNS, and what each must answer.
+
+Each builder takes (topology, source, destination, names) and returns the Queries of one item, the
+names spelled as upstream's DNS conformance tests spell them: a Service by its short name, by
+``<svc>.<ns>``, ``<svc>.<ns>.svc`` (the search list completes them; ndots:5) and by FQDN; SRV
+records ``_<port>._<proto>.<svc>…`` for a named port; pod A records ``<a-b-c-d>.<ns>.pod.<domain>``;
+the PTR record of a ClusterIP. What a question expects is written next to it, as record text, so
+the verdicts (probing/dns_verdicts.py) only compare.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from .checks import DnsNames, Pair, Query
+from .topology import POD, SERVICE, Endpoint, Topology
+
+UNKNOWN_POD_IP = "192.0.2.123"  # TEST-NET-1 (RFC 5737): an address no pod has
+
+
+def fqdn(service: str, names: DnsNames) -> str:
+    return f"{service}.{names.namespace}.svc.{names.domain}"
+
+
+def search_forms(service: str, names: DnsNames) -> list[tuple[str, str]]:
+    """(label, name) of every way a pod may spell a Service of its own namespace."""
+    return [("short", service), ("ns", f"{service}.{names.namespace}"),
+            ("svc", f"{service}.{names.namespace}.svc"), ("fqdn", fqdn(service, names))]
+
+
+def service_a(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-SVC, DNS-HOSTNET: ``kubernetes.default`` and the Service by every name resolve to the
+    ClusterIP, and the name connects to a backend."""
+    queries = [Query(label, name, expect=(service.ip,), connect=service.port)
+               for label, name in search_forms(service.serves, names)]
+    if names.kubernetes_ip:
+        queries.insert(0, Query("kubernetes.default", "kubernetes.default", expect=(names.kubernetes_ip,)))
+    return queries
+
+
+def headless_a(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-HEADLESS: the headless Service's name resolves to exactly its ready backends' pod IPs."""
+    ips = tuple(sorted(topology.endpoint(b).ip for b in topology.services[service.serves].backends))
+    return [Query(label, name, expect=ips) for label, name in search_forms(service.serves, names)
+            if label in ("short", "fqdn")]
+
+
+def srv(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-SRV: ``_<port>._<proto>.<svc>`` by FQDN and by the partial names the search list
+    completes. A ClusterIP Service: one record, the Service's port, its FQDN as target. A headless
+    one: one record per ready backend, its target port, a target under the Service's FQDN (the
+    verdict checks the count, the ports and the targets' suffix)."""
+    svc = topology.services[service.serves]
+    prefix = "_tcp._tcp"  # the Services' TCP port is named "tcp"
+    forms = [("fqdn", f"{prefix}.{fqdn(svc.name, names)}"), ("short", f"{prefix}.{svc.name}"),
+             ("ns", f"{prefix}.{svc.name}.{names.namespace}")]
+    if svc.headless:
+        expect = tuple(f"{svc.target_port} *.{fqdn(svc.name, names)}." for _ in svc.backends)
+    else:
+        expect = (f"{svc.port} {fqdn(svc.name, names)}.",)
+    return [Query(label, name, "SRV", expect=expect) for label, name in forms]
+
+
+def ptr(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-PTR: the reverse name of the ClusterIP names the Service's FQDN."""
+    reverse = ipaddress.ip_address(service.ip).reverse_pointer
+    return [Query("ptr", reverse, "PTR", search=False, expect=(f"{fqdn(service.serves, names)}.",))]
+
+
+def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-POD-A: a pod's dashed-IP name resolves to its IP; a dashed IP that no pod has answers
+    NXDOMAIN where the cluster DNS verifies pods (``pods verified``), or itself (``pods
+    insecure``, kubeadm's default): the verdict accepts either and says which."""
+    def name(ip: str) -> str:
+        return f"{ip.replace('.', '-').replace(':', '-')}.{names.namespace}.pod.{names.domain}"
+    return [Query("pod", name(pod.ip), search=False, expect=(pod.ip,)),
+            Query("unknown", name(UNKNOWN_POD_IP), search=False, expect=("NXDOMAIN", UNKNOWN_POD_IP))]
+
+
+def external_cname(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-EXTERNALNAME: a CNAME query for the Service returns its external name."""
+    target = topology.services[service.serves].external_name
+    return [Query(label, name, "CNAME", expect=(f"{target}.",))
+            for label, name in search_forms(service.serves, names) if label in ("short", "fqdn")]
+
+
+# --- pair builders ---
+
+
+def pods_to(service_name: str, sources: tuple[str, ...] = (POD,)):
+    """Every endpoint of the ``sources`` kinds asks about one Service (ClusterIP, headless or not)."""
+    def build(topology: Topology) -> list[Pair]:
+        service = next(e for e in topology.of_kind(SERVICE) if e.serves == service_name)
+        return [(src, service) for src in topology.endpoints if src.kind in sources]
+    return build
+
+
+def next_pod(topology: Topology) -> list[Pair]:
+    """Each pod asks about the next one (on another node where there is one): every pod's name is
+    asked once and every pod asks once, so items grow with pods, not their square."""
+    pods = sorted(topology.of_kind(POD), key=lambda e: (e.role, e.node))
+    return [(pod, pods[(i + 1) % len(pods)]) for i, pod in enumerate(pods)] if len(pods) > 1 else []

@@ -1,0 +1,81 @@
+"""Verdicts of the DNS rows: every question answered as it expects, and the name connects.
+
+A question that got no answer (a timeout, every nameserver failing) fails as the network's doing:
+cluster DNS is part of the network the rows judge. What a question expects was written when it
+was made (netconform/dns.py); here the answers are only compared, so a reader sees the name asked,
+the transport, the answer and the expectation side by side.
+"""
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from .runner import Observation
+from .service_verdicts import may_answer
+from .verdicts import Verdict, harness_error
+
+NXDOMAIN = "NXDOMAIN"
+
+
+def _answers(result: dict) -> list[str]:
+    if result.get("rcode") not in (None, "NOERROR"):
+        return [result["rcode"]]
+    if result["query"]["type"] == "SRV":  # "priority weight port target": the rows judge port and target
+        return sorted(" ".join(a.split()[2:]) for a in result.get("answers", []))
+    return sorted(result.get("answers", []))
+
+
+def _matches(expect: tuple[str, ...], got: list[str]) -> bool:
+    if NXDOMAIN in expect:  # either answer is right (pods verified / pods insecure)
+        return got == [NXDOMAIN] or got == sorted(e for e in expect if e != NXDOMAIN)
+    if len(got) != len(expect):
+        return False
+    left = list(expect)
+    for answer in got:
+        match = next((e for e in left if fnmatchcase(answer, e)), None)
+        if match is None:
+            return False
+        left.remove(match)
+    return True
+
+
+def _asked(obs: Observation, r: dict) -> str:
+    q = r["query"]
+    how = "with the search list" if q["search"] else "as an absolute name"
+    return f"{q['type']} {q['name']} ({how}) over {obs.case.protocol} from {obs.source.name}"
+
+
+def answered_as_expected(obs: Observation) -> Verdict:
+    """Every DNS question of the item: answered, with exactly the expected records; where it
+    connects, a probe the name leads to answered."""
+    observed = {}
+    for r in obs.results:
+        harness = harness_error(obs, r)
+        if harness:
+            return harness
+        if r.get("error") == "no names":
+            return Verdict(False, "no names", r.get("harness_error", ""), harness=True)
+        if not r["ok"]:
+            return Verdict(False, r["error"].split(":")[0],
+                           f"{_asked(obs, r)}: {r['error']} after {r.get('attempts', 0)} attempt(s) "
+                           f"[{', '.join(r.get('errors', []))}]",
+                           {"query": r["query"]["name"], "error": r["error"]})
+        q, got = r["query"], _answers(r)
+        expect = tuple(q["expect"])
+        observed[q["label"]] = got
+        if not _matches(expect, got):
+            wanted = " or ".join(expect) if NXDOMAIN in expect else list(expect)
+            return Verdict(False, "wrong-answer", f"{_asked(obs, r)} answered {got or 'no records'} "
+                           f"(as {r.get('qname')}), expected {wanted}",
+                           {"query": q["name"], "answers": got, "expected": list(expect)})
+        if q["connect"] and r.get("responder") not in may_answer(obs):
+            return Verdict(False, "wrong-responder", f"{q['name']} connected to {r.get('connected_to')}, "
+                           f"answered by {r.get('responder')}, not by a backend of "
+                           f"{obs.destination.name}", {"query": q["name"], "responder": r.get("responder")})
+    retried = [r for r in obs.results if r.get("attempts", 1) > 1]
+    if retried:
+        return Verdict(True, "flaky", f"{len(retried)} question(s) answered only on a retry "
+                       f"(earlier: {', '.join(retried[0].get('errors', []))})", observed)
+    mode = {"pods verified" if observed.get("unknown") == [NXDOMAIN] else "pods insecure"} \
+        if "unknown" in observed else set()
+    return Verdict(True, "pass", f"cluster DNS answers unknown pod IPs as {mode.pop()}" if mode else "",
+                   observed)
