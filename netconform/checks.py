@@ -161,6 +161,14 @@ def pods_to_service(name: str, backends_only: bool = False,
     return build
 
 
+def pods_to_each_port(name: str) -> Callable[[Topology], list[Pair]]:
+    """Every pod to each port of a Service (one ClusterIP target per port)."""
+    def build(topology: Topology) -> list[Pair]:
+        targets = [e for e in topology.of_kind(SERVICE) if e.serves == name]
+        return [(src, dst) for src in topology.of_kind(POD) for dst in targets]
+    return build
+
+
 def to_every_node(kind: str, serving: str | None = None,
                   sources: tuple[str, ...] = (HOST, OUTSIDE)) -> Callable[[Topology], list[Pair]]:
     """Node hosts and the outside client to every node's NodePort or hostPort target."""

@@ -21,27 +21,27 @@ def fqdn(service: str, names: DnsNames) -> str:
     return f"{service}.{names.namespace}.svc.{names.domain}"
 
 
-def search_forms(service: str, names: DnsNames) -> list[tuple[str, str]]:
-    """(label, name) of every way a pod may spell a Service of its own namespace."""
-    return [("short", service), ("ns", f"{service}.{names.namespace}"),
-            ("svc", f"{service}.{names.namespace}.svc"), ("fqdn", fqdn(service, names))]
+def search_forms(service: str, names: DnsNames) -> list[tuple[str, str, bool]]:
+    """(label, name, search) of every way a pod may spell a Service of its own namespace: the
+    partial names through the search list, the FQDN as an absolute name (with its trailing dot,
+    as ``dig`` asks it: no search entry of the node's own domains is tried first)."""
+    return [("short", service, True), ("ns", f"{service}.{names.namespace}", True),
+            ("svc", f"{service}.{names.namespace}.svc", True), ("fqdn", f"{fqdn(service, names)}.", False)]
 
 
 def service_a(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-SVC, DNS-HOSTNET: ``kubernetes.default`` and the Service by every name resolve to the
     ClusterIP, and the name connects to a backend."""
-    queries = [Query(label, name, expect=(service.ip,), connect=service.port)
-               for label, name in search_forms(service.serves, names)]
-    if names.kubernetes_ip:
-        queries.insert(0, Query("kubernetes.default", "kubernetes.default", expect=(names.kubernetes_ip,)))
-    return queries
+    queries = [Query(label, name, search=search, expect=(service.ip,), connect=service.port)
+               for label, name, search in search_forms(service.serves, names)]
+    return [Query("kubernetes.default", "kubernetes.default", expect=(names.kubernetes_ip,)), *queries]
 
 
 def headless_a(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-HEADLESS: the headless Service's name resolves to exactly its ready backends' pod IPs."""
     ips = tuple(sorted(topology.endpoint(b).ip for b in topology.services[service.serves].backends))
-    return [Query(label, name, expect=ips) for label, name in search_forms(service.serves, names)
-            if label in ("short", "fqdn")]
+    return [Query(label, name, search=search, expect=ips)
+            for label, name, search in search_forms(service.serves, names) if label in ("short", "fqdn")]
 
 
 def srv(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
@@ -51,19 +51,19 @@ def srv(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames
     verdict checks the count, the ports and the targets' suffix)."""
     svc = topology.services[service.serves]
     prefix = "_tcp._tcp"  # the Services' TCP port is named "tcp"
-    forms = [("fqdn", f"{prefix}.{fqdn(svc.name, names)}"), ("short", f"{prefix}.{svc.name}"),
-             ("ns", f"{prefix}.{svc.name}.{names.namespace}")]
+    forms = [("fqdn", f"{prefix}.{fqdn(svc.name, names)}.", False), ("short", f"{prefix}.{svc.name}", True),
+             ("ns", f"{prefix}.{svc.name}.{names.namespace}", True)]
     if svc.headless:
         expect = tuple(f"{svc.target_port} *.{fqdn(svc.name, names)}." for _ in svc.backends)
     else:
         expect = (f"{svc.port} {fqdn(svc.name, names)}.",)
-    return [Query(label, name, "SRV", expect=expect) for label, name in forms]
+    return [Query(label, name, "SRV", search=search, expect=expect) for label, name, search in forms]
 
 
 def ptr(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-PTR: the reverse name of the ClusterIP names the Service's FQDN."""
     reverse = ipaddress.ip_address(service.ip).reverse_pointer
-    return [Query("ptr", reverse, "PTR", search=False, expect=(f"{fqdn(service.serves, names)}.",))]
+    return [Query("ptr", f"{reverse}.", "PTR", search=False, expect=(f"{fqdn(service.serves, names)}.",))]
 
 
 def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) -> list[Query]:
@@ -71,7 +71,7 @@ def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) 
     NXDOMAIN where the cluster DNS verifies pods (``pods verified``), or itself (``pods
     insecure``, kubeadm's default): the verdict accepts either and says which."""
     def name(ip: str) -> str:
-        return f"{ip.replace('.', '-').replace(':', '-')}.{names.namespace}.pod.{names.domain}"
+        return f"{ip.replace('.', '-').replace(':', '-')}.{names.namespace}.pod.{names.domain}."
     return [Query("pod", name(pod.ip), search=False, expect=(pod.ip,)),
             Query("unknown", name(UNKNOWN_POD_IP), search=False, expect=("NXDOMAIN", UNKNOWN_POD_IP))]
 
@@ -79,8 +79,8 @@ def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) 
 def external_cname(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-EXTERNALNAME: a CNAME query for the Service returns its external name."""
     target = topology.services[service.serves].external_name
-    return [Query(label, name, "CNAME", expect=(f"{target}.",))
-            for label, name in search_forms(service.serves, names) if label in ("short", "fqdn")]
+    return [Query(label, name, "CNAME", search=search, expect=(f"{target}.",))
+            for label, name, search in search_forms(service.serves, names) if label in ("short", "fqdn")]
 
 
 # --- pair builders ---

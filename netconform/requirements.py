@@ -66,7 +66,7 @@ _ROWS = [
                 "only node-local backends are reached; no local backend means no connection",
                 **_NOT_YET),
     Requirement("SVC-MULTIPORT", "MUST", "one Service, two named ports",
-                "each Service port reaches its own target port", **_NOT_YET),
+                "each Service port reaches its own target port"),
     Requirement("SVC-PORT-PROTOCOLS", "MUST", "one port over TCP and UDP, then each removed",
                 "both protocols reach a backend; a removed protocol gets no answer while the other "
                 "still reaches a backend", **_NOT_YET),

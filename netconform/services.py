@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .topology import HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
+from .topology import CONTAINER, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
 
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 SERVICES = (
@@ -17,6 +17,8 @@ SERVICES = (
     Service("empty"),  # no ready endpoints: kube-proxy rejects its connections
     Service("web-headless", headless=True),  # the DNS checks: A and SRV records per ready backend
     Service("external", external_name=EXTERNAL_NAME),  # the DNS checks: a CNAME
+    # SVC-MULTIPORT: port 80 to duo's first container (8080), port 81 to its second (8081)
+    Service("multiport", second_port=(81, 8081), selects="duo"),
 )
 BACKEND_ROLE = "probe-a"
 HOSTPORT_PORT = 8088
@@ -31,10 +33,13 @@ def hostport_role(topology: Topology) -> str:
 def add_services(topology: Topology, outside: bool) -> Topology:
     """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
     backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
-    services = {s.name: s if s.name == "empty" or s.external_name else replace(s, backends=backends)
-                for s in SERVICES}
+    duos = tuple(e.name for e in topology.endpoints if e.kind == CONTAINER and e.role == "duo/c1")
+    services = {s.name: s if s.name == "empty" or s.external_name else
+                replace(s, backends=duos if s.selects == "duo" else backends) for s in SERVICES}
     endpoints = list(topology.endpoints)
     endpoints += [Endpoint("svc", s.name, SERVICE, s.port, serves=s.name) for s in services.values()]
+    endpoints += [Endpoint("svc", f"{s.name}:{s.second_port[0]}", SERVICE, s.second_port[0], serves=s.name)
+                  for s in services.values() if s.second_port]
     holder = hostport_role(topology)
     for node in topology.nodes:
         endpoints += [Endpoint(node.name, f"nodeport/{s.name}", NODEPORT, s.node_port, serves=s.name)

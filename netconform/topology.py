@@ -56,8 +56,20 @@ class Service:
     affinity: bool = False  # sessionAffinity: ClientIP
     local_traffic: bool = False  # externalTrafficPolicy: Local
     headless: bool = False  # clusterIP: None (DNS answers with the ready backends' pod IPs)
+    selects: str | None = None  # the probe role its selector names (default: the backend role)
+    second_port: tuple[int, int] | None = None  # (port, targetPort) of a second named port
     external_name: str | None = None  # type ExternalName (DNS answers with a CNAME, no proxying)
     cluster_ip: str | None = None
+
+    @property
+    def port_names(self) -> tuple[str, ...]:
+        """Its ports' names, as kube-proxy's rules name them (``ns/svc:name``)."""
+        names = ("tcp", "udp") + (("second-tcp", "second-udp") if self.second_port else ())
+        return () if self.external_name else names
+
+    def target_of(self, port: int) -> int:
+        """The targetPort behind one of its ports."""
+        return self.second_port[1] if self.second_port and port == self.second_port[0] else self.target_port
 
     @property
     def proxied(self) -> bool:

@@ -267,14 +267,16 @@ def _dns_once(query: dict, proto: str, token: str, timeout: float) -> dict:
     """One DNS question through the pod's resolv.conf; NXDOMAIN is an answer (the verdict judges
     it), a timeout or a server failure is not. With ``connect``, the name is then looked up with
     getaddrinfo and the echo server behind the first address is connected to over ``proto``."""
-    import dns.exception
-    import dns.resolver
-
-    resolver = dns.resolver.Resolver(configure=True)  # /etc/resolv.conf, as kubelet wrote it
-    resolver.timeout = resolver.lifetime = timeout
+    try:
+        import dns.exception
+        import dns.resolver
+    except ImportError as exc:
+        raise OSError(f"this agent cannot ask DNS questions: {exc}") from None
     found = {"rcode": "NOERROR", "qname": None, "answers": [], "local": None, "seen": None,
              "responder": None}
     try:
+        resolver = dns.resolver.Resolver(configure=True)  # /etc/resolv.conf, as kubelet wrote it
+        resolver.timeout = resolver.lifetime = timeout
         answer = resolver.resolve(query["name"], query.get("type", "A"), tcp=proto == "tcp",
                                   search=bool(query.get("search", True)), raise_on_no_answer=False)
         found["qname"] = answer.qname.to_text()
@@ -288,15 +290,7 @@ def _dns_once(query: dict, proto: str, token: str, timeout: float) -> dict:
     except dns.exception.DNSException as exc:
         raise OSError(f"DNS: {exc}") from None
     if query.get("connect"):
-        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        lookup = _LOOKUPS.submit(socket.getaddrinfo, query["name"], int(query["connect"]), type=kind)
-        try:  # glibc's own timeouts (5 s per server and try, per search name) exceed the target's
-            infos = lookup.result(timeout=timeout)
-        except FutureTimeout:
-            raise socket.timeout(f"getaddrinfo({query['name']}) gave no answer in {timeout:g}s") from None
-        except socket.gaierror as exc:
-            raise OSError(f"getaddrinfo({query['name']}) failed: {exc}") from None
-        ip = infos[0][4][0]
+        ip = _address_of(query["name"], int(query["connect"]), proto, found["answers"], timeout)
         once = _tcp_once if proto == "tcp" else _udp_once
         try:
             found.update(once(ip, int(query["connect"]), token, timeout), connected_to=ip)
@@ -304,6 +298,23 @@ def _dns_once(query: dict, proto: str, token: str, timeout: float) -> dict:
             raise OSError(f"{query['name']} resolved to {ip}, but {proto} to it failed: "
                           f"{_error_kind(exc)}") from None
     return found
+
+
+def _address_of(name: str, port: int, proto: str, answers: list[str], timeout: float) -> str:
+    """Where "the name connects": over UDP, what getaddrinfo says, as any program's lookup (glibc
+    asks over UDP); over TCP, the address the TCP answer gave, so a TCP item never depends on DNS
+    over UDP."""
+    if proto == "tcp":
+        if not answers:
+            raise OSError(f"{name} has no address to connect to")
+        return answers[0]
+    lookup = _LOOKUPS.submit(socket.getaddrinfo, name, port, type=socket.SOCK_DGRAM)
+    try:  # glibc's own timeouts (5 s per server and try, per search name) exceed the target's
+        return lookup.result(timeout=timeout)[0][4][0]
+    except FutureTimeout:
+        raise socket.timeout(f"getaddrinfo({name}) gave no answer in {timeout:g}s") from None
+    except socket.gaierror as exc:
+        raise OSError(f"getaddrinfo({name}) failed: {exc}") from None
 
 
 def probe_target(target: dict) -> dict:

@@ -1,6 +1,8 @@
 """Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
-from netconform.checks import OUTSIDE_CLIENT, SECOND_NODE, check, hostports, nodeports, pods_to_service
-from netconform.probing.service_verdicts import (client_ip_kept, every_backend_reached,
+from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, check, hostports, nodeports,
+                               pods_to_each_port, pods_to_service)
+from netconform.probing.service_verdicts import (client_ip_kept, each_port_reaches_its_target,
+                                                 every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  same_backend_every_time)
@@ -40,3 +42,6 @@ test_svc_etp_local = check("SVC-ETP-LOCAL", nodeports("web-local", sources=(OUTS
                            real_client_ip_on_local_backend, needs=(OUTSIDE_CLIENT,))
 
 test_hostport = check("HOSTPORT", hostports(), TCP_UDP, reached_a_backend)
+
+test_svc_multiport = check("SVC-MULTIPORT", pods_to_each_port("multiport"), TCP_UDP,
+                           each_port_reaches_its_target)

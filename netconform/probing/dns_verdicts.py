@@ -20,8 +20,8 @@ def _answers(result: dict) -> list[str]:
     if result.get("rcode") not in (None, "NOERROR"):
         return [result["rcode"]]
     if result["query"]["type"] == "SRV":  # "priority weight port target": the rows judge port and target
-        return sorted(" ".join(a.split()[2:]) for a in result.get("answers", []))
-    return sorted(result.get("answers", []))
+        return sorted(" ".join(a.split()[2:]).lower() for a in result.get("answers", []))
+    return sorted(a.lower() for a in result.get("answers", []))  # names are case-insensitive
 
 
 def _matches(expect: tuple[str, ...], got: list[str]) -> bool:
@@ -29,7 +29,7 @@ def _matches(expect: tuple[str, ...], got: list[str]) -> bool:
         return got == [NXDOMAIN] or got == sorted(e for e in expect if e != NXDOMAIN)
     if len(got) != len(expect):
         return False
-    left = list(expect)
+    left = [e.lower() for e in expect]
     for answer in got:
         match = next((e for e in left if fnmatchcase(answer, e)), None)
         if match is None:
@@ -49,11 +49,11 @@ def answered_as_expected(obs: Observation) -> Verdict:
     connects, a probe the name leads to answered."""
     observed = {}
     for r in obs.results:
+        if r.get("error") == "no names":
+            return Verdict(False, "no names", r.get("harness_error", ""), harness=True)
         harness = harness_error(obs, r)
         if harness:
             return harness
-        if r.get("error") == "no names":
-            return Verdict(False, "no names", r.get("harness_error", ""), harness=True)
         if not r["ok"]:
             return Verdict(False, r["error"].split(":")[0],
                            f"{_asked(obs, r)}: {r['error']} after {r.get('attempts', 0)} attempt(s) "

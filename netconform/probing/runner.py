@@ -135,8 +135,10 @@ class Runner:
             search = self.report(endpoint).get("resolv_conf", {}).get("search", [])
             searched.append(f"{endpoint.name}: {' '.join(search) or 'none'}")
             domain = next((s[len(prefix):].rstrip(".") for s in search if s.startswith(prefix)), None)
+            if domain and not self.topology.meta.get("kubernetes_service_ip"):
+                return "the ClusterIP of the kubernetes Service (default/kubernetes) could not be read"
             if domain:
-                return DnsNames(namespace, domain, self.topology.meta.get("kubernetes_service_ip"))
+                return DnsNames(namespace, domain, self.topology.meta["kubernetes_service_ip"])
         return (f"no probe's resolv.conf searches {prefix}<domain>, so the cluster domain is unknown "
                 f"(search lists: {'; '.join(searched[:3]) or 'no pod probes'})")
 

@@ -37,6 +37,20 @@ def _answered_by(obs: Observation) -> Counter:
     return Counter(r["responder"] for r in obs.results)
 
 
+def each_port_reaches_its_target(obs: Observation) -> Verdict:
+    """SVC-MULTIPORT: a Service port is answered by the container listening on its own target
+    port (duo's c1 on 8080 behind port 80, c2 on 8081 behind port 81), in any backend pod."""
+    topo, dst = obs.runner.topology, obs.destination
+    service = topo.services[dst.serves]
+    target = service.target_of(dst.port)
+    backend_pods = {topo.endpoint(b).pod for b in service.backends}
+    listeners = {e.name for e in topo.endpoints if e.pod in backend_pods and e.port == target}
+    failed = connection_failed(obs, obs.result, listeners)
+    if failed and failed.kind == "wrong-responder":
+        failed.reason += f" (port {dst.port} must reach target port {target})"
+    return failed or passed(obs)
+
+
 def every_backend_reached(obs: Observation) -> Verdict:
     """SVC-CLUSTERIP: every connection reaches a backend, and every ready backend is reached."""
     failed = _all_connected(obs)

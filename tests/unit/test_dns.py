@@ -17,7 +17,8 @@ NAMES = DnsNames("netconform-x", "cluster.local", "10.96.0.1")
 TOPO = add_services(topology(nodes=3), outside=False).with_addresses(
     {e.pod: e.ip for e in topology(nodes=3).endpoints if e.pod},
     {n.name: n.ip for n in topology(nodes=3).nodes},
-    {"web": "10.96.0.20", "web-affinity": "10.96.0.21", "web-local": "10.96.0.22", "empty": "10.96.0.23"})
+    {"web": "10.96.0.20", "web-affinity": "10.96.0.21", "web-local": "10.96.0.22", "empty": "10.96.0.23",
+     "multiport": "10.96.0.24"})
 A = TOPO.endpoint("node-1/probe-a")
 WEB, HEADLESS, EXTERNAL = (TOPO.endpoint(f"svc/{n}") for n in ("web", "web-headless", "external"))
 BACKENDS = sorted(TOPO.endpoint(b).ip for b in TOPO.services["web"].backends)
@@ -31,9 +32,10 @@ def test_a_service_is_asked_by_every_name_its_search_list_completes_and_must_con
     queries = dns.service_a(TOPO, A, WEB, NAMES)
     assert names_of(queries) == {"kubernetes.default": "kubernetes.default", "short": "web",
                                  "ns": "web.netconform-x", "svc": "web.netconform-x.svc",
-                                 "fqdn": "web.netconform-x.svc.cluster.local"}
+                                 "fqdn": "web.netconform-x.svc.cluster.local."}
     assert queries[0].expect == ("10.96.0.1",) and queries[0].connect is None
-    assert all(q.expect == ("10.96.0.20",) and q.connect == 80 and q.search for q in queries[1:])
+    assert all(q.expect == ("10.96.0.20",) and q.connect == 80 for q in queries[1:])
+    assert [q.search for q in queries] == [True, True, True, True, False]  # the FQDN as dig asks it
 
 
 def test_headless_names_expect_exactly_the_ready_backends():
@@ -42,15 +44,15 @@ def test_headless_names_expect_exactly_the_ready_backends():
 
 def test_srv_of_a_clusterip_names_the_service_and_of_a_headless_one_each_backend():
     (one, *_), (many, *_) = dns.srv(TOPO, A, WEB, NAMES), dns.srv(TOPO, A, HEADLESS, NAMES)
-    assert one.name == "_tcp._tcp.web.netconform-x.svc.cluster.local" and one.type == "SRV"
+    assert one.name == "_tcp._tcp.web.netconform-x.svc.cluster.local." and one.type == "SRV"
     assert one.expect == ("80 web.netconform-x.svc.cluster.local.",)
     assert many.expect == ("8080 *.web-headless.netconform-x.svc.cluster.local.",) * 3
 
 
 def test_ptr_and_pod_names():
-    assert dns.ptr(TOPO, A, WEB, NAMES)[0].name == "20.0.96.10.in-addr.arpa"
+    assert dns.ptr(TOPO, A, WEB, NAMES)[0].name == "20.0.96.10.in-addr.arpa."
     pod, unknown = dns.pod_a(TOPO, A, TOPO.endpoint("node-2/probe-a"), NAMES)
-    assert (pod.name, pod.expect, pod.search) == ("10-244-2-2.netconform-x.pod.cluster.local",
+    assert (pod.name, pod.expect, pod.search) == ("10-244-2-2.netconform-x.pod.cluster.local.",
                                                   ("10.244.2.2",), False)
     assert unknown.expect == ("NXDOMAIN", dns.UNKNOWN_POD_IP)
 
@@ -100,6 +102,11 @@ def test_an_unknown_pod_ip_may_be_nxdomain_or_echoed_and_the_report_says_which(a
     assert not observe([q], [ok(["10.0.0.1"])]).ok
 
 
+def test_names_are_compared_without_regard_to_case():
+    q = dns.Query("ptr", "20.0.96.10.in-addr.arpa.", "PTR", search=False, expect=("web.NS.svc.cluster.local.",))
+    assert observe([q], [ok(["Web.ns.svc.cluster.local."])]).ok
+
+
 def test_srv_answers_are_judged_by_port_and_target_and_count():
     q = dns.Query("fqdn", "_tcp._tcp.web-headless", "SRV", expect=("8080 *.web-headless.ns.svc.d.",) * 2)
     good = ["0 50 8080 10-244-1-2.web-headless.ns.svc.d.", "0 50 8080 10-244-2-2.web-headless.ns.svc.d."]
@@ -128,6 +135,9 @@ def test_the_cluster_domain_is_read_from_a_probes_search_list():
     conf = {"search": ["netconform-x.svc.example.org", "svc.example.org", "example.org"]}
     runner._reports = {e.name: {**self_report(e.name, [e.ip]), "resolv_conf": conf} for e in topo.probes()}
     assert runner.dns_names() == DnsNames("netconform-x", "example.org", "10.96.0.1")
+    runner.topology.meta["kubernetes_service_ip"] = None
+    assert "kubernetes Service (default/kubernetes) could not be read" in runner.dns_names()
+    runner.topology.meta["kubernetes_service_ip"] = "10.96.0.1"
     runner._reports = {e.name: {**self_report(e.name, [e.ip]), "resolv_conf": {"search": ["svc.x"]}}
                        for e in topo.probes()}
     assert "no probe's resolv.conf searches netconform-x.svc.<domain>" in runner.dns_names()
@@ -138,3 +148,6 @@ def test_the_dns_services_exist_and_only_clusterip_ones_are_proxied():
     assert services["web-headless"].headless and not services["web-headless"].proxied
     assert services["external"].external_name == "outside.netconform.test"
     assert [e.serves for e in TOPO.of_kind(SERVICE) if e.ip is None] == ["web-headless", "external"]
+    multiport = [e for e in TOPO.of_kind(SERVICE) if e.serves == "multiport"]
+    assert [(e.name, e.port) for e in multiport] == [("svc/multiport", 80), ("svc/multiport:81", 81)]
+    assert TOPO.services["multiport"].port_names == ("tcp", "udp", "second-tcp", "second-udp")

@@ -213,3 +213,24 @@ def test_kube_proxy_has_synced_when_every_family_has_a_last_sync_time():
             'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv6"} 1.7957900590443935e+09\n')
     assert sync_time(text) == 1.7957900590443935e+09  # the older family decides
     assert sync_time("kubeproxy_sync_proxy_rules_duration_seconds_count 3\n") == 0.0  # never synced
+
+
+def test_each_port_of_a_two_port_service_must_reach_its_own_target_port():
+    from netconform.checks import Case, Check, pods_to_each_port
+    from netconform.probing.runner import Observation
+    from netconform.probing.service_verdicts import each_port_reaches_its_target
+    from .fakes import FakeRunner, result
+    topo = two_node_topology()
+    check = Check("SVC-MULTIPORT", pods_to_each_port("multiport"), ("tcp",), each_port_reaches_its_target)
+    source = topo.endpoint("node-1/probe-a")
+    first, second = topo.endpoint("svc/multiport"), topo.endpoint("svc/multiport:81")
+
+    def judge(destination, responder):
+        case = Case("SVC-MULTIPORT", "tcp", source.name, destination.name)
+        return each_port_reaches_its_target(Observation(
+            case, check, source, destination, [result(seen=source.ip, responder=responder)], FakeRunner(topo)))
+
+    assert judge(first, "node-2/duo/c1").ok and judge(second, "node-1/duo/c2").ok
+    crossed = judge(second, "node-2/duo/c1")
+    assert (crossed.ok, crossed.kind) == (False, "wrong-responder") and "target port 8081" in crossed.reason
+    assert not judge(first, "node-1/probe-a").ok  # not a backend at all

@@ -169,11 +169,14 @@ class KubeBackend(Backend):
         return live
 
     def _kubernetes_service_ip(self) -> str | None:
-        """The ClusterIP of default/kubernetes (DNS-SVC resolves ``kubernetes.default``)."""
+        """The ClusterIP of default/kubernetes (DNS-SVC resolves ``kubernetes.default``); None
+        when it cannot be read (the DNS items then say so, as errors)."""
         api = self._connect()
-        services = api.call("list Services", api.core.list_service_for_all_namespaces).items
-        return next((s.spec.cluster_ip for s in services
-                     if (s.metadata.namespace, s.metadata.name) == ("default", "kubernetes")), None)
+        try:
+            return api.call("read Service default/kubernetes", api.core.read_namespaced_service,
+                            "kubernetes", "default").spec.cluster_ip
+        except ApiException:
+            return None
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]

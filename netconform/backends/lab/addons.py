@@ -113,6 +113,7 @@ class ClusterDns:
         for relative, content in files.items():
             path = root / relative
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)  # a token among them: readable by root only, like the lab's keys
             path.write_text(content)
         (root / self.binary.name).touch()  # the mount point of the binary
         return root

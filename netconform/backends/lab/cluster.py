@@ -52,6 +52,7 @@ PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
 UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
                        "coredns")
+NSSWITCH = "hosts: files dns\n"  # a container image's (Debian's base image has the same for hosts)
 DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
@@ -275,6 +276,12 @@ class LabCluster:
         ips = set(self._dns_ips.values())
         return {f"{addons.NAMESPACE}/kube-dns:{port}": ips for port in ("dns", "dns-tcp")}
 
+    def _nsswitch(self) -> Path:
+        path = self.state_dir / "dns" / "nsswitch.conf"
+        if not path.exists():
+            path.write_text(NSSWITCH)
+        return path
+
     def resolv_conf(self, node: str) -> Path:
         """The resolv.conf of the pods on ``node`` (bind-mounted over their /etc/resolv.conf)."""
         return self.state_dir / "dns" / f"resolv-{node}.conf"
@@ -485,6 +492,13 @@ class LabCluster:
         if problems:  # what could not be undone stays recorded, so a second revert tries again
             self._undo[fault.name] = failed
             raise BackendError(f"fault {fault.name} not reverted: {'; '.join(problems)}")
+        self._undo[fault.name] = []  # all undone: a second revert (after a failed patch) redoes none
+        while self._patched.get(fault.name):  # each undone patch is struck off only once it is done
+            namespace, name, patch = self._patched[fault.name][-1]
+            self._call_api(f"patch Service {namespace}/{name} back", self.api.core.patch_namespaced_service,
+                           name, namespace, patch)
+            self._patched[fault.name].pop()
+        self._patched.pop(fault.name, None)
         del self._undo[fault.name], self._injected[fault.name]
         if fault.proxy:
             self._reconfigure_proxies(live, progress)
@@ -494,9 +508,6 @@ class LabCluster:
         if fault.resolv_search is not None:
             for node in self.topology.nodes:
                 self._write_resolv_conf(node.name)
-        for namespace, name, patch in self._patched.pop(fault.name, []):
-            self._call_api(f"patch Service {namespace}/{name} back", self.api.core.patch_namespaced_service,
-                           name, namespace, patch)
         if fault.service_patches:
             self._wait_dns_endpoints(live, progress)
         self._forget_connections()
@@ -620,9 +631,11 @@ class LabCluster:
         where = self._namespace_of(endpoint)
         log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "ab")
         # Pods (and the hostNetwork probe, dnsPolicy ClusterFirstWithHostNet) see the resolv.conf
-        # kubelet writes, bind-mounted in the private mount namespace `ip netns exec` makes.
-        dns = [] if endpoint.kind == OUTSIDE else \
-            ["sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(self.resolv_conf(endpoint.node))]
+        # kubelet writes, and the nsswitch.conf of a container image (hosts: files dns, whatever
+        # the machine's says), bind-mounted in the private mount namespace `ip netns exec` makes.
+        dns = [] if endpoint.kind == OUTSIDE else [
+            "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/nsswitch.conf '
+            '&& shift && exec "$@"', str(self.resolv_conf(endpoint.node)), str(self._nsswitch())]
         with log:
             self._processes.append(subprocess.Popen(
                 ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), "serve",

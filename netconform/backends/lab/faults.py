@@ -121,9 +121,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # everything that crosses from the first to the last node; and SVC-NO-ENDPOINTS when the
           # node's ICMP unreachables to a pod use up its ICMP rate limit before kube-proxy's REJECT
           # DNS_ROWS: CoreDNS on the first node cannot answer the last node's pods
+          # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
-                "HOSTNET-SVC", *DNS_ROWS),
+                "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT"),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
     Fault("node-blocks-own-pods", ("NODE-POD",),
           "every node's firewall drops what the node itself sends to its own pods",
@@ -136,19 +137,22 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # every connection a pod of the last node takes part in across nodes (its ACKs are
           # replies' companions: ESTABLISHED too), and so every Service check with such a pair
           # DNS_ROWS: DNS over TCP between the last node's pods and CoreDNS
+          # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
-                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS),
+                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT"),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
     Fault("udp-drop", ("POD-POD-SAME", "POD-POD-CROSS"),
           "nodes drop every forwarded UDP packet to a pod (TCP and ICMP pass)",
           # DNS_ROWS: DNS over UDP to CoreDNS pods
+          # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY",
-                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS),
+                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT"),
           # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
     Fault("localhost-split", ("LOCALHOST",),
-          "the duo pod's second container runs in a network namespace of its own", split_duo=True),
+          "the duo pod's second container runs in a network namespace of its own", also=("SVC-MULTIPORT",),  # duo's second container (multiport's 81) is no longer there
+          split_duo=True),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
@@ -196,6 +200,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           also=("DNS-HOSTNET",),  # its DNS queries go to the kube-dns ClusterIP
           node_commands=(("iptables", "-I", "OUTPUT", "1", "-m", "conntrack", "--ctstate", "DNAT",
                           "--ctorigdst", "${SERVICE_CIDR}", "-j", "DROP"),)),
+    Fault("svc-second-port-dropped", ("SVC-MULTIPORT",), "every node's firewall drops what is sent "
+          "to the second port of the two-port Service (as if kube-proxy had programmed one port)",
+          # matched after kube-proxy's DNAT by the original destination, as svc-lost-endpoint
+          node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
+                                   cluster_ip_placeholder("multiport"), "--ctorigdstport", "81",
+                                   "-j", "DROP")),
     Fault("dns-udp-dropped", DNS_ROWS, "the first node drops DNS over UDP from its pods and "
           "from itself (TCP passes)", on_nodes="first",
           node_commands=(("iptables", "-I", "FORWARD", "1", "-s", "${POD_CIDR}", "-p", "udp",

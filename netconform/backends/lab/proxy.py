@@ -201,7 +201,7 @@ def missing_rules(live: Topology, namespace: str, rules: str,
                for key, wanted in (others or {}).items() if destinations.get(key, set()) != wanted]
     for service in (s for s in live.services.values() if s.proxied):
         wanted = {live.endpoint(name).ip for name in service.backends}
-        for port in ("tcp", "udp"):
+        for port in service.port_names:
             key = f"{namespace}/{service.name}:{port}"
             if wanted and destinations.get(key, set()) != wanted:
                 lacking.append(f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})")
