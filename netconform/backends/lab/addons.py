@@ -42,6 +42,7 @@ NAMESPACE = "kube-system"
 TEST_ZONE = EXTERNAL_NAME.split(".", 1)[1]  # the zone of the ExternalName Service's target
 REPLICAS = 2  # kubeadm's
 READY_PORT = 8181  # the `ready` plugin: 200 once the kubernetes plugin has synced with the API
+UNREACHED_GRACE = 5.0  # s a node may fail to reach its ready CoreDNS pod before it is left not Ready
 TEMPLATE = MANIFESTS / "kube" / "addons" / "coredns.yaml.j2"
 TOKEN_SECONDS = 3600
 UPSTREAM_COREFILE = f"""{TEST_ZONE}:53 {{
@@ -158,11 +159,16 @@ class ClusterDns:
                 self.directory, netns=pod_netns[node], env=env)
         self._started = started
 
-    def wait_ready(self, node_netns: dict[str, str], pod_ips: dict[str, str], timeout: float,
-                   progress: Progress) -> None:
-        """Until each pod's readiness probe passes, asked from its node as kubelet asks it."""
+    def wait_ready(self, node_netns: dict[str, str], pod_netns: dict[str, str], pod_ips: dict[str, str],
+                   timeout: float, progress: Progress) -> list[str]:
+        """The nodes whose CoreDNS pod passes its readiness probe, asked from the node as kubelet
+        asks it. CoreDNS must get ready (asked inside its pod) within ``timeout``, or the lab
+        failed (an error), unless its pod cannot reach the API server through the ``kubernetes``
+        Service for UNREACHED_GRACE: that, like a node that cannot reach its own ready pod, is the
+        network's doing (POD-APISERVER's, NODE-POD's). Such a pod stays not Ready, as kubelet would
+        leave it, and the DNS rows judge a kube-dns without it."""
         deadline = time.monotonic() + timeout
-        waiting = set(self.nodes)
+        waiting, ready, serving, cut_off = set(self.nodes), [], {}, {}
         while waiting:
             for node in sorted(waiting):
                 process = self.processes[node]
@@ -173,15 +179,33 @@ class ClusterDns:
                                            timeout=1.0, limit=4096)
                 if status == 200:
                     waiting.discard(node)
+                    ready.append(node)
+                elif node not in serving and netns.http_get(
+                        pod_netns[node], f"http://127.0.0.1:{READY_PORT}/ready", timeout=1.0, limit=4096)[0] == 200:
+                    serving[node] = time.monotonic()
+                elif node in serving and time.monotonic() - serving[node] > UNREACHED_GRACE:
+                    waiting.discard(node)
+                    progress(f"lab: CoreDNS on {node} is ready, but {node} cannot reach it "
+                             f"({pod_ips[node]}:{READY_PORT}): the pod stays not Ready")
+                elif node not in serving and not netns.tcp_connects(pod_netns[node], KUBERNETES_SERVICE_IP, 443):
+                    cut_off.setdefault(node, time.monotonic())
+                    if time.monotonic() - cut_off[node] > UNREACHED_GRACE:
+                        waiting.discard(node)
+                        progress(f"lab: CoreDNS on {node} cannot reach the API server through the "
+                                 f"kubernetes Service ({KUBERNETES_SERVICE_IP}:443) from its pod: it "
+                                 "stays not Ready")
+                else:
+                    cut_off.pop(node, None)
             if waiting and time.monotonic() > deadline:
                 node = sorted(waiting)[0]
                 raise BackendError(f"CoreDNS on {node} not ready after {timeout:.0f}s: "
                                    f"{self.processes[node].tail()[-600:]}")
             if waiting:
-                time.sleep(0.2)
+                time.sleep(0.1)
         self.started_in = time.monotonic() - self._started
-        progress(f"lab: CoreDNS {len(self.nodes)} pod(s) ready behind kube-dns ({DNS_IP}) in "
-                 f"{self.started_in:.1f}s")
+        progress(f"lab: CoreDNS {len(ready)}/{len(self.nodes)} pod(s) ready behind kube-dns ({DNS_IP}) "
+                 f"in {self.started_in:.1f}s")
+        return sorted(ready)
 
     def stop(self) -> list[str]:
         problems = processes.stop(list(self.processes.values()), 2.0)

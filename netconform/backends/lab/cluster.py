@@ -129,6 +129,7 @@ class LabCluster:
         self.proxies: NodeProxies | None = None
         self.dns: addons.ClusterDns | None = None
         self._dns_ips: dict[str, str] = {}  # node -> the IP of the CoreDNS pod on it
+        self._dns_ready: list[str] = []  # the nodes whose CoreDNS pod passed its readiness probe
         self.timings: dict[str, float] = {}  # phase -> seconds, for the report and the README
         self._undo: dict[str, list[tuple[str, list[str]]]] = {}  # injected fault -> how to undo it
         self._injected: dict[str, Fault] = {}  # faults in force now, by name
@@ -240,8 +241,6 @@ class LabCluster:
         self._start_proxies()
         self._pods = objects.create_pods([n.name for n in self.topology.nodes])
         self.dns.create(self.api)
-        self.dns.start(self.api, {node: self._pod_netns(node, DNS_POD) for node in self.dns.nodes},
-                       self.control_plane.layout.cert("ca"))
         return self.topology.with_addresses(
             pod_ips, node_ips, cluster_ips,
             {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
@@ -264,16 +263,25 @@ class LabCluster:
                                    for i in range(1, self.spec.nodes + 1)])
 
     def _report_dns(self, progress: Progress) -> None:
-        """CoreDNS's readiness probes pass: its pods are reported Ready, so kube-dns gets endpoints."""
-        self.dns.wait_ready(self._node_namespaces(), self._dns_ips, self.spec.ready_timeout, progress)
-        for node, pod in self.dns.pods.items():
-            self.kubelet.pod_running(addons.NAMESPACE, pod.metadata.name, node, self._dns_ips[node],
-                                     ["coredns"])
+        """Start CoreDNS once its nodes' kube-proxy routes the ``kubernetes`` Service (before that
+        its first connection to the API server would wait out a SYN retransmission); report Ready
+        the pods whose readiness probe passes from their node, so kube-dns gets those endpoints."""
+        self.proxies.wait_routed(self._node_namespaces(), self.dns.nodes, "default/kubernetes:https",
+                                 self.spec.proxy_sync_timeout)
+        self.dns.start(self.api, {node: self._pod_netns(node, DNS_POD) for node in self.dns.nodes},
+                       self.control_plane.layout.cert("ca"))
+        ready = self.dns.wait_ready(self._node_namespaces(),
+                                    {n: self._pod_netns(n, DNS_POD) for n in self.dns.nodes},
+                                    self._dns_ips, self.spec.ready_timeout, progress)
+        for node in ready:
+            self.kubelet.pod_running(addons.NAMESPACE, self.dns.pods[node].metadata.name, node,
+                                     self._dns_ips[node], ["coredns"])
+        self._dns_ready = ready
         self.timings["coredns_ready"] = round(self.dns.started_in or 0.0, 2)
 
     def _dns_endpoints(self) -> dict[str, set[str]]:
         """kube-dns's ports as kube-proxy names them, each to reach every CoreDNS pod."""
-        ips = set(self._dns_ips.values())
+        ips = {self._dns_ips[node] for node in self._dns_ready}
         return {f"{addons.NAMESPACE}/kube-dns:{port}": ips for port in ("dns", "dns-tcp")}
 
     def _nsswitch(self) -> Path:

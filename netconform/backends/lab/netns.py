@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -204,6 +205,15 @@ def _inside(name: str, work, timeout: float):
     if not outcome:
         return _Late()
     return outcome[0]
+
+
+def tcp_connects(name: str, ip: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection from inside namespace ``name`` to ip:port is accepted in time."""
+    def connect() -> bool:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+
+    return _inside(name, connect, timeout + 1) is True
 
 
 def http_get(name: str, url: str, timeout: float = 2.0, limit: int = 65536) -> tuple[int, bytes]:

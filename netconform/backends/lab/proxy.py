@@ -135,6 +135,22 @@ class NodeProxies:
                     f"{'; '.join(lacking[:3])}; its log: {self.processes[node].tail()[-600:]}")
             time.sleep(POLL)
 
+    def wait_routed(self, namespaces: dict[str, str], nodes: list[str], service_port: str,
+                    timeout: float) -> None:
+        """Until the kube-proxy of each of ``nodes`` sends ``service_port`` (``ns/svc:port``, as
+        its rules' comments name it) somewhere."""
+        deadline = time.monotonic() + timeout
+        waiting = list(nodes)
+        while waiting:
+            waiting = [n for n in waiting if not any(
+                f"{service_port}" in line and "-j DNAT" in line
+                for line in iptables_save(namespaces[n]).splitlines())]
+            if waiting and time.monotonic() > deadline:
+                raise BackendError(f"kube-proxy on {', '.join(waiting)} does not route {service_port} "
+                                   f"after {timeout:.0f}s: {self.processes[waiting[0]].tail()[-600:]}")
+            if waiting:
+                time.sleep(POLL)
+
     def stop(self) -> list[str]:
         problems = processes.stop(list(self.processes.values()), 2.0)
         for process in self.processes.values():
