@@ -132,7 +132,7 @@ def test_a_plugin_that_hangs_on_del_costs_one_timeout_and_is_killed(tmp_path):
     assert "CNI DEL node-1/probe-a: bridge: no answer within 2s" in problems, problems
     assert len(problems) == 11, problems  # probe-a, probe-b, duo on three nodes; CoreDNS on two
     started = [int(pid) for pid in pids.read_text().split()]
-    assert len(started) == 18 and [pid for pid in started if alive(pid)] == []
+    assert len(started) == 22 and [pid for pid in started if alive(pid)] == []  # 11 pods: shell + sleep
     assert leftovers(run.prefix) == []
 
 

@@ -42,6 +42,7 @@ NAMESPACE = "kube-system"
 TEST_ZONE = EXTERNAL_NAME.split(".", 1)[1]  # the zone of the ExternalName Service's target
 REPLICAS = 2  # kubeadm's
 READY_PORT = 8181  # the `ready` plugin: 200 once the kubernetes plugin has synced with the API
+STOP_GRACE = 0.2  # s
 UNREACHED_GRACE = 5.0  # s a node may fail to reach its ready CoreDNS pod before it is left not Ready
 TEMPLATE = MANIFESTS / "kube" / "addons" / "coredns.yaml.j2"
 TOKEN_SECONDS = 3600
@@ -208,7 +209,9 @@ class ClusterDns:
         return sorted(ready)
 
     def stop(self) -> list[str]:
-        problems = processes.stop(list(self.processes.values()), 2.0)
+        """SIGTERM, then SIGKILL after STOP_GRACE: CoreDNS's lameduck (5 s of still answering while
+        a load balancer takes it out) serves nobody when the whole lab goes."""
+        problems = processes.stop(list(self.processes.values()), STOP_GRACE)
         self.processes = {}
         return [f"CoreDNS: {problem}" for problem in problems]
 
