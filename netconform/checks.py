@@ -5,7 +5,7 @@ A suite module declares checks with :func:`check`; the pytest plugin turns each 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import pytest
@@ -60,10 +60,24 @@ class Query:
     expect: tuple[str, ...] = ()  # the records (as text) the verdict wants, in any order
     connect: int | None = None  # then connect through getaddrinfo to this port (the name connects)
 
+    settle: float = 0.0  # s to keep asking until the answer is the expected one (after a change)
+
     def request(self) -> dict:
         """The agent's form of the question."""
         found = {"name": self.name, "type": self.type, "search": self.search}
+        if self.settle:
+            found.update(expect=list(self.expect), settle=self.settle)
         return {**found, "connect": self.connect} if self.connect else found
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change a check makes to one of the run's Services between two rounds of questions, as a
+    user's ``kubectl patch`` would (a JSON merge patch; ``None`` removes a field)."""
+
+    label: str  # the round after it: 'DNS-EXTERNALNAME[udp:…@renamed/short]'
+    service: str
+    patch: dict = field(compare=False)  # a dict cannot be hashed; a check is (a batch key)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,12 @@ class Check:
     needs: tuple[str, ...] = ()  # what the topology must offer: "a second node", "an outside client"
     # DNS checks: the questions a source asks about a destination (the protocol is the transport)
     queries: Callable[[Topology, Endpoint, Endpoint, DnsNames], list[Query]] | None = None
+    # Rounds of questions with a Service change before each later one; each round's questions
+    # are made from the Service as the API server returned it: (topology, source, destination,
+    # names, spec) -> questions. ``restore`` puts the Service back after the last round.
+    changes: tuple[Change, ...] = ()
+    rounds: Callable[..., list[Query]] | None = None
+    restore: Change | None = None
 
     def missing(self, topology: Topology) -> str | None:
         """Why this check cannot apply to the topology (its items are skipped with this reason)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from .checks import DnsNames, Pair, Query
+from .checks import Change, DnsNames, Pair, Query
+from .services import EXTERNAL_NAME
 from .topology import POD, SERVICE, Endpoint, Topology
 
 UNKNOWN_POD_IP = "192.0.2.123"  # TEST-NET-1 (RFC 5737): an address no pod has
@@ -76,10 +77,28 @@ def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) 
             Query("unknown", name(UNKNOWN_POD_IP), search=False, expect=("NXDOMAIN", UNKNOWN_POD_IP))]
 
 
-def external_cname(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
-    """DNS-EXTERNALNAME: a CNAME query for the Service returns its external name."""
-    target = topology.services[service.serves].external_name
-    return [Query(label, name, "CNAME", search=search, expect=(f"{target}.",))
+RENAMED = f"renamed.{EXTERNAL_NAME.split('.', 1)[1]}"
+# DNS-EXTERNALNAME, as upstream's test: the ExternalName Service changed to another external name,
+# then to a ClusterIP Service (no selector: only its name is asked); afterwards, put back.
+EXTERNAL_CHANGES = (
+    Change("renamed", "external", {"spec": {"externalName": RENAMED}}),
+    Change("clusterip", "external", {"spec": {"type": "ClusterIP", "externalName": None, "ports": [
+        {"name": "tcp", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}),
+)
+EXTERNAL_RESTORE = Change("restored", "external", {"spec": {
+    "type": "ExternalName", "externalName": EXTERNAL_NAME, "clusterIP": None, "clusterIPs": None,
+    "ports": None, "ipFamilies": None, "ipFamilyPolicy": None, "internalTrafficPolicy": None,
+    "sessionAffinity": None}})
+
+
+def external_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
+                    spec: dict) -> list[Query]:
+    """DNS-EXTERNALNAME, one round per state of the Service: while it is an ExternalName, a CNAME
+    query returns its external name as it is now; once a ClusterIP Service, an A query returns
+    the ClusterIP the API server gave it."""
+    external = spec.get("type") == "ExternalName"
+    rtype, expect = ("CNAME", f"{spec.get('externalName')}.") if external else ("A", spec.get("clusterIP"))
+    return [Query(label, name, rtype, search=search, expect=(expect,))
             for label, name, search in search_forms(service.serves, names) if label in ("short", "fqdn")]
 
 

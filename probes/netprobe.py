@@ -265,8 +265,34 @@ def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> 
 
 def _dns_once(query: dict, proto: str, token: str, timeout: float) -> dict:
     """One DNS question through the pod's resolv.conf; NXDOMAIN is an answer (the verdict judges
-    it), a timeout or a server failure is not. With ``connect``, the name is then looked up with
-    getaddrinfo and the echo server behind the first address is connected to over ``proto``."""
+    it), a timeout or a server failure is not. With ``settle``, asked again (every 0.25 s) until
+    the answer is ``expect`` or ``settle`` seconds have passed: after a Service change, the
+    cluster DNS has that long to follow it. With ``connect``, the name then connects (see
+    _address_of) to the echo server behind it, over ``proto``."""
+    found = _dns_answer(query, proto, timeout)
+    settle, asked = float(query.get("settle", 0)), 1
+    deadline = time.monotonic() + settle
+    while settle and not _answered_as(found, query.get("expect", [])) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        found, asked = _dns_answer(query, proto, timeout), asked + 1
+    found["asked"] = asked
+    if query.get("connect"):
+        ip = _address_of(query["name"], int(query["connect"]), proto, found["answers"], timeout)
+        once = _tcp_once if proto == "tcp" else _udp_once
+        try:
+            found.update(once(ip, int(query["connect"]), token, timeout), connected_to=ip)
+        except (OSError, ValueError) as exc:  # the name resolved: say so, and what the connection did
+            raise OSError(f"{query['name']} resolved to {ip}, but {proto} to it failed: "
+                          f"{_error_kind(exc)}") from None
+    return found
+
+
+def _answered_as(found: dict, expect: list[str]) -> bool:
+    got = [found["rcode"]] if found["rcode"] != "NOERROR" else found["answers"]
+    return sorted(a.lower() for a in got) == sorted(e.lower() for e in expect)
+
+
+def _dns_answer(query: dict, proto: str, timeout: float) -> dict:
     try:
         import dns.exception
         import dns.resolver
@@ -289,14 +315,6 @@ def _dns_once(query: dict, proto: str, token: str, timeout: float) -> dict:
         raise OSError(f"no nameserver answered: {exc}") from None
     except dns.exception.DNSException as exc:
         raise OSError(f"DNS: {exc}") from None
-    if query.get("connect"):
-        ip = _address_of(query["name"], int(query["connect"]), proto, found["answers"], timeout)
-        once = _tcp_once if proto == "tcp" else _udp_once
-        try:
-            found.update(once(ip, int(query["connect"]), token, timeout), connected_to=ip)
-        except (OSError, ValueError) as exc:  # the name resolved: say so, and what the connection did
-            raise OSError(f"{query['name']} resolved to {ip}, but {proto} to it failed: "
-                          f"{_error_kind(exc)}") from None
     return found
 
 
@@ -374,6 +392,10 @@ def check_limits(request: dict) -> None:
                 raise ValueError(f"DNS type {query.get('type')!r} of {target.get('id')}: one of {DNS_TYPES}")
             if target["proto"] not in ("udp", "tcp"):
                 raise ValueError(f"a DNS query goes over udp or tcp, not {target['proto']!r}")
+            if not 0 <= float(query.get("settle", 0)) <= MAX_TIMEOUT:
+                raise ValueError(f"settle of {target.get('id')} must be in [0, {MAX_TIMEOUT:g}] s")
+            if not all(isinstance(e, str) for e in query.get("expect", [])):
+                raise ValueError(f"expect of {target.get('id')} must be a list of strings")
 
 
 def probe_batch(request: dict) -> dict:

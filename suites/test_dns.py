@@ -2,7 +2,8 @@
 hostNetwork pods with dnsPolicy ClusterFirstWithHostNet) through their own resolv.conf, over UDP
 and TCP."""
 from netconform.checks import check
-from netconform.dns import external_cname, headless_a, next_pod, pod_a, pods_to, ptr, service_a, srv
+from netconform.dns import (EXTERNAL_CHANGES, EXTERNAL_RESTORE, external_rounds, headless_a, next_pod,
+                            pod_a, pods_to, ptr, service_a, srv)
 from netconform.probing.dns_verdicts import answered_as_expected
 from netconform.topology import HOST
 
@@ -21,7 +22,7 @@ test_dns_ptr = check("DNS-PTR", pods_to("web"), UDP_TCP, answered_as_expected, q
 test_dns_pod_a = check("DNS-POD-A", next_pod, UDP_TCP, answered_as_expected, queries=pod_a)
 
 test_dns_externalname = check("DNS-EXTERNALNAME", pods_to("external"), UDP_TCP, answered_as_expected,
-                              queries=external_cname)
+                              rounds=external_rounds, changes=EXTERNAL_CHANGES, restore=EXTERNAL_RESTORE)
 
 test_dns_hostnet = check("DNS-HOSTNET", pods_to("web", sources=(HOST,)), UDP_TCP, answered_as_expected,
                          queries=service_a)

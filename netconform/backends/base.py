@@ -37,6 +37,11 @@ class Backend(ABC):
         twice, and after a failed start. When ``hurry()`` turns true (the user pressed Ctrl-C during
         teardown), skip what is polite but slow (CNI DEL) and remove what remains directly."""
 
+    def change_service(self, name: str, patch: dict | None) -> dict:
+        """Apply a JSON merge ``patch`` to one of the run's Services (None: only read it) and
+        return its spec as the API server now has it (checks that change Services at run time)."""
+        raise BackendError(f"the {self.name} backend cannot change the run's Services")
+
     def metadata(self) -> dict:
         return {"backend": self.name}
 

@@ -49,8 +49,8 @@ def answered_as_expected(obs: Observation) -> Verdict:
     connects, a probe the name leads to answered."""
     observed = {}
     for r in obs.results:
-        if r.get("error") == "no names":
-            return Verdict(False, "no names", r.get("harness_error", ""), harness=True)
+        if r.get("error") == "harness":  # no names to ask, or a Service it could not change
+            return Verdict(False, "harness", r.get("harness_error", ""), harness=True)
         harness = harness_error(obs, r)
         if harness:
             return harness
@@ -61,7 +61,7 @@ def answered_as_expected(obs: Observation) -> Verdict:
                            {"query": r["query"]["name"], "error": r["error"]})
         q, got = r["query"], _answers(r)
         expect = tuple(q["expect"])
-        observed[q["label"]] = got
+        observed[r["id"].split("@", 1)[-1]] = got  # the question's label, after its round if any
         if not _matches(expect, got):
             wanted = " or ".join(expect) if NXDOMAIN in expect else list(expect)
             return Verdict(False, "wrong-answer", f"{_asked(obs, r)} answered {got or 'no records'} "

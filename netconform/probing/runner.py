@@ -17,12 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from ..checks import INSPECT, Case, Check, DnsNames
+from ..checks import INSPECT, Case, Change, Check, DnsNames, Query
 from ..topology import POD, Endpoint, Topology
 from .channel import ProbeChannel, ProbeUnavailable
 
 
 ICMP_SEEN_ASKS, ICMP_SEEN_PAUSE = 4, 0.5  # a receiver is asked again for echoes its capture missed
+CHANGE_SETTLE = 5.0  # s the cluster has, after a Service change, to answer the new way
+ServiceChanger = Callable[[str, "dict | None"], dict]  # (Service, merge patch or None) -> its spec
 
 
 @dataclass
@@ -61,8 +63,10 @@ class HostWatch:
 
 class Runner:
     def __init__(self, topology: Topology, channel_for: Callable[[Endpoint], ProbeChannel],
-                 settings: ProbeSettings | None = None, host: HostWatch | None = None) -> None:
+                 settings: ProbeSettings | None = None, host: HostWatch | None = None,
+                 services: ServiceChanger | None = None) -> None:
         self.topology = topology
+        self.services = services  # reads (patch None) or changes one of the run's Services
         self.channel_for = channel_for
         self.settings = settings or ProbeSettings()
         self.host = host
@@ -150,23 +154,13 @@ class Runner:
     # --- mechanism ---
 
     def _target_ids(self, check: Check, case: Case) -> list[str]:
-        if check.queries is None:
+        if check.queries is None and check.rounds is None:
             return _target_ids(check, self.topology, case)
-        return [target["id"] for target in self._dns_targets(check, case)]
-
-    def _dns_targets(self, check: Check, case: Case) -> list[dict]:
-        """One target per question; when the names cannot be made, one that is a harness error."""
-        names = self.dns_names()
-        if isinstance(names, str):
-            return [{"id": case.id, "harness_error": names}]
-        source, destination = self.topology.endpoint(case.source), self.topology.endpoint(case.destination)
-        return [{"id": f"{case.id}@{q.label}", "token": f"{self._run_token}:{case.requirement}[{case.id}@{q.label}]",
-                 "proto": case.protocol, "dns": q.request(), "timeout": self.settings.timeout,
-                 "attempts": self.settings.attempts, "query": q}
-                for q in check.queries(self.topology, source, destination, names)]
+        batch = self.batch(check, case.protocol)  # a DNS item's questions: its id, then '@'
+        return [i for i in batch if i == case.id or i.startswith(f"{case.id}@")]
 
     def _run_batch(self, check: Check, protocol: str) -> dict[str, dict]:
-        if check.queries is not None:
+        if check.queries is not None or check.rounds is not None:
             return self._run_dns_batch(check, protocol)
         cases = check.cases(self.topology, protocol)
         targets: dict[str, list[dict]] = collections.defaultdict(list)
@@ -191,22 +185,66 @@ class Runner:
         return results
 
     def _run_dns_batch(self, check: Check, protocol: str) -> dict[str, dict]:
-        """DNS questions, one request per source probe; each result keeps its question (the
-        verdict compares the answers with what the question expects)."""
-        targets: dict[str, list[dict]] = collections.defaultdict(list)
+        """DNS questions, one request per source probe per round; each result keeps its question
+        (the verdict compares the answers with what the question expects). A check with changes
+        asks a round, changes a Service, asks the next round (each question given CHANGE_SETTLE
+        to be answered the new way), and puts the Service back at the end."""
+        cases = check.cases(self.topology, protocol)
         results: dict[str, dict] = {}
-        for case in check.cases(self.topology, protocol):
-            for target in self._dns_targets(check, case):
-                if "harness_error" in target:
-                    results[target["id"]] = {"id": target["id"], "ok": False, "error": "no names",
-                                             "harness_error": target["harness_error"], "errors": []}
-                else:
-                    targets[case.source].append(target)
-        questions = {t["id"]: t.pop("query") for batch in targets.values() for t in batch}
-        self._ask_all([targets], results)
-        for target_id, question in questions.items():
-            results[target_id]["query"] = dataclasses.asdict(question)
+        names = self.dns_names()
+        if isinstance(names, str):
+            return _harness_errors(cases, names)
+        if check.rounds is None:
+            self._ask_round(cases, lambda src, dst: check.queries(self.topology, src, dst, names), "", results)
+            return results
+        if self.services is None:
+            return _harness_errors(cases, "this backend cannot change the run's Services")
+        changes = [None, *check.changes]
+        try:
+            for change in changes:
+                spec = self._change(check.changes[0].service, None) if change is None else \
+                    self._change(change.service, change.patch)
+                settle = 0.0 if change is None else CHANGE_SETTLE
+                self._ask_round(cases, lambda src, dst, spec=spec, settle=settle: [
+                    dataclasses.replace(q, settle=settle)
+                    for q in check.rounds(self.topology, src, dst, names, spec)],
+                    f"{'initial' if change is None else change.label}/", results)
+        except ServiceChangeFailed as exc:  # the rounds it could not ask: the harness's failure
+            for case in cases:
+                results[f"{case.id}@change"] = {**_harness_errors([case], str(exc))[case.id],
+                                                "id": f"{case.id}@change"}
+        finally:
+            if check.restore:
+                try:
+                    self._change(check.restore.service, check.restore.patch)
+                except ServiceChangeFailed as exc:  # the next batch would start from another state
+                    for case in cases:
+                        results[f"{case.id}@restore"] = {**_harness_errors([case], str(exc))[case.id],
+                                                         "id": f"{case.id}@restore"}
         return results
+
+    def _change(self, service: str, patch: dict | None) -> dict:
+        try:
+            return self.services(service, patch)
+        except Exception as exc:  # noqa: BLE001 - an API refusal or a lost connection: the harness's
+            raise ServiceChangeFailed(service, patch, exc) from exc
+
+    def _ask_round(self, cases: list[Case], questions: Callable[[Endpoint, Endpoint], list[Query]],
+                   prefix: str, results: dict[str, dict]) -> None:
+        targets: dict[str, list[dict]] = collections.defaultdict(list)
+        asked: dict[str, Query] = {}
+        for case in cases:
+            source, destination = self.topology.endpoint(case.source), self.topology.endpoint(case.destination)
+            for q in questions(source, destination):
+                target_id = f"{case.id}@{prefix}{q.label}"
+                asked[target_id] = q
+                targets[case.source].append({
+                    "id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
+                    "proto": case.protocol, "dns": q.request(), "timeout": self.settings.timeout,
+                    "attempts": self.settings.attempts})
+        self._ask_all([targets], results)
+        for target_id, question in asked.items():
+            results[target_id]["query"] = dataclasses.asdict(question)
 
     def _ask_all(self, phases: list[dict[str, list[dict]]], results: dict[str, dict]) -> None:
         """Ask every source probe its targets, phase after phase, ``parallel_probes`` at once."""
@@ -226,7 +264,8 @@ class Runner:
         s = self.settings
         rounds = math.ceil(len(targets) / s.concurrency)
         steps = 3 if any("dns" in t for t in targets) else 1  # a question, getaddrinfo, a connection
-        bound = s.timeout * s.attempts * rounds * steps + 10
+        settle = max((t["dns"].get("settle", 0) for t in targets if "dns" in t), default=0)
+        bound = s.timeout * s.attempts * rounds * steps + settle * rounds + 10
         self.requests[targets[0]["proto"]] += 1
         try:
             answer = self.channel_for(self.topology.endpoint(source)).call(
@@ -268,6 +307,17 @@ class Runner:
                     results[target_id]["capture_error"] = (
                         f"the echo came back, so the packet arrived, but {receiver}'s capture "
                         f"had not logged it after {ICMP_SEEN_ASKS} asks")
+
+
+class ServiceChangeFailed(Exception):
+    def __init__(self, service: str, patch: dict | None, cause: BaseException) -> None:
+        what = "read" if patch is None else "change"
+        super().__init__(f"could not {what} the Service {service}: {cause or type(cause).__name__}")
+
+
+def _harness_errors(cases: list[Case], reason: str) -> dict[str, dict]:
+    return {c.id: {"id": c.id, "ok": False, "error": "harness", "harness_error": reason, "errors": []}
+            for c in cases}
 
 
 def _phases(check: Check, targets: dict[str, list[dict]]) -> list[dict[str, list[dict]]]:

@@ -48,7 +48,10 @@ def test_cluster_dns_is_real_coredns_and_every_dns_row_passes(bridge_run):
     assert meta["cluster_dns"] == "10.96.0.10" and meta["lab_timings"]["coredns_ready"] > 0
     pod_a = [i for i in bridge_run.results["items"] if i["requirement"] == "DNS-POD-A"]
     assert {i["reason"] for i in pod_a} == {"cluster DNS answers unknown pod IPs as pods insecure"}
-    assert "DNS-EXTERNALNAME (not yet: the change to another external name" in bridge_run.output
+    external = next(i for i in bridge_run.results["items"] if i["requirement"] == "DNS-EXTERNALNAME")
+    assert external["observed"]["initial/short"] == ["outside.netconform.test."]
+    assert external["observed"]["renamed/fqdn"] == ["renamed.netconform.test."]
+    assert external["observed"]["clusterip/short"][0].startswith("10.")  # the ClusterIP it was given
 
 
 def test_ptp_passes_every_must_requirement(tmp_path):

@@ -125,7 +125,7 @@ def test_a_name_that_connects_to_something_other_than_a_backend_fails():
 
 def test_names_that_cannot_be_made_are_a_harness_error():
     q = dns.Query("short", "web", expect=("10.96.0.20",))
-    v = observe([q], [{"ok": False, "error": "no names", "harness_error": "no probe's resolv.conf ..."}])
+    v = observe([q], [{"ok": False, "error": "harness", "harness_error": "no probe's resolv.conf ..."}])
     assert (v.ok, v.harness) == (False, True)
 
 
@@ -151,3 +151,89 @@ def test_the_dns_services_exist_and_only_clusterip_ones_are_proxied():
     multiport = [e for e in TOPO.of_kind(SERVICE) if e.serves == "multiport"]
     assert [(e.name, e.port) for e in multiport] == [("svc/multiport", 80), ("svc/multiport:81", 81)]
     assert TOPO.services["multiport"].port_names == ("tcp", "udp", "second-tcp", "second-udp")
+
+
+class ClusterDnsStandIn:
+    """A probe channel and a Service changer over one Service's state: the probe answers every
+    question with what that state says (a CNAME of the external name, or the ClusterIP)."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.spec = {"type": "ExternalName", "externalName": "outside.netconform.test"}
+        self.changes, self.fail_on = [], fail_on
+
+    def services(self, name, patch):
+        self.changes.append((name, patch and (patch["spec"].get("externalName") or patch["spec"].get("type"))))
+        if patch and self.fail_on and self.fail_on in str(patch):
+            raise RuntimeError("the API server said no")
+        if patch:
+            self.spec = {**self.spec, **{k: v for k, v in patch["spec"].items() if v is not None}}
+            self.spec.setdefault("clusterIP", "10.96.7.7")
+            if self.spec["type"] == "ExternalName":
+                self.spec.pop("clusterIP")
+        return dict(self.spec)
+
+    def channel(self, endpoint):
+        stand_in = self
+
+        class Channel:
+            def call(self, what, body=None, timeout=10):
+                if what == "self":
+                    return {**self_report(endpoint.name, [endpoint.ip]),
+                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+                external = stand_in.spec["type"] == "ExternalName"
+                answer = f"{stand_in.spec['externalName']}." if external else stand_in.spec["clusterIP"]
+                return {"results": [{"id": t["id"], "ok": True, "error": None, "rcode": "NOERROR",
+                                     "answers": [answer], "attempts": 1, "errors": []}
+                                    for t in body["targets"]]}
+        return Channel()
+
+
+def externalname_runner(stand_in):
+    topo = dataclasses.replace(TOPO, meta={"namespace": "netconform-x", "kubernetes_service_ip": "10.96.0.1"})
+    return Runner(topo, stand_in.channel, services=stand_in.services)
+
+
+def test_externalname_is_asked_before_and_after_each_change_and_put_back():
+    from suites.test_dns import test_dns_externalname
+    check = test_dns_externalname.netconform_check
+    stand_in = ClusterDnsStandIn()
+    runner = externalname_runner(stand_in)
+    case = check.cases(runner.topology, "udp")[0]
+    obs = runner.observe(check, case)
+    rounds = [r["id"].split("@")[1] for r in obs.results]
+    assert rounds == ["initial/short", "initial/fqdn", "renamed/short", "renamed/fqdn",
+                      "clusterip/short", "clusterip/fqdn"]
+    assert [r["query"]["type"] for r in obs.results] == ["CNAME"] * 4 + ["A"] * 2
+    assert obs.results[2]["query"]["settle"] == 5.0 and obs.results[0]["query"]["settle"] == 0
+    assert check.verdict(obs).ok
+    assert stand_in.changes == [("external", None), ("external", "renamed.netconform.test"),
+                                ("external", "ClusterIP"), ("external", "outside.netconform.test")]
+
+
+def test_a_service_change_the_api_refuses_is_a_harness_error_and_the_service_is_still_put_back():
+    from suites.test_dns import test_dns_externalname
+    check = test_dns_externalname.netconform_check
+    stand_in = ClusterDnsStandIn(fail_on="ClusterIP")
+    runner = externalname_runner(stand_in)
+    verdict = check.verdict(runner.observe(check, check.cases(runner.topology, "tcp")[0]))
+    assert (verdict.ok, verdict.harness) == (False, True) and "the API server said no" in verdict.reason
+    assert stand_in.changes[-1] == ("external", "outside.netconform.test")
+
+
+def test_a_backend_that_cannot_change_services_makes_the_rounds_errors():
+    from suites.test_dns import test_dns_externalname
+    check = test_dns_externalname.netconform_check
+    stand_in = ClusterDnsStandIn()
+    runner = externalname_runner(stand_in)
+    runner.services = None
+    verdict = check.verdict(runner.observe(check, check.cases(runner.topology, "udp")[0]))
+    assert (verdict.ok, verdict.harness) == (False, True) and "cannot change" in verdict.reason
+
+
+def test_a_service_that_cannot_be_put_back_makes_the_item_an_error():
+    from suites.test_dns import test_dns_externalname
+    check = test_dns_externalname.netconform_check
+    stand_in = ClusterDnsStandIn(fail_on="'ExternalName'")
+    runner = externalname_runner(stand_in)
+    verdict = check.verdict(runner.observe(check, check.cases(runner.topology, "udp")[0]))
+    assert (verdict.ok, verdict.harness) == (False, True) and "the API server said no" in verdict.reason

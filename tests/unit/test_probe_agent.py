@@ -133,3 +133,15 @@ def test_the_self_report_carries_the_resolver_settings(tmp_path):
         "nameservers": ["10.96.0.10"], "search": ["ns.svc.cluster.local", "svc.cluster.local", "cluster.local"],
         "options": ["ndots:5"]}
     assert "cannot read" in netprobe.resolv_conf(str(tmp_path / "absent"))["error"]
+
+
+def test_an_answer_settles_when_it_is_the_expected_one_in_any_order_or_case():
+    found = {"rcode": "NOERROR", "answers": ["B.example.", "a.example."]}
+    assert netprobe._answered_as(found, ["a.example.", "b.example."])
+    assert not netprobe._answered_as(found, ["a.example."])
+    assert netprobe._answered_as({"rcode": "NXDOMAIN", "answers": []}, ["NXDOMAIN"])
+
+
+def test_a_settle_beyond_the_cap_is_refused():
+    with pytest.raises(ValueError, match="settle of t must be in"):
+        netprobe.probe_batch({"targets": [{"id": "t", "proto": "udp", "dns": {"name": "x", "settle": 31}}]})

@@ -178,6 +178,16 @@ class KubeBackend(Backend):
         except ApiException:
             return None
 
+    def change_service(self, name: str, patch: dict | None) -> dict:
+        api = self._connect()
+        call = api.core.read_namespaced_service if patch is None else \
+            (lambda n, ns: api.core.patch_namespaced_service(n, ns, patch))
+        try:
+            found = api.call(f"{'read' if patch is None else 'patch'} Service {name}", call, name, self.namespace)
+        except ApiException as exc:
+            raise BackendError(f"cannot change Service {self.namespace}/{name}: {status_message(exc)}") from None
+        return api.client.sanitize_for_serialization(found.spec)
+
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]
         return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port)

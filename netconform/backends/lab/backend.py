@@ -47,6 +47,9 @@ class LabBackend(Backend):
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         return self.cluster.channel(endpoint)
 
+    def change_service(self, name: str, patch: dict | None) -> dict:
+        return self.cluster.change_service(name, patch)
+
     def close(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
         cluster, self.cluster = self.cluster, None
         return cluster.teardown(hurry) if cluster else []

@@ -521,6 +521,16 @@ class LabCluster:
         self._forget_connections()
         progress(f"lab: fault reverted: {fault.name}")
 
+    def change_service(self, name: str, patch: dict | None) -> dict:
+        """One of the run's Services read, or changed by a JSON merge patch; its spec as now."""
+        if patch is None:
+            found = self._call_api(f"read Service {name}", self.api.core.read_namespaced_service,
+                                   name, self.names.prefix)
+        else:
+            found = self._call_api(f"patch Service {name}", self.api.core.patch_namespaced_service,
+                                   name, self.names.prefix, patch)
+        return self.api.client.sanitize_for_serialization(found.spec)
+
     def _patch_service(self, fault: Fault, namespace: str, name: str, patch: dict) -> None:
         """Patch a Service's spec, keeping the fields' values before it for revert."""
         current = self._call_api(f"read Service {namespace}/{name}", self.api.core.read_namespaced_service,
@@ -548,9 +558,9 @@ class LabCluster:
                                  self.spec.proxy_sync_timeout, progress, others=expected)
 
     def _forget_connections(self) -> None:
-        """Flush every node's conntrack table: a flow reusing an earlier one's ports (UDP above
-        all) would otherwise keep the NAT chosen before the change, and a fault's rules in the nat
-        table would not see it."""
+        """Forget every node's tracked UDP and ICMP flows: a flow reusing an earlier one's ports
+        would otherwise keep the NAT chosen before the change, and a fault's rules in the nat
+        table would not see it (TCP connections stay: netns.flush_conntrack says why)."""
         for namespace in self._node_namespaces().values():
             problem = netns.flush_conntrack(namespace)
             if problem:

@@ -2,6 +2,7 @@
 of its own so that a Ctrl-C meant for the run (which decides what to do with it) does not kill them."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -237,14 +238,29 @@ def http_get(name: str, url: str, timeout: float = 2.0, limit: int = 65536) -> t
     return answer
 
 
+IPPROTO_TCP = 6
+
+
 def flush_conntrack(name: str, timeout: float = 5.0) -> str | None:
-    """Forget every tracked connection of namespace ``name`` (as ``conntrack -F`` there): after a
-    fault is injected or reverted, a flow that reuses a port of an earlier one must meet today's
-    rules, not the NAT decided under yesterday's. Returns a problem, or None."""
+    """Forget the tracked flows of namespace ``name`` but TCP's (as ``conntrack -D -p udp`` and
+    ``-p icmp`` there): after a fault is injected or reverted, a flow that reuses the ports of an
+    earlier one (UDP above all) must meet today's rules, not the NAT decided under yesterday's.
+    The checks' TCP connections are new each time; the TCP connections that last are the
+    cluster's own (CoreDNS's and kube-proxy's watches of the API server through its ClusterIP),
+    and forgetting one of them breaks it silently: a reply that comes back before its next
+    request is not translated back, and CoreDNS serves what it last saw for minutes. Returns a
+    problem, or None."""
     def flush() -> None:
         from pyroute2 import Conntrack
+        from pyroute2.netlink.exceptions import NetlinkError
         with Conntrack() as table:
-            table.flush()
+            for entry in list(table.dump_entries()):
+                if entry.tuple_orig.proto != IPPROTO_TCP:
+                    try:
+                        table.delete(entry)
+                    except NetlinkError as exc:
+                        if exc.code != errno.ENOENT:  # gone by itself since the dump: fine
+                            raise
 
     outcome = _inside(name, flush, timeout)
     if isinstance(outcome, _Late):
