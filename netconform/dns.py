@@ -13,7 +13,7 @@ import ipaddress
 
 from .checks import Change, DnsNames, Pair, Query
 from .services import EXTERNAL_NAME
-from .topology import POD, SERVICE, Endpoint, Topology
+from .topology import POD, Endpoint, Topology
 
 UNKNOWN_POD_IP = "192.0.2.123"  # TEST-NET-1 (RFC 5737): an address no pod has
 
@@ -102,15 +102,7 @@ def external_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
             for label, name, search in search_forms(service.serves, names) if label in ("short", "fqdn")]
 
 
-# --- pair builders ---
-
-
-def pods_to(service_name: str, sources: tuple[str, ...] = (POD,)):
-    """Every endpoint of the ``sources`` kinds asks about one Service (ClusterIP, headless or not)."""
-    def build(topology: Topology) -> list[Pair]:
-        service = next(e for e in topology.of_kind(SERVICE) if e.serves == service_name)
-        return [(src, service) for src in topology.endpoints if src.kind in sources]
-    return build
+# --- pair builder (a pod to a Service: checks.pods_to_service) ---
 
 
 def next_pod(topology: Topology) -> list[Pair]:

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from netconform import dns
-from netconform.checks import Case, Check, DnsNames
+from netconform.checks import Case, Check, DnsNames, pods_to_service
 from netconform.probing import dns_verdicts
 from netconform.probing.runner import Observation, Runner
 from netconform.services import add_services
@@ -65,7 +65,7 @@ def test_each_pod_asks_about_one_other_and_is_asked_about_once():
 
 
 def observe(queries, answers, protocol="udp", destination=WEB):
-    check = Check("DNS-SVC", dns.pods_to("web"), (protocol,), dns_verdicts.answered_as_expected,
+    check = Check("DNS-SVC", pods_to_service("web"), (protocol,), dns_verdicts.answered_as_expected,
                   queries=lambda *a: queries)
     results = [{"id": q.label, "query": dataclasses.asdict(q), "attempts": 1, "errors": [], **a}
                for q, a in zip(queries, answers)]
@@ -193,6 +193,16 @@ def externalname_runner(stand_in):
     return Runner(topo, stand_in.channel, services=stand_in.services)
 
 
+def judge_externalname(stand_in, protocol="udp", can_change=True):
+    """DNS-EXTERNALNAME's verdict on its first item, the Service changed through ``stand_in``."""
+    from suites.test_dns import test_dns_externalname
+    check = test_dns_externalname.netconform_check
+    runner = externalname_runner(stand_in)
+    if not can_change:
+        runner.services = None
+    return check.verdict(runner.observe(check, check.cases(runner.topology, protocol)[0]))
+
+
 def test_externalname_is_asked_before_and_after_each_change_and_put_back():
     from suites.test_dns import test_dns_externalname
     check = test_dns_externalname.netconform_check
@@ -211,29 +221,17 @@ def test_externalname_is_asked_before_and_after_each_change_and_put_back():
 
 
 def test_a_service_change_the_api_refuses_is_a_harness_error_and_the_service_is_still_put_back():
-    from suites.test_dns import test_dns_externalname
-    check = test_dns_externalname.netconform_check
     stand_in = ClusterDnsStandIn(fail_on="ClusterIP")
-    runner = externalname_runner(stand_in)
-    verdict = check.verdict(runner.observe(check, check.cases(runner.topology, "tcp")[0]))
+    verdict = judge_externalname(stand_in, "tcp")
     assert (verdict.ok, verdict.harness) == (False, True) and "the API server said no" in verdict.reason
     assert stand_in.changes[-1] == ("external", "outside.netconform.test")
 
 
 def test_a_backend_that_cannot_change_services_makes_the_rounds_errors():
-    from suites.test_dns import test_dns_externalname
-    check = test_dns_externalname.netconform_check
-    stand_in = ClusterDnsStandIn()
-    runner = externalname_runner(stand_in)
-    runner.services = None
-    verdict = check.verdict(runner.observe(check, check.cases(runner.topology, "udp")[0]))
+    verdict = judge_externalname(ClusterDnsStandIn(), can_change=False)
     assert (verdict.ok, verdict.harness) == (False, True) and "cannot change" in verdict.reason
 
 
 def test_a_service_that_cannot_be_put_back_makes_the_item_an_error():
-    from suites.test_dns import test_dns_externalname
-    check = test_dns_externalname.netconform_check
-    stand_in = ClusterDnsStandIn(fail_on="'ExternalName'")
-    runner = externalname_runner(stand_in)
-    verdict = check.verdict(runner.observe(check, check.cases(runner.topology, "udp")[0]))
+    verdict = judge_externalname(ClusterDnsStandIn(fail_on="'ExternalName'"))
     assert (verdict.ok, verdict.harness) == (False, True) and "the API server said no" in verdict.reason

@@ -133,6 +133,17 @@ class KubeApi:
                                "an empty answer)")
         return answer
 
+    def service_spec(self, namespace: str, name: str, patch: dict | None = None) -> dict:
+        """A Service's spec as the API server has it (camelCase keys), after ``patch`` (a merge
+        patch; None: only read). API errors other than call()'s are the caller's."""
+        if patch is None:
+            found = self.call(f"read Service {namespace}/{name}", self.core.read_namespaced_service,
+                              name, namespace)
+        else:
+            found = self.call(f"patch Service {namespace}/{name}", self.core.patch_namespaced_service,
+                              name, namespace, patch)
+        return self.client.sanitize_for_serialization(found.spec)
+
     def raw(self, method: str, path: str, body: dict | None = None,
             timeout: float | tuple[float, float] = REQUEST_TIMEOUT) -> tuple[int, bytes]:
         """A request the typed API has no method for (the pod proxy with a body), authenticated

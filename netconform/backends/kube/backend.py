@@ -179,14 +179,10 @@ class KubeBackend(Backend):
             return None
 
     def change_service(self, name: str, patch: dict | None) -> dict:
-        api = self._connect()
-        call = api.core.read_namespaced_service if patch is None else \
-            (lambda n, ns: api.core.patch_namespaced_service(n, ns, patch))
         try:
-            found = api.call(f"{'read' if patch is None else 'patch'} Service {name}", call, name, self.namespace)
+            return self._connect().service_spec(self.namespace, name, patch)
         except ApiException as exc:
             raise BackendError(f"cannot change Service {self.namespace}/{name}: {status_message(exc)}") from None
-        return api.client.sanitize_for_serialization(found.spec)
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]

@@ -35,6 +35,7 @@ from ..kube.api import KubeApi, status_message
 from . import netns
 from .controlplane import processes
 from .naming import KUBERNETES_SERVICE_IP, OUTSIDE_IP
+from .objects import bound_pod
 
 DNS_IP = "10.96.0.10"  # kubeadm's: the tenth address of the Service range
 DOMAIN = "cluster.local"
@@ -76,14 +77,6 @@ def cluster_first(namespace: str, domain: str = DOMAIN, search: list[str] | None
 def node_resolv_conf() -> str:
     """The lab nodes' resolv.conf (dnsPolicy Default gives it to CoreDNS): the upstream."""
     return f"nameserver {OUTSIDE_IP}\n"
-
-
-def pod_for(deployment: dict, node: str) -> dict:
-    """The pod the Deployment's ReplicaSet would create and the scheduler bind to ``node``."""
-    template = copy.deepcopy(deployment["spec"]["template"])
-    metadata = {"name": f"{deployment['metadata']['name']}-{node}",
-                "namespace": deployment["metadata"]["namespace"], "labels": template["metadata"]["labels"]}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {**template["spec"], "nodeName": node}}
 
 
 def chroot_command(binary: Path, root: Path, args: list[str]) -> list[str]:
@@ -139,7 +132,7 @@ class ClusterDns:
             _create(api, body)
         deployment = next(o for o in self.objects if o["kind"] == "Deployment")
         for node in self.nodes:
-            self.pods[node] = _create(api, pod_for(deployment, node))
+            self.pods[node] = _create(api, bound_pod(deployment, f"{deployment['metadata']['name']}-{node}", node))
 
     def start(self, api: KubeApi, pod_netns: dict[str, str], ca_cert: Path) -> None:
         """Run each pod's container: its root, a token bound to the pod, the in-cluster env."""

@@ -503,8 +503,7 @@ class LabCluster:
         self._undo[fault.name] = []  # all undone: a second revert (after a failed patch) redoes none
         while self._patched.get(fault.name):  # each undone patch is struck off only once it is done
             namespace, name, patch = self._patched[fault.name][-1]
-            self._call_api(f"patch Service {namespace}/{name} back", self.api.core.patch_namespaced_service,
-                           name, namespace, patch)
+            self._service(namespace, name, patch)
             self._patched[fault.name].pop()
         self._patched.pop(fault.name, None)
         del self._undo[fault.name], self._injected[fault.name]
@@ -523,34 +522,25 @@ class LabCluster:
 
     def change_service(self, name: str, patch: dict | None) -> dict:
         """One of the run's Services read, or changed by a JSON merge patch; its spec as now."""
-        if patch is None:
-            found = self._call_api(f"read Service {name}", self.api.core.read_namespaced_service,
-                                   name, self.names.prefix)
-        else:
-            found = self._call_api(f"patch Service {name}", self.api.core.patch_namespaced_service,
-                                   name, self.names.prefix, patch)
-        return self.api.client.sanitize_for_serialization(found.spec)
+        return self._service(self.names.prefix, name, patch)
 
     def _patch_service(self, fault: Fault, namespace: str, name: str, patch: dict) -> None:
         """Patch a Service's spec, keeping the fields' values before it for revert."""
-        current = self._call_api(f"read Service {namespace}/{name}", self.api.core.read_namespaced_service,
-                                 name, namespace)
-        spec = self.api.client.sanitize_for_serialization(current.spec)
+        spec = self._service(namespace, name)
         back = {"spec": {key: spec.get(key) for key in patch.get("spec", {})}}
         self._patched.setdefault(fault.name, []).append((namespace, name, back))
-        self._call_api(f"patch Service {namespace}/{name}", self.api.core.patch_namespaced_service,
-                       name, namespace, patch)
+        self._service(namespace, name, patch)
 
-    def _call_api(self, what: str, method, *args):
+    def _service(self, namespace: str, name: str, patch: dict | None = None) -> dict:
         try:
-            return self.api.call(what, method, *args)
+            return self.api.service_spec(namespace, name, patch)
         except ApiException as exc:
-            raise BackendError(f"lab: cannot {what}: {status_message(exc)}") from None
+            raise BackendError(f"lab: cannot {'read' if patch is None else 'patch'} Service "
+                               f"{namespace}/{name}: {status_message(exc)}") from None
 
     def _wait_dns_endpoints(self, live: Topology, progress: Progress) -> None:
         """Until every kube-proxy sends kube-dns where its selector now leads (nowhere, or back)."""
-        selector = self._call_api("read Service kube-system/kube-dns", self.api.core.read_namespaced_service,
-                                  "kube-dns", addons.NAMESPACE).spec.selector
+        selector = self._service(addons.NAMESPACE, "kube-dns").get("selector")
         serving = selector == {"k8s-app": "kube-dns"}
         expected = self._dns_endpoints() if serving else \
             {key: set() for key in self._dns_endpoints()}

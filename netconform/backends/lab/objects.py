@@ -29,9 +29,14 @@ def render_for_lab(run_id: str, namespace: str, planned: Topology, pods_per_node
 
 def pod_for(daemonset: dict, node: str) -> dict:
     """The pod the DaemonSet controller would create on ``node``, already bound to it."""
-    template = copy.deepcopy(daemonset["spec"]["template"])
-    role = template["metadata"]["labels"][ROLE_LABEL]
-    metadata = {"name": f"{role}-{node}", "namespace": daemonset["metadata"]["namespace"],
+    return bound_pod(daemonset, f"{daemonset['spec']['template']['metadata']['labels'][ROLE_LABEL]}-{node}", node)
+
+
+def bound_pod(workload: dict, name: str, node: str) -> dict:
+    """A pod of ``workload``'s template (a DaemonSet's, a Deployment's), named ``name``, bound to
+    ``node`` as its controller and the scheduler would leave it."""
+    template = copy.deepcopy(workload["spec"]["template"])
+    metadata = {"name": name, "namespace": workload["metadata"]["namespace"],
                 "labels": template["metadata"]["labels"]}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
             "spec": {**template["spec"], "nodeName": node}}
