@@ -71,6 +71,16 @@ class Query:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """One connection of a round (see Check.rounds) to an address the round learnt from the
+    Service as changed (a NodePort the API server allocated), over the item's protocol."""
+
+    label: str  # its part of the target id: 'SVC-TYPE-CHANGE[tcp:…@nodeport/node-port]'
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
 class Change:
     """A change a check makes to one of the run's Services between two rounds of questions, as a
     user's ``kubectl patch`` would (a JSON merge patch; ``None`` removes a field)."""
@@ -93,11 +103,13 @@ class Check:
     needs: tuple[str, ...] = ()  # what the topology must offer: "a second node", "an outside client"
     # DNS checks: the questions a source asks about a destination (the protocol is the transport)
     queries: Callable[[Topology, Endpoint, Endpoint, DnsNames], list[Query]] | None = None
-    # Rounds of questions with a Service change before each later one; each round's questions
-    # are made from the Service as the API server returned it: (topology, source, destination,
-    # names, spec) -> questions. ``restore`` puts the Service back after the last round.
+    # Rounds of questions (and connections) with a Service change before each later one; each
+    # round is made from the Service as the API server returned it: (topology, source,
+    # destination, names, spec, protocol) -> questions and connections. After a change, the
+    # cluster has a few seconds to follow it (runner.CHANGE_SETTLE). ``restore`` puts the
+    # Service back after the last round.
     changes: tuple[Change, ...] = ()
-    rounds: Callable[..., list[Query]] | None = None
+    rounds: Callable[..., list["Query | Connection"]] | None = None
     restore: Change | None = None
 
     def missing(self, topology: Topology) -> str | None:

@@ -92,7 +92,7 @@ EXTERNAL_RESTORE = Change("restored", "external", {"spec": {
 
 
 def external_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
-                    spec: dict) -> list[Query]:
+                    spec: dict, protocol: str) -> list[Query]:
     """DNS-EXTERNALNAME, one round per state of the Service: while it is an ExternalName, a CNAME
     query returns its external name as it is now; once a ClusterIP Service, an A query returns
     the ClusterIP the API server gave it."""

@@ -132,6 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for level in LEVELS:
         config.addinivalue_line("markers", f"{level}: every requirement of level {level}")
     try:
+        _refuse_parallel_suites(config)
         chosen = _profile(config)
         _lab_faults(config)
         not_applicable = _not_applicable(config.getoption("not_applicable"))
@@ -143,7 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise ValueError(f"--cni={chosen.name} is a lab profile; on a live cluster name its CNI "
                              "(kindnet, calico, cilium, flannel, antrea, kube-router) or --cni=other")
         report_dir = config.getoption("report_dir") or Path(config.rootpath) / "reports" / chosen.name
-        if not (config.option.collectonly or config.option.help):
+        # A pytest-xdist worker (the own tests run on two) shares its controller's directory
+        if not (config.option.collectonly or config.option.help or hasattr(config, "workerinput")):
             _check_writable(report_dir)
             config.stash[REPORT_LOCK] = _lock_report_dir(report_dir)
     except (UnknownProfile, ValueError) as exc:
@@ -163,6 +165,19 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     options = cmdline.value_options(parser, OPTION_GROUPS)
     if cmdline.moves_rootdir(args, options):
         cmdline.restart_with(early_config, cmdline.join_option_values(args, options))
+
+
+def _refuse_parallel_suites(config: pytest.Config) -> None:
+    """pytest-xdist (``-n``) is there for netconform's own tests; a conformance run is one run of
+    one cluster, and each worker would build (or deploy to) it again."""
+    if not config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+        return
+    suites = (Path(config.rootpath) / "suites").resolve()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if path == suites or suites in path.parents or path in suites.parents:
+            raise ValueError("-n/--numprocesses runs netconform's own tests in parallel; a "
+                             "conformance run is one run of one cluster: run the suites without it")
 
 
 def _not_applicable(declared: list[str]) -> dict[str, str]:

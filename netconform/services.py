@@ -10,6 +10,7 @@ from dataclasses import replace
 from .topology import CONTAINER, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
 
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
+BACKEND_ROLE = "probe-a"
 SERVICES = (
     Service("web", node_port=30080),
     Service("web-affinity", affinity=True),
@@ -17,10 +18,15 @@ SERVICES = (
     Service("empty"),  # no ready endpoints: kube-proxy rejects its connections
     Service("web-headless", headless=True),  # the DNS checks: A and SRV records per ready backend
     Service("external", external_name=EXTERNAL_NAME),  # the DNS checks: a CNAME
+    # SVC-TYPE-CHANGE: an ExternalName Service that already has web's selector and ports, so that
+    # changing its type is all it takes to make it a ClusterIP or NodePort Service of web's backends
+    Service("retyped", external_name=EXTERNAL_NAME, selects=BACKEND_ROLE),
     # SVC-MULTIPORT: port 80 to duo's first container (8080), port 81 to its second (8081)
     Service("multiport", second_port=(81, 8081), selects="duo"),
+    # SVC-ENDPOINTSLICE-MANUAL: multiport again, without a selector; its endpoints are
+    # EndpointSlices the run makes by hand, one per (port, duo pod): each port, each pod its own
+    Service("manual", second_port=(81, 8081), selects="duo", manual=True),
 )
-BACKEND_ROLE = "probe-a"
 HOSTPORT_PORT = 8088
 OUTSIDE_CLIENT = Endpoint("outside", "client", OUTSIDE)
 
@@ -34,7 +40,7 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
     backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
     duos = tuple(e.name for e in topology.endpoints if e.kind == CONTAINER and e.role == "duo/c1")
-    services = {s.name: s if s.name == "empty" or s.external_name else
+    services = {s.name: s if s.name == "empty" or (s.external_name and not s.selects) else
                 replace(s, backends=duos if s.selects == "duo" else backends) for s in SERVICES}
     endpoints = list(topology.endpoints)
     endpoints += [Endpoint("svc", s.name, SERVICE, s.port, serves=s.name) for s in services.values()]

@@ -59,6 +59,7 @@ class Service:
     selects: str | None = None  # the probe role its selector names (default: the backend role)
     second_port: tuple[int, int] | None = None  # (port, targetPort) of a second named port
     external_name: str | None = None  # type ExternalName (DNS answers with a CNAME, no proxying)
+    manual: bool = False  # no selector: the run makes its EndpointSlices, one per port and pod
     cluster_ip: str | None = None
 
     @property

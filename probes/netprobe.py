@@ -42,6 +42,8 @@ MAX_TARGETS = 20000
 MAX_CONCURRENCY = 256
 MAX_TIMEOUT = 30.0
 MAX_ATTEMPTS = 5
+SETTLE_PAUSE = 0.25  # s between rounds of attempts while a target settles (after a Service change)
+SETTLE_TIMEOUT = 0.5  # s an attempt waits while it settles; the attempts after the settle time wait the full timeout
 DNS_TYPES = ("A", "AAAA", "CNAME", "SRV", "PTR")
 _LOOKUPS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="getaddrinfo")  # bounded in time by
 # the caller: a lookup glibc keeps retrying ends on its own, its answer unused
@@ -336,31 +338,48 @@ def _address_of(name: str, port: int, proto: str, answers: list[str], timeout: f
 
 
 def probe_target(target: dict) -> dict:
-    """Probe one target, retrying up to its attempt count; report what happened on each."""
+    """Probe one target, retrying up to its attempt count; report what happened on each. With
+    ``settle`` (after a Service change), single attempts (each waiting at most SETTLE_TIMEOUT)
+    are made every SETTLE_PAUSE until one succeeds or ``settle`` seconds have passed (the cluster
+    has that long to follow the change; ``settled`` counts those that failed), then the usual
+    attempts, with the full timeout."""
     ip, proto = target.get("ip"), target["proto"]
     port = int(target.get("port", 0))
     timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
+    settle = float(target.get("settle") or target.get("dns", {}).get("settle", 0))
     token = target.get("token") or target["id"]
     result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
               "local": None, "errors": []}
     started = time.monotonic()
-    for _ in range(attempts):
-        try:
-            if "dns" in target:
-                outcome = _dns_once(target["dns"], proto, token, timeout)
-            elif proto == "tcp":
-                outcome = _tcp_once(ip, port, token, timeout)
-            elif proto == "udp":
-                outcome = _udp_once(ip, port, token, timeout)
-            elif proto == "icmp":
-                outcome = _icmp_once(ip, token, timeout, target.get("size"))
-            else:
-                raise ValueError(f"unknown protocol {proto!r}")
-        except (OSError, ValueError) as exc:
-            result["errors"].append(_error_kind(exc))
-            continue
-        result.update(outcome, ok=True)
-        break
+    settled = 0
+    while True:
+        settling = time.monotonic() - started < settle  # one attempt at a time: not yet a retry
+        # while settling, a silence is only a reason to look again soon (an echo answers in ms)
+        wait = min(timeout, SETTLE_TIMEOUT) if settling else timeout
+        result["errors"] = []
+        for _ in range(1 if settling else attempts):
+            try:
+                if "dns" in target:
+                    outcome = _dns_once(target["dns"], proto, token, wait)
+                elif proto == "tcp":
+                    outcome = _tcp_once(ip, port, token, wait)
+                elif proto == "udp":
+                    outcome = _udp_once(ip, port, token, wait)
+                elif proto == "icmp":
+                    outcome = _icmp_once(ip, token, wait, target.get("size"))
+                else:
+                    raise ValueError(f"unknown protocol {proto!r}")
+            except (OSError, ValueError) as exc:
+                result["errors"].append(_error_kind(exc))
+                continue
+            result.update(outcome, ok=True)
+            break
+        if result["ok"] or not settling:
+            break
+        settled += 1
+        time.sleep(SETTLE_PAUSE)
+    if settle:
+        result["settled"] = settled
     if target.get("size"):
         result["size"] = int(target["size"])
     result["attempts"] = len(result["errors"]) + result["ok"]
@@ -383,6 +402,8 @@ def check_limits(request: dict) -> None:
             raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
         if not 1 <= attempts <= MAX_ATTEMPTS:
             raise ValueError(f"attempts {attempts} of {target.get('id')} must be 1..{MAX_ATTEMPTS}")
+        if not 0 <= float(target.get("settle") or 0) <= MAX_TIMEOUT:  # also refuses nan
+            raise ValueError(f"settle of {target.get('id')} must be in [0, {MAX_TIMEOUT:g}] s")
         if "dns" in target:
             query = target["dns"]
             if not isinstance(query, dict) or not isinstance(query.get("name"), str) or \

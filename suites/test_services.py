@@ -6,6 +6,8 @@ from netconform.probing.service_verdicts import (client_ip_kept, each_port_reach
                                                  lands_on_itself, reached_a_backend,
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  same_backend_every_time)
+from netconform.probing.dns_verdicts import answered_as_expected
+from netconform.service_changes import TYPE_CHANGES, TYPE_RESTORE, type_change_rounds
 from netconform.services import minimum_connections
 from netconform.topology import HOST, OUTSIDE, POD
 
@@ -45,3 +47,9 @@ test_hostport = check("HOSTPORT", hostports(), TCP_UDP, reached_a_backend)
 
 test_svc_multiport = check("SVC-MULTIPORT", pods_to_each_port("multiport"), TCP_UDP,
                            each_port_reaches_its_target)
+
+test_svc_type_change = check("SVC-TYPE-CHANGE", pods_to_service("retyped"), TCP_UDP, answered_as_expected,
+                             rounds=type_change_rounds, changes=TYPE_CHANGES, restore=TYPE_RESTORE)
+
+test_svc_endpointslice_manual = check("SVC-ENDPOINTSLICE-MANUAL", pods_to_each_port("manual"), TCP_UDP,
+                                      each_port_reaches_its_target)

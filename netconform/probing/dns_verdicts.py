@@ -1,4 +1,5 @@
-"""Verdicts of the DNS rows: every question answered as it expects, and the name connects.
+"""Verdicts of the DNS rows (and of the rows that change a Service and ask its name): every
+question answered as it expects, and the name connects.
 
 A question that got no answer (a timeout, every nameserver failing) fails as the network's doing:
 cluster DNS is part of the network the rows judge. What a question expects was written when it
@@ -44,9 +45,24 @@ def _asked(obs: Observation, r: dict) -> str:
     return f"{q['type']} {q['name']} ({how}) over {obs.case.protocol} from {obs.source.name}"
 
 
+def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
+    c = r["connection"]
+    target = f"{obs.case.protocol} from {obs.source.name} to {c['ip']}:{c['port']} ({c['label']})"
+    if not r["ok"]:
+        return Verdict(False, r["error"].split(":")[0], f"{target}: {r['error']} after "
+                       f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]",
+                       {"connection": c, "error": r["error"]})
+    if r.get("responder") not in may_answer(obs):
+        return Verdict(False, "wrong-responder", f"{target} was answered by {r.get('responder')}, "
+                       f"not by a backend of {obs.destination.name}",
+                       {"connection": c, "responder": r.get("responder")})
+    return None
+
+
 def answered_as_expected(obs: Observation) -> Verdict:
     """Every DNS question of the item: answered, with exactly the expected records; where it
-    connects, a probe the name leads to answered."""
+    connects, a probe the name leads to answered; every connection of a round (to a NodePort
+    the change gave) answered by a probe the Service leads to."""
     observed = {}
     for r in obs.results:
         if r.get("error") == "harness":  # no names to ask, or a Service it could not change
@@ -54,8 +70,14 @@ def answered_as_expected(obs: Observation) -> Verdict:
         harness = harness_error(obs, r)
         if harness:
             return harness
-        if not r["ok"]:
-            return Verdict(False, r["error"].split(":")[0],
+        if "connection" in r:  # a round's connection to an address the change gave (a NodePort)
+            failed = _connection_failed(obs, r)
+            if failed:
+                return failed
+            continue
+        if not r["ok"]:  # "…resolved to 10.96.0.7, but tcp to it failed: timeout" is a timeout
+            kind = r["error"].rsplit("failed: ", 1)[-1] if "but " in r["error"] else r["error"]
+            return Verdict(False, kind.split(":")[0],
                            f"{_asked(obs, r)}: {r['error']} after {r.get('attempts', 0)} attempt(s) "
                            f"[{', '.join(r.get('errors', []))}]",
                            {"query": r["query"]["name"], "error": r["error"]})

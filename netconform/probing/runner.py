@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from ..checks import INSPECT, Case, Change, Check, DnsNames, Query
+from ..checks import INSPECT, Case, Change, Check, Connection, DnsNames, Query
 from ..topology import POD, Endpoint, Topology
 from .channel import ProbeChannel, ProbeUnavailable
 
@@ -204,11 +204,10 @@ class Runner:
             for change in changes:
                 spec = self._change(check.changes[0].service, None) if change is None else \
                     self._change(change.service, change.patch)
-                settle = 0.0 if change is None else CHANGE_SETTLE
-                self._ask_round(cases, lambda src, dst, spec=spec, settle=settle: [
-                    dataclasses.replace(q, settle=settle)
-                    for q in check.rounds(self.topology, src, dst, names, spec)],
-                    f"{'initial' if change is None else change.label}/", results)
+                self._ask_round(cases, lambda src, dst, spec=spec: check.rounds(
+                    self.topology, src, dst, names, spec, protocol),
+                    f"{'initial' if change is None else change.label}/", results,
+                    settle=0.0 if change is None else CHANGE_SETTLE)
         except ServiceChangeFailed as exc:  # the rounds it could not ask: the harness's failure
             for case in cases:
                 results[f"{case.id}@change"] = {**_harness_errors([case], str(exc))[case.id],
@@ -229,22 +228,32 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - an API refusal or a lost connection: the harness's
             raise ServiceChangeFailed(service, patch, exc) from exc
 
-    def _ask_round(self, cases: list[Case], questions: Callable[[Endpoint, Endpoint], list[Query]],
-                   prefix: str, results: dict[str, dict]) -> None:
+    def _ask_round(self, cases: list[Case], asks: Callable[[Endpoint, Endpoint], list[Query | Connection]],
+                   prefix: str, results: dict[str, dict], settle: float = 0.0) -> None:
+        """One request per source probe with the questions and connections of every case; with
+        ``settle``, each is tried again for that long until it gets the answer it expects (a
+        question) or connects (a connection): the cluster following a change takes a moment."""
         targets: dict[str, list[dict]] = collections.defaultdict(list)
-        asked: dict[str, Query] = {}
+        asked: dict[str, Query | Connection] = {}
         for case in cases:
             source, destination = self.topology.endpoint(case.source), self.topology.endpoint(case.destination)
-            for q in questions(source, destination):
-                target_id = f"{case.id}@{prefix}{q.label}"
-                asked[target_id] = q
-                targets[case.source].append({
-                    "id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
-                    "proto": case.protocol, "dns": q.request(), "timeout": self.settings.timeout,
-                    "attempts": self.settings.attempts})
+            for ask in asks(source, destination):
+                target_id = f"{case.id}@{prefix}{ask.label}"
+                if isinstance(ask, Query):
+                    ask = dataclasses.replace(ask, settle=settle)
+                asked[target_id] = ask
+                target = {"id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
+                          "proto": case.protocol, "timeout": self.settings.timeout,
+                          "attempts": self.settings.attempts}
+                if isinstance(ask, Connection):
+                    target.update(ip=ask.ip, port=ask.port, **({"settle": settle} if settle else {}))
+                else:
+                    target["dns"] = ask.request()
+                targets[case.source].append(target)
         self._ask_all([targets], results)
-        for target_id, question in asked.items():
-            results[target_id]["query"] = dataclasses.asdict(question)
+        for target_id, ask in asked.items():
+            kind = "connection" if isinstance(ask, Connection) else "query"
+            results[target_id][kind] = dataclasses.asdict(ask)
 
     def _ask_all(self, phases: list[dict[str, list[dict]]], results: dict[str, dict]) -> None:
         """Ask every source probe its targets, phase after phase, ``parallel_probes`` at once."""
@@ -264,8 +273,8 @@ class Runner:
         s = self.settings
         rounds = math.ceil(len(targets) / s.concurrency)
         steps = 3 if any("dns" in t for t in targets) else 1  # a question, getaddrinfo, a connection
-        settle = max((t["dns"].get("settle", 0) for t in targets if "dns" in t), default=0)
-        bound = s.timeout * s.attempts * rounds * steps + settle * rounds + 10
+        settle = max((t.get("settle") or t.get("dns", {}).get("settle", 0) for t in targets), default=0)
+        bound = s.timeout * s.attempts * rounds * steps + settle * rounds * (s.attempts + 1) + 10
         self.requests[targets[0]["proto"]] += 1
         try:
             answer = self.channel_for(self.topology.endpoint(source)).call(

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .conftest import REPO, lab_namespaces, run_suite
+from .conftest import REPO, lab_namespaces, made_since, run_suite
 
 EXAMPLES = REPO / "manifests" / "lab" / "examples"
 
@@ -16,7 +16,7 @@ def untouched():
     """The test must not leave a lab namespace behind (nor create one: nothing is built)."""
     before = set(lab_namespaces())
     yield
-    assert set(lab_namespaces()) - before == set()
+    assert made_since(before) == set()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -41,6 +41,7 @@ def untouched():
      "netconform: --cni and --lab-cni-conf both name the CNI"),
     (["--not-applicable=NO-SUCH-ROW=x"], "unknown requirement 'NO-SUCH-ROW'"),
     (["--not-applicable=HOSTPORT"], "netconform: --not-applicable HOSTPORT: give the reason"),
+    (["-n", "2"], "-n/--numprocesses runs netconform's own tests in parallel"),
 ])
 def test_bad_input_is_one_usage_error_in_seconds_with_nothing_created(tmp_path, untouched, args, message):
     began = time.monotonic()

@@ -27,6 +27,7 @@ RESOURCES = {  # plural -> (kind, group/version)
     "namespaces": ("Namespace", "v1"), "nodes": ("Node", "v1"), "pods": ("Pod", "v1"),
     "services": ("Service", "v1"), "events": ("Event", "v1"), "secrets": ("Secret", "v1"),
     "daemonsets": ("DaemonSet", "apps/v1"), "configmaps": ("ConfigMap", "v1"),
+    "endpointslices": ("EndpointSlice", "discovery.k8s.io/v1"),
 }
 
 
@@ -275,7 +276,8 @@ class FakeApiServer:
         proxy = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy/(.*)", path)
         if proxy:
             return self._proxy(method, *proxy.groups(), body)
-        found = re.fullmatch(r"/apis?/(?:apps/)?v1(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?", path)
+        found = re.fullmatch(r"/apis?/(?:apps/|discovery\.k8s\.io/)?v1(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?",
+                             path)
         if not found or found.group(2) not in RESOURCES:
             return 404, _status(404, "NotFound", "the server could not find the requested resource")
         ns, plural, name = found.groups()

@@ -4,8 +4,9 @@ import kubernetes_validate
 import pytest
 
 from netconform.backends.kube.manifests import (DeploySpec, parse_node_selector, parse_tolerations,
-                                                render)
+                                                render, render_endpoint_slices)
 from netconform.plan import probe_plan
+from netconform.topology import CONTAINER
 
 TARGETED = ["1.33.0", "1.35.0", "1.37.0"]
 OPTIONS = [
@@ -71,6 +72,41 @@ def test_hostport_and_nodeports_are_the_same_for_tcp_and_udp():
     assert {(p["protocol"], p["nodePort"]) for p in web["spec"]["ports"]} == {("TCP", 30080), ("UDP", 30080)}
     empty = next(o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == "empty")
     assert empty["spec"]["selector"]["netconform.io/role"] == "none"
+
+
+def service(rendered, name):
+    return next(o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == name)
+
+
+def test_the_retyped_service_starts_as_an_externalname_with_webs_selector_and_ports():
+    retyped, web = service(objects(), "retyped")["spec"], service(objects(), "web")["spec"]
+    assert (retyped["type"], retyped["externalName"]) == ("ExternalName", "outside.netconform.test")
+    assert retyped["selector"] == web["selector"] and "clusterIP" not in retyped
+    assert [(p["name"], p["port"], p["targetPort"]) for p in retyped["ports"]] == \
+        [(p["name"], p["port"], p["targetPort"]) for p in web["ports"]]
+
+
+@pytest.mark.parametrize("version", TARGETED)
+def test_the_manual_service_has_no_selector_and_one_valid_slice_per_port_and_pod(version):
+    spec = DeploySpec("a1b2c3", "netconform-a1b2c3", "probe:x")
+    planned = probe_plan(["kind-worker", "kind-worker2"], 2, outside=False)
+    manual = service(render(spec, planned, {"web": 30080, "web-local": 30081}), "manual")
+    assert "selector" not in manual["spec"] and len(manual["spec"]["ports"]) == 4
+    pods = {pod: f"10.244.0.{i}" for i, pod in enumerate(sorted({e.pod for e in planned.endpoints if e.pod}), 2)}
+    duos = {e.pod: pods[e.pod] for e in planned.of_kind(CONTAINER)}
+    live = planned.with_addresses(pods, {n.name: "172.18.0.9" for n in planned.nodes}, {"manual": "10.96.0.9"})
+    slices = render_endpoint_slices(spec, live)
+    for obj in slices:
+        kubernetes_validate.validate(obj, version, strict=True)
+    assert {(o["metadata"]["name"], o["endpoints"][0]["addresses"][0], o["endpoints"][0]["nodeName"],
+             tuple((p["name"], p["port"], p["protocol"]) for p in o["ports"])) for o in slices} == {
+        (f"manual-{group}-{node}", duos[f"{node}/duo"], node, ports)
+        for node in ("kind-worker", "kind-worker2")
+        for group, ports in (("first", (("tcp", 8080, "TCP"), ("udp", 8080, "UDP"))),
+                             ("second", (("second-tcp", 8081, "TCP"), ("second-udp", 8081, "UDP"))))}
+    labels = slices[0]["metadata"]["labels"]
+    assert labels["kubernetes.io/service-name"] == "manual"
+    assert labels["endpointslice.kubernetes.io/managed-by"] == "netconform.io"  # not the controller's
 
 
 def test_the_duo_containers_share_a_pod_with_their_own_ports():

@@ -55,6 +55,17 @@ def lab_namespaces(prefix: str = "netconform-") -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
 
 
+def made_since(before: set[str]) -> set[str]:
+    """The lab namespaces that exist now, did not before, and belong to no run going on: the
+    tests run in parallel (pytest-xdist), so a test that asks whether it made or left a namespace
+    must not count another test's lab, which is alive (a crashed run's leftovers still count)."""
+    from netconform.backends.lab import cleanup
+    new = set(lab_namespaces()) - before
+    live = cleanup.live_runs()
+    return {name for name in new & set(lab_namespaces())
+            if not any(name.startswith(f"{prefix}-") for prefix in live)}
+
+
 def leftovers(prefix: str) -> list[str]:
     """Everything a run with this prefix could have left: namespaces, state, processes."""
     found = lab_namespaces(prefix)

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from .conftest import REPO, lab_namespaces, needs_root, run_suite, suite_command
+from .conftest import REPO, lab_namespaces, made_since, needs_root, run_suite, suite_command
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def untouched():
     """The test must not leave a lab namespace behind."""
     before = set(lab_namespaces())
     yield
-    assert set(lab_namespaces()) - before == set()
+    assert made_since(before) == set()
 
 
 def timed(tmp_path, *args):

@@ -18,7 +18,7 @@ TOPO = add_services(topology(nodes=3), outside=False).with_addresses(
     {e.pod: e.ip for e in topology(nodes=3).endpoints if e.pod},
     {n.name: n.ip for n in topology(nodes=3).nodes},
     {"web": "10.96.0.20", "web-affinity": "10.96.0.21", "web-local": "10.96.0.22", "empty": "10.96.0.23",
-     "multiport": "10.96.0.24"})
+     "multiport": "10.96.0.24", "manual": "10.96.0.25"})
 A = TOPO.endpoint("node-1/probe-a")
 WEB, HEADLESS, EXTERNAL = (TOPO.endpoint(f"svc/{n}") for n in ("web", "web-headless", "external"))
 BACKENDS = sorted(TOPO.endpoint(b).ip for b in TOPO.services["web"].backends)
@@ -147,7 +147,7 @@ def test_the_dns_services_exist_and_only_clusterip_ones_are_proxied():
     services = TOPO.services
     assert services["web-headless"].headless and not services["web-headless"].proxied
     assert services["external"].external_name == "outside.netconform.test"
-    assert [e.serves for e in TOPO.of_kind(SERVICE) if e.ip is None] == ["web-headless", "external"]
+    assert [e.serves for e in TOPO.of_kind(SERVICE) if e.ip is None] == ["web-headless", "external", "retyped"]
     multiport = [e for e in TOPO.of_kind(SERVICE) if e.serves == "multiport"]
     assert [(e.name, e.port) for e in multiport] == [("svc/multiport", 80), ("svc/multiport:81", 81)]
     assert TOPO.services["multiport"].port_names == ("tcp", "udp", "second-tcp", "second-udp")

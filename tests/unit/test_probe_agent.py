@@ -1,6 +1,7 @@
 """The probe agent on loopback: echo servers, error kinds, the batch API over a Unix socket."""
 import importlib.util
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -46,6 +47,29 @@ def test_a_closed_port_is_refused_on_every_attempt(proto):
                                "attempts": 2, "timeout": 1})
     assert (r["ok"], r["error"], r["errors"], r["attempts"]) == (False, "refused",
                                                                  ["refused", "refused"], 2)
+
+
+def test_a_settling_connection_waits_for_the_change_one_attempt_at_a_time_and_is_no_retry():
+    """After a Service change the cluster has ``settle`` seconds to carry traffic the new way:
+    the refusals before that are counted as waiting, not as attempts (they would make it flaky)."""
+    port = free_port()
+    servers = []
+    threading.Timer(0.6, lambda: servers.append(netprobe.start_tcp_echo("probe-late", port))).start()
+    try:
+        r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": port, "proto": "tcp",
+                                   "attempts": 2, "timeout": 1, "settle": 3})
+    finally:
+        for server in servers:
+            server.shutdown()
+    assert (r["ok"], r["attempts"], r["errors"], r["responder"]) == (True, 1, [], "probe-late")
+    assert r["settled"] >= 2 and r["latency_ms"] >= 600
+
+
+def test_a_connection_that_never_settles_fails_with_its_usual_attempts_after_the_settle_time():
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": free_port(), "proto": "tcp",
+                               "attempts": 2, "timeout": 1, "settle": 0.5})
+    assert (r["ok"], r["error"], r["attempts"]) == (False, "refused", 2)
+    assert r["settled"] >= 1 and r["latency_ms"] >= 500
 
 
 def test_a_silent_udp_peer_is_a_timeout():
@@ -106,9 +130,11 @@ def test_a_missing_probe_is_unavailable_not_a_hang(tmp_path):
     ({"timeout": 31}, "timeout 31.0 of t must be in (0, 30] s"),
     ({"timeout": 0}, "timeout 0.0 of t must be in (0, 30] s"),
     ({"timeout": "nan"}, "timeout nan of t must be in (0, 30] s"),
+    ({"settle": 31}, "settle of t must be in [0, 30] s"),
+    ({"settle": "nan"}, "settle of t must be in [0, 30] s"),
 ])
 def test_a_request_beyond_the_agents_caps_is_refused_not_trimmed(target, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         netprobe.probe_batch({"targets": [{"id": "t", "ip": "127.0.0.1", "port": 1, "proto": "tcp",
                                            **target}]})
 

@@ -53,6 +53,7 @@ class KubeApi:
         self._count_requests()
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
+        self.discovery = client.DiscoveryV1Api(self.client)
         self.coordination = client.CoordinationV1Api(self.client)
         self.rbac = client.RbacAuthorizationV1Api(self.client)
         try:

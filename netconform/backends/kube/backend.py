@@ -19,7 +19,7 @@ from .channel import PodProxyChannel
 from .cni import verify_cni
 from .discovery import cluster_facts
 from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
-                        render)
+                        render, render_endpoint_slices)
 from .nodes import ClusterNode, select_nodes
 from .readiness import wait_ready
 
@@ -89,6 +89,7 @@ class KubeBackend(Backend):
         pods = wait_ready(api, self.namespace, roles * len(self.nodes), self.options.ready_timeout,
                           progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)
+        self._deploy(render_endpoint_slices(spec, live), progress)
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
                       "probe_image": self.options.image,
                       **cluster_facts(api, self._node_items, found)}
@@ -113,7 +114,8 @@ class KubeBackend(Backend):
         api = self._connect()
         create = {"Namespace": lambda o: api.core.create_namespace(o),
                   "DaemonSet": lambda o: api.apps.create_namespaced_daemon_set(self.namespace, o),
-                  "Service": lambda o: api.core.create_namespaced_service(self.namespace, o)}
+                  "Service": lambda o: api.core.create_namespaced_service(self.namespace, o),
+                  "EndpointSlice": lambda o: api.discovery.create_namespaced_endpoint_slice(self.namespace, o)}
         for obj in objects:
             what = f"create {obj['kind']} {obj['metadata']['name']}"
             try:
@@ -123,7 +125,7 @@ class KubeBackend(Backend):
             if obj["kind"] == "Namespace":
                 self.created = True
                 self._copy_pull_secret()
-        progress(f"kube: namespace {self.namespace}: {len(objects) - 1} objects created")
+        progress(f"kube: namespace {self.namespace}: {len(objects)} objects created")
 
     def _copy_pull_secret(self) -> None:
         if not self.options.image_pull_secret:

@@ -34,13 +34,25 @@ class DeploySpec:
         return {"app.kubernetes.io/name": "netconform", key: value, "netconform.io/run": self.run_id}
 
 
-def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int]) -> list[dict]:
-    """Every object of the run, in creation order: the namespace, the probes, the Services."""
+def _documents(names: tuple[str, ...], values: dict) -> list[dict]:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    objects = []
+    for name in names:
+        text = env.get_template(name).render(values)
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+def _labels(spec: DeploySpec) -> str:
+    return yaml.safe_dump(spec.labels, default_flow_style=False).strip()
+
+
+def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int]) -> list[dict]:
+    """Every object of the run, in creation order: the namespace, the probes, the Services."""
     values = {
         "namespace": spec.namespace, "run_id": spec.run_id, "image": spec.image,
-        "labels": yaml.safe_dump(spec.labels, default_flow_style=False).strip(),
+        "labels": _labels(spec),
         "node_selector": spec.node_selector, "tolerations": spec.tolerations,
         "image_pull_secret": spec.image_pull_secret, "pod_roles": pod_roles(spec.pods_per_node),
         "hostport_role": hostport_role(planned), "hostport": HOSTPORT_PORT,
@@ -49,11 +61,24 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int]) -> l
         "services": [planned.services.get(s.name, s) for s in SERVICES], "backend_role": BACKEND_ROLE,
         "node_ports": node_ports,
     }
-    objects = []
-    for name in ("namespace.yaml.j2", "probes.yaml.j2", "services.yaml.j2"):
-        text = env.get_template(name).render(values)
-        objects += [doc for doc in yaml.safe_load_all(text) if doc]
-    return objects
+    return _documents(("namespace.yaml.j2", "probes.yaml.j2", "services.yaml.j2"), values)
+
+
+def render_endpoint_slices(spec: DeploySpec, live: Topology) -> list[dict]:
+    """The hand-made EndpointSlices of the Services without a selector, made once their backend
+    pods have IPs: one per port group (a port and its target over TCP and UDP) and backend pod."""
+    slices = []
+    for service in (s for s in live.services.values() if s.manual):
+        groups = [("first", [("tcp", service.target_port), ("udp", service.target_port)])]
+        if service.second_port:
+            groups.append(("second", [("second-tcp", service.second_port[1]),
+                                      ("second-udp", service.second_port[1])]))
+        pods = {live.endpoint(b).pod: live.endpoint(b) for b in service.backends}
+        slices += [{"name": f"{service.name}-{group}-{backend.node}", "service": service.name,
+                    "ip": backend.ip, "node": backend.node, "ports": ports}
+                   for group, ports in groups for _, backend in sorted(pods.items())]
+    return _documents(("endpointslices.yaml.j2",),
+                      {"namespace": spec.namespace, "labels": _labels(spec), "slices": slices})
 
 
 def parse_node_selector(text: str | None) -> dict[str, str]:

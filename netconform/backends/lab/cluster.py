@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -44,7 +45,7 @@ from .faults import Fault
 from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      node_ip, pod_cidr)
-from .objects import RunObjects, render_for_lab
+from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
 from .proxy import NodeProxies, ProxySpec, merged
 from .underlay import Port, Underlay
 
@@ -241,9 +242,11 @@ class LabCluster:
         self._start_proxies()
         self._pods = objects.create_pods([n.name for n in self.topology.nodes])
         self.dns.create(self.api)
-        return self.topology.with_addresses(
-            pod_ips, node_ips, cluster_ips,
-            {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
+        live = self.topology.with_addresses(pod_ips, node_ips, cluster_ips,
+                                            {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
+        objects.create_endpoint_slices(endpoint_slices_for_lab(
+            self.names.run_id, self.names.prefix, live, self.spec.pods_per_node))
+        return live
 
     def _start_proxies(self) -> None:
         try:
@@ -483,6 +486,8 @@ class LabCluster:
             self._patch_service(fault, namespace, name, patch)
         if fault.service_patches:
             self._wait_dns_endpoints(live, progress)
+        if fault.proxy_frozen:
+            self.proxies.signal(signal.SIGSTOP)
         self._forget_connections()
         progress(f"lab: fault injected: {fault.name} ({fault.description})")
 
@@ -517,6 +522,10 @@ class LabCluster:
                 self._write_resolv_conf(node.name)
         if fault.service_patches:
             self._wait_dns_endpoints(live, progress)
+        if fault.proxy_frozen:  # it catches up with what changed meanwhile
+            self.proxies.signal(signal.SIGCONT)
+            self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+                                     self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
         self._forget_connections()
         progress(f"lab: fault reverted: {fault.name}")
 

@@ -36,6 +36,7 @@ class Fault:
     split_duo: bool = False  # duo's second container gets a network namespace of its own
     resolv_search: tuple[str, ...] | None = None  # the search list of the pods on on_nodes
     service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API
+    proxy_frozen: bool = False  # every kube-proxy stopped (SIGSTOP): its rules stay as they are
 
 
 def cluster_ip_placeholder(service: str) -> str:
@@ -206,6 +207,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
                                    cluster_ip_placeholder("multiport"), "--ctorigdstport", "81",
                                    "-j", "DROP")),
+    Fault("svc-manual-slices-ignored", ("SVC-ENDPOINTSLICE-MANUAL",), "every node's firewall drops "
+          "what is sent to the Service whose EndpointSlices were made by hand (as a proxy that "
+          "only reads the slices the EndpointSlice controller made)",
+          # matched after kube-proxy's DNAT by the original destination, as svc-lost-endpoint
+          node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
+                                   cluster_ip_placeholder("manual"), "-j", "DROP")),
     Fault("dns-udp-dropped", DNS_ROWS, "the first node drops DNS over UDP from its pods and "
           "from itself (TCP passes)", on_nodes="first",
           node_commands=(("iptables", "-I", "FORWARD", "1", "-s", "${POD_CIDR}", "-p", "udp",
@@ -218,6 +225,9 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("dns-no-endpoints", DNS_ROWS, "the kube-dns Service selects no pod (its selector "
           "edited), so cluster DNS has no endpoints",
           service_patches=(("kube-system", "kube-dns", {"spec": {"selector": {"k8s-app": "kube-dns-nowhere"}}}),)),
+    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE",), "every kube-proxy hangs after its first sync "
+          "(stopped): the rules it wrote keep working, Service changes are never applied",
+          proxy_frozen=True),
     Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are bypassed "
           "(as if flushed)",
           node_commands=(("iptables", "-t", "nat", "-I", "CNI-HOSTPORT-DNAT", "1", "-j", "RETURN"),)),

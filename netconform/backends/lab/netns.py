@@ -241,7 +241,7 @@ def http_get(name: str, url: str, timeout: float = 2.0, limit: int = 65536) -> t
 IPPROTO_TCP = 6
 
 
-def flush_conntrack(name: str, timeout: float = 5.0) -> str | None:
+def flush_conntrack(name: str, timeout: float = 20.0) -> str | None:
     """Forget the tracked flows of namespace ``name`` but TCP's (as ``conntrack -D -p udp`` and
     ``-p icmp`` there): after a fault is injected or reverted, a flow that reuses the ports of an
     earlier one (UDP above all) must meet today's rules, not the NAT decided under yesterday's.

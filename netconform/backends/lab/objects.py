@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from ...topology import Topology
 from ..base import BackendError
 from ..kube.api import KubeApi, status_message
-from ..kube.manifests import DeploySpec, render
+from ..kube.manifests import DeploySpec, render, render_endpoint_slices
 
 IMAGE = "netconform-probe:lab"  # the probe agent, run by the lab as a process in the pod's namespace
 ROLE_LABEL = "netconform.io/role"
@@ -25,6 +25,10 @@ def render_for_lab(run_id: str, namespace: str, planned: Topology, pods_per_node
     spec = DeploySpec(run_id, namespace, IMAGE, pods_per_node)
     node_ports = {s.name: s.node_port for s in planned.services.values() if s.node_port}
     return render(spec, planned, node_ports)
+
+
+def endpoint_slices_for_lab(run_id: str, namespace: str, live: Topology, pods_per_node: int) -> list[dict]:
+    return render_endpoint_slices(DeploySpec(run_id, namespace, IMAGE, pods_per_node), live)
 
 
 def pod_for(daemonset: dict, node: str) -> dict:
@@ -70,6 +74,13 @@ class RunObjects:
                            lambda: api.core.create_namespaced_pod(self.namespace, pod))
                 pods[f"{node}/{pod['metadata']['labels'][ROLE_LABEL]}"] = pod
         return pods
+
+    def create_endpoint_slices(self, slices: list[dict]) -> None:
+        """The hand-made EndpointSlices (kube/manifests.py: render_endpoint_slices)."""
+        for endpoint_slice in slices:
+            self._call(f"create EndpointSlice {endpoint_slice['metadata']['name']}",
+                       lambda o=endpoint_slice: self.api.discovery.create_namespaced_endpoint_slice(
+                           self.namespace, o))
 
     def _create(self, kind: str, create) -> list:
         return [self._call(f"create {kind} {o['metadata']['name']}", lambda o=o: create(o))

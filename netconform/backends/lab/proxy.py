@@ -151,6 +151,11 @@ class NodeProxies:
             if waiting:
                 time.sleep(POLL)
 
+    def signal(self, sig: int) -> None:
+        """Send every kube-proxy ``sig`` (a fault's SIGSTOP, its revert's SIGCONT)."""
+        for process in self.processes.values():
+            processes.send(process, sig)
+
     def stop(self) -> list[str]:
         problems = processes.stop(list(self.processes.values()), 2.0)
         for process in self.processes.values():

@@ -93,10 +93,20 @@ def announced(process: Process, timeout: float) -> str:
     return line.decode().strip()
 
 
+def send(process: Process, sig: int) -> None:
+    """``sig`` to the process, unless it has ended meanwhile."""
+    try:
+        os.kill(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def stop(processes: Sequence[Process], grace: float) -> list[str]:
     """SIGTERM every process at once, SIGKILL whatever still runs after ``grace`` seconds; return
     the names of any that outlived SIGKILL too (stuck in the kernel)."""
     running = [p for p in processes if p.running()]
+    for process in running:  # a stopped process (a lab fault froze it) acts on SIGTERM only then
+        send(process, signal.SIGCONT)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
         for process in running:
             try:

@@ -1,0 +1,51 @@
+"""The rows that change a Service while the run goes on, and what each state of it must do.
+
+SVC-TYPE-CHANGE, as upstream's "should be able to change the type from …" tests: the ``retyped``
+Service starts as an ExternalName Service that already carries web's selector and ports, and is
+changed, as a user's ``kubectl patch`` would, to ClusterIP, back to ExternalName, to NodePort and
+back to ExternalName (each of upstream's four changes once). After each change the API server's
+answer says what to expect: the ClusterIP it allocated must carry traffic, by the
+Service's name, to one of web's backends; the NodePort it allocated must do the same on the client's
+node; an ExternalName Service's name must be a CNAME to its external name. The API server clears
+what the new type has no use for (ClusterIPs, nodePorts) itself, as it does for ``kubectl``.
+"""
+from __future__ import annotations
+
+from .checks import Change, Connection, DnsNames, Query
+from .dns import search_forms
+from .services import EXTERNAL_NAME
+from .topology import Endpoint, Topology
+
+RETYPED = "retyped"
+TO_EXTERNAL_NAME = {"spec": {"type": "ExternalName", "externalName": EXTERNAL_NAME}}
+TYPE_CHANGES = (
+    Change("clusterip", RETYPED, {"spec": {"type": "ClusterIP", "externalName": None}}),
+    Change("externalname", RETYPED, TO_EXTERNAL_NAME),
+    Change("nodeport", RETYPED, {"spec": {"type": "NodePort", "externalName": None}}),
+    Change("externalname-again", RETYPED, TO_EXTERNAL_NAME),
+)
+TYPE_RESTORE = Change("restored", RETYPED, TO_EXTERNAL_NAME)
+
+
+def node_port(spec: dict, protocol: str) -> int | None:
+    """The nodePort the API server gave the Service's port of ``protocol``."""
+    return next((p.get("nodePort") for p in spec.get("ports") or []
+                 if p.get("protocol", "TCP") == protocol.upper()), None)
+
+
+def type_change_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
+                       spec: dict, protocol: str) -> list[Query | Connection]:
+    """One round per state of the Service: its short name and FQDN asked (the A record of a
+    ClusterIP, then connecting through it; the CNAME of an ExternalName); as a NodePort Service,
+    also a connection to the source's own node on the nodePort of the item's protocol."""
+    forms = [f for f in search_forms(service.serves, names) if f[0] in ("short", "fqdn")]
+    if spec.get("type") == "ExternalName":
+        return [Query(label, name, "CNAME", search=search, expect=(f"{spec.get('externalName')}.",))
+                for label, name, search in forms]
+    asks: list[Query | Connection] = [
+        Query(label, name, search=search, expect=(spec.get("clusterIP"),), connect=service.port)
+        for label, name, search in forms]
+    port = node_port(spec, protocol)
+    if spec.get("type") == "NodePort":
+        asks.append(Connection("node-port", topology.host_of(source.node).ip, port or 0))
+    return asks

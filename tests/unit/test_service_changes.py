@@ -1,0 +1,143 @@
+"""SVC-TYPE-CHANGE on a stand-in cluster: the rounds it asks as the Service changes type
+(netconform/service_changes.py), and the verdict on what each round got."""
+import dataclasses
+
+import pytest
+
+from netconform.checks import DnsNames
+from netconform.probing.runner import Runner
+from netconform.service_changes import node_port, type_change_rounds
+from netconform.services import add_services
+
+from .fakes import self_report, topology
+
+BASE = topology(nodes=2)
+TOPO = dataclasses.replace(
+    add_services(BASE, outside=False).with_addresses(
+        {e.pod: e.ip for e in BASE.endpoints if e.pod}, {n.name: n.ip for n in BASE.nodes}, {"web": "10.96.0.20"}),
+    meta={"namespace": "netconform-x", "kubernetes_service_ip": "10.96.0.1"})
+BACKENDS = TOPO.services["retyped"].backends
+
+
+class RetypedStandIn:
+    """The API server's and the network's part for the ``retyped`` Service: the type a patch
+    gives it (with a ClusterIP and nodePorts as the API would allocate), DNS answers that follow
+    it, and connections that a backend answers, unless ``broken`` says which do not."""
+
+    def __init__(self, broken: str | None = None, refuse: str | None = None):
+        self.spec = {"type": "ExternalName", "externalName": "outside.netconform.test",
+                     "ports": [{"name": "tcp", "port": 80, "protocol": "TCP"},
+                               {"name": "udp", "port": 80, "protocol": "UDP"}]}
+        self.broken, self.refuse, self.patches = broken, refuse, []
+        self.allocated = 0
+
+    def services(self, name, patch):
+        assert name == "retyped"
+        if patch:
+            self.patches.append(patch["spec"]["type"])
+            if self.refuse == patch["spec"]["type"]:
+                raise RuntimeError("the API server said no")
+            kind = patch["spec"]["type"]
+            self.spec = {**self.spec, **{k: v for k, v in patch["spec"].items() if v is not None}}
+            self.spec.pop("externalName", None) if kind != "ExternalName" else None
+            self.spec.pop("clusterIP", None)
+            self.spec["ports"] = [{k: v for k, v in p.items() if k != "nodePort"} for p in self.spec["ports"]]
+            if kind != "ExternalName":
+                self.allocated += 1
+                self.spec["clusterIP"] = f"10.96.9.{self.allocated}"
+            if kind == "NodePort":
+                for i, p in enumerate(self.spec["ports"]):
+                    p["nodePort"] = 31000 + i
+        return dict(self.spec)
+
+    def channel(self, endpoint):
+        stand_in = self
+
+        class Channel:
+            def call(self, what, body=None, timeout=10):
+                if what == "self":
+                    return {**self_report(endpoint.name, [endpoint.ip]),
+                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+                return {"results": [stand_in.answer(t) for t in body["targets"]]}
+        return Channel()
+
+    def answer(self, target):
+        spec = self.spec
+        base = {"id": target["id"], "ok": True, "error": None, "attempts": 1, "errors": []}
+        if "dns" not in target:  # a connection to a node's nodePort
+            if self.broken == "nodeport":
+                return {**base, "ok": False, "error": "refused", "errors": ["refused"]}
+            return {**base, "responder": BACKENDS[0]}
+        external = spec["type"] == "ExternalName"
+        answer = f"{spec['externalName']}." if external else spec["clusterIP"]
+        if target["dns"].get("connect"):
+            if self.broken == spec["type"]:
+                return {**base, "ok": False, "error": f"error: retyped resolved to {answer}, but "
+                        f"{target['proto']} to it failed: timeout", "errors": ["timeout"]}
+            base["responder"] = BACKENDS[0]
+        return {**base, "rcode": "NOERROR", "answers": [answer]}
+
+
+def judge(stand_in, protocol="tcp"):
+    from suites.test_services import test_svc_type_change
+    check = test_svc_type_change.netconform_check
+    runner = Runner(TOPO, stand_in.channel, services=stand_in.services)
+    obs = runner.observe(check, check.cases(TOPO, protocol)[0])
+    return obs, check.verdict(obs)
+
+
+def test_the_service_goes_through_every_type_change_once_and_each_state_is_asked():
+    stand_in = RetypedStandIn()
+    obs, verdict = judge(stand_in)
+    assert verdict.ok, verdict.reason
+    assert stand_in.patches == ["ClusterIP", "ExternalName", "NodePort", "ExternalName", "ExternalName"]
+    asked = {r["id"].split("@")[1]: r.get("query", r.get("connection")) for r in obs.results}
+    assert list(asked) == ["initial/short", "initial/fqdn", "clusterip/short", "clusterip/fqdn",
+                           "externalname/short", "externalname/fqdn", "nodeport/short", "nodeport/fqdn",
+                           "nodeport/node-port", "externalname-again/short", "externalname-again/fqdn"]
+    assert asked["initial/short"]["type"] == "CNAME" and asked["clusterip/short"]["connect"] == 80
+    assert tuple(asked["clusterip/short"]["expect"]) == ("10.96.9.1",)
+    assert tuple(asked["nodeport/short"]["expect"]) == ("10.96.9.2",)
+    source = TOPO.endpoint(obs.case.source)
+    assert asked["nodeport/node-port"] == {"label": "node-port", "ip": TOPO.host_of(source.node).ip, "port": 31000}
+
+
+def test_the_nodeport_of_the_items_protocol_is_the_one_connected_to():
+    assert node_port({"ports": [{"protocol": "TCP", "nodePort": 31000},
+                                {"protocol": "UDP", "nodePort": 31001}]}, "udp") == 31001
+    obs, verdict = judge(RetypedStandIn(), "udp")
+    assert verdict.ok and [r["connection"]["port"] for r in obs.results if "connection" in r] == [31001]
+
+
+@pytest.mark.parametrize("broken, kind, words", [
+    ("ClusterIP", "timeout", "A retyped (with the search list) over tcp"),
+    ("NodePort", "timeout", "A retyped (with the search list) over tcp"),
+    ("nodeport", "refused", "to 172.18.0.2:31000 (node-port): refused"),
+])
+def test_a_new_clusterip_or_nodeport_that_carries_nothing_fails_saying_which(broken, kind, words):
+    obs, verdict = judge(RetypedStandIn(broken=broken))
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, kind)
+    assert words in verdict.reason
+
+
+def test_a_wrong_responder_on_the_nodeport_fails():
+    stand_in = RetypedStandIn()
+    answer = stand_in.answer
+    stand_in.answer = lambda t: {**answer(t), "responder": "node-2/probe-b"} if "dns" not in t else answer(t)
+    obs, verdict = judge(stand_in)
+    assert (verdict.ok, verdict.kind) == (False, "wrong-responder") and "node-2/probe-b" in verdict.reason
+
+
+def test_a_type_change_the_api_refuses_is_a_harness_error_and_the_service_is_put_back():
+    stand_in = RetypedStandIn(refuse="NodePort")
+    obs, verdict = judge(stand_in)
+    assert (verdict.ok, verdict.harness) == (False, True) and "the API server said no" in verdict.reason
+    assert stand_in.patches[-1] == "ExternalName" and stand_in.spec["type"] == "ExternalName"
+
+
+def test_an_externalname_round_asks_only_for_the_cname():
+    asks = type_change_rounds(TOPO, TOPO.endpoint("node-1/probe-a"), TOPO.endpoint("svc/retyped"),
+                              DnsNames("netconform-x", "cluster.local", "10.96.0.1"),
+                              {"type": "ExternalName", "externalName": "elsewhere.test"}, "tcp")
+    assert [(a.label, a.type, a.expect) for a in asks] == [("short", "CNAME", ("elsewhere.test.",)),
+                                                           ("fqdn", "CNAME", ("elsewhere.test.",))]
