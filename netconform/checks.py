@@ -78,6 +78,7 @@ class Connection:
     label: str  # its part of the target id: 'SVC-TYPE-CHANGE[tcp:…@nodeport/node-port]'
     ip: str
     port: int
+    answered: bool = True  # False: it must get no answer (a reject or a timeout): a removed port
 
 
 @dataclass(frozen=True)

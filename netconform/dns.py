@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 
 from .checks import Change, DnsNames, Pair, Query
-from .services import EXTERNAL_NAME
-from .topology import POD, Endpoint, Topology
+from .services import EXTERNAL_NAME, NAMED_HOSTNAME, NAMED_SUBDOMAIN
+from .topology import NAMED, POD, Endpoint, Topology
 
 UNKNOWN_POD_IP = "192.0.2.123"  # TEST-NET-1 (RFC 5737): an address no pod has
 
@@ -77,6 +77,14 @@ def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) 
             Query("unknown", name(UNKNOWN_POD_IP), search=False, expect=("NXDOMAIN", UNKNOWN_POD_IP))]
 
 
+def pod_hostname(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) -> list[Query]:
+    """DNS-POD-HOSTNAME: the standalone pod's ``<hostname>.<subdomain>`` (the search list
+    completes it) and its FQDN ``<hostname>.<subdomain>.<ns>.svc.<domain>`` resolve to its IP."""
+    name = f"{NAMED_HOSTNAME}.{NAMED_SUBDOMAIN}"
+    return [Query("short", name, expect=(pod.ip,)),
+            Query("fqdn", f"{name}.{names.namespace}.svc.{names.domain}.", search=False, expect=(pod.ip,))]
+
+
 RENAMED = f"renamed.{EXTERNAL_NAME.split('.', 1)[1]}"
 # DNS-EXTERNALNAME, as upstream's test: the ExternalName Service changed to another external name,
 # then to a ClusterIP Service (no selector: only its name is asked); afterwards, put back.
@@ -110,3 +118,8 @@ def next_pod(topology: Topology) -> list[Pair]:
     asked once and every pod asks once, so items grow with pods, not their square."""
     pods = sorted(topology.of_kind(POD), key=lambda e: (e.role, e.node))
     return [(pod, pods[(i + 1) % len(pods)]) for i, pod in enumerate(pods)] if len(pods) > 1 else []
+
+
+def pods_to_named(topology: Topology) -> list[Pair]:
+    """Every pod asks for the standalone pod with a hostname (from its own node and the others)."""
+    return [(pod, named) for pod in topology.of_kind(POD) for named in topology.of_kind(NAMED)]

@@ -69,7 +69,7 @@ _ROWS = [
                 "each Service port reaches its own target port"),
     Requirement("SVC-PORT-PROTOCOLS", "MUST", "one port over TCP and UDP, then each removed",
                 "both protocols reach a backend; a removed protocol gets no answer while the other "
-                "still reaches a backend", **_NOT_YET),
+                "still reaches a backend"),
     Requirement("POD-NODEPORT", "MUST", "pod to a NodePort on its own and another node",
                 "reaches a backend"),
     Requirement("HOSTNET-SVC", "SHOULD", "hostNetwork pod to a ClusterIP", "reaches a backend"),
@@ -82,7 +82,7 @@ _ROWS = [
     Requirement("DNS-EXTERNALNAME", "MUST", "ExternalName Services",
                 "a CNAME of the external name that follows each change"),
     Requirement("DNS-POD-HOSTNAME", "MUST", "pod hostname and subdomain",
-                "<hostname>.<subdomain>.<ns>.svc.<domain> resolves to the pod's IP(s)", **_NOT_YET),
+                "<hostname>.<subdomain>.<ns>.svc.<domain> resolves to the pod's IP(s)"),
     Requirement("POD-APISERVER", "SHOULD", "pods reach the kubernetes Service",
                 "a TLS handshake with the API server through its ClusterIP", **_NOT_YET),
     Requirement("SVC-HOSTNET-ENDPOINTS", "SHOULD", "a Service backed by hostNetwork pods",

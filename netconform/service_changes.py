@@ -1,5 +1,11 @@
 """The rows that change a Service while the run goes on, and what each state of it must do.
 
+SVC-PORT-PROTOCOLS, as upstream's "should serve endpoints on same port and different protocols":
+the Service ``protocols`` serves port 80 over TCP and UDP; its UDP port is removed, then UDP put
+back and its TCP port removed. In each state, each protocol the Service has must reach one of its
+backends through the ClusterIP, and the one it no longer has must get no answer (a reject or a
+timeout: proxies differ), once the cluster has followed the change.
+
 SVC-TYPE-CHANGE, as upstream's "should be able to change the type from …" tests: the ``retyped``
 Service starts as an ExternalName Service that already carries web's selector and ports, and is
 changed, as a user's ``kubectl patch`` would, to ClusterIP, back to ExternalName, to NodePort and
@@ -49,3 +55,22 @@ def type_change_rounds(topology: Topology, source: Endpoint, service: Endpoint, 
     if spec.get("type") == "NodePort":
         asks.append(Connection("node-port", topology.host_of(source.node).ip, port or 0))
     return asks
+
+
+PROTOCOLS = "protocols"
+_PORT = {"port": 80, "targetPort": 8080}
+PROTOCOL_CHANGES = (
+    Change("udp-removed", PROTOCOLS, {"spec": {"ports": [{"name": "tcp", "protocol": "TCP", **_PORT}]}}),
+    Change("tcp-removed", PROTOCOLS, {"spec": {"ports": [{"name": "udp", "protocol": "UDP", **_PORT}]}}),
+)
+PROTOCOL_RESTORE = Change("restored", PROTOCOLS, {"spec": {"ports": [
+    {"name": "tcp", "protocol": "TCP", **_PORT}, {"name": "udp", "protocol": "UDP", **_PORT}]}})
+
+
+def protocol_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
+                    spec: dict, protocol: str) -> list[Connection]:
+    """One connection through the ClusterIP over the item's protocol, answered by a backend
+    while the Service has the port over that protocol, unanswered once it has not."""
+    served = {p.get("protocol", "TCP") for p in spec.get("ports") or [] if p.get("port") == service.port}
+    return [Connection("clusterip", spec.get("clusterIP") or service.ip, service.port,
+                       answered=protocol.upper() in served)]

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .topology import CONTAINER, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
+from .topology import CONTAINER, HOSTPORT, NAMED, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
 
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 BACKEND_ROLE = "probe-a"
+# DNS-POD-HOSTNAME: the standalone pod "named" has hostname NAMED_HOSTNAME and, as subdomain, the
+# headless Service "hostnames" that selects it: <hostname>.<subdomain>.<ns>.svc.<domain> is its name
+NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
 SERVICES = (
     Service("web", node_port=30080),
     Service("web-affinity", affinity=True),
@@ -21,6 +24,10 @@ SERVICES = (
     # SVC-TYPE-CHANGE: an ExternalName Service that already has web's selector and ports, so that
     # changing its type is all it takes to make it a ClusterIP or NodePort Service of web's backends
     Service("retyped", external_name=EXTERNAL_NAME, selects=BACKEND_ROLE),
+    # SVC-PORT-PROTOCOLS: port 80 over TCP and UDP, to web's backends; one protocol is removed at
+    # a time while the run goes on
+    Service("protocols"),
+    Service(NAMED_SUBDOMAIN, headless=True, selects=NAMED_ROLE),  # DNS-POD-HOSTNAME
     # SVC-MULTIPORT: port 80 to duo's first container (8080), port 81 to its second (8081)
     Service("multiport", second_port=(81, 8081), selects="duo"),
     # SVC-ENDPOINTSLICE-MANUAL: multiport again, without a selector; its endpoints are
@@ -40,8 +47,10 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
     backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
     duos = tuple(e.name for e in topology.endpoints if e.kind == CONTAINER and e.role == "duo/c1")
+    named = tuple(e.name for e in topology.of_kind(NAMED))
+    chosen = {"duo": duos, NAMED_ROLE: named}
     services = {s.name: s if s.name == "empty" or (s.external_name and not s.selects) else
-                replace(s, backends=duos if s.selects == "duo" else backends) for s in SERVICES}
+                replace(s, backends=chosen.get(s.selects, backends)) for s in SERVICES}
     endpoints = list(topology.endpoints)
     endpoints += [Endpoint("svc", s.name, SERVICE, s.port, serves=s.name) for s in services.values()]
     endpoints += [Endpoint("svc", f"{s.name}:{s.second_port[0]}", SERVICE, s.second_port[0], serves=s.name)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-# Endpoints with a probe agent behind them:
-POD, HOST, CONTAINER, OUTSIDE = "pod", "host", "container", "outside"
+# Endpoints with a probe agent behind them (NAMED: the one standalone pod, with a hostname and a
+# subdomain, that DNS-POD-HOSTNAME asks for; it takes no part in the pod-to-pod pairs):
+POD, HOST, CONTAINER, OUTSIDE, NAMED = "pod", "host", "container", "outside", "named"
 # Targets that forward to probes (no agent of their own): a ClusterIP, a node's NodePort, a hostPort.
 SERVICE, NODEPORT, HOSTPORT = "service", "nodeport", "hostport"
-PROBE_KINDS = (POD, HOST, CONTAINER, OUTSIDE)
+PROBE_KINDS = (POD, HOST, CONTAINER, OUTSIDE, NAMED)
+IN_POD_NETWORK = (POD, CONTAINER, NAMED)  # their own pod network namespace, a pod IP
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Endpoint:
     @property
     def pod(self) -> str | None:
         """The pod this endpoint lives in (containers of one pod share it)."""
-        if self.kind not in (POD, CONTAINER):
+        if self.kind not in IN_POD_NETWORK:
             return None
         return f"{self.node}/{self.role.split('/')[0]}"
 
@@ -109,7 +111,7 @@ class Topology:
                     for name, svc in self.services.items()}
 
         def address(e: Endpoint) -> str | None:
-            if e.kind in (POD, CONTAINER):
+            if e.kind in IN_POD_NETWORK:
                 return pod_ips[e.pod]
             if e.kind == SERVICE:
                 return services[e.serves].cluster_ip
@@ -126,7 +128,7 @@ class Topology:
         if ip is None:
             return "nothing"
         for endpoint in self.endpoints:
-            if endpoint.kind in (POD, CONTAINER, OUTSIDE) and endpoint.ip == ip:
+            if endpoint.kind in (*IN_POD_NETWORK, OUTSIDE) and endpoint.ip == ip:
                 return endpoint.pod or endpoint.name
         for node in self.nodes:
             if ip == node.ip or ip in (node_addresses or {}).get(node.name, []):

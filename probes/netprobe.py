@@ -342,21 +342,23 @@ def probe_target(target: dict) -> dict:
     ``settle`` (after a Service change), single attempts (each waiting at most SETTLE_TIMEOUT)
     are made every SETTLE_PAUSE until one succeeds or ``settle`` seconds have passed (the cluster
     has that long to follow the change; ``settled`` counts those that failed), then the usual
-    attempts, with the full timeout."""
+    attempts, with the full timeout. A target that must get no answer (``unanswered``: a port
+    the change removed) settles the other way: tried until an attempt, with the full timeout,
+    gets none."""
     ip, proto = target.get("ip"), target["proto"]
     port = int(target.get("port", 0))
     timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
     settle = float(target.get("settle") or target.get("dns", {}).get("settle", 0))
+    unanswered = bool(target.get("unanswered"))
     token = target.get("token") or target["id"]
-    result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
-              "local": None, "errors": []}
     started = time.monotonic()
     settled = 0
     while True:
         settling = time.monotonic() - started < settle  # one attempt at a time: not yet a retry
         # while settling, a silence is only a reason to look again soon (an echo answers in ms)
-        wait = min(timeout, SETTLE_TIMEOUT) if settling else timeout
-        result["errors"] = []
+        wait = min(timeout, SETTLE_TIMEOUT) if settling and not unanswered else timeout
+        result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
+                  "local": None, "errors": []}
         for _ in range(1 if settling else attempts):
             try:
                 if "dns" in target:
@@ -374,7 +376,7 @@ def probe_target(target: dict) -> dict:
                 continue
             result.update(outcome, ok=True)
             break
-        if result["ok"] or not settling:
+        if result["ok"] != unanswered or not settling:
             break
         settled += 1
         time.sleep(SETTLE_PAUSE)

@@ -3,7 +3,7 @@ hostNetwork pods with dnsPolicy ClusterFirstWithHostNet) through their own resol
 and TCP."""
 from netconform.checks import check, pods_to_service
 from netconform.dns import (EXTERNAL_CHANGES, EXTERNAL_RESTORE, external_rounds, headless_a, next_pod,
-                            pod_a, ptr, service_a, srv)
+                            pod_a, pod_hostname, pods_to_named, ptr, service_a, srv)
 from netconform.probing.dns_verdicts import answered_as_expected
 from netconform.topology import HOST
 
@@ -20,6 +20,9 @@ test_dns_srv = check("DNS-SRV", lambda t: pods_to_service("web")(t) + pods_to_se
 test_dns_ptr = check("DNS-PTR", pods_to_service("web"), UDP_TCP, answered_as_expected, queries=ptr)
 
 test_dns_pod_a = check("DNS-POD-A", next_pod, UDP_TCP, answered_as_expected, queries=pod_a)
+
+test_dns_pod_hostname = check("DNS-POD-HOSTNAME", pods_to_named, UDP_TCP, answered_as_expected,
+                              queries=pod_hostname)
 
 test_dns_externalname = check("DNS-EXTERNALNAME", pods_to_service("external"), UDP_TCP, answered_as_expected,
                               rounds=external_rounds, changes=EXTERNAL_CHANGES, restore=EXTERNAL_RESTORE)

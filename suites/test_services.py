@@ -7,7 +7,8 @@ from netconform.probing.service_verdicts import (client_ip_kept, each_port_reach
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  same_backend_every_time)
 from netconform.probing.dns_verdicts import answered_as_expected
-from netconform.service_changes import TYPE_CHANGES, TYPE_RESTORE, type_change_rounds
+from netconform.service_changes import (PROTOCOL_CHANGES, PROTOCOL_RESTORE, TYPE_CHANGES, TYPE_RESTORE,
+                                        protocol_rounds, type_change_rounds)
 from netconform.services import minimum_connections
 from netconform.topology import HOST, OUTSIDE, POD
 
@@ -53,3 +54,6 @@ test_svc_type_change = check("SVC-TYPE-CHANGE", pods_to_service("retyped"), TCP_
 
 test_svc_endpointslice_manual = check("SVC-ENDPOINTSLICE-MANUAL", pods_to_each_port("manual"), TCP_UDP,
                                       each_port_reaches_its_target)
+
+test_svc_port_protocols = check("SVC-PORT-PROTOCOLS", pods_to_service("protocols"), TCP_UDP, answered_as_expected,
+                                rounds=protocol_rounds, changes=PROTOCOL_CHANGES, restore=PROTOCOL_RESTORE)

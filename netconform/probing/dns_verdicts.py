@@ -48,6 +48,12 @@ def _asked(obs: Observation, r: dict) -> str:
 def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
     c = r["connection"]
     target = f"{obs.case.protocol} from {obs.source.name} to {c['ip']}:{c['port']} ({c['label']})"
+    if not c.get("answered", True):  # a port the change removed: a reject or a timeout is right
+        if r["ok"]:
+            return Verdict(False, "still-answered", f"{target} was answered by {r.get('responder')}, "
+                           f"but the Service no longer has that port over {obs.case.protocol}",
+                           {"connection": c, "responder": r.get("responder")})
+        return None
     if not r["ok"]:
         return Verdict(False, r["error"].split(":")[0], f"{target}: {r['error']} after "
                        f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]",

@@ -246,7 +246,8 @@ class Runner:
                           "proto": case.protocol, "timeout": self.settings.timeout,
                           "attempts": self.settings.attempts}
                 if isinstance(ask, Connection):
-                    target.update(ip=ask.ip, port=ask.port, **({"settle": settle} if settle else {}))
+                    target.update(ip=ask.ip, port=ask.port, **({"settle": settle} if settle else {}),
+                                  **({} if ask.answered else {"unanswered": True}))
                 else:
                     target["dns"] = ask.request()
                 targets[case.source].append(target)

@@ -18,7 +18,7 @@ TOPO = add_services(topology(nodes=3), outside=False).with_addresses(
     {e.pod: e.ip for e in topology(nodes=3).endpoints if e.pod},
     {n.name: n.ip for n in topology(nodes=3).nodes},
     {"web": "10.96.0.20", "web-affinity": "10.96.0.21", "web-local": "10.96.0.22", "empty": "10.96.0.23",
-     "multiport": "10.96.0.24", "manual": "10.96.0.25"})
+     "multiport": "10.96.0.24", "manual": "10.96.0.25", "protocols": "10.96.0.26"})
 A = TOPO.endpoint("node-1/probe-a")
 WEB, HEADLESS, EXTERNAL = (TOPO.endpoint(f"svc/{n}") for n in ("web", "web-headless", "external"))
 BACKENDS = sorted(TOPO.endpoint(b).ip for b in TOPO.services["web"].backends)
@@ -55,6 +55,20 @@ def test_ptr_and_pod_names():
     assert (pod.name, pod.expect, pod.search) == ("10-244-2-2.netconform-x.pod.cluster.local.",
                                                   ("10.244.2.2",), False)
     assert unknown.expect == ("NXDOMAIN", dns.UNKNOWN_POD_IP)
+
+
+def test_every_pod_asks_for_the_standalone_pods_hostname_under_its_subdomain():
+    from netconform.plan import probe_plan
+    planned = probe_plan(["node-1", "node-2"], 2, outside=False)
+    pods = {pod: f"10.244.0.{i}" for i, pod in enumerate(sorted({e.pod for e in planned.endpoints if e.pod}), 2)}
+    live = planned.with_addresses(pods, {"node-1": "172.18.0.2", "node-2": "172.18.0.3"}, {})
+    named = live.endpoint("node-1/named")
+    assert live.services["hostnames"].backends == ("node-1/named",) and live.services["hostnames"].headless
+    pairs = dns.pods_to_named(live)
+    assert [(s.name, d.name) for s, d in pairs] == [(p.name, "node-1/named") for p in live.of_kind("pod")]
+    short, full = dns.pod_hostname(live, pairs[0][0], named, NAMES)
+    assert (short.name, short.search, short.expect) == ("querier.hostnames", True, (named.ip,))
+    assert (full.name, full.search) == ("querier.hostnames.netconform-x.svc.cluster.local.", False)
 
 
 def test_each_pod_asks_about_one_other_and_is_asked_about_once():
@@ -147,7 +161,8 @@ def test_the_dns_services_exist_and_only_clusterip_ones_are_proxied():
     services = TOPO.services
     assert services["web-headless"].headless and not services["web-headless"].proxied
     assert services["external"].external_name == "outside.netconform.test"
-    assert [e.serves for e in TOPO.of_kind(SERVICE) if e.ip is None] == ["web-headless", "external", "retyped"]
+    assert [e.serves for e in TOPO.of_kind(SERVICE) if e.ip is None] == [
+        "web-headless", "external", "retyped", "hostnames"]
     multiport = [e for e in TOPO.of_kind(SERVICE) if e.serves == "multiport"]
     assert [(e.name, e.port) for e in multiport] == [("svc/multiport", 80), ("svc/multiport:81", 81)]
     assert TOPO.services["multiport"].port_names == ("tcp", "udp", "second-tcp", "second-udp")

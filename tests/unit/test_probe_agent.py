@@ -72,6 +72,17 @@ def test_a_connection_that_never_settles_fails_with_its_usual_attempts_after_the
     assert r["settled"] >= 1 and r["latency_ms"] >= 500
 
 
+def test_a_target_that_must_go_unanswered_settles_until_it_is():
+    """A port the change removed: while the old rules still answer, it is tried again; the first
+    attempt without an answer ends it (the verdict wants no answer)."""
+    port = free_port()
+    server = netprobe.start_tcp_echo("probe-old", port)
+    threading.Timer(0.6, lambda: (server.shutdown(), server.server_close())).start()
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": port, "proto": "tcp",
+                               "attempts": 2, "timeout": 1, "settle": 3, "unanswered": True})
+    assert r["ok"] is False and r["error"] and r["settled"] >= 1 and r["latency_ms"] >= 600
+
+
 def test_a_silent_udp_peer_is_a_timeout():
     with socket.socket(type=socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))

@@ -99,7 +99,8 @@ def test_the_service_goes_through_every_type_change_once_and_each_state_is_asked
     assert tuple(asked["clusterip/short"]["expect"]) == ("10.96.9.1",)
     assert tuple(asked["nodeport/short"]["expect"]) == ("10.96.9.2",)
     source = TOPO.endpoint(obs.case.source)
-    assert asked["nodeport/node-port"] == {"label": "node-port", "ip": TOPO.host_of(source.node).ip, "port": 31000}
+    assert asked["nodeport/node-port"] == {"label": "node-port", "ip": TOPO.host_of(source.node).ip, "port": 31000,
+                                           "answered": True}
 
 
 def test_the_nodeport_of_the_items_protocol_is_the_one_connected_to():
@@ -141,3 +142,64 @@ def test_an_externalname_round_asks_only_for_the_cname():
                               {"type": "ExternalName", "externalName": "elsewhere.test"}, "tcp")
     assert [(a.label, a.type, a.expect) for a in asks] == [("short", "CNAME", ("elsewhere.test.",)),
                                                            ("fqdn", "CNAME", ("elsewhere.test.",))]
+
+
+class ProtocolsStandIn:
+    """The ``protocols`` Service as the API server keeps it and a proxy that follows its ports
+    (or, ``frozen``, keeps serving what it served first)."""
+
+    def __init__(self, frozen: bool = False):
+        self.ports = [{"name": "tcp", "port": 80, "protocol": "TCP"}, {"name": "udp", "port": 80, "protocol": "UDP"}]
+        self.frozen, self.patches, self.targets = frozen, [], []
+
+    def services(self, name, patch):
+        assert name == "protocols"
+        if patch:
+            self.patches.append(sorted(p["protocol"] for p in patch["spec"]["ports"]))
+            self.ports = patch["spec"]["ports"]
+        return {"type": "ClusterIP", "clusterIP": "10.96.5.5", "ports": self.ports}
+
+    def channel(self, endpoint):
+        stand_in = self
+
+        class Channel:
+            def call(self, what, body=None, timeout=10):
+                if what == "self":
+                    return {**self_report(endpoint.name, [endpoint.ip]),
+                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+                stand_in.targets += body["targets"]
+                served = {"TCP", "UDP"} if stand_in.frozen else {p["protocol"] for p in stand_in.ports}
+                return {"results": [
+                    {"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [], "responder": BACKENDS[0]}
+                    if t["proto"].upper() in served else
+                    {"id": t["id"], "ok": False, "error": "timeout", "attempts": 2, "errors": ["timeout", "timeout"]}
+                    for t in body["targets"]]}
+        return Channel()
+
+
+def judge_protocols(stand_in, protocol):
+    from suites.test_services import test_svc_port_protocols
+    check = test_svc_port_protocols.netconform_check
+    runner = Runner(TOPO, stand_in.channel, services=stand_in.services)
+    obs = runner.observe(check, check.cases(TOPO, protocol)[0])
+    return obs, check.verdict(obs)
+
+
+@pytest.mark.parametrize("protocol, answered", [("tcp", [True, True, False]), ("udp", [True, False, True])])
+def test_each_protocol_reaches_a_backend_while_the_service_has_it_and_gets_no_answer_once_removed(
+        protocol, answered):
+    stand_in = ProtocolsStandIn()
+    obs, verdict = judge_protocols(stand_in, protocol)
+    assert verdict.ok, verdict.reason
+    assert [r["id"].split("@")[1] for r in obs.results] == \
+        ["initial/clusterip", "udp-removed/clusterip", "tcp-removed/clusterip"]
+    assert [r["connection"]["answered"] for r in obs.results] == answered
+    assert stand_in.patches == [["TCP"], ["UDP"], ["TCP", "UDP"]]  # the last puts it back
+    settling = [t for t in stand_in.targets if t.get("settle") and t["id"].startswith(obs.case.id)]
+    assert len(settling) == 2 and [t.get("unanswered", False) for t in settling] == [not a for a in answered[1:]]
+
+
+def test_a_removed_protocol_that_is_still_answered_fails():
+    obs, verdict = judge_protocols(ProtocolsStandIn(frozen=True), "udp")
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, "still-answered")
+    assert "no longer has that port over udp" in verdict.reason

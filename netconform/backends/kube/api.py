@@ -141,8 +141,10 @@ class KubeApi:
             found = self.call(f"read Service {namespace}/{name}", self.core.read_namespaced_service,
                               name, namespace)
         else:
+            # a JSON merge patch (RFC 7386): a list in it replaces the Service's (its ports), where
+            # the client's default, a strategic merge, would merge them by port number
             found = self.call(f"patch Service {namespace}/{name}", self.core.patch_namespaced_service,
-                              name, namespace, patch)
+                              name, namespace, patch, _content_type="application/merge-patch+json")
         return self.client.sanitize_for_serialization(found.spec)
 
     def raw(self, method: str, path: str, body: dict | None = None,

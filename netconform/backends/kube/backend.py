@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from ...plan import DUO_CONTAINERS, probe_plan
 from ...probing.channel import ProbeChannel
 from ...profiles import Profile
-from ...topology import NODEPORT, Endpoint, Topology
+from ...topology import NAMED, NODEPORT, Endpoint, Topology
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel
@@ -86,7 +86,8 @@ class KubeBackend(Backend):
                           if self.options.image_pull_secret else None)
         self._deploy(render(spec, planned, node_ports), progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
-        pods = wait_ready(api, self.namespace, roles * len(self.nodes), self.options.ready_timeout,
+        standalone = len(planned.of_kind(NAMED))  # the pod with a hostname
+        pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
                           progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)
         self._deploy(render_endpoint_slices(spec, live), progress)
@@ -114,6 +115,7 @@ class KubeBackend(Backend):
         api = self._connect()
         create = {"Namespace": lambda o: api.core.create_namespace(o),
                   "DaemonSet": lambda o: api.apps.create_namespaced_daemon_set(self.namespace, o),
+                  "Pod": lambda o: api.core.create_namespaced_pod(self.namespace, o),
                   "Service": lambda o: api.core.create_namespaced_service(self.namespace, o),
                   "EndpointSlice": lambda o: api.discovery.create_namespaced_endpoint_slice(self.namespace, o)}
         for obj in objects:

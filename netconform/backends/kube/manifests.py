@@ -8,8 +8,9 @@ import yaml
 
 from ...plan import DUO_CONTAINERS, ECHO_PORT, pod_roles
 from ...profiles import MANIFESTS
-from ...services import BACKEND_ROLE, HOSTPORT_PORT, SERVICES, hostport_role
-from ...topology import Topology
+from ...services import (BACKEND_ROLE, HOSTPORT_PORT, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
+                         hostport_role)
+from ...topology import NAMED, Topology
 
 TEMPLATES = MANIFESTS / "kube"
 CONTROL_PORT = 9000  # pod probes' control API (duo's second container: 9001), reached by pod proxy
@@ -60,6 +61,8 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int]) -> l
         "host_echo_port": HOST_ECHO_PORT, "host_control_port": HOST_CONTROL_PORT,
         "services": [planned.services.get(s.name, s) for s in SERVICES], "backend_role": BACKEND_ROLE,
         "node_ports": node_ports,
+        "named": {"role": NAMED_ROLE, "hostname": NAMED_HOSTNAME, "subdomain": NAMED_SUBDOMAIN,
+                  "node": next(e.node for e in planned.of_kind(NAMED))},
     }
     return _documents(("namespace.yaml.j2", "probes.yaml.j2", "services.yaml.j2"), values)
 

@@ -33,7 +33,7 @@ from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...plan import probe_plan
 from ...services import HOSTPORT_PORT, hostport_role
-from ...topology import CONTAINER, HOST, OUTSIDE, POD, Endpoint, Topology
+from ...topology import CONTAINER, HOST, IN_POD_NETWORK, OUTSIDE, Endpoint, Topology
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
@@ -411,7 +411,7 @@ class LabCluster:
         runtime = self._runtimes[node]
         loopback = self._runtime(LOOPBACK, node)
         pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
-                       if e.node == node and e.kind in (POD, CONTAINER)})
+                       if e.node == node and e.kind in IN_POD_NETWORK})
         if node in self.dns.nodes:
             pods.append(DNS_POD)
         holder = hostport_role(self.topology)
@@ -483,7 +483,7 @@ class LabCluster:
             for index in chosen[fault.on_nodes]:
                 self._write_resolv_conf(self.topology.nodes[index - 1].name, fault.resolv_search)
         for namespace, name, patch in fault.service_patches:
-            self._patch_service(fault, namespace, name, patch)
+            self._patch_service(fault, namespace or self.names.prefix, name, patch)
         if fault.service_patches:
             self._wait_dns_endpoints(live, progress)
         if fault.proxy_frozen:

@@ -35,8 +35,12 @@ class Fault:
     port_commands: tuple[tuple[str, ...], ...] = ()  # run in the world ns, once per node port
     split_duo: bool = False  # duo's second container gets a network namespace of its own
     resolv_search: tuple[str, ...] | None = None  # the search list of the pods on on_nodes
-    service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API
+    service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API;
+    # namespace RUN_NAMESPACE: the run's own
     proxy_frozen: bool = False  # every kube-proxy stopped (SIGSTOP): its rules stay as they are
+
+
+RUN_NAMESPACE = ""  # in service_patches: the namespace of the run's own objects
 
 
 def cluster_ip_placeholder(service: str) -> str:
@@ -225,9 +229,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("dns-no-endpoints", DNS_ROWS, "the kube-dns Service selects no pod (its selector "
           "edited), so cluster DNS has no endpoints",
           service_patches=(("kube-system", "kube-dns", {"spec": {"selector": {"k8s-app": "kube-dns-nowhere"}}}),)),
-    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE",), "every kube-proxy hangs after its first sync "
+    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS"), "every kube-proxy hangs after its first sync "
           "(stopped): the rules it wrote keep working, Service changes are never applied",
           proxy_frozen=True),
+    Fault("dns-hostname-unpublished", ("DNS-POD-HOSTNAME",), "the headless Service named like the "
+          "pod's subdomain selects no pod (its selector edited), so the pod's hostname has no record",
+          service_patches=((RUN_NAMESPACE, "hostnames", {"spec": {"selector": {"netconform.io/role": "nowhere"}}}),)),
     Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are bypassed "
           "(as if flushed)",
           node_commands=(("iptables", "-t", "nat", "-I", "CNI-HOSTPORT-DNAT", "1", "-j", "RETURN"),)),

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 from ...probing.runner import ProbeSettings
 from ...services import minimum_connections
-from ...topology import CONTAINER, OUTSIDE, POD, Topology
+from ...topology import IN_POD_NETWORK, OUTSIDE, Topology
 from ..base import BackendError, Progress
 from . import cleanup, netns
 from .naming import STATE_ROOT
@@ -121,11 +121,12 @@ def estimate(topology: Topology, settings: ProbeSettings | None = None) -> Need:
     each node one per local pod, two per other node (underlay and VXLAN tunnel end), the outside
     client, its gateway and two multicast entries; the outside client one per node. IPv6 carries only
     link-local multicast entries, at most three per interface. Measured on 3 nodes x 24 pods (plus
-    duo): 1,830 IPv4 and about 330 IPv6 entries at the peak; estimated 2,056 and 495.
+    duo): 1,830 IPv4 and about 330 IPv6 entries at the peak; estimated 2,056 and 495 (2,215 and
+    513 since the first node also holds the standalone pod of DNS-POD-HOSTNAME).
     """
     settings = settings or ProbeSettings()
     nodes = max(1, len(topology.nodes))
-    pods = max([len({e.pod for e in topology.endpoints if e.node == n.name and e.kind in (POD, CONTAINER)})
+    pods = max([len({e.pod for e in topology.endpoints if e.node == n.name and e.kind in IN_POD_NETWORK})
                 for n in topology.nodes] or [0])
     outside = 1 if topology.of_kind(OUTSIDE) else 0
     interfaces = 2 * nodes * pods + 4 * nodes + 2 + outside  # pod ends, node ends, bridges, underlay

@@ -64,15 +64,17 @@ class RunObjects:
                 if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName have none
 
     def create_pods(self, nodes: list[str]) -> dict[str, dict]:
-        """One pod per DaemonSet and node; returns them by planned name (``node-1/probe-a``)."""
+        """One pod per DaemonSet and node, and the standalone pods (bound to their node in the
+        manifest); returns them by planned name (``node-1/probe-a``)."""
         self._ensure_service_account()
         api, pods = self.api, {}
-        for daemonset in (o for o in self.objects if o["kind"] == "DaemonSet"):
-            for node in nodes:
-                pod = pod_for(daemonset, node)
-                self._call(f"create Pod {pod['metadata']['name']}",
-                           lambda: api.core.create_namespaced_pod(self.namespace, pod))
-                pods[f"{node}/{pod['metadata']['labels'][ROLE_LABEL]}"] = pod
+        made = [pod_for(daemonset, node) for daemonset in self.objects if daemonset["kind"] == "DaemonSet"
+                for node in nodes]
+        made += [copy.deepcopy(o) for o in self.objects if o["kind"] == "Pod"]
+        for pod in made:
+            self._call(f"create Pod {pod['metadata']['name']}",
+                       lambda pod=pod: api.core.create_namespaced_pod(self.namespace, pod))
+            pods[f"{pod['spec']['nodeName']}/{pod['metadata']['labels'][ROLE_LABEL]}"] = pod
         return pods
 
     def create_endpoint_slices(self, slices: list[dict]) -> None:
