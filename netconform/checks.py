@@ -79,6 +79,9 @@ class Connection:
     ip: str
     port: int
     answered: bool = True  # False: it must get no answer (a reject or a timeout): a removed port
+    # With session affinity: True, the round's connections to this address all land on one
+    # backend (the first is made alone, before the others); False, they reach more than one
+    sticky: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,6 @@ class Check:
     verdict: Callable  # (Observation) -> Verdict, see netconform.probing.verdicts
     address: Callable[[Endpoint], str] = lambda endpoint: endpoint.ip
     repeat: int | Callable[[Topology, Endpoint], int] = 1  # connections per pair
-    first_alone: bool = False  # a pair's first connection completes before its repeats start
     full_size: bool = False  # packets as large as the source interface's MTU, Don't Fragment set
     needs: tuple[str, ...] = ()  # what the topology must offer: "a second node", "an outside client"
     # DNS checks: the questions a source asks about a destination (the protocol is the transport)

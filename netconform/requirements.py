@@ -49,8 +49,7 @@ _ROWS = [
     Requirement("SVC-HAIRPIN", "SHOULD", "a backend reaches itself through its Service", "succeeds"),
     Requirement("SVC-AFFINITY", "MUST", "sessionAffinity: ClientIP",
                 "sticky: all land on the same backend; after a switch to None several backends are "
-                "reached; after the switch back, sticky again",
-                gaps="through nodeIP:NodePort, and the run-time switch to None and back"),
+                "reached; after the switch back, sticky again"),
     Requirement("SVC-NO-ENDPOINTS", "SHOULD", "a Service with no ready endpoints",
                 "the connection is refused promptly (reject, not a timeout)"),
     Requirement("SVC-ETP-LOCAL", "SHOULD", "externalTrafficPolicy: Local",

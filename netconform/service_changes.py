@@ -1,5 +1,11 @@
 """The rows that change a Service while the run goes on, and what each state of it must do.
 
+SVC-AFFINITY, as upstream's "should have session affinity work for service with type clusterIP /
+NodePort" and "should be able to switch session affinity": ``web-affinity`` (ClientIP) is connected
+to repeatedly through its ClusterIP and through the client's node's NodePort, each address's first
+connection alone: all land on one backend; its affinity is switched to None (more than one backend
+answers) and back to ClientIP (one again).
+
 SVC-PORT-PROTOCOLS, as upstream's "should serve endpoints on same port and different protocols":
 the Service ``protocols`` serves port 80 over TCP and UDP; its UDP port is removed, then UDP put
 back and its TCP port removed. In each state, each protocol the Service has must reach one of its
@@ -18,6 +24,7 @@ what the new type has no use for (ClusterIPs, nodePorts) itself, as it does for 
 from __future__ import annotations
 
 from .checks import Change, Connection, DnsNames, Query
+from .services import minimum_connections
 from .dns import search_forms
 from .services import EXTERNAL_NAME
 from .topology import Endpoint, Topology
@@ -74,3 +81,30 @@ def protocol_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
     served = {p.get("protocol", "TCP") for p in spec.get("ports") or [] if p.get("port") == service.port}
     return [Connection("clusterip", spec.get("clusterIP") or service.ip, service.port,
                        answered=protocol.upper() in served)]
+
+
+AFFINITY = "web-affinity"
+STICKY_CONNECTIONS = 10  # to each address, in a round where the affinity holds
+AFFINITY_CHANGES = (
+    Change("none", AFFINITY, {"spec": {"sessionAffinity": "None", "sessionAffinityConfig": None}}),
+    Change("clientip-again", AFFINITY, {"spec": {"sessionAffinity": "ClientIP"}}),
+)
+AFFINITY_RESTORE = Change("restored", AFFINITY, {"spec": {"sessionAffinity": "ClientIP"}})
+
+
+def affinity_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
+                    spec: dict, protocol: str) -> list[Connection]:
+    """Connections through the ClusterIP and the client's own node's NodePort: with ClientIP
+    affinity, STICKY_CONNECTIONS to each, all to land on one backend; without, enough that with
+    random balancing every backend is missed by chance less than once in a million, and more
+    than one must answer (with a single backend there is nothing to spread over: any answers)."""
+    sticky = spec.get("sessionAffinity") == "ClientIP"
+    backends = len(topology.services[service.serves].backends)
+    count = STICKY_CONNECTIONS if sticky else minimum_connections(backends)
+    expect = True if sticky else (False if backends > 1 else None)
+    addresses = [("clusterip", spec.get("clusterIP") or service.ip, service.port)]
+    port = node_port(spec, protocol)
+    if port:
+        addresses.append(("nodeport", topology.host_of(source.node).ip, port))
+    return [Connection(f"{label}#{i}", ip, to, sticky=expect)
+            for label, ip, to in addresses for i in range(count)]

@@ -16,7 +16,7 @@ BACKEND_ROLE = "probe-a"
 NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
 SERVICES = (
     Service("web", node_port=30080),
-    Service("web-affinity", affinity=True),
+    Service("web-affinity", affinity=True, node_port=30082),
     Service("web-local", node_port=30081, local_traffic=True),
     Service("empty"),  # no ready endpoints: kube-proxy rejects its connections
     Service("web-headless", headless=True),  # the DNS checks: A and SRV records per ready backend

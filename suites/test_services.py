@@ -4,11 +4,11 @@ from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, check, hostports, no
 from netconform.probing.service_verdicts import (client_ip_kept, each_port_reaches_its_target,
                                                  every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
-                                                 real_client_ip_on_local_backend, refused_promptly,
-                                                 same_backend_every_time)
+                                                 real_client_ip_on_local_backend, refused_promptly)
 from netconform.probing.dns_verdicts import answered_as_expected
-from netconform.service_changes import (PROTOCOL_CHANGES, PROTOCOL_RESTORE, TYPE_CHANGES, TYPE_RESTORE,
-                                        protocol_rounds, type_change_rounds)
+from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_RESTORE, PROTOCOL_CHANGES, PROTOCOL_RESTORE,
+                                        TYPE_CHANGES, TYPE_RESTORE, affinity_rounds, protocol_rounds,
+                                        type_change_rounds)
 from netconform.services import minimum_connections
 from netconform.topology import HOST, OUTSIDE, POD
 
@@ -35,8 +35,8 @@ test_hostnet_svc = check("HOSTNET-SVC", pods_to_service("web", sources=(HOST,)),
 test_svc_hairpin = check("SVC-HAIRPIN", pods_to_service("web", backends_only=True), TCP_UDP,
                          lands_on_itself, repeat=enough_to_see_every_backend)
 
-test_svc_affinity = check("SVC-AFFINITY", pods_to_service("web-affinity"), TCP_UDP,
-                          same_backend_every_time, repeat=10, first_alone=True)
+test_svc_affinity = check("SVC-AFFINITY", pods_to_service("web-affinity"), TCP_UDP, answered_as_expected,
+                          rounds=affinity_rounds, changes=AFFINITY_CHANGES, restore=AFFINITY_RESTORE)
 
 test_svc_no_endpoints = check("SVC-NO-ENDPOINTS", pods_to_service("empty"), TCP_UDP,
                               refused_promptly)

@@ -8,6 +8,7 @@ the transport, the answer and the expectation side by side.
 """
 from __future__ import annotations
 
+from collections import Counter
 from fnmatch import fnmatchcase
 
 from .runner import Observation
@@ -65,6 +66,32 @@ def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
     return None
 
 
+def _affinity_groups(obs: Observation) -> dict[tuple, dict[str, int]]:
+    """(round, ip, port, sticky) -> how many of that round's connections each backend answered,
+    for the connections to one address with an affinity expectation."""
+    groups: dict[tuple, Counter] = {}
+    for r in obs.results:
+        c = r.get("connection")
+        if c and c.get("sticky") is not None:
+            round_name = r["id"].split("@", 1)[1].rsplit("/", 1)[0]
+            groups.setdefault((round_name, c["ip"], c["port"], c["sticky"]), Counter())[r.get("responder")] += 1
+    return {key: dict(counted) for key, counted in groups.items()}
+
+
+def _affinity_failed(obs: Observation, groups: dict[tuple, dict[str, int]]) -> Verdict | None:
+    """Each group answered by one backend (sticky), or by more than one (the affinity off)."""
+    for (round_name, ip, port, sticky), counted in groups.items():
+        where = (f"{sum(counted.values())} {obs.case.protocol} connections from {obs.source.name} to "
+                 f"{ip}:{port} ({round_name})")
+        if sticky and len(counted) > 1:
+            return Verdict(False, "affinity", f"{where} landed on {len(counted)} backends with "
+                           f"sessionAffinity ClientIP: {counted}", {"round": round_name, "answered_by": counted})
+        if not sticky and len(counted) < 2:
+            return Verdict(False, "still-sticky", f"{where} all landed on {next(iter(counted))} with "
+                           "sessionAffinity None", {"round": round_name, "answered_by": counted})
+    return None
+
+
 def answered_as_expected(obs: Observation) -> Verdict:
     """Every DNS question of the item: answered, with exactly the expected records; where it
     connects, a probe the name leads to answered; every connection of a round (to a NodePort
@@ -99,6 +126,11 @@ def answered_as_expected(obs: Observation) -> Verdict:
             return Verdict(False, "wrong-responder", f"{q['name']} connected to {r.get('connected_to')}, "
                            f"answered by {r.get('responder')}, not by a backend of "
                            f"{obs.destination.name}", {"query": q["name"], "responder": r.get("responder")})
+    groups = _affinity_groups(obs)
+    affinity = _affinity_failed(obs, groups)
+    if affinity:
+        return affinity
+    observed.update({f"{round_name}/{ip}:{port}": counted for (round_name, ip, port, _), counted in groups.items()})
     retried = [r for r in obs.results if r.get("attempts", 1) > 1]
     if retried:
         return Verdict(True, "flaky", f"{len(retried)} question(s) answered only on a retry "

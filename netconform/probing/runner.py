@@ -174,7 +174,7 @@ class Runner:
                 for target_id in _target_ids(check, self.topology, case)]
         results: dict[str, dict] = {}
         before = self.host.snapshot() if self.host else None
-        self._ask_all(_phases(check, targets), results)
+        self._ask_all([targets], results)
         if protocol == "icmp":
             self._collect_icmp_sources(check, cases, targets, results)
         limit = self.host.exceeded(before, self.host.snapshot()) if self.host else None
@@ -232,11 +232,28 @@ class Runner:
                    prefix: str, results: dict[str, dict], settle: float = 0.0) -> None:
         """One request per source probe with the questions and connections of every case; with
         ``settle``, each is tried again for that long until it gets the answer it expects (a
-        question) or connects (a connection): the cluster following a change takes a moment."""
-        targets: dict[str, list[dict]] = collections.defaultdict(list)
+        question) or connects (a connection): the cluster following a change takes a moment.
+        Connections with affinity expectations (``sticky``) go in two phases, each address's
+        first alone; after a change, the cases whose groups do not behave as expected yet (one
+        backend, or several) are asked again within ``settle``: no single connection can tell
+        whether the proxy has applied an affinity switch."""
+        deadline = time.monotonic() + settle
+        waiting = list(cases)
+        while waiting:
+            asked = self._ask_once(waiting, asks, prefix, results, settle)
+            waiting = [case for case in waiting if not _groups_settled(case, asked, results)]
+            if not waiting or time.monotonic() + 0.5 > deadline:
+                return
+            time.sleep(0.25)
+
+    def _ask_once(self, cases: list[Case], asks: Callable[[Endpoint, Endpoint], list[Query | Connection]],
+                  prefix: str, results: dict[str, dict], settle: float) -> dict[str, Query | Connection]:
+        first: dict[str, list[dict]] = collections.defaultdict(list)
+        rest: dict[str, list[dict]] = collections.defaultdict(list)
         asked: dict[str, Query | Connection] = {}
         for case in cases:
             source, destination = self.topology.endpoint(case.source), self.topology.endpoint(case.destination)
+            opened: set[tuple[str, int]] = set()
             for ask in asks(source, destination):
                 target_id = f"{case.id}@{prefix}{ask.label}"
                 if isinstance(ask, Query):
@@ -245,16 +262,20 @@ class Runner:
                 target = {"id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
                           "proto": case.protocol, "timeout": self.settings.timeout,
                           "attempts": self.settings.attempts}
+                alone = False
                 if isinstance(ask, Connection):
                     target.update(ip=ask.ip, port=ask.port, **({"settle": settle} if settle else {}),
                                   **({} if ask.answered else {"unanswered": True}))
+                    alone = ask.sticky is not None and (ask.ip, ask.port) not in opened
+                    opened.add((ask.ip, ask.port))
                 else:
                     target["dns"] = ask.request()
-                targets[case.source].append(target)
-        self._ask_all([targets], results)
+                (first if alone else rest)[case.source].append(target)
+        self._ask_all([phase for phase in (dict(first), dict(rest)) if phase], results)
         for target_id, ask in asked.items():
             kind = "connection" if isinstance(ask, Connection) else "query"
             results[target_id][kind] = dataclasses.asdict(ask)
+        return asked
 
     def _ask_all(self, phases: list[dict[str, list[dict]]], results: dict[str, dict]) -> None:
         """Ask every source probe its targets, phase after phase, ``parallel_probes`` at once."""
@@ -325,19 +346,20 @@ class ServiceChangeFailed(Exception):
         super().__init__(f"could not {what} the Service {service}: {cause or type(cause).__name__}")
 
 
+def _groups_settled(case: Case, asked: dict[str, Query | Connection], results: dict[str, dict]) -> bool:
+    """Whether each address the case connected to with an affinity expectation answered as it
+    expects: from one backend (sticky), or from more than one (not sticky). A mechanical look
+    at who answered, for re-asking only; the verdict judges the last answers."""
+    groups: dict[tuple[str, int, bool], set] = collections.defaultdict(set)
+    for target_id, ask in asked.items():
+        if target_id.startswith(f"{case.id}@") and isinstance(ask, Connection) and ask.sticky is not None:
+            groups[(ask.ip, ask.port, ask.sticky)].add(results[target_id].get("responder"))
+    return all((len(responders) == 1) == sticky for (_, _, sticky), responders in groups.items())
+
+
 def _harness_errors(cases: list[Case], reason: str) -> dict[str, dict]:
     return {c.id: {"id": c.id, "ok": False, "error": "harness", "harness_error": reason, "errors": []}
             for c in cases}
-
-
-def _phases(check: Check, targets: dict[str, list[dict]]) -> list[dict[str, list[dict]]]:
-    """One phase, or two when state made by a first connection (affinity) must exist before the
-    repeats: connections racing on two CPUs could each be the first and pick different backends."""
-    if not check.first_alone:
-        return [targets]
-    first = {src: [t for t in batch if t["id"].endswith("#0")] for src, batch in targets.items()}
-    rest = {src: [t for t in batch if not t["id"].endswith("#0")] for src, batch in targets.items()}
-    return [first, {src: batch for src, batch in rest.items() if batch}]
 
 
 def _target_ids(check: Check, topology: Topology, case: Case) -> list[str]:

@@ -97,19 +97,6 @@ def lands_on_itself(obs: Observation) -> Verdict:
     return passed(obs, {"answered_by": dict(answered)})
 
 
-def same_backend_every_time(obs: Observation) -> Verdict:
-    """SVC-AFFINITY: with sessionAffinity ClientIP, one client always lands on one backend."""
-    failed = _all_connected(obs)
-    if failed:
-        return failed
-    answered = _answered_by(obs)
-    if len(answered) > 1:
-        return Verdict(False, "affinity", f"{len(obs.results)} connections from {obs.source.name} "
-                       f"landed on {len(answered)} backends: {dict(answered)}",
-                       {"answered_by": dict(answered)})
-    return passed(obs, {"answered_by": dict(answered)})
-
-
 def refused_promptly(obs: Observation) -> Verdict:
     """SVC-NO-ENDPOINTS: the connection is refused within a second, not left to time out."""
     for r in obs.results:

@@ -176,6 +176,8 @@ class FakeApiServer:
                 return 422, _status(422, "Invalid", problem)
         if plural == "namespaces":
             obj["status"] = {"phase": "Active"}
+        if plural == "pods":  # a standalone pod, bound to its node: that node's kubelet runs it
+            obj["status"] = self._run_pod(obj)
         stored = self._put(plural, ns, obj)
         self.created[plural].append(name)
         if plural == "daemonsets":
@@ -198,6 +200,20 @@ class FakeApiServer:
                 port.setdefault("nodePort", 30000 + secrets.randbelow(2767))
         spec.setdefault("sessionAffinity", "None")
         return None
+
+    def _run_pod(self, pod: dict) -> dict:
+        """The status the node's kubelet gives a pod created with its nodeName, as world.fate says."""
+        node_name = pod["spec"].get("nodeName")
+        n = next((n for n in self.world.nodes if n["metadata"]["name"] == node_name), None)
+        if n is None:
+            return {"phase": "Pending"}
+        fate = self.world.fate(pod["metadata"]["labels"].get("netconform.io/role"), node_name)
+        self._ip += 1
+        host_ip = n["status"]["addresses"][0]["address"]
+        ip = fate.ip or f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
+        as_workload = {"metadata": {"name": pod["metadata"]["name"], "uid": _uid()},
+                       "spec": {"template": {"metadata": pod["metadata"], "spec": pod["spec"]}}}
+        return daemonset_pod(as_workload, node_name, host_ip, ip, fate.state)["status"]
 
     def _schedule(self, ns: str, ds: dict) -> None:
         """The DaemonSet controller and the scheduler: one pod per node the template fits."""

@@ -21,7 +21,7 @@ OPTIONS = [
 def objects(run_id="a1b2c3", **options):
     spec = DeploySpec(run_id, "netconform-a1b2c3", "ghcr.io/netconform/netconform-probe:0.1.0", **options)
     planned = probe_plan(["kind-worker", "kind-worker2"], spec.pods_per_node, outside=False)
-    return render(spec, planned, {"web": 30080, "web-local": 30081})
+    return render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082})
 
 
 @pytest.mark.parametrize("version", TARGETED)
@@ -90,7 +90,7 @@ def test_the_retyped_service_starts_as_an_externalname_with_webs_selector_and_po
 def test_the_manual_service_has_no_selector_and_one_valid_slice_per_port_and_pod(version):
     spec = DeploySpec("a1b2c3", "netconform-a1b2c3", "probe:x")
     planned = probe_plan(["kind-worker", "kind-worker2"], 2, outside=False)
-    manual = service(render(spec, planned, {"web": 30080, "web-local": 30081}), "manual")
+    manual = service(render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082}), "manual")
     assert "selector" not in manual["spec"] and len(manual["spec"]["ports"]) == 4
     pods = {pod: f"10.244.0.{i}" for i, pod in enumerate(sorted({e.pod for e in planned.endpoints if e.pod}), 2)}
     duos = {e.pod: pods[e.pod] for e in planned.of_kind(CONTAINER)}

@@ -72,20 +72,6 @@ def test_icmp_sources_come_from_the_receivers_capture():
     assert sorted(p for _, p in probes.calls) == ["icmp-seen", "icmp-seen", "probe", "probe"]
 
 
-def test_repeats_wait_for_the_first_connection_when_state_it_makes_matters():
-    """Affinity is recorded by the first connection; repeats racing it could each be 'first'."""
-    topo = topology(2, 1)
-    for first_alone, sent in ((False, [[0, 1, 2]]), (True, [[0], [1, 2]])):
-        probes = EchoingProbes(topo)
-        repeated = Check("POD-POD-CROSS", pod_pairs(False), ("tcp",), reached_from_pod_ip,
-                         repeat=3, first_alone=first_alone)
-        results = Runner(topo, probes).batch(repeated, "tcp")
-        assert len(results) == 2 * 3
-        from_a = [body for (name, _), body in zip(probes.calls, probes.bodies, strict=True)
-                  if name == "node-1/probe-a"]
-        assert [[int(t["id"].split("#")[1]) for t in b["targets"]] for b in from_a] == sent
-
-
 class LaggingCapture(EchoingProbes):
     """Receivers whose capture logs a packet only on the n-th time they are asked (never: 0)."""
 

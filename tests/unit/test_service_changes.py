@@ -100,7 +100,7 @@ def test_the_service_goes_through_every_type_change_once_and_each_state_is_asked
     assert tuple(asked["nodeport/short"]["expect"]) == ("10.96.9.2",)
     source = TOPO.endpoint(obs.case.source)
     assert asked["nodeport/node-port"] == {"label": "node-port", "ip": TOPO.host_of(source.node).ip, "port": 31000,
-                                           "answered": True}
+                                           "answered": True, "sticky": None}
 
 
 def test_the_nodeport_of_the_items_protocol_is_the_one_connected_to():
@@ -203,3 +203,88 @@ def test_a_removed_protocol_that_is_still_answered_fails():
     obs, verdict = judge_protocols(ProtocolsStandIn(frozen=True), "udp")
     assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, "still-answered")
     assert "no longer has that port over udp" in verdict.reason
+
+
+class AffinityStandIn:
+    """``web-affinity`` as the API server keeps it and a proxy that follows its affinity after
+    ``lag`` rounds of connections (each round the runner asks is one request per source), or
+    never (``broken``): with ClientIP every connection of a source lands on one backend, without
+    it they go round the backends."""
+
+    def __init__(self, lag: int = 0, broken: bool = False):
+        self.spec = {"type": "NodePort", "clusterIP": "10.96.6.6", "sessionAffinity": "ClientIP",
+                     "ports": [{"name": "tcp", "port": 80, "protocol": "TCP", "nodePort": 30082},
+                               {"name": "udp", "port": 80, "protocol": "UDP", "nodePort": 30082}]}
+        self.applied, self.lag, self.broken, self.asked_since = "ClientIP", lag, broken, 0
+        self.bodies, self.turn = [], 0
+
+    def services(self, name, patch):
+        assert name == "web-affinity"
+        if patch:
+            self.spec = {**self.spec, **{k: v for k, v in patch["spec"].items() if v is not None}}
+            self.asked_since = 0
+        return dict(self.spec)
+
+    def channel(self, endpoint):
+        stand_in = self
+
+        class Channel:
+            def call(self, what, body=None, timeout=10):
+                if what == "self":
+                    return {**self_report(endpoint.name, [endpoint.ip]),
+                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+                stand_in.bodies.append(body)
+                if stand_in.asked_since >= stand_in.lag and not stand_in.broken:
+                    stand_in.applied = stand_in.spec["sessionAffinity"]
+                stand_in.asked_since += 1
+                results = []
+                for t in body["targets"]:
+                    stand_in.turn += 1
+                    backend = BACKENDS[0] if stand_in.applied == "ClientIP" else BACKENDS[stand_in.turn % len(BACKENDS)]
+                    results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
+                                    "responder": backend})
+                return {"results": results}
+        return Channel()
+
+
+def judge_affinity(stand_in, protocol="tcp"):
+    from suites.test_services import test_svc_affinity
+    check = test_svc_affinity.netconform_check
+    runner = Runner(TOPO, stand_in.channel, services=stand_in.services)
+    obs = runner.observe(check, check.cases(TOPO, protocol)[0])
+    return obs, check.verdict(obs)
+
+
+def test_affinity_holds_through_clusterip_and_nodeport_goes_when_switched_off_and_comes_back():
+    stand_in = AffinityStandIn()
+    obs, verdict = judge_affinity(stand_in)
+    assert verdict.ok, verdict.reason
+    rounds = {r["id"].split("@")[1].split("#")[0] for r in obs.results}
+    assert rounds == {f"{r}/{a}" for r in ("initial", "none", "clientip-again") for a in ("clusterip", "nodeport")}
+    assert obs.results[0]["connection"]["sticky"] is True
+    source = TOPO.endpoint(obs.case.source)
+    nodeport = {(r["connection"]["ip"], r["connection"]["port"]) for r in obs.results if "nodeport" in r["id"]}
+    assert nodeport == {(TOPO.host_of(source.node).ip, 30082)}
+    first = next(b for b in stand_in.bodies if b["targets"][0]["id"].startswith(obs.case.id))
+    assert [t["id"].split("@")[1] for t in first["targets"] if t["id"].startswith(obs.case.id)] == \
+        ["initial/clusterip#0", "initial/nodeport#0"]  # each address's first connection alone
+    assert stand_in.spec["sessionAffinity"] == "ClientIP"  # put back
+
+
+def test_a_proxy_that_follows_the_switch_a_little_late_is_asked_again_and_passes():
+    obs, verdict = judge_affinity(AffinityStandIn(lag=2))
+    assert verdict.ok, verdict.reason
+
+
+def test_a_proxy_that_never_switches_the_affinity_off_fails_as_still_sticky():
+    obs, verdict = judge_affinity(AffinityStandIn(broken=True))
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, "still-sticky")
+    assert "(none)" in verdict.reason and "sessionAffinity None" in verdict.reason
+
+
+def test_a_client_that_lands_on_two_backends_with_clientip_fails():
+    stand_in = AffinityStandIn()
+    stand_in.applied = "None"  # the proxy ignores ClientIP from the start
+    stand_in.broken = True
+    obs, verdict = judge_affinity(stand_in)
+    assert (verdict.ok, verdict.kind) == (False, "affinity") and "(initial)" in verdict.reason

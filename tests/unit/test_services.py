@@ -157,14 +157,6 @@ def test_hairpin_needs_some_connection_to_land_on_the_sender():
     assert observe(sv.lands_on_itself, src, "svc/web", answers("10.244.2.2", src, BACKENDS[0])).ok
 
 
-def test_affinity_fails_when_one_client_lands_on_two_backends():
-    verdict = observe(sv.same_backend_every_time, "node-1/probe-b", "svc/web-affinity",
-                      answers("10.244.1.3", BACKENDS[0], BACKENDS[0], BACKENDS[1]))
-    assert not verdict.ok and verdict.kind == "affinity"
-    assert observe(sv.same_backend_every_time, "node-1/probe-b", "svc/web-affinity",
-                   answers("10.244.1.3", *[BACKENDS[2]] * 10)).ok
-
-
 @pytest.mark.parametrize("record, kind", [
     (result(ok=False, error="refused"), "pass"),
     (result(ok=False, error="timeout"), "timeout"),

@@ -173,7 +173,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("svc-snat", ("SVC-SOURCE-IP",), "kube-proxy masquerades every Service connection "
           "(masqueradeAll: true)",
           proxy={mode: {"masqueradeAll": True} for mode in ("iptables", "nftables")}),
-    Fault("svc-no-nodeports", ("SVC-NODEPORT", "POD-NODEPORT", "SVC-ETP-LOCAL"),
+    Fault("svc-no-nodeports", ("SVC-NODEPORT", "POD-NODEPORT", "SVC-ETP-LOCAL", "SVC-AFFINITY"),
           "kube-proxy serves NodePorts on no address of the nodes (nodePortAddresses: 192.0.2.0/24)",
           proxy={"nodePortAddresses": ["192.0.2.0/24"]}),
     Fault("svc-no-hairpin-masquerade", ("SVC-HAIRPIN",),
@@ -229,7 +229,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("dns-no-endpoints", DNS_ROWS, "the kube-dns Service selects no pod (its selector "
           "edited), so cluster DNS has no endpoints",
           service_patches=(("kube-system", "kube-dns", {"spec": {"selector": {"k8s-app": "kube-dns-nowhere"}}}),)),
-    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS"), "every kube-proxy hangs after its first sync "
+    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-AFFINITY"),
+          "every kube-proxy hangs after its first sync "
           "(stopped): the rules it wrote keep working, Service changes are never applied",
           proxy_frozen=True),
     Fault("dns-hostname-unpublished", ("DNS-POD-HOSTNAME",), "the headless Service named like the "
