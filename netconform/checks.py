@@ -11,7 +11,8 @@ from typing import Callable, Iterable
 import pytest
 
 from .requirements import requirement
-from .topology import CONTAINER, HOST, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Topology
+from .services import shared_protocol
+from .topology import CONTAINER, HOST, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, STANDALONE, Endpoint, Topology
 
 Pair = tuple[Endpoint, "Endpoint | None"]
 INSPECT = "self"  # the pseudo-protocol of checks that read self-reports instead of connecting
@@ -82,6 +83,10 @@ class Connection:
     # With session affinity: True, the round's connections to this address all land on one
     # backend (the first is made alone, before the others); False, they reach more than one
     sticky: bool | None = None
+    # The positive control of the round's unanswered connections: from the same client, over the
+    # same protocol, to a Service that has the port. If it fails too, their silence proves
+    # nothing: the item is an error, never a pass.
+    control: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,4 +223,17 @@ def nodeports(service: str, sources: tuple[str, ...] = (HOST, OUTSIDE)):
 
 
 def hostports(sources: tuple[str, ...] = (HOST, OUTSIDE)):
-    return to_every_node(HOSTPORT, None, sources)
+    """To the hostPort of the probe pod that holds one on every node."""
+    def build(topology: Topology) -> list[Pair]:
+        return [(src, dst) for src, dst in to_every_node(HOSTPORT, None, sources)(topology)
+                if topology.endpoint(dst.serves).kind == POD]
+    return build
+
+
+def shared_hostports(protocol: str) -> Callable[[Topology], list[Pair]]:
+    """Its node's hostNetwork probe to each pod that shares a hostPort over ``protocol``."""
+    def build(topology: Topology) -> list[Pair]:
+        return [(topology.host_of(dst.node), dst) for dst in topology.of_kind(HOSTPORT)
+                if topology.endpoint(dst.serves).kind == STANDALONE
+                and shared_protocol(dst) == protocol.upper()]
+    return build

@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 
 from .checks import Change, DnsNames, Pair, Query
-from .services import EXTERNAL_NAME, NAMED_HOSTNAME, NAMED_SUBDOMAIN
-from .topology import NAMED, POD, Endpoint, Topology
+from .services import EXTERNAL_NAME, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN
+from .topology import POD, STANDALONE, Endpoint, Topology
 
 UNKNOWN_POD_IP = "192.0.2.123"  # TEST-NET-1 (RFC 5737): an address no pod has
 
@@ -122,4 +122,5 @@ def next_pod(topology: Topology) -> list[Pair]:
 
 def pods_to_named(topology: Topology) -> list[Pair]:
     """Every pod asks for the standalone pod with a hostname (from its own node and the others)."""
-    return [(pod, named) for pod in topology.of_kind(POD) for named in topology.of_kind(NAMED)]
+    return [(pod, named) for pod in topology.of_kind(POD)
+            for named in topology.of_kind(STANDALONE) if named.role == NAMED_ROLE]

@@ -2,14 +2,15 @@
 
 Per node: a host probe (hostNetwork), single-container probe pods ``probe-a``, ``probe-b``, …, and
 a two-container pod ``duo`` (containers c1 and c2 share one network namespace); on the first node
-also the standalone pod ``named``, with a hostname and a subdomain (DNS-POD-HOSTNAME); plus the
+also the standalone pods: ``named``, with a hostname and a subdomain (DNS-POD-HOSTNAME), and three
+that share one hostPort on different hostIPs and protocols (HOSTPORT); plus the
 Services of the SVC checks (``services.py``) and, where the backend has one, a client outside the
 cluster.
 """
 from __future__ import annotations
 
-from .services import NAMED_ROLE, add_services
-from .topology import CONTAINER, HOST, NAMED, POD, Endpoint, Node, Topology
+from .services import STANDALONE_ROLES, add_services
+from .topology import CONTAINER, HOST, POD, STANDALONE, Endpoint, Node, Topology
 
 ECHO_PORT = 8080  # every pod probe's TCP and UDP echo port
 DUO_CONTAINERS = (("c1", 8080), ("c2", 8081))  # the two containers of duo and their echo ports
@@ -28,5 +29,5 @@ def probe_plan(node_names: list[str], pods_per_node: int, outside: bool,
         endpoints += [Endpoint(node, role, POD) for role in pod_roles(pods_per_node)]
         endpoints += [Endpoint(node, f"duo/{c}", CONTAINER, port) for c, port in DUO_CONTAINERS]
     if node_names:
-        endpoints.append(Endpoint(node_names[0], NAMED_ROLE, NAMED))
+        endpoints += [Endpoint(node_names[0], role, STANDALONE) for role in STANDALONE_ROLES]
     return add_services(Topology(nodes, endpoints), outside=outside)

@@ -170,14 +170,17 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def _refuse_parallel_suites(config: pytest.Config) -> None:
     """pytest-xdist (``-n``) is there for netconform's own tests; a conformance run is one run of
     one cluster, and each worker would build (or deploy to) it again."""
-    if not config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+    distributed = config.getoption("numprocesses", None) or config.getoption("tx", None) or \
+        config.getoption("dist", "no") != "no"
+    if not distributed or hasattr(config, "workerinput"):
         return
     suites = (Path(config.rootpath) / "suites").resolve()
     for arg in config.args:
         path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
         if path == suites or suites in path.parents or path in suites.parents:
-            raise ValueError("-n/--numprocesses runs netconform's own tests in parallel; a "
-                             "conformance run is one run of one cluster: run the suites without it")
+            raise ValueError("-n/--numprocesses (or -d/--dist/--tx) runs netconform's own tests in "
+                             "parallel; a conformance run is one run of one cluster: run the suites "
+                             "without it")
 
 
 def _not_applicable(declared: list[str]) -> dict[str, str]:

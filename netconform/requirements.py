@@ -56,8 +56,7 @@ _ROWS = [
                 "the backend observes the real client IP"),
     Requirement("HOSTPORT", "MUST", "hostPort",
                 "nodeIP:hostPort reaches the pod; each of the pods sharing a hostPort is reached on "
-                "its own hostIP/protocol",
-                gaps="pods on one node sharing a hostPort with a different hostIP or protocol"),
+                "its own hostIP/protocol"),
     Requirement("MTU", "MAY", "full-size packets across nodes", "arrive; no black hole"),
     Requirement("SVC-AFFINITY-TIMEOUT", "SHOULD", "sessionAffinity ClientIP with timeoutSeconds",
                 "stickiness holds within the timeout and is released after it", **_NOT_YET),

@@ -10,7 +10,9 @@ SVC-PORT-PROTOCOLS, as upstream's "should serve endpoints on same port and diffe
 the Service ``protocols`` serves port 80 over TCP and UDP; its UDP port is removed, then UDP put
 back and its TCP port removed. In each state, each protocol the Service has must reach one of its
 backends through the ClusterIP, and the one it no longer has must get no answer (a reject or a
-timeout: proxies differ), once the cluster has followed the change.
+timeout: proxies differ), once the cluster has followed the change; in the same round the same
+client reaches ``web`` over that protocol (the positive control the specification asks of a check
+whose pass is "no connection").
 
 SVC-TYPE-CHANGE, as upstream's "should be able to change the type from …" tests: the ``retyped``
 Service starts as an ExternalName Service that already carries web's selector and ports, and is
@@ -27,7 +29,7 @@ from .checks import Change, Connection, DnsNames, Query
 from .services import minimum_connections
 from .dns import search_forms
 from .services import EXTERNAL_NAME
-from .topology import Endpoint, Topology
+from .topology import SERVICE, Endpoint, Topology
 
 RETYPED = "retyped"
 TO_EXTERNAL_NAME = {"spec": {"type": "ExternalName", "externalName": EXTERNAL_NAME}}
@@ -65,6 +67,7 @@ def type_change_rounds(topology: Topology, source: Endpoint, service: Endpoint, 
 
 
 PROTOCOLS = "protocols"
+CONTROL_SERVICE = "web"
 _PORT = {"port": 80, "targetPort": 8080}
 PROTOCOL_CHANGES = (
     Change("udp-removed", PROTOCOLS, {"spec": {"ports": [{"name": "tcp", "protocol": "TCP", **_PORT}]}}),
@@ -79,8 +82,12 @@ def protocol_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
     """One connection through the ClusterIP over the item's protocol, answered by a backend
     while the Service has the port over that protocol, unanswered once it has not."""
     served = {p.get("protocol", "TCP") for p in spec.get("ports") or [] if p.get("port") == service.port}
-    return [Connection("clusterip", spec.get("clusterIP") or service.ip, service.port,
+    asks = [Connection("clusterip", spec.get("clusterIP") or service.ip, service.port,
                        answered=protocol.upper() in served)]
+    if not asks[0].answered:  # web has the port over this protocol: the silence's positive control
+        web = next(e for e in topology.of_kind(SERVICE) if e.serves == CONTROL_SERVICE)
+        asks.append(Connection("control", web.ip, web.port, control=True))
+    return asks
 
 
 AFFINITY = "web-affinity"

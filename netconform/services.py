@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .topology import CONTAINER, HOSTPORT, NAMED, NODEPORT, OUTSIDE, POD, SERVICE, Endpoint, Service, Topology
+from .topology import CONTAINER, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, STANDALONE, Endpoint, Service, Topology
 
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 BACKEND_ROLE = "probe-a"
 # DNS-POD-HOSTNAME: the standalone pod "named" has hostname NAMED_HOSTNAME and, as subdomain, the
 # headless Service "hostnames" that selects it: <hostname>.<subdomain>.<ns>.svc.<domain> is its name
 NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
+# HOSTPORT, as upstream's "no conflict between pods with same hostPort but different hostIP and
+# protocol": three pods on the first node share SHARED_HOSTPORT; (role, hostIP, protocol), "node"
+# standing for the node's own IP
+SHARED_HOSTPORT = 54323
+SHARED = (("shared-local", "127.0.0.1", "TCP"), ("shared-node", "node", "TCP"), ("shared-udp", "node", "UDP"))
+STANDALONE_ROLES = (NAMED_ROLE, *(role for role, _, _ in SHARED))
 SERVICES = (
     Service("web", node_port=30080),
     Service("web-affinity", affinity=True, node_port=30082),
@@ -43,11 +49,32 @@ def hostport_role(topology: Topology) -> str:
     return max(e.role for e in topology.of_kind(POD))
 
 
+def host_ports(role: str, holder: str, node_ip: str | None) -> list[dict]:
+    """The hostPorts a pod of ``role`` declares (kubelet hands them to the CNI's portmap plugin):
+    the holder's on every node, and the shared ones' (``hostIP`` "node": ``node_ip``)."""
+    if role == holder:
+        return [{"hostPort": HOSTPORT_PORT, "containerPort": 8080, "protocol": p} for p in ("TCP", "UDP")]
+    return [{"hostPort": SHARED_HOSTPORT, "containerPort": 8080, "protocol": protocol,
+             "hostIP": node_ip if host_ip == "node" else host_ip}
+            for shared, host_ip, protocol in SHARED if shared == role]
+
+
+def shared_protocol(endpoint: Endpoint) -> str | None:
+    """The protocol of a shared hostPort target (``hostport/shared-udp``: UDP)."""
+    return next((p for role, _, p in SHARED if endpoint.role == f"hostport/{role}"), None)
+
+
+def shared_address(endpoint: Endpoint) -> str:
+    """Where a shared hostPort is reached: its hostIP (loopback, or the node's IP)."""
+    host_ip = next((ip for role, ip, _ in SHARED if endpoint.role == f"hostport/{role}"), "node")
+    return endpoint.ip if host_ip == "node" else host_ip
+
+
 def add_services(topology: Topology, outside: bool) -> Topology:
     """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
     backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
     duos = tuple(e.name for e in topology.endpoints if e.kind == CONTAINER and e.role == "duo/c1")
-    named = tuple(e.name for e in topology.of_kind(NAMED))
+    named = tuple(e.name for e in topology.of_kind(STANDALONE) if e.role == NAMED_ROLE)
     chosen = {"duo": duos, NAMED_ROLE: named}
     services = {s.name: s if s.name == "empty" or (s.external_name and not s.selects) else
                 replace(s, backends=chosen.get(s.selects, backends)) for s in SERVICES}
@@ -56,6 +83,8 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     endpoints += [Endpoint("svc", f"{s.name}:{s.second_port[0]}", SERVICE, s.second_port[0], serves=s.name)
                   for s in services.values() if s.second_port]
     holder = hostport_role(topology)
+    endpoints += [Endpoint(e.node, f"hostport/{e.role}", HOSTPORT, SHARED_HOSTPORT, serves=e.name)
+                  for e in topology.of_kind(STANDALONE) if e.role in dict((r, p) for r, _, p in SHARED)]
     for node in topology.nodes:
         endpoints += [Endpoint(node.name, f"nodeport/{s.name}", NODEPORT, s.node_port, serves=s.name)
                       for s in services.values() if s.node_port]

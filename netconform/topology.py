@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-# Endpoints with a probe agent behind them (NAMED: the one standalone pod, with a hostname and a
-# subdomain, that DNS-POD-HOSTNAME asks for; it takes no part in the pod-to-pod pairs):
-POD, HOST, CONTAINER, OUTSIDE, NAMED = "pod", "host", "container", "outside", "named"
+# Endpoints with a probe agent behind them (STANDALONE: the one-of-a-kind pods on the first node,
+# the pod with a hostname of DNS-POD-HOSTNAME and the pods sharing a hostPort of HOSTPORT; they
+# take no part in the pod-to-pod pairs):
+POD, HOST, CONTAINER, OUTSIDE, STANDALONE = "pod", "host", "container", "outside", "standalone"
 # Targets that forward to probes (no agent of their own): a ClusterIP, a node's NodePort, a hostPort.
 SERVICE, NODEPORT, HOSTPORT = "service", "nodeport", "hostport"
-PROBE_KINDS = (POD, HOST, CONTAINER, OUTSIDE, NAMED)
-IN_POD_NETWORK = (POD, CONTAINER, NAMED)  # their own pod network namespace, a pod IP
+PROBE_KINDS = (POD, HOST, CONTAINER, OUTSIDE, STANDALONE)
+IN_POD_NETWORK = (POD, CONTAINER, STANDALONE)  # their own pod network namespace, a pod IP
 
 
 @dataclass(frozen=True)

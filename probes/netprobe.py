@@ -338,55 +338,62 @@ def _address_of(name: str, port: int, proto: str, answers: list[str], timeout: f
 
 
 def probe_target(target: dict) -> dict:
-    """Probe one target, retrying up to its attempt count; report what happened on each. With
-    ``settle`` (after a Service change), single attempts (each waiting at most SETTLE_TIMEOUT)
-    are made every SETTLE_PAUSE until one succeeds or ``settle`` seconds have passed (the cluster
-    has that long to follow the change; ``settled`` counts those that failed), then the usual
-    attempts, with the full timeout. A target that must get no answer (``unanswered``: a port
-    the change removed) settles the other way: tried until an attempt, with the full timeout,
-    gets none."""
-    ip, proto = target.get("ip"), target["proto"]
-    port = int(target.get("port", 0))
+    """Probe one target, retrying up to its attempt count; report what happened on each.
+
+    With ``settle`` (after a Service change), single attempts (each waiting at most
+    SETTLE_TIMEOUT) are first made every SETTLE_PAUSE until one behaves as the changed cluster
+    should, or ``settle`` seconds have passed: the cluster has that long to follow the change
+    (``settled`` counts the attempts that did not). What is reported is the usual attempts made
+    after that, with the full timeout: a target that works only now and then is not hidden by
+    the first lucky try. A target that must go unanswered (``unanswered``: a port the change
+    removed) settles the other way, each try with the full timeout."""
+    proto = target["proto"]
     timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
     settle = float(target.get("settle") or target.get("dns", {}).get("settle", 0))
     unanswered = bool(target.get("unanswered"))
-    token = target.get("token") or target["id"]
     started = time.monotonic()
     settled = 0
-    while True:
-        settling = time.monotonic() - started < settle  # one attempt at a time: not yet a retry
-        # while settling, a silence is only a reason to look again soon (an echo answers in ms)
-        wait = min(timeout, SETTLE_TIMEOUT) if settling and not unanswered else timeout
-        result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
-                  "local": None, "errors": []}
-        for _ in range(1 if settling else attempts):
-            try:
-                if "dns" in target:
-                    outcome = _dns_once(target["dns"], proto, token, wait)
-                elif proto == "tcp":
-                    outcome = _tcp_once(ip, port, token, wait)
-                elif proto == "udp":
-                    outcome = _udp_once(ip, port, token, wait)
-                elif proto == "icmp":
-                    outcome = _icmp_once(ip, token, wait, target.get("size"))
-                else:
-                    raise ValueError(f"unknown protocol {proto!r}")
-            except (OSError, ValueError) as exc:
-                result["errors"].append(_error_kind(exc))
-                continue
-            result.update(outcome, ok=True)
-            break
-        if result["ok"] != unanswered or not settling:
+    while time.monotonic() - started < settle:
+        tried = _attempts(target, 1, timeout if unanswered else min(timeout, SETTLE_TIMEOUT))
+        if tried["ok"] != unanswered:
             break
         settled += 1
         time.sleep(SETTLE_PAUSE)
+    result = _attempts(target, attempts, timeout)
     if settle:
         result["settled"] = settled
     if target.get("size"):
         result["size"] = int(target["size"])
+    result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return result
+
+
+def _attempts(target: dict, attempts: int, timeout: float) -> dict:
+    """Up to ``attempts`` tries of one target, each bounded by ``timeout``, until one works."""
+    ip, proto = target.get("ip"), target["proto"]
+    port = int(target.get("port", 0))
+    token = target.get("token") or target["id"]
+    result = {"id": target["id"], "ok": False, "error": None, "seen": None, "responder": None,
+              "local": None, "errors": []}
+    for _ in range(attempts):
+        try:
+            if "dns" in target:
+                outcome = _dns_once(target["dns"], proto, token, timeout)
+            elif proto == "tcp":
+                outcome = _tcp_once(ip, port, token, timeout)
+            elif proto == "udp":
+                outcome = _udp_once(ip, port, token, timeout)
+            elif proto == "icmp":
+                outcome = _icmp_once(ip, token, timeout, target.get("size"))
+            else:
+                raise ValueError(f"unknown protocol {proto!r}")
+        except (OSError, ValueError) as exc:
+            result["errors"].append(_error_kind(exc))
+            continue
+        result.update(outcome, ok=True)
+        break
     result["attempts"] = len(result["errors"]) + result["ok"]
     result["error"] = None if result["ok"] else result["errors"][-1]
-    result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
     return result
 
 

@@ -1,6 +1,6 @@
 """Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
 from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, check, hostports, nodeports,
-                               pods_to_each_port, pods_to_service)
+                               pods_to_each_port, pods_to_service, shared_hostports)
 from netconform.probing.service_verdicts import (client_ip_kept, each_port_reaches_its_target,
                                                  every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
@@ -9,7 +9,7 @@ from netconform.probing.dns_verdicts import answered_as_expected
 from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_RESTORE, PROTOCOL_CHANGES, PROTOCOL_RESTORE,
                                         TYPE_CHANGES, TYPE_RESTORE, affinity_rounds, protocol_rounds,
                                         type_change_rounds)
-from netconform.services import minimum_connections
+from netconform.services import minimum_connections, shared_address
 from netconform.topology import HOST, OUTSIDE, POD
 
 TCP_UDP = ("tcp", "udp")
@@ -45,6 +45,12 @@ test_svc_etp_local = check("SVC-ETP-LOCAL", nodeports("web-local", sources=(OUTS
                            real_client_ip_on_local_backend, needs=(OUTSIDE_CLIENT,))
 
 test_hostport = check("HOSTPORT", hostports(), TCP_UDP, reached_a_backend)
+
+# three pods on one node share a hostPort: 127.0.0.1 over TCP, the node's IP over TCP and over UDP
+test_hostport_shared_tcp = check("HOSTPORT", shared_hostports("tcp"), ("tcp",), reached_a_backend,
+                                 address=shared_address)
+test_hostport_shared_udp = check("HOSTPORT", shared_hostports("udp"), ("udp",), reached_a_backend,
+                                 address=shared_address)
 
 test_svc_multiport = check("SVC-MULTIPORT", pods_to_each_port("multiport"), TCP_UDP,
                            each_port_reaches_its_target)

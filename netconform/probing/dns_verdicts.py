@@ -96,7 +96,7 @@ def answered_as_expected(obs: Observation) -> Verdict:
     """Every DNS question of the item: answered, with exactly the expected records; where it
     connects, a probe the name leads to answered; every connection of a round (to a NodePort
     the change gave) answered by a probe the Service leads to."""
-    observed = {}
+    observed, control = {}, None
     for r in obs.results:
         if r.get("error") == "harness":  # no names to ask, or a Service it could not change
             return Verdict(False, "harness", r.get("harness_error", ""), harness=True)
@@ -105,7 +105,9 @@ def answered_as_expected(obs: Observation) -> Verdict:
             return harness
         if "connection" in r:  # a round's connection to an address the change gave (a NodePort)
             failed = _connection_failed(obs, r)
-            if failed:
+            if failed and r["connection"].get("control"):
+                control = control or failed
+            elif failed:
                 return failed
             continue
         if not r["ok"]:  # "…resolved to 10.96.0.7, but tcp to it failed: timeout" is a timeout
@@ -126,6 +128,9 @@ def answered_as_expected(obs: Observation) -> Verdict:
             return Verdict(False, "wrong-responder", f"{q['name']} connected to {r.get('connected_to')}, "
                            f"answered by {r.get('responder')}, not by a backend of "
                            f"{obs.destination.name}", {"query": q["name"], "responder": r.get("responder")})
+    if control:  # the silence of a removed port proves nothing when the control went unanswered too
+        return Verdict(False, "control failed", f"the positive control failed, so no answer on the "
+                       f"removed port proves nothing: {control.reason}", control.observed, harness=True)
     groups = _affinity_groups(obs)
     affinity = _affinity_failed(obs, groups)
     if affinity:

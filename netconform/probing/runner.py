@@ -204,10 +204,11 @@ class Runner:
             for change in changes:
                 spec = self._change(check.changes[0].service, None) if change is None else \
                     self._change(change.service, change.patch)
+                # the first round settles too: the batch before (the other protocol's) may have
+                # put the Service back a moment ago
                 self._ask_round(cases, lambda src, dst, spec=spec: check.rounds(
                     self.topology, src, dst, names, spec, protocol),
-                    f"{'initial' if change is None else change.label}/", results,
-                    settle=0.0 if change is None else CHANGE_SETTLE)
+                    f"{'initial' if change is None else change.label}/", results, settle=CHANGE_SETTLE)
         except ServiceChangeFailed as exc:  # the rounds it could not ask: the harness's failure
             for case in cases:
                 results[f"{case.id}@change"] = {**_harness_errors([case], str(exc))[case.id],

@@ -41,7 +41,8 @@ def untouched():
      "netconform: --cni and --lab-cni-conf both name the CNI"),
     (["--not-applicable=NO-SUCH-ROW=x"], "unknown requirement 'NO-SUCH-ROW'"),
     (["--not-applicable=HOSTPORT"], "netconform: --not-applicable HOSTPORT: give the reason"),
-    (["-n", "2"], "-n/--numprocesses runs netconform's own tests in parallel"),
+    (["-n", "2"], "-n/--numprocesses (or -d/--dist/--tx) runs netconform's own tests in parallel"),
+    (["-d", "--tx", "popen", "--tx", "popen"], "runs netconform's own tests in parallel"),
 ])
 def test_bad_input_is_one_usage_error_in_seconds_with_nothing_created(tmp_path, untouched, args, message):
     began = time.monotonic()

@@ -9,6 +9,7 @@ from netconform.plan import probe_plan
 from netconform.topology import CONTAINER
 
 TARGETED = ["1.33.0", "1.35.0", "1.37.0"]
+NODE_IPS = {"kind-worker": "172.18.0.2", "kind-worker2": "172.18.0.3"}
 OPTIONS = [
     {},
     {"node_selector": {"kubernetes.io/os": "linux"}, "image_pull_secret": "regcred",
@@ -21,7 +22,7 @@ OPTIONS = [
 def objects(run_id="a1b2c3", **options):
     spec = DeploySpec(run_id, "netconform-a1b2c3", "ghcr.io/netconform/netconform-probe:0.1.0", **options)
     planned = probe_plan(["kind-worker", "kind-worker2"], spec.pods_per_node, outside=False)
-    return render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082})
+    return render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082}, NODE_IPS)
 
 
 @pytest.mark.parametrize("version", TARGETED)
@@ -90,7 +91,7 @@ def test_the_retyped_service_starts_as_an_externalname_with_webs_selector_and_po
 def test_the_manual_service_has_no_selector_and_one_valid_slice_per_port_and_pod(version):
     spec = DeploySpec("a1b2c3", "netconform-a1b2c3", "probe:x")
     planned = probe_plan(["kind-worker", "kind-worker2"], 2, outside=False)
-    manual = service(render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082}), "manual")
+    manual = service(render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082}, NODE_IPS), "manual")
     assert "selector" not in manual["spec"] and len(manual["spec"]["ports"]) == 4
     pods = {pod: f"10.244.0.{i}" for i, pod in enumerate(sorted({e.pod for e in planned.endpoints if e.pod}), 2)}
     duos = {e.pod: pods[e.pod] for e in planned.of_kind(CONTAINER)}
@@ -107,6 +108,17 @@ def test_the_manual_service_has_no_selector_and_one_valid_slice_per_port_and_pod
     labels = slices[0]["metadata"]["labels"]
     assert labels["kubernetes.io/service-name"] == "manual"
     assert labels["endpointslice.kubernetes.io/managed-by"] == "netconform.io"  # not the controller's
+
+
+def test_three_pods_share_one_hostport_on_different_host_ips_and_protocols_on_the_first_node():
+    pods = {o["metadata"]["name"]: o["spec"] for o in objects() if o["kind"] == "Pod"}
+    shared = {name: (spec["nodeName"], [(p["hostPort"], p["hostIP"], p["protocol"])
+                                        for p in spec["containers"][0]["ports"]])
+              for name, spec in pods.items() if name.startswith("shared-")}
+    assert shared == {"shared-local": ("kind-worker", [(54323, "127.0.0.1", "TCP")]),
+                      "shared-node": ("kind-worker", [(54323, "172.18.0.2", "TCP")]),
+                      "shared-udp": ("kind-worker", [(54323, "172.18.0.2", "UDP")])}
+    assert (pods["named"]["hostname"], pods["named"]["subdomain"]) == ("querier", "hostnames")
 
 
 def test_the_duo_containers_share_a_pod_with_their_own_ports():

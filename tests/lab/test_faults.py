@@ -183,6 +183,18 @@ def test_a_fault_from_the_command_line_fails_the_run_it_breaks(tmp_path):
     assert leftovers(run.prefix) == []
 
 
+def test_faults_combine_a_frozen_kube_proxy_stays_frozen_and_nothing_waits_for_it(tmp_path):
+    """Was: a later fault that restarts kube-proxy (svc-snat) silently thawed kube-proxy-frozen,
+    and one that patches a Service waited for the frozen proxies until the run aborted (exit 4)."""
+    run = run_suite(tmp_path, "--lab-fault=kube-proxy-frozen", "--lab-fault=svc-snat",
+                    "--lab-fault=dns-hostname-unpublished", "--probe-timeout=1",
+                    "-m", "SVC-TYPE-CHANGE or SVC-SOURCE-IP or DNS-POD-HOSTNAME")
+    assert run.returncode == 1, run.output[-3000:]
+    verdicts = {row["id"]: row["verdict"] for row in run.results["summary"] if row["total"]}
+    assert verdicts == {"SVC-TYPE-CHANGE": "fail", "SVC-SOURCE-IP": "fail", "DNS-POD-HOSTNAME": "fail"}
+    assert leftovers(run.prefix) == []
+
+
 def test_every_must_and_should_requirement_has_a_fault_that_breaks_it():
     broken = {req for fault in FAULTS.values() for req in fault.breaks}
     wanted = {r.id for r in CATALOG.values() if r.level in ("MUST", "SHOULD") and r.implemented} | {"MTU"}

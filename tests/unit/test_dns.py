@@ -229,7 +229,7 @@ def test_externalname_is_asked_before_and_after_each_change_and_put_back():
     assert rounds == ["initial/short", "initial/fqdn", "renamed/short", "renamed/fqdn",
                       "clusterip/short", "clusterip/fqdn"]
     assert [r["query"]["type"] for r in obs.results] == ["CNAME"] * 4 + ["A"] * 2
-    assert obs.results[2]["query"]["settle"] == 5.0 and obs.results[0]["query"]["settle"] == 0
+    assert {r["query"]["settle"] for r in obs.results} == {5.0}  # the first round too: see the runner
     assert check.verdict(obs).ok
     assert stand_in.changes == [("external", None), ("external", "renamed.netconform.test"),
                                 ("external", "ClusterIP"), ("external", "outside.netconform.test")]

@@ -83,14 +83,14 @@ def fake(tmp_path) -> FakeHost:
 # --- the estimate ---
 
 def test_estimate_of_three_nodes_with_24_pods_follows_the_formula_and_covers_what_was_measured():
-    """P = 26 pods on the busiest node (24 probes, duo and the standalone pod of DNS-POD-HOSTNAME),
-    N = 3: pods N·P·(P+1), nodes N·(P+2N+3), outside N+1 (an upper bound: P counted on every node).
+    """P = 25 pods a node (24 probes + duo), 29 on the first (with the four standalone pods), N = 3:
+    pods P·(P+1) and the node P+2N+3 on each node, outside N+1.
     Measured on this machine at the peak of a full run: 1,830 IPv4 entries, ~330 IPv6 entries,
     21,086 (bridge) and 45,619 (vxlan) conntrack entries in the busiest node, 44 files and 54
     threads in the busiest probe, 954 threads and 7,524 open files on the whole host (1,773 before)."""
     found = hostlimits.estimate(plan(LabSpec(Path("x"), nodes=3, pods_per_node=24)))
-    assert found.ipv4_neighbours == 3 * 26 * 27 + 3 * (26 + 6 + 3) + 4 == 2215
-    assert found.ipv6_neighbours == 3 * (2 * 3 * 26 + 4 * 3 + 2 + 1) == 513
+    assert found.ipv4_neighbours == 29 * 30 + 2 * 25 * 26 + (29 + 9) + 2 * (25 + 9) + 4 == 2280
+    assert found.ipv6_neighbours == 3 * (2 * (29 + 2 * 25) + 4 * 3 + 2 + 1) == 519
     assert 1830 <= found.ipv4_neighbours < 2 * 1830 and 330 <= found.ipv6_neighbours
     assert 45619 <= found.conntrack < 2 * 45619
     assert found.process_files >= 44

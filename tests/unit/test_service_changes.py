@@ -100,7 +100,7 @@ def test_the_service_goes_through_every_type_change_once_and_each_state_is_asked
     assert tuple(asked["nodeport/short"]["expect"]) == ("10.96.9.2",)
     source = TOPO.endpoint(obs.case.source)
     assert asked["nodeport/node-port"] == {"label": "node-port", "ip": TOPO.host_of(source.node).ip, "port": 31000,
-                                           "answered": True, "sticky": None}
+                                           "answered": True, "sticky": None, "control": False}
 
 
 def test_the_nodeport_of_the_items_protocol_is_the_one_connected_to():
@@ -148,9 +148,9 @@ class ProtocolsStandIn:
     """The ``protocols`` Service as the API server keeps it and a proxy that follows its ports
     (or, ``frozen``, keeps serving what it served first)."""
 
-    def __init__(self, frozen: bool = False):
+    def __init__(self, frozen: bool = False, control_broken: bool = False):
         self.ports = [{"name": "tcp", "port": 80, "protocol": "TCP"}, {"name": "udp", "port": 80, "protocol": "UDP"}]
-        self.frozen, self.patches, self.targets = frozen, [], []
+        self.frozen, self.control_broken, self.patches, self.targets = frozen, control_broken, [], []
 
     def services(self, name, patch):
         assert name == "protocols"
@@ -169,9 +169,11 @@ class ProtocolsStandIn:
                             "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
                 stand_in.targets += body["targets"]
                 served = {"TCP", "UDP"} if stand_in.frozen else {p["protocol"] for p in stand_in.ports}
+                web = TOPO.endpoint("svc/web").ip  # the control: web always has both
                 return {"results": [
                     {"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [], "responder": BACKENDS[0]}
-                    if t["proto"].upper() in served else
+                    if (t["ip"] != web and t["proto"].upper() in served) or
+                    (t["ip"] == web and not stand_in.control_broken) else
                     {"id": t["id"], "ok": False, "error": "timeout", "attempts": 2, "errors": ["timeout", "timeout"]}
                     for t in body["targets"]]}
         return Channel()
@@ -185,18 +187,29 @@ def judge_protocols(stand_in, protocol):
     return obs, check.verdict(obs)
 
 
-@pytest.mark.parametrize("protocol, answered", [("tcp", [True, True, False]), ("udp", [True, False, True])])
+@pytest.mark.parametrize("protocol, asked", [
+    ("tcp", {"initial/clusterip": True, "udp-removed/clusterip": True, "tcp-removed/clusterip": False,
+             "tcp-removed/control": True}),
+    ("udp", {"initial/clusterip": True, "udp-removed/clusterip": False, "udp-removed/control": True,
+             "tcp-removed/clusterip": True})])
 def test_each_protocol_reaches_a_backend_while_the_service_has_it_and_gets_no_answer_once_removed(
-        protocol, answered):
+        protocol, asked):
     stand_in = ProtocolsStandIn()
     obs, verdict = judge_protocols(stand_in, protocol)
     assert verdict.ok, verdict.reason
-    assert [r["id"].split("@")[1] for r in obs.results] == \
-        ["initial/clusterip", "udp-removed/clusterip", "tcp-removed/clusterip"]
-    assert [r["connection"]["answered"] for r in obs.results] == answered
+    assert {r["id"].split("@")[1]: r["connection"]["answered"] for r in obs.results} == asked
     assert stand_in.patches == [["TCP"], ["UDP"], ["TCP", "UDP"]]  # the last puts it back
-    settling = [t for t in stand_in.targets if t.get("settle") and t["id"].startswith(obs.case.id)]
-    assert len(settling) == 2 and [t.get("unanswered", False) for t in settling] == [not a for a in answered[1:]]
+    control = next(r["connection"] for r in obs.results if r["connection"]["control"])
+    assert control["ip"] == TOPO.endpoint("svc/web").ip
+    unanswered = [t for t in stand_in.targets if t.get("unanswered") and t["id"].startswith(obs.case.id)]
+    assert len(unanswered) == 1 and unanswered[0]["settle"] == 5.0
+
+
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_a_removed_port_whose_positive_control_fails_too_is_an_error_not_a_pass(protocol):
+    obs, verdict = judge_protocols(ProtocolsStandIn(control_broken=True), protocol)
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, True, "control failed")
+    assert "proves nothing" in verdict.reason and "(control)" in verdict.reason
 
 
 def test_a_removed_protocol_that_is_still_answered_fails():

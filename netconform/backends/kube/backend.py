@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from ...plan import DUO_CONTAINERS, probe_plan
 from ...probing.channel import ProbeChannel
 from ...profiles import Profile
-from ...topology import NAMED, NODEPORT, Endpoint, Topology
+from ...topology import NODEPORT, STANDALONE, Endpoint, Topology
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel
@@ -84,9 +84,10 @@ class KubeBackend(Backend):
                           self.options.node_selector, self.options.tolerations,
                           self.options.image_pull_secret.rpartition("/")[2]
                           if self.options.image_pull_secret else None)
-        self._deploy(render(spec, planned, node_ports), progress)
+        self._deploy(render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes}),
+                     progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
-        standalone = len(planned.of_kind(NAMED))  # the pod with a hostname
+        standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
         pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
                           progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)

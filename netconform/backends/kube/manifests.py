@@ -9,8 +9,8 @@ import yaml
 from ...plan import DUO_CONTAINERS, ECHO_PORT, pod_roles
 from ...profiles import MANIFESTS
 from ...services import (BACKEND_ROLE, HOSTPORT_PORT, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
-                         hostport_role)
-from ...topology import NAMED, Topology
+                         host_ports, hostport_role)
+from ...topology import STANDALONE, Topology
 
 TEMPLATES = MANIFESTS / "kube"
 CONTROL_PORT = 9000  # pod probes' control API (duo's second container: 9001), reached by pod proxy
@@ -49,20 +49,27 @@ def _labels(spec: DeploySpec) -> str:
     return yaml.safe_dump(spec.labels, default_flow_style=False).strip()
 
 
-def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int]) -> list[dict]:
-    """Every object of the run, in creation order: the namespace, the probes, the Services."""
+def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
+           node_ips: dict[str, str]) -> list[dict]:
+    """Every object of the run, in creation order: the namespace, the probes, the Services.
+    ``node_ips``: the nodes' InternalIPs, for the hostIP of the pods that share a hostPort."""
+    holder = hostport_role(planned)
+    standalone = [{"role": e.role, "node": e.node,
+                   **({"hostname": NAMED_HOSTNAME, "subdomain": NAMED_SUBDOMAIN} if e.role == NAMED_ROLE else {}),
+                   "ports": host_ports(e.role, holder, node_ips[e.node])
+                   or [{"containerPort": ECHO_PORT, "protocol": p} for p in ("TCP", "UDP")]}
+                  for e in planned.of_kind(STANDALONE)]
     values = {
         "namespace": spec.namespace, "run_id": spec.run_id, "image": spec.image,
         "labels": _labels(spec),
         "node_selector": spec.node_selector, "tolerations": spec.tolerations,
         "image_pull_secret": spec.image_pull_secret, "pod_roles": pod_roles(spec.pods_per_node),
-        "hostport_role": hostport_role(planned), "hostport": HOSTPORT_PORT,
+        "hostport_role": holder, "hostport": HOSTPORT_PORT,
         "duo_containers": DUO_CONTAINERS, "echo_port": ECHO_PORT, "control_port": CONTROL_PORT,
         "host_echo_port": HOST_ECHO_PORT, "host_control_port": HOST_CONTROL_PORT,
         "services": [planned.services.get(s.name, s) for s in SERVICES], "backend_role": BACKEND_ROLE,
         "node_ports": node_ports,
-        "named": {"role": NAMED_ROLE, "hostname": NAMED_HOSTNAME, "subdomain": NAMED_SUBDOMAIN,
-                  "node": next(e.node for e in planned.of_kind(NAMED))},
+        "standalone": standalone,
     }
     return _documents(("namespace.yaml.j2", "probes.yaml.j2", "services.yaml.j2"), values)
 

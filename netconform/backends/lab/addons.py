@@ -14,7 +14,8 @@ the in-cluster environment (KUBERNETES_SERVICE_HOST/PORT: it reaches the API ser
 mount namespace ``ip netns exec`` makes, so the mount ends with the process.
 
 The node's resolv.conf names the *upstream*: a second CoreDNS in the outside namespace, serving a
-test zone (``netconform.test``) from a zone file and refusing everything else, so that
+test zone (``netconform.test``) from a zone file and answering NXDOMAIN for every other name, as
+a resolver of the internet does for a name that does not exist, so that
 ``forward . /etc/resolv.conf`` and ExternalName targets resolve with no internet and no DNS
 answered by netconform code.
 """
@@ -50,6 +51,12 @@ TOKEN_SECONDS = 3600
 UPSTREAM_COREFILE = f"""{TEST_ZONE}:53 {{
     errors
     file /etc/coredns/db.{TEST_ZONE}
+}}
+.:53 {{
+    errors
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
 }}
 """
 ZONE = f"""$ORIGIN {TEST_ZONE}.

@@ -32,7 +32,7 @@ from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after
 
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...plan import probe_plan
-from ...services import HOSTPORT_PORT, hostport_role
+from ...services import host_ports, hostport_role
 from ...topology import CONTAINER, HOST, IN_POD_NETWORK, OUTSIDE, Endpoint, Topology
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
@@ -326,6 +326,8 @@ class LabCluster:
                                "(run the suite as root, e.g. with sudo)")
         if shutil.which("ip") is None:
             raise BackendError("the lab needs the 'ip' command (Debian package iproute2)")
+        if shutil.which("conntrack") is None:  # a fault's revert forgets flows with it
+            raise BackendError("the lab needs the 'conntrack' command (Debian package conntrack)")
         for component in UPSTREAM_COMPONENTS:  # before anything exists: one line, exit 4
             try:
                 binary(component, self.spec.release)
@@ -406,6 +408,9 @@ class LabCluster:
             "net.ipv4.icmp_ratelimit": "0",
         })
 
+    def _node_index(self, node: str) -> int:
+        return next(i for i, n in enumerate(self.topology.nodes, 1) if n.name == node)
+
     def _create_pods(self, node: str) -> dict[str, str]:
         """Create each pod's namespace and call CNI ADD for it; return {pod: pod IP}."""
         runtime = self._runtimes[node]
@@ -424,9 +429,10 @@ class LabCluster:
             self._sandboxes.append((node, sandbox))
             try:
                 loopback.add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod, ifname="lo"))
-                ports = {"portMappings": [
-                    {"hostPort": HOSTPORT_PORT, "containerPort": 8080, "protocol": proto}
-                    for proto in ("tcp", "udp")]} if pod == holder else None
+                # as kubelet hands a pod's hostPorts to the CNI: portmap's capability arguments
+                mappings = [{**{k: v for k, v in m.items() if k != "protocol"}, "protocol": m["protocol"].lower()}
+                            for m in host_ports(pod, holder, node_ip(self._node_index(node)))]
+                ports = {"portMappings": mappings} if mappings else None
                 result = runtime.add(sandbox, ports)
                 self._capabilities[sandbox.container_id] = ports
                 if pod == DNS_POD:
@@ -484,7 +490,7 @@ class LabCluster:
                 self._write_resolv_conf(self.topology.nodes[index - 1].name, fault.resolv_search)
         for namespace, name, patch in fault.service_patches:
             self._patch_service(fault, namespace or self.names.prefix, name, patch)
-        if fault.service_patches:
+        if any(namespace == addons.NAMESPACE for namespace, _, _ in fault.service_patches):
             self._wait_dns_endpoints(live, progress)
         if fault.proxy_frozen:
             self.proxies.signal(signal.SIGSTOP)
@@ -520,7 +526,7 @@ class LabCluster:
         if fault.resolv_search is not None:
             for node in self.topology.nodes:
                 self._write_resolv_conf(node.name)
-        if fault.service_patches:
+        if any(namespace == addons.NAMESPACE for namespace, _, _ in fault.service_patches):
             self._wait_dns_endpoints(live, progress)
         if fault.proxy_frozen:  # it catches up with what changed meanwhile
             self.proxies.signal(signal.SIGCONT)
@@ -547,8 +553,15 @@ class LabCluster:
             raise BackendError(f"lab: cannot {'read' if patch is None else 'patch'} Service "
                                f"{namespace}/{name}: {status_message(exc)}") from None
 
+    def _frozen(self) -> bool:
+        """A fault has stopped every kube-proxy: nothing can be waited for from them."""
+        return any(f.proxy_frozen for f in self._injected.values())
+
     def _wait_dns_endpoints(self, live: Topology, progress: Progress) -> None:
-        """Until every kube-proxy sends kube-dns where its selector now leads (nowhere, or back)."""
+        """Until every kube-proxy sends kube-dns where its selector now leads (nowhere, or back);
+        not while a fault keeps them stopped (they would never)."""
+        if self._frozen():
+            return
         selector = self._service(addons.NAMESPACE, "kube-dns").get("selector")
         serving = selector == {"k8s-app": "kube-dns"}
         expected = self._dns_endpoints() if serving else \
@@ -573,6 +586,8 @@ class LabCluster:
         self.proxies.restart(settings)
         self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
                                  self.spec.proxy_sync_timeout, progress)
+        if self._frozen():  # the restarted processes are stopped again, as the fault wants them
+            self.proxies.signal(signal.SIGSTOP)
 
     def _restart_split_containers(self, live: Topology) -> None:
         """duo's second containers, started again where _namespace_of now puts them."""

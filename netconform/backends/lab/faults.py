@@ -104,7 +104,10 @@ def _both_ways(*rule: str) -> tuple[tuple[str, ...], ...]:
 
 
 DNS_ROWS = ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-POD-A", "DNS-PTR",
-            "DNS-HOSTNET")
+            "DNS-HOSTNET", "DNS-POD-HOSTNAME")
+# The rows that change a Service at run time or make its endpoints by hand: the pod traffic they
+# ride on (ClusterIPs, NodePorts, names) breaks with the faults that break pod traffic
+CHANGING_ROWS = ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-ENDPOINTSLICE-MANUAL")
 
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("snat-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
@@ -129,7 +132,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
-                "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT"),
+                "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
     Fault("node-blocks-own-pods", ("NODE-POD",),
           "every node's firewall drops what the node itself sends to its own pods",
@@ -144,7 +147,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # DNS_ROWS: DNS over TCP between the last node's pods and CoreDNS
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
-                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT"),
+                "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
     Fault("udp-drop", ("POD-POD-SAME", "POD-POD-CROSS"),
@@ -152,11 +155,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # DNS_ROWS: DNS over UDP to CoreDNS pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY",
-                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT"),
+                "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
     Fault("localhost-split", ("LOCALHOST",),
-          "the duo pod's second container runs in a network namespace of its own", also=("SVC-MULTIPORT",),  # duo's second container (multiport's 81) is no longer there
+          "the duo pod's second container runs in a network namespace of its own", also=("SVC-MULTIPORT", "SVC-ENDPOINTSLICE-MANUAL"),  # duo's c2 (port 81 of multiport, manual) is gone
           split_duo=True),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
@@ -166,7 +169,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "(an endpoint that is listed but cannot be reached through the Service)",
           # the same ClusterIP: the lost backend never answers
           # DNS-SVC, DNS-HOSTNET: the name connects through web's ClusterIP
-          also=("SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC", "DNS-SVC", "DNS-HOSTNET"),
+          # SVC-PORT-PROTOCOLS: its positive control goes to web (an error when it is lost)
+          also=("SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC", "DNS-SVC", "DNS-HOSTNET", "SVC-PORT-PROTOCOLS"),
           node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
                                    cluster_ip_placeholder("web"), "-d", "${LAST_BACKEND_IP}",
                                    "-j", "DROP")),
@@ -181,7 +185,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "(another program using mark bit 0x4000)",
           # backends are clients there too, and a backend's NodePort connection can land on itself
           # DNS-SVC: a backend connecting to web by name lands on itself
-          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT", "DNS-SVC"),
+          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT", "DNS-SVC",
+                "SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS"),
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${BACKEND_IP}",
                           "-d", "${BACKEND_IP}", "-j", "MARK", "--and-mark",
                           f"{0xffffffff ^ MASQUERADE_MARK:#x}"),)),
@@ -218,16 +223,20 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
                                    cluster_ip_placeholder("manual"), "-j", "DROP")),
     Fault("dns-udp-dropped", DNS_ROWS, "the first node drops DNS over UDP from its pods and "
-          "from itself (TCP passes)", on_nodes="first",
+          "from itself (TCP passes)", also=("SVC-TYPE-CHANGE",),  # its names are asked over UDP too
+          on_nodes="first",
           node_commands=(("iptables", "-I", "FORWARD", "1", "-s", "${POD_CIDR}", "-p", "udp",
                           "--dport", "53", "-j", "DROP"),
                          ("iptables", "-I", "OUTPUT", "1", "-p", "udp", "--dport", "53", "-j", "DROP"))),
-    Fault("dns-wrong-search", ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-HOSTNET"),
+    Fault("dns-wrong-search", ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-HOSTNET",
+                               "DNS-POD-HOSTNAME"),
           "the pods of the first node get a search list without their namespace's "
           "(svc.<domain> <domain>): short Service names do not resolve; absolute names do",
+          also=("SVC-TYPE-CHANGE",),  # it asks short names too
           on_nodes="first", resolv_search=("svc.${DOMAIN}", "${DOMAIN}")),
     Fault("dns-no-endpoints", DNS_ROWS, "the kube-dns Service selects no pod (its selector "
           "edited), so cluster DNS has no endpoints",
+          also=("SVC-TYPE-CHANGE",),  # it asks names
           service_patches=(("kube-system", "kube-dns", {"spec": {"selector": {"k8s-app": "kube-dns-nowhere"}}}),)),
     Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-AFFINITY"),
           "every kube-proxy hangs after its first sync "

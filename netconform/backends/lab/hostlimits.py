@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 from ...probing.runner import ProbeSettings
 from ...services import minimum_connections
-from ...topology import IN_POD_NETWORK, OUTSIDE, Topology
+from ...topology import CONTAINER, IN_POD_NETWORK, OUTSIDE, POD, Topology
 from ..base import BackendError, Progress
 from . import cleanup, netns
 from .naming import STATE_ROOT
@@ -121,20 +121,22 @@ def estimate(topology: Topology, settings: ProbeSettings | None = None) -> Need:
     each node one per local pod, two per other node (underlay and VXLAN tunnel end), the outside
     client, its gateway and two multicast entries; the outside client one per node. IPv6 carries only
     link-local multicast entries, at most three per interface. Measured on 3 nodes x 24 pods (plus
-    duo): 1,830 IPv4 and about 330 IPv6 entries at the peak; estimated 2,056 and 495 (2,215 and
-    513 since the first node also holds the standalone pod of DNS-POD-HOSTNAME).
+    duo): 1,830 IPv4 and about 330 IPv6 entries at the peak; estimated 2,056 and 495 then, 2,280
+    and 519 since the first node also holds the four standalone pods (DNS-POD-HOSTNAME, HOSTPORT).
     """
     settings = settings or ProbeSettings()
     nodes = max(1, len(topology.nodes))
-    pods = max([len({e.pod for e in topology.endpoints if e.node == n.name and e.kind in IN_POD_NETWORK})
-                for n in topology.nodes] or [0])
+    per_node = [len({e.pod for e in topology.endpoints if e.node == n.name and e.kind in IN_POD_NETWORK})
+                for n in topology.nodes] or [0]
+    # the standalone pods hold neighbour entries like any pod, but take no part in the pairs
+    pods = max(len({e.pod for e in topology.endpoints if e.node == n.name and e.kind in (POD, CONTAINER)})
+               for n in topology.nodes) if topology.nodes else 0
     outside = 1 if topology.of_kind(OUTSIDE) else 0
-    interfaces = 2 * nodes * pods + 4 * nodes + 2 + outside  # pod ends, node ends, bridges, underlay
+    interfaces = 2 * sum(per_node) + 4 * nodes + 2 + outside  # pod ends, node ends, bridges, underlay
     in_flight = settings.parallel_probes * settings.concurrency  # connections open at once
     probes = len(topology.probes())
     return Need(
-        ipv4_neighbours=nodes * pods * (pods + 1) + nodes * (pods + 2 * nodes + 3)
-        + outside * (nodes + 1),
+        ipv4_neighbours=sum(p * (p + 1) + p + 2 * nodes + 3 for p in per_node) + outside * (nodes + 1),
         ipv6_neighbours=3 * interfaces,
         conntrack=_conntrack_per_node(topology, nodes, pods),
         # the host counts a closed socket until the kernel frees it, a little later: twice the sockets

@@ -16,6 +16,7 @@ from ...topology import Topology
 from ..base import BackendError
 from ..kube.api import KubeApi, status_message
 from ..kube.manifests import DeploySpec, render, render_endpoint_slices
+from .naming import node_ip
 
 IMAGE = "netconform-probe:lab"  # the probe agent, run by the lab as a process in the pod's namespace
 ROLE_LABEL = "netconform.io/role"
@@ -24,7 +25,7 @@ ROLE_LABEL = "netconform.io/role"
 def render_for_lab(run_id: str, namespace: str, planned: Topology, pods_per_node: int) -> list[dict]:
     spec = DeploySpec(run_id, namespace, IMAGE, pods_per_node)
     node_ports = {s.name: s.node_port for s in planned.services.values() if s.node_port}
-    return render(spec, planned, node_ports)
+    return render(spec, planned, node_ports, {n.name: node_ip(i) for i, n in enumerate(planned.nodes, 1)})
 
 
 def endpoint_slices_for_lab(run_id: str, namespace: str, live: Topology, pods_per_node: int) -> list[dict]:
