@@ -346,20 +346,26 @@ def probe_target(target: dict) -> dict:
     (``settled`` counts the attempts that did not). What is reported is the usual attempts made
     after that, with the full timeout: a target that works only now and then is not hidden by
     the first lucky try. A target that must go unanswered (``unanswered``: a port the change
-    removed) settles the other way, each try with the full timeout."""
+    removed) settles the other way: its usual attempts are made again until none is answered."""
     proto = target["proto"]
     timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
     settle = float(target.get("settle") or target.get("dns", {}).get("settle", 0))
     unanswered = bool(target.get("unanswered"))
     started = time.monotonic()
     settled = 0
-    while time.monotonic() - started < settle:
-        tried = _attempts(target, 1, timeout if unanswered else min(timeout, SETTLE_TIMEOUT))
-        if tried["ok"] != unanswered:
-            break
-        settled += 1
-        time.sleep(SETTLE_PAUSE)
-    result = _attempts(target, attempts, timeout)
+    if unanswered:  # settled once every attempt of a round goes unanswered: one lost packet is not it
+        result = _attempts(target, attempts, timeout)
+        while result["ok"] and time.monotonic() - started < settle:
+            settled += 1
+            time.sleep(SETTLE_PAUSE)
+            result = _attempts(target, attempts, timeout)
+    else:
+        while time.monotonic() - started < settle:
+            if _attempts(target, 1, min(timeout, SETTLE_TIMEOUT))["ok"]:
+                break
+            settled += 1
+            time.sleep(SETTLE_PAUSE)
+        result = _attempts(target, attempts, timeout)
     if settle:
         result["settled"] = settled
     if target.get("size"):

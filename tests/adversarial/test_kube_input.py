@@ -22,6 +22,10 @@ from ..kube.conftest import workers
 from ..kube.fakeapi import KINDNET, TOKEN, FakeApiServer, World
 from .conftest import REPO
 
+# A refusal comes in seconds, a hang only after the client's minute-long timeouts; with the own
+# tests on two workers beside a lab, a refusal has been measured at up to 20.4 s
+QUICK = 30
+
 HOLD = 30.0  # the longest the silent server keeps a connection open (the test's own bound)
 
 
@@ -136,7 +140,7 @@ def test_a_server_that_is_not_kubernetes_is_named_as_such(tmp_path, answers, mes
     assert done.returncode == 4, done.stdout + done.stderr
     line = one_error(done)
     assert url in line and re.search(message, line), line
-    assert took < 20
+    assert took < QUICK
 
 
 def test_a_server_that_never_answers_is_given_up_in_seconds(tmp_path):
@@ -147,7 +151,7 @@ def test_a_server_that_never_answers_is_given_up_in_seconds(tmp_path):
     assert done.returncode == 4, done.stdout + done.stderr
     assert one_error(done) == (f"ERROR: netconform: the API server at {url} accepted the connection "
                                f"but did not answer within 10s")
-    assert took < 20, f"took {took:.1f}s"
+    assert took < QUICK, f"took {took:.1f}s"
 
 
 @pytest.fixture
@@ -173,7 +177,7 @@ def test_a_kubeconfig_list_of_missing_files_is_one_line(tmp_path):
     assert done.returncode == 4, done.stdout + done.stderr
     assert one_error(done) == \
         f"ERROR: netconform: no kubeconfig at {listed} (set --kubeconfig or $KUBECONFIG)"
-    assert took < 20
+    assert took < QUICK
 
 
 def test_a_refused_connection_says_refused(tmp_path):
@@ -186,4 +190,4 @@ def test_a_refused_connection_says_refused(tmp_path):
     assert done.returncode == 4, done.stdout + done.stderr
     assert one_error(done) == (f"ERROR: netconform: cannot reach the API server at {url}: "
                                f"Failed to establish a new connection: [Errno 111] Connection refused")
-    assert took < 20
+    assert took < QUICK

@@ -43,7 +43,7 @@ TEARDOWN_BOUND = 15.0
 LEASE_RENEWAL = 5.0  # seconds between the test nodes' heartbeats (kubelet: 10 s; lab grace: 20 s)
 POD_SWEEP = 1.0  # seconds between looks for pods being deleted on the test's nodes
 NODES = {f"lab-node-{i}": f"172.18.0.{i + 1}" for i in (1, 2, 3)}
-PODS = 4 * len(NODES) + 1  # probe-a, probe-b, duo and host on every node; named on the first
+PODS = 4 * len(NODES) + 4  # probe-a, probe-b, duo and host on every node; 4 standalone on the first
 RESTRICTED = "netconform-restricted"
 ERROR_NAMESPACE = re.compile(r"kubectl -n (netconform-[0-9a-f]{6}) ")
 
