@@ -352,10 +352,14 @@ def _groups_settled(case: Case, asked: dict[str, Query | Connection], results: d
     expects: from one backend (sticky), or from more than one (not sticky). A mechanical look
     at who answered, for re-asking only; the verdict judges the last answers."""
     groups: dict[tuple[str, int, bool], set] = collections.defaultdict(set)
+    failed: set[tuple[str, int, bool]] = set()
     for target_id, ask in asked.items():
         if target_id.startswith(f"{case.id}@") and isinstance(ask, Connection) and ask.sticky is not None:
-            groups[(ask.ip, ask.port, ask.sticky)].add(results[target_id].get("responder"))
-    return all((len(responders) == 1) == sticky for (_, _, sticky), responders in groups.items())
+            key = (ask.ip, ask.port, ask.sticky)
+            groups[key].add(results[target_id].get("responder"))
+            if not results[target_id].get("ok"):
+                failed.add(key)  # connections that fail are the verdict's to judge, not to re-ask
+    return all(key in failed or (len(responders) == 1) == key[2] for key, responders in groups.items())
 
 
 def _harness_errors(cases: list[Case], reason: str) -> dict[str, dict]:
