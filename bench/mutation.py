@@ -4,7 +4,8 @@ failed with their failed items, and whether that matches what the fault declares
 tests inject every fault into one running lab, tests/lab/test_faults.py): run it as root, it takes
 minutes.
 
-    sudo .tox/netconform/bin/python bench/mutation.py [--faults a b …] [pytest options, e.g. --cni=ptp]
+    sudo .tox/netconform/bin/python bench/mutation.py [--faults a b …] [--lab-proxy nftables] \
+        [pytest options, e.g. --cni=ptp]
 """
 from __future__ import annotations
 
@@ -32,10 +33,16 @@ def one_run(report_dir: Path, fault: str, extra: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faults", nargs="+", default=list(FAULTS), choices=list(FAULTS))
+    parser.add_argument("--lab-proxy", default="iptables", choices=("iptables", "nftables"),
+                        help="kube-proxy's mode on the lab (a fault without a mechanism for it is listed, not run)")
     args, extra = parser.parse_known_args()
+    extra = [f"--lab-proxy={args.lab_proxy}", *extra]
     mismatches = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.faults:
+            if args.lab_proxy not in FAULTS[name].modes:
+                print(f"| `{name}` | | no mechanism in {args.lab_proxy} mode | |", flush=True)
+                continue
             began = time.monotonic()
             document = one_run(Path(tmp) / name, name, extra)
             red = {row["id"]: row["failed"] for row in document["summary"] if row.get("failed")}

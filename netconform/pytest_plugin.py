@@ -19,6 +19,8 @@ from .requirements import CATALOG, LEVELS
 from .session import Conformance, Judgement
 from .upstream.releases import DEFAULT_RELEASE, RELEASES
 
+PROXY_MODES = ("iptables", "nftables")  # the lab's kube-proxy modes (backends/lab/proxy.py)
+
 RUN = pytest.StashKey["NetconformRun"]()
 REPORT_LOCK = pytest.StashKey[object]()
 DEFAULT_CNI = "bridge"
@@ -86,6 +88,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help=f"the pinned Kubernetes release the lab's control plane and kube-proxy run: "
                        f"{', '.join(sorted(RELEASES))} (default {DEFAULT_RELEASE}); built with "
                        "'python3 -m netconform.upstream build --release MINOR'")
+    lab.addoption("--lab-proxy", choices=PROXY_MODES, default=PROXY_MODES[0],
+                  help="the mode every lab node's kube-proxy runs in: iptables (default) or nftables")
     lab.addoption("--lab-ready-timeout", type=bounded(float, opts.READY_TIMEOUT, " s"), default=60.0,
                   metavar="SECONDS", help=range_help("how long probes may take to start, default 60",
                                                      opts.READY_TIMEOUT, " s"))
@@ -228,7 +232,7 @@ def _backend(config: pytest.Config, chosen: Profile, report_dir: Path) -> Backen
     return LabBackend(chosen, opt("lab_nodes"), opt("lab_pods_per_node"), opt("lab_ready_timeout"),
                       _lab_faults(config), cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
                       cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs",
-                      release=opt("lab_release"))
+                      release=opt("lab_release"), proxy_mode=opt("lab_proxy"))
 
 
 def _profile(config: pytest.Config) -> Profile:
@@ -283,8 +287,12 @@ def _cleanup_kube(config: pytest.Config) -> int:
 
 
 def _lab_faults(config: pytest.Config) -> tuple:
-    from .backends.lab.faults import fault
-    return tuple(fault(name) for name in dict.fromkeys(config.getoption("lab_fault")))
+    from .backends.lab.faults import fault, mode_refusal
+    chosen = tuple(fault(name) for name in dict.fromkeys(config.getoption("lab_fault")))
+    mode = config.getoption("lab_proxy")
+    for unable in (f for f in chosen if mode not in f.modes):
+        raise ValueError(mode_refusal(unable, mode))
+    return chosen
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

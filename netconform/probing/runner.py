@@ -33,6 +33,8 @@ class ProbeSettings:
     attempts: int = 2  # a pass after a retry is recorded as flaky, never as a plain pass
     concurrency: int = 64  # connections a probe runs at once
     parallel_probes: int = 16  # probes the harness asks at once
+    settle: float = CHANGE_SETTLE  # seconds a question of a Service-changing check may take to
+    # get its expected answer (a fault judgement that expects failures may shorten it)
 
 
 @dataclass
@@ -208,7 +210,7 @@ class Runner:
                 # put the Service back a moment ago
                 self._ask_round(cases, lambda src, dst, spec=spec: check.rounds(
                     self.topology, src, dst, names, spec, protocol),
-                    f"{'initial' if change is None else change.label}/", results, settle=CHANGE_SETTLE)
+                    f"{'initial' if change is None else change.label}/", results, settle=self.settings.settle)
         except ServiceChangeFailed as exc:  # the rounds it could not ask: the harness's failure
             for case in cases:
                 results[f"{case.id}@change"] = {**_harness_errors([case], str(exc))[case.id],

@@ -76,10 +76,25 @@ def leftovers(prefix: str) -> list[str]:
     return found
 
 
+IPMASQ = REPO / "manifests" / "lab" / "examples" / "bridge-ipmasq.conflist"
+
+
 @pytest.fixture(scope="session")
 def bridge_run(tmp_path_factory) -> SuiteRun:
     """One healthy lab run with the default profile, shared by the tests that read its output."""
     return run_suite(tmp_path_factory.mktemp("bridge"), "--cni=bridge")
+
+
+@pytest.fixture(scope="session")
+def ptp_run(tmp_path_factory) -> SuiteRun:
+    """A full run with the ptp profile (healthy too)."""
+    return run_suite(tmp_path_factory.mktemp("ptp"), "--cni=ptp")
+
+
+@pytest.fixture(scope="session")
+def ipmasq_run(tmp_path_factory) -> SuiteRun:
+    """A full run with a bridge conflist that masquerades pod traffic (ipMasq): not conformant."""
+    return run_suite(tmp_path_factory.mktemp("ipmasq"), f"--lab-cni-conf={IPMASQ}")
 
 
 def start_and_wait_for(tmp_path, line: str, *args: str, cni: str | None = "bridge"):

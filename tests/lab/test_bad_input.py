@@ -67,3 +67,12 @@ def test_an_unknown_fault_is_a_usage_error_naming_the_known_ones(tmp_path, untou
     assert run.returncode == 4 and seconds < 15
     assert "netconform: unknown --lab-fault 'cosmic-ray'; known faults: " in run.output
     assert "svc-no-reject" in run.output
+
+
+def test_a_fault_with_no_mechanism_for_the_proxy_mode_is_refused_by_name(tmp_path, untouched):
+    run, seconds = timed(tmp_path, "--lab-proxy=nftables", "--lab-fault=svc-no-affinity")
+    assert run.returncode == 4 and seconds < 15, run.output[-2000:]
+    assert ("--lab-fault svc-no-affinity has no mechanism for kube-proxy's nftables mode (it has one "
+            "for: iptables); run it with --lab-proxy iptables") in run.output
+    bad, _ = timed(tmp_path / "ipvs", "--lab-proxy=ipvs")
+    assert bad.returncode == 4 and "invalid choice: 'ipvs'" in bad.output

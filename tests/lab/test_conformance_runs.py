@@ -1,7 +1,7 @@
 """The MUST suites on a real lab: healthy profiles pass, a NAT-ing conflist fails the right check."""
 import pytest
 
-from .conftest import REPO, leftovers, needs_root, run_suite
+from .conftest import leftovers, needs_root, run_suite
 
 pytestmark = needs_root
 MUST = ["POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", "HOSTNET-POD", "LOCALHOST"]
@@ -52,8 +52,16 @@ def test_cluster_dns_is_real_coredns_and_every_dns_row_passes(bridge_run):
     assert external["observed"]["clusterip/short"][0].startswith("10.")  # the ClusterIP it was given
 
 
-def test_ptp_passes_every_must_requirement(tmp_path):
-    assert_all_must_pass(run_suite(tmp_path, "--cni=ptp"))
+def test_ptp_passes_every_must_requirement(ptp_run):
+    assert_all_must_pass(ptp_run)
+
+
+def test_kube_proxy_in_nftables_mode_passes_everything(tmp_path):
+    run = run_suite(tmp_path, "--lab-proxy=nftables")
+    assert_all_must_pass(run)
+    assert all(row["verdict"] == "pass" for row in run.results["summary"] if row["total"]), \
+        [row for row in run.results["summary"] if row["total"] and row["verdict"] != "pass"]
+    assert run.results["meta"]["proxy_mode"] == "nftables"
 
 
 def test_one_item_per_requirement_pair_and_protocol(bridge_run):
@@ -67,9 +75,8 @@ def test_one_item_per_requirement_pair_and_protocol(bridge_run):
     assert len(cross) == 3 * (6 * 4)  # 3 protocols x 6 pods x 4 pods on other nodes
 
 
-def test_ip_masquerade_fails_pod_pod_cross_with_the_node_address(tmp_path):
-    conflist = REPO / "manifests" / "lab" / "examples" / "bridge-ipmasq.conflist"
-    run = run_suite(tmp_path, f"--lab-cni-conf={conflist}")
+def test_ip_masquerade_fails_pod_pod_cross_with_the_node_address(ipmasq_run):
+    run = ipmasq_run
     assert run.returncode == 1, run.output[-3000:]
     summary = run.summary
     assert summary["POD-POD-CROSS"]["verdict"] == "fail"

@@ -20,7 +20,8 @@ from kubernetes import client
 
 from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
-from netconform.probing.runner import ProbeSettings, Runner
+from netconform.backends.lab.proxyrules import MODES
+from netconform.probing.runner import CHANGE_SETTLE, ProbeSettings, Runner
 from netconform.profiles import profile
 from netconform.requirements import CATALOG
 
@@ -36,15 +37,43 @@ CHECKS = suite_checks()
 CONTROLS = {"POD-POD-SAME", "POD-POD-CROSS", "NODE-POD", "HOSTNET-POD", "LOCALHOST", "SVC-CLUSTERIP",
             "SVC-NODEPORT", "HOSTPORT", "SVC-MULTIPORT", "DNS-SVC", "DNS-PTR", "MTU"}
 
+FAULT_SETTLE = 1.5  # s: on this lab a Service change shows in well under a second
+
+
+# The faults measured again with kube-proxy in nftables mode in every run of the tests: the ones
+# that act on or around kube-proxy's own rules (its tables, its configuration, its NATs and
+# rejects). The others act below it (routes, the underlay, pods' own traffic) and are the same in
+# both modes; `bench/mutation.py --lab-proxy nftables` measures the whole table in that mode.
+NFTABLES_MEASURED = ("svc-lost-endpoint", "svc-snat", "svc-no-nodeports", "svc-no-hairpin-masquerade",
+                     "svc-no-reject", "svc-etp-ignored", "host-clusterip-blocked",
+                     "svc-second-port-dropped", "kube-proxy-frozen")
+
 
 @pytest.fixture(scope="module")
-def lab():
-    cluster = LabCluster(LabSpec(profile("bridge").conflist))
+def labs():
+    """mode -> (cluster, live): one lab per kube-proxy mode, built when first asked for."""
+    built: dict[str, tuple[LabCluster, object]] = {}
+
+    def lab(mode: str):
+        if mode not in built:
+            cluster = LabCluster(LabSpec(profile("bridge").conflist, proxy_mode=mode))
+            try:
+                built[mode] = cluster, cluster.build(lambda message: None)
+            except BaseException:
+                cluster.teardown()
+                raise
+        return built[mode]
     try:
-        yield cluster, cluster.build(lambda message: None)
+        yield lab
     finally:
-        assert cluster.teardown() == []
-        assert leftovers(cluster.names.prefix) == []
+        for cluster, _ in built.values():
+            assert cluster.teardown() == []
+            assert leftovers(cluster.names.prefix) == []
+
+
+@pytest.fixture(scope="module")
+def lab(labs):
+    return labs("iptables")
 
 
 class Outcomes(Counter):
@@ -59,10 +88,11 @@ class Outcomes(Counter):
 
 
 def judge_everything(cluster: LabCluster, live, attempts: int = 2,
-                     only: set[str] | None = None) -> dict[str, Outcomes]:
+                     only: set[str] | None = None, settle: float = CHANGE_SETTLE) -> dict[str, Outcomes]:
     """requirement -> Outcomes over every item of every check (or of the requirements ``only``
-    names); short attempts, as a fault's timeouts cost one second each."""
-    runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts),
+    names); short attempts, as a fault's timeouts cost one second each. ``settle``: how long an
+    answer after a Service change may take to come right (what a fault breaks never does)."""
+    runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts, settle=settle),
                     services=cluster.change_service)
     outcomes: dict[str, Outcomes] = {}
     for check in CHECKS:
@@ -122,19 +152,25 @@ def test_the_lab_passes_every_check_before_any_fault(lab):
     assert_healthy(*lab)
 
 
-@pytest.mark.parametrize("name", list(FAULTS))
-def test_fault_turns_its_requirements_red_and_spares_the_rest(lab, name):
-    cluster, live = lab
+FAULT_RUNS = [pytest.param(mode, name, id=f"{name}" if mode == "iptables" else f"{name}-{mode}")
+              for mode in MODES for name in FAULTS
+              if mode in FAULTS[name].modes and (mode == "iptables" or name in NFTABLES_MEASURED)]
+
+
+@pytest.mark.parametrize("mode, name", FAULT_RUNS)
+def test_fault_turns_its_requirements_red_and_spares_the_rest(labs, mode, name):
+    cluster, live = labs(mode)
     fault = FAULTS[name]
     try:
         cluster.inject(fault, live)  # in the try: a fault that fails half-way is reverted too
-        # One attempt per connection: what the fault breaks times out once, not twice. A
-        # requirement outside its reach that fails is judged again with a retry, as a run would,
+        # One attempt per connection, and a short settle after each Service change: what the
+        # fault breaks times out once, not twice, and is not waited for. A requirement outside its
+        # reach that fails is judged again with a retry and the usual settle, as a run would,
         # before it counts against the fault.
         # What it breaks, and the controls it does not declare as collateral ("also" may turn red or
         # not, so judging it would prove nothing; bench/mutation.py measures it).
         judged = set(fault.breaks) | (CONTROLS - set(fault.also))
-        outcomes = judge_everything(cluster, live, attempts=1, only=judged)
+        outcomes = judge_everything(cluster, live, attempts=1, only=judged, settle=FAULT_SETTLE)
         unexpected = failing(outcomes) - set(fault.breaks + fault.also)
         if unexpected:
             outcomes.update(judge_everything(cluster, live, attempts=2, only=unexpected))
@@ -147,8 +183,9 @@ def test_fault_turns_its_requirements_red_and_spares_the_rest(lab, name):
     assert not surprise, (sorted(surprise), {req: outcomes[req] for req in surprise})
 
 
-def test_the_lab_passes_every_check_again_once_every_fault_is_reverted(lab):
-    assert_healthy(*lab)
+@pytest.mark.parametrize("mode", MODES)
+def test_the_lab_passes_every_check_again_once_every_fault_is_reverted(labs, mode):
+    assert_healthy(*labs(mode))
 
 
 def test_last_a_node_whose_lab_kubelet_stops_goes_not_ready_and_loses_its_endpoints(lab):
@@ -195,7 +232,8 @@ def test_faults_combine_a_frozen_kube_proxy_stays_frozen_and_nothing_waits_for_i
     assert leftovers(run.prefix) == []
 
 
-def test_every_must_and_should_requirement_has_a_fault_that_breaks_it():
-    broken = {req for fault in FAULTS.values() for req in fault.breaks}
+@pytest.mark.parametrize("mode", MODES)
+def test_every_must_and_should_requirement_has_a_fault_that_breaks_it(mode):
+    broken = {req for fault in FAULTS.values() if mode in fault.modes for req in fault.breaks}
     wanted = {r.id for r in CATALOG.values() if r.level in ("MUST", "SHOULD") and r.implemented} | {"MTU"}
     assert wanted - broken == set()

@@ -50,6 +50,46 @@ SYNCED = """\
 """
 
 
+# `nft list table ip kube-proxy` as kube-proxy 1.37's nftables mode writes it: the same state
+NFT_SYNCED = """\
+table ip kube-proxy {
+	map no-endpoint-services {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		comment "vmap to drop or reject packets to services with no endpoints"
+		elements = { 10.96.0.13 . tcp . 80 comment "ns/empty:tcp" : goto reject-chain }
+	}
+	set affinity-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080 {
+		type ipv4_addr
+		flags dynamic,timeout
+		timeout 3h
+	}
+	chain service-AZHIABST-ns/web/tcp/tcp {
+		ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+		meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.1.2 . 8080, 1 : 10.244.2.2 . 8080 }
+	}
+	chain external-AZHIABST-ns/web/tcp/tcp {
+		meta mark set meta mark | 0x00004000 comment "masquerade"
+		goto service-AZHIABST-ns/web/tcp/tcp
+	}
+	chain endpoint-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080 {
+		update @affinity-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080 { ip saddr }
+		meta l4proto tcp dnat to 10.244.1.2:8080
+	}
+	chain endpoint-I6RQPVH2-ns/web-affinity/tcp/tcp__10.244.9.9/8080 {
+		update @affinity-I6RQPVH2-ns/web-affinity/tcp/tcp__10.244.9.9/8080 { ip saddr }
+		meta l4proto tcp dnat to 10.244.9.9:8080
+	}
+	chain service-GAGNQTIA-ns/web-affinity/tcp/tcp {
+		ip saddr @affinity-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080 goto endpoint-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080
+		numgen random mod 2 vmap { 0 : goto endpoint-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080, 1 : goto endpoint-I6RQPVH2-ns/web-affinity/tcp/tcp__10.244.9.9/8080 }
+	}
+	chain service-KW626GNZ-kube-system/kube-dns/udp/dns {
+		meta l4proto udp dnat to 10.244.1.9:53
+	}
+}
+"""
+
+
 def two_node_topology():
     plain = topology(2, 1)
     topo = add_services(plain, outside=False)
@@ -57,30 +97,42 @@ def two_node_topology():
                                {n.name: n.ip for n in plain.nodes}, {})
 
 
-def test_kube_proxy_is_synced_only_when_every_service_port_has_exactly_its_backends():
-    from netconform.backends.lab.proxy import missing_rules
+@pytest.mark.parametrize("mode, rules", [("iptables", SYNCED), ("nftables", NFT_SYNCED)])
+def test_kube_proxy_is_synced_only_when_every_service_port_has_exactly_its_backends(mode, rules):
+    from netconform.backends.lab.proxyrules import missing, parse
     topo = two_node_topology()
-    lacking = missing_rules(topo, "ns", SYNCED)
+    lacking = missing(topo, "ns", parse(mode, rules))
     assert "ns/web:tcp -> ['10.244.1.2', '10.244.2.2'] (has ['10.244.1.2', '10.244.2.2'])" not in lacking
     assert not any(item.startswith("ns/web:tcp") for item in lacking)  # both backends programmed
     assert any(item.startswith("ns/web:udp") for item in lacking)  # nothing for UDP yet
     assert any(item.startswith("ns/web-affinity:tcp") for item in lacking)  # a stale backend
     assert not any(item.startswith("ns/empty:tcp") for item in lacking)  # rejected
-    assert "ns/empty:udp: no REJECT for a Service without endpoints" in lacking
-    assert missing_rules(topo, "other-namespace", SYNCED)  # another run's rules are not ours
+    assert "ns/empty:udp: no reject for a Service without endpoints" in lacking
+    assert missing(topo, "other-namespace", parse(mode, rules))  # another run's rules are not ours
     assert not any("web-headless" in item or "external" in item for item in lacking)  # not proxied
 
 
 def test_kube_dns_counts_as_programmed_only_with_exactly_its_coredns_pods():
-    from netconform.backends.lab.proxy import missing_rules
+    from netconform.backends.lab.proxyrules import missing, parse
     topo = two_node_topology()
     dns = '-A KUBE-SEP-E -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp -j DNAT --to-destination 10.244.1.9:53\n'
     wanted = {"kube-system/kube-dns:dns": {"10.244.1.9"}}
-    assert not [i for i in missing_rules(topo, "ns", SYNCED + dns, wanted) if "kube-dns" in i]
-    assert [i for i in missing_rules(topo, "ns", SYNCED, wanted) if "kube-dns" in i]
+
+    def lacks_dns(rules: str, expected: dict, mode: str = "iptables") -> bool:
+        return any("kube-dns" in item for item in missing(topo, "ns", parse(mode, rules), expected))
+    assert not lacks_dns(SYNCED + dns, wanted) and lacks_dns(SYNCED, wanted)
     gone = {"kube-system/kube-dns:dns": set()}  # the dns-no-endpoints fault: no DNAT left
-    assert [i for i in missing_rules(topo, "ns", SYNCED + dns, gone) if "kube-dns" in i]
-    assert not [i for i in missing_rules(topo, "ns", SYNCED, gone) if "kube-dns" in i]
+    assert lacks_dns(SYNCED + dns, gone) and not lacks_dns(SYNCED, gone)
+    assert not lacks_dns(NFT_SYNCED, wanted, "nftables") and lacks_dns(NFT_SYNCED, gone, "nftables")
+
+
+def test_a_service_port_is_routed_once_it_goes_to_some_endpoint_in_either_mode():
+    from netconform.backends.lab.proxyrules import parse, routes
+    assert routes(parse("iptables", SYNCED), "ns/web:tcp") and not routes(parse("iptables", SYNCED), "ns/web:udp")
+    assert routes(parse("nftables", NFT_SYNCED), "ns/web:tcp")
+    assert not routes(parse("nftables", NFT_SYNCED), "ns/empty:tcp")
+    with pytest.raises(ValueError, match="unknown kube-proxy mode 'ipvs'"):
+        parse("ipvs", SYNCED)
 
 
 def test_kube_proxy_configuration_leaves_host_settings_alone_and_takes_a_faults_fields():
@@ -106,7 +158,9 @@ def test_fault_placeholders_expand_per_value_and_unknown_ones_are_refused():
 
 
 def test_affinity_lists_are_read_from_kube_proxys_rules():
-    assert faults.affinity_lists(SYNCED) == ["KUBE-SEP-CCC"]
+    from netconform.backends.lab.proxyrules import affinity_lists
+    assert affinity_lists("iptables", SYNCED) == ["KUBE-SEP-CCC"]
+    assert affinity_lists("nftables", NFT_SYNCED) == ["affinity-LD7ADDTJ-ns/web-affinity/tcp/tcp__10.244.1.2/8080"]
 
 
 def test_every_fault_names_known_requirements_and_lists_itself():
@@ -226,3 +280,24 @@ def test_each_port_of_a_two_port_service_must_reach_its_own_target_port():
     crossed = judge(second, "node-2/duo/c1")
     assert (crossed.ok, crossed.kind) == (False, "wrong-responder") and "target port 8081" in crossed.reason
     assert not judge(first, "node-1/probe-a").ok  # not a backend at all
+
+
+def test_a_faults_own_nftables_table_expands_per_value_and_is_deleted_whole():
+    chains = (faults.NftChain("type nat hook postrouting priority srcnat - 1",
+                              (("ip", "saddr", "${BACKEND_IP}", "ip", "daddr", "${BACKEND_IP}",
+                                "snat", "ip", "to", "${BACKEND_IP}"),)),)
+    script = faults.nft_script("hairpin", chains, {"${BACKEND_IP}": ["10.244.1.2", "10.244.2.2"]})
+    assert script.splitlines() == [
+        "table ip netconform-fault-hairpin {", "\tchain c0 {",
+        "\t\ttype nat hook postrouting priority srcnat - 1; policy accept;",
+        "\t\tip saddr 10.244.1.2 ip daddr 10.244.1.2 snat ip to 10.244.1.2",
+        "\t\tip saddr 10.244.2.2 ip daddr 10.244.2.2 snat ip to 10.244.2.2", "\t}", "}"]
+    assert faults.nft_undo("hairpin") == ["nft", "delete", "table", "ip", "netconform-fault-hairpin"]
+
+
+def test_a_fault_without_a_mechanism_for_the_proxy_mode_is_refused_by_name():
+    only_iptables = [f for f in faults.FAULTS.values() if f.modes == ("iptables",)]
+    assert [f.name for f in only_iptables] == ["svc-no-affinity"]
+    message = faults.mode_refusal(only_iptables[0], "nftables")
+    assert "svc-no-affinity has no mechanism for kube-proxy's nftables mode" in message
+    assert message.endswith("--lab-proxy iptables")

@@ -25,11 +25,12 @@ class LabBackend(Backend):
     def __init__(self, profile: Profile, nodes: int = 3, pods_per_node: int = 2,
                  ready_timeout: float = 60.0, faults: tuple[Fault, ...] = (),
                  cni_path: tuple[str, ...] = PLUGIN_DIRS, cni_timeout: float = 20.0,
-                 logs_kept_in: Path | None = None, release: str = DEFAULT_RELEASE) -> None:
+                 logs_kept_in: Path | None = None, release: str = DEFAULT_RELEASE,
+                 proxy_mode: str = "iptables") -> None:
         self.profile = profile
         self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults,
                             overlay=profile.overlay, cni_path=cni_path, cni_timeout=cni_timeout,
-                            logs_kept_in=logs_kept_in, release=release)
+                            logs_kept_in=logs_kept_in, release=release, proxy_mode=proxy_mode)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:

@@ -37,7 +37,7 @@ from ...topology import CONTAINER, HOST, IN_POD_NETWORK, OUTSIDE, Endpoint, Topo
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
-from . import addons, cleanup, conflists, faults, hostlimits, netns
+from . import addons, cleanup, conflists, faults, hostlimits, netns, proxyrules
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
 from .controlplane.node import ControlPlane, ControlPlaneSpec
@@ -328,6 +328,8 @@ class LabCluster:
             raise BackendError("the lab needs the 'ip' command (Debian package iproute2)")
         if shutil.which("conntrack") is None:  # a fault's revert forgets flows with it
             raise BackendError("the lab needs the 'conntrack' command (Debian package conntrack)")
+        if shutil.which("nft") is None:  # kube-proxy's nftables mode, and faults' own tables
+            raise BackendError("the lab needs the 'nft' command (Debian package nftables)")
         for component in UPSTREAM_COMPONENTS:  # before anything exists: one line, exit 4
             try:
                 binary(component, self.spec.release)
@@ -466,6 +468,8 @@ class LabCluster:
         undo is worked out as it runs, so a fault can be reverted whatever it changed)."""
         if fault.name in self._undo:
             raise BackendError(f"fault {fault.name} is injected already")
+        if self.spec.proxy_mode not in fault.modes:
+            raise BackendError(faults.mode_refusal(fault, self.spec.proxy_mode))
         undo: list[tuple[str, list[str]]] = []
         self._undo[fault.name] = undo  # before the first command: a fault that fails half-way
         self._injected[fault.name] = fault  # is still reverted by what it did
@@ -476,6 +480,14 @@ class LabCluster:
             values = self._fault_values(live, index, node, fault.node_commands)
             for command in fault.node_commands:
                 self._fault_commands(fault, node, command, values, undo)
+        for index in chosen[fault.on_nodes] if fault.nft else ():
+            node = self.names.node(self.topology.nodes[index - 1].name)
+            rules = tuple(rule for chain in fault.nft for rule in chain.rules)
+            script = faults.nft_script(fault.name, fault.nft, self._fault_values(live, index, node, rules))
+            done = netns.run(node, ["nft", "-f", "-"], stdin=script)  # one transaction: all or none
+            if done.returncode:
+                raise BackendError(f"fault {fault.name} in {node}: nft: {done.stderr.strip()}")
+            undo.append((node, faults.nft_undo(fault.name)))
         for index in range(1, count + 1) if fault.port_commands else ():
             values = self._fault_values(live, index, None, fault.port_commands)
             for command in fault.port_commands:
@@ -610,7 +622,8 @@ class LabCluster:
         values.update({faults.cluster_ip_placeholder(name): [service.cluster_ip]
                        for name, service in live.services.items()})
         if node_ns is not None and any("${AFFINITY_LIST}" in part for c in commands for part in c):
-            values["${AFFINITY_LIST}"] = faults.affinity_lists(netns.run(node_ns, ["iptables-save"]).stdout)
+            values["${AFFINITY_LIST}"] = proxyrules.affinity_lists(
+                self.spec.proxy_mode, self.proxies.rules_text(node_ns))
         return values
 
     def _fault_commands(self, fault: Fault, namespace: str, command: tuple[str, ...],

@@ -4,7 +4,9 @@ The Services are programmed by the real kube-proxy, which rewrites its own chain
 Service or its endpoints change, so no fault edits them. A fault acts as a misconfigured cluster
 would: kube-proxy's configuration changed (``proxy``: KubeProxyConfiguration fields), or rules of
 a node's own firewall inserted before kube-proxy's jumps after its first sync (it re-adds its jumps
-only when they are missing, so they stay behind), commands on the world's underlay ports, or the
+only when they are missing, so they stay behind), or a table of the fault's own (``nft``) whose
+chains hook in at a priority before kube-proxy's in either of its modes (iptables mode's chains
+sit at the standard priorities, nftables mode's at the same), commands on the world's underlay ports, or the
 duo pod's containers split apart, the resolv.conf the lab gives to the pods of a node, or a
 Service patched in the API server (as a mistaken ``kubectl edit`` would).
 
@@ -17,10 +19,7 @@ ${AFFINITY_LIST} once per client-affinity list kube-proxy keeps on that node.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
-
-MASQUERADE_MARK = 0x4000  # kube-proxy's default masqueradeBit 14
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,35 @@ class Fault:
     service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API;
     # namespace RUN_NAMESPACE: the run's own
     proxy_frozen: bool = False  # every kube-proxy stopped (SIGSTOP): its rules stay as they are
+    nft: tuple["NftChain", ...] = ()  # chains of the fault's own nftables table on on_nodes
+    modes: tuple[str, ...] = ("iptables", "nftables")  # the kube-proxy modes it has a mechanism for
+
+
+@dataclass(frozen=True)
+class NftChain:
+    """A base chain of a fault's own table: ``hook`` as nft writes it (``type nat hook postrouting
+    priority srcnat - 1``), each rule a tuple of words whose placeholders expand as a command's."""
+    hook: str
+    rules: tuple[tuple[str, ...], ...]
+
+
+def nft_table(fault_name: str) -> str:
+    return f"netconform-fault-{fault_name}"
+
+
+def nft_script(fault_name: str, chains: tuple[NftChain, ...], values: dict[str, list[str]]) -> str:
+    """The ``nft -f`` input that creates the fault's table on one node."""
+    lines = [f"table ip {nft_table(fault_name)} {{"]
+    for index, chain in enumerate(chains):
+        lines += [f"\tchain c{index} {{", f"\t\t{chain.hook}; policy accept;"]
+        lines += [f"\t\t{' '.join(argv)}" for rule in chain.rules for argv in expand(rule, values)]
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def nft_undo(fault_name: str) -> list[str]:
+    return ["nft", "delete", "table", "ip", nft_table(fault_name)]
 
 
 RUN_NAMESPACE = ""  # in service_patches: the namespace of the run's own objects
@@ -64,16 +92,6 @@ def expand(command: tuple[str, ...], values: dict[str, list[str]]) -> list[list[
             argv.append(part)
         argvs.append(argv)
     return argvs
-
-
-RECENT_NAME = re.compile(r"--name (\S+)")
-
-
-def affinity_lists(rules: str) -> list[str]:
-    """The xt_recent lists kube-proxy's iptables mode remembers ClientIP affinity in: the ones its
-    KUBE-SVC chains check (``-m recent --rcheck … --name KUBE-SEP-…``)."""
-    return sorted({m.group(1) for line in rules.splitlines()
-                   if "--rcheck" in line and (m := RECENT_NAME.search(line))})
 
 
 class NotReversible(ValueError):
@@ -181,25 +199,30 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "kube-proxy serves NodePorts on no address of the nodes (nodePortAddresses: 192.0.2.0/24)",
           proxy={"nodePortAddresses": ["192.0.2.0/24"]}),
     Fault("svc-no-hairpin-masquerade", ("SVC-HAIRPIN",),
-          "a node rule clears kube-proxy's masquerade mark on a backend's connection to itself "
-          "(another program using mark bit 0x4000)",
+          "another program's source NAT, ahead of kube-proxy's, gives a backend's connection to "
+          "itself through a Service its own address, so kube-proxy's hairpin masquerade never "
+          "applies (a connection is source-NATed once)",
           # backends are clients there too, and a backend's NodePort connection can land on itself
           # DNS-SVC: a backend connecting to web by name lands on itself
           also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT", "DNS-SVC",
                 "SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS"),
-          node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${BACKEND_IP}",
-                          "-d", "${BACKEND_IP}", "-j", "MARK", "--and-mark",
-                          f"{0xffffffff ^ MASQUERADE_MARK:#x}"),)),
+          nft=(NftChain("type nat hook postrouting priority srcnat - 1",
+                        (("ip", "saddr", "${BACKEND_IP}", "ip", "daddr", "${BACKEND_IP}",
+                          "snat", "ip", "to", "${BACKEND_IP}"),)),)),
     Fault("svc-no-affinity", ("SVC-AFFINITY",),
           "every new connection first makes the node forget its client's affinity (as a flushed "
-          "affinity table)",
+          "affinity table); iptables mode only: nftables mode keeps affinity in sets of its own "
+          "table, which no other table's rule can reach",
+          modes=("iptables",),
           node_commands=tuple(("iptables", "-t", "nat", "-I", chain, "1", "-m", "recent", "--name",
                                "${AFFINITY_LIST}", "--rsource", "--mask", "255.255.255.255", "--remove")
                               for chain in ("PREROUTING", "OUTPUT"))),
     Fault("svc-no-reject", ("SVC-NO-ENDPOINTS",),
           "a node firewall drops what is sent to a Service without endpoints before kube-proxy "
           "can reject it, so its connections time out",
-          node_commands=_both_ways("-d", cluster_ip_placeholder("empty"), "-j", "DROP")),
+          nft=tuple(NftChain(f"type filter hook {hook} priority filter - 10",
+                             (("ip", "daddr", cluster_ip_placeholder("empty"), "drop"),))
+                    for hook in ("forward", "output"))),
     Fault("svc-etp-ignored", ("SVC-ETP-LOCAL",),
           "nodes masquerade connections from outside the cluster, so externalTrafficPolicy: Local "
           "backends do not see the client",
@@ -253,6 +276,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
 
 class UnknownFault(ValueError):
     pass
+
+
+def mode_refusal(fault: Fault, mode: str) -> str:
+    return (f"--lab-fault {fault.name} has no mechanism for kube-proxy's {mode} mode (it has one "
+            f"for: {', '.join(fault.modes)}); run it with --lab-proxy {fault.modes[0]}")
 
 
 def fault(name: str) -> Fault:

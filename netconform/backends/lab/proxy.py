@@ -9,13 +9,11 @@ OOM score is left as it is. What it changes lives in the node's namespace (its t
 
 Readiness is the rules themselves: a node's proxy is ready when its tables send each Service's
 ClusterIP to exactly the endpoints the API lists (and reject the ones without endpoints), read
-with ``iptables-save`` in the node's namespace. A lab fault that acts on kube-proxy's behaviour
+back from the node's tables in either mode (proxyrules.py). A lab fault that acts on kube-proxy's behaviour
 does it through its configuration (``settings``), as a misconfigured cluster would.
 """
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,11 +22,11 @@ import yaml
 
 from ...topology import Topology
 from ..base import BackendError, Progress
-from . import netns
+from . import netns, proxyrules
+from .proxyrules import MODES, missing
 from .controlplane import processes
 from .controlplane.processes import Process
 
-MODES = ("iptables",)  # nftables: later (the lab's machine needs the nft command for it)
 HEALTHZ_PORT = 10256
 METRICS_PORT = 10249  # on the node's loopback: the harness reads it from inside the namespace
 POLL = 0.2
@@ -36,7 +34,7 @@ POLL = 0.2
 
 @dataclass(frozen=True)
 class ProxySpec:
-    mode: str = "iptables"
+    mode: str = "iptables"  # or "nftables" (MODES)
     cluster_cidr: str = "10.244.0.0/16"
     settings: dict = field(default_factory=dict)  # KubeProxyConfiguration fields a fault overrides
 
@@ -122,13 +120,13 @@ class NodeProxies:
                     raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "
                                        "kube-proxy cannot be asked whether it is in step")
                 if last_sync(waiting[node]) > self.started_at and \
-                        not missing_rules(live, namespace, iptables_save(waiting[node]), others):
+                        not missing(live, namespace, self._read(waiting[node]), others):
                     del waiting[node]
             if not waiting:
                 return time.monotonic() - started
             if time.monotonic() > deadline:
                 node = sorted(waiting)[0]
-                lacking = missing_rules(live, namespace, iptables_save(waiting[node]), others)
+                lacking = missing(live, namespace, self._read(waiting[node]), others)
                 raise BackendError(
                     f"kube-proxy on {len(waiting)} node(s) ({', '.join(sorted(waiting))}) had not "
                     f"programmed the run's Services after {timeout:.0f}s; {node} lacks "
@@ -142,14 +140,20 @@ class NodeProxies:
         deadline = time.monotonic() + timeout
         waiting = list(nodes)
         while waiting:
-            waiting = [n for n in waiting if not any(
-                f"{service_port}" in line and "-j DNAT" in line
-                for line in iptables_save(namespaces[n]).splitlines())]
+            waiting = [n for n in waiting
+                       if not proxyrules.routes(self._read(namespaces[n]), service_port)]
             if waiting and time.monotonic() > deadline:
                 raise BackendError(f"kube-proxy on {', '.join(waiting)} does not route {service_port} "
                                    f"after {timeout:.0f}s: {self.processes[waiting[0]].tail()[-600:]}")
             if waiting:
                 time.sleep(POLL)
+
+    def _read(self, namespace: str) -> proxyrules.Programmed:
+        return proxyrules.read(namespace, self.spec.mode)
+
+    def rules_text(self, namespace: str) -> str:
+        """kube-proxy's tables on one node as text (iptables-save, or its nftables table)."""
+        return proxyrules.dump(namespace, self.spec.mode)
 
     def signal(self, sig: int) -> None:
         """Send every kube-proxy ``sig`` (a fault's SIGSTOP, its revert's SIGCONT)."""
@@ -190,42 +194,3 @@ def sync_time(metrics: str) -> float:
             except (IndexError, ValueError):
                 return 0.0
     return min(stamps, default=0.0)  # every family's rules written
-
-
-def iptables_save(namespace: str) -> str:
-    """The node's rules, or "" when they cannot be read (the caller keeps waiting, within its bound)."""
-    try:
-        done = netns.run(namespace, ["iptables-save"])
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
-
-
-DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination ([0-9.]+):\d+')
-REJECT = re.compile(r'--comment "?([^" ]+) has no endpoints"? .*-j REJECT')
-
-
-def missing_rules(live: Topology, namespace: str, rules: str,
-                  others: dict[str, set[str]] | None = None) -> list[str]:
-    """What ``rules`` (iptables-save output) lacks of ``live``'s Services, as kube-proxy writes
-    them: each port of a Service with a ClusterIP and backends DNATs to each backend's IP, each
-    port of one without backends is rejected. ``others``: more Service ports (``ns/svc:port``,
-    e.g. kube-dns's) and the endpoint IPs each must reach. Empty when the node is in step."""
-    destinations: dict[str, set[str]] = {}
-    rejected = set()
-    for line in rules.splitlines():
-        if (found := DNAT.search(line)):
-            destinations.setdefault(found.group(1), set()).add(found.group(2))
-        elif (found := REJECT.search(line)):
-            rejected.add(found.group(1))
-    lacking = [f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})"
-               for key, wanted in (others or {}).items() if destinations.get(key, set()) != wanted]
-    for service in (s for s in live.services.values() if s.proxied):
-        wanted = {live.endpoint(name).ip for name in service.backends}
-        for port in service.port_names:
-            key = f"{namespace}/{service.name}:{port}"
-            if wanted and destinations.get(key, set()) != wanted:
-                lacking.append(f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})")
-            if not wanted and key not in rejected:
-                lacking.append(f"{key}: no REJECT for a Service without endpoints")
-    return lacking

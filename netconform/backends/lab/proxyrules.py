@@ -1,0 +1,132 @@
+"""What a node's kube-proxy has programmed, read back from its tables, in either mode.
+
+The lab waits for kube-proxy by reading what it wrote (proxy.py says why: its healthz says healthy
+before its rules are right). Both modes name every Service port ``namespace/service:port`` where
+the lab can find it:
+
+- iptables mode, ``iptables-save``: each endpoint's DNAT rule carries the port's name as its
+  comment (``--comment "ns/web:tcp" … -j DNAT --to-destination 10.244.1.2:8080``), a port without
+  endpoints a REJECT (``--comment "ns/empty:tcp has no endpoints" … -j REJECT``);
+- nftables mode, ``nft list table ip kube-proxy``: each port has chains named after it
+  (``service-HASH-ns/web/tcp/tcp``, its ``local-``/``external-`` policy chains, and with
+  ClientIP affinity one ``endpoint-HASH-ns/web/tcp/tcp__10.244.1.2/8080`` per endpoint) whose
+  ``dnat`` statements name the endpoints; a port without endpoints is an element of the
+  ``no-endpoint-services`` map, commented ``ns/empty:tcp``, that goes to the reject chain
+  (``pkg/proxy/nftables/proxier.go``).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+
+from . import netns
+
+MODES = ("iptables", "nftables")
+
+
+@dataclass
+class Programmed:
+    """One node's Service ports as kube-proxy programmed them."""
+    destinations: dict[str, set[str]] = field(default_factory=dict)  # "ns/svc:port" -> endpoint IPs
+    rejected: set[str] = field(default_factory=set)  # "ns/svc:port" rejected for lack of endpoints
+
+
+def read(namespace: str, mode: str) -> Programmed:
+    """The node's programmed Service ports; empty when its tables cannot be read (the caller keeps
+    waiting, within its bound)."""
+    return parse(mode, dump(namespace, mode))
+
+
+def dump(namespace: str, mode: str) -> str:
+    """kube-proxy's tables in the node's namespace as text, or "" when they cannot be read."""
+    argv = ["iptables-save"] if mode == "iptables" else ["nft", "list", "table", "ip", "kube-proxy"]
+    try:
+        done = netns.run(namespace, argv)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def parse(mode: str, text: str) -> Programmed:
+    if mode not in MODES:
+        raise ValueError(f"unknown kube-proxy mode {mode!r}; known: {', '.join(MODES)}")
+    return parse_iptables(text) if mode == "iptables" else parse_nftables(text)
+
+
+IPTABLES_DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination ([0-9.]+):\d+')
+IPTABLES_REJECT = re.compile(r'--comment "?([^" ]+) has no endpoints"? .*-j REJECT')
+
+
+def parse_iptables(text: str) -> Programmed:
+    programmed = Programmed()
+    for line in text.splitlines():
+        if (found := IPTABLES_DNAT.search(line)):
+            programmed.destinations.setdefault(found.group(1), set()).add(found.group(2))
+        elif (found := IPTABLES_REJECT.search(line)):
+            programmed.rejected.add(found.group(1))
+    return programmed
+
+
+# chain service-HASH-ns/svc/tcp/port (or local-, external-, endpoint-…__IP/PORT)
+NFT_CHAIN = re.compile(r"^\s*chain (?:service|local|external|endpoint)-[A-Z0-9]+-"
+                       r"([^/\s]+)/([^/\s]+)/[a-z]+/([a-z0-9-]*)(?:__\S+)? \{")
+NFT_DNAT_TO = re.compile(r"\bdnat (?:ip )?to ([0-9.]+):\d+")  # one endpoint
+NFT_MAP_ELEMENT = re.compile(r"\d+ : ([0-9.]+) \. \d+")  # numgen … map { 0 : 10.244.1.2 . 8080, … }
+NFT_REJECTED = re.compile(r'comment "([^"]+)" : goto reject-chain')
+
+
+def parse_nftables(text: str) -> Programmed:
+    programmed = Programmed()
+    key = None
+    for line in text.splitlines():
+        if (chain := NFT_CHAIN.match(line)):
+            namespace, service, port = chain.groups()
+            key = f"{namespace}/{service}:{port}"
+            continue
+        if line.strip().startswith(("chain ", "map ", "set ")):
+            key = None
+        if key is not None and "dnat" in line:
+            found = NFT_DNAT_TO.findall(line) + NFT_MAP_ELEMENT.findall(line)
+            programmed.destinations.setdefault(key, set()).update(found)
+        programmed.rejected.update(NFT_REJECTED.findall(line))
+    return programmed
+
+
+def routes(programmed: Programmed, service_port: str) -> bool:
+    """Whether ``service_port`` (``ns/svc:port``) is sent to some endpoint."""
+    return bool(programmed.destinations.get(service_port))
+
+
+# The lists and sets kube-proxy keeps ClientIP affinity in, by mode
+IPTABLES_RECENT = re.compile(r"--name (\S+)")
+NFT_AFFINITY_SET = re.compile(r"^\s*set (affinity-\S+) \{", re.MULTILINE)
+
+
+def affinity_lists(mode: str, text: str) -> list[str]:
+    """iptables mode: the xt_recent lists its KUBE-SVC chains check (``-m recent --rcheck …
+    --name KUBE-SEP-…``); nftables mode: its ``affinity-…`` sets."""
+    if mode == "iptables":
+        return sorted({m.group(1) for line in text.splitlines()
+                       if "--rcheck" in line and (m := IPTABLES_RECENT.search(line))})
+    return sorted(set(NFT_AFFINITY_SET.findall(text)))
+
+
+def missing(live, namespace: str, programmed: Programmed,
+            others: dict[str, set[str]] | None = None) -> list[str]:
+    """What ``programmed`` lacks of ``live``'s Services, as kube-proxy writes them: each port of a
+    Service with a ClusterIP and backends goes to each backend's IP, each port of one without
+    backends is rejected. ``others``: more Service ports (``ns/svc:port``, e.g. kube-dns's) and the
+    endpoint IPs each must reach. Empty when the node is in step."""
+    destinations = programmed.destinations
+    lacking = [f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})"
+               for key, wanted in (others or {}).items() if destinations.get(key, set()) != wanted]
+    for service in (s for s in live.services.values() if s.proxied):
+        wanted = {live.endpoint(name).ip for name in service.backends}
+        for port in service.port_names:
+            key = f"{namespace}/{service.name}:{port}"
+            if wanted and destinations.get(key, set()) != wanted:
+                lacking.append(f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})")
+            if not wanted and key not in programmed.rejected:
+                lacking.append(f"{key}: no reject for a Service without endpoints")
+    return lacking
