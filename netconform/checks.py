@@ -12,7 +12,8 @@ import pytest
 
 from .requirements import requirement
 from .services import shared_protocol
-from .topology import CONTAINER, HOST, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, STANDALONE, Endpoint, Topology
+from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, STANDALONE,
+                       Endpoint, Topology)
 
 Pair = tuple[Endpoint, "Endpoint | None"]
 INSPECT = "self"  # the pseudo-protocol of checks that read self-reports instead of connecting
@@ -187,6 +188,12 @@ def containers_of_one_pod(both_ways: bool) -> Callable[[Topology], list[Pair]]:
 
 def loopback(endpoint: Endpoint) -> str:
     return "127.0.0.1"
+
+
+def pods_to_api_server(topology: Topology) -> list[Pair]:
+    """Every pod to the cluster's own ``kubernetes`` Service (POD-APISERVER)."""
+    api = topology.of_kind(APISERVER)
+    return [(pod, api[0]) for pod in topology.of_kind(POD)] if api else []
 
 
 def pods_to_service(name: str, backends_only: bool = False,

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .topology import CONTAINER, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, STANDALONE, Endpoint, Service, Topology
+from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, KUBERNETES_SERVICE, NODEPORT, OUTSIDE, POD, SERVICE,
+                       STANDALONE, Endpoint, Service, Topology)
 
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 BACKEND_ROLE = "probe-a"
+HOST_ROLE = "host"  # the hostNetwork probe pod of every node
 # DNS-POD-HOSTNAME: the standalone pod "named" has hostname NAMED_HOSTNAME and, as subdomain, the
 # headless Service "hostnames" that selects it: <hostname>.<subdomain>.<ns>.svc.<domain> is its name
 NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
@@ -39,6 +41,9 @@ SERVICES = (
     # SVC-ENDPOINTSLICE-MANUAL: multiport again, without a selector; its endpoints are
     # EndpointSlices the run makes by hand, one per (port, duo pod): each port, each pod its own
     Service("manual", second_port=(81, 8081), selects="duo", manual=True),
+    # SVC-HOSTNET-ENDPOINTS: its endpoints are the hostNetwork probe pods (node IPs), its
+    # targetPort their echo port (add_services sets it: it differs between lab and live clusters)
+    Service("hostnet", selects=HOST_ROLE),
 )
 HOSTPORT_PORT = 8088
 OUTSIDE_CLIENT = Endpoint("outside", "client", OUTSIDE)
@@ -75,9 +80,12 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
     duos = tuple(e.name for e in topology.endpoints if e.kind == CONTAINER and e.role == "duo/c1")
     named = tuple(e.name for e in topology.of_kind(STANDALONE) if e.role == NAMED_ROLE)
-    chosen = {"duo": duos, NAMED_ROLE: named}
+    hosts = topology.of_kind(HOST)
+    chosen = {"duo": duos, NAMED_ROLE: named, HOST_ROLE: tuple(e.name for e in hosts)}
     services = {s.name: s if s.name == "empty" or (s.external_name and not s.selects) else
                 replace(s, backends=chosen.get(s.selects, backends)) for s in SERVICES}
+    if hosts:  # the hostNetwork probes' echo port: 8080 on the lab, off the usual ones on a node
+        services["hostnet"] = replace(services["hostnet"], target_port=hosts[0].port)
     endpoints = list(topology.endpoints)
     endpoints += [Endpoint("svc", s.name, SERVICE, s.port, serves=s.name) for s in services.values()]
     endpoints += [Endpoint("svc", f"{s.name}:{s.second_port[0]}", SERVICE, s.second_port[0], serves=s.name)
@@ -90,6 +98,7 @@ def add_services(topology: Topology, outside: bool) -> Topology:
                       for s in services.values() if s.node_port]
         endpoints.append(Endpoint(node.name, f"hostport/{holder}", HOSTPORT, HOSTPORT_PORT,
                                   serves=f"{node.name}/{holder}"))
+    endpoints.append(Endpoint("svc", KUBERNETES_SERVICE, APISERVER, 443))
     if outside:
         endpoints.append(OUTSIDE_CLIENT)
     return Topology(topology.nodes, endpoints, dict(topology.meta), services)

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field, replace
 POD, HOST, CONTAINER, OUTSIDE, STANDALONE = "pod", "host", "container", "outside", "standalone"
 # Targets that forward to probes (no agent of their own): a ClusterIP, a node's NodePort, a hostPort.
 SERVICE, NODEPORT, HOSTPORT = "service", "nodeport", "hostport"
+APISERVER = "apiserver"  # the cluster's own `kubernetes` Service (default namespace, port 443)
 PROBE_KINDS = (POD, HOST, CONTAINER, OUTSIDE, STANDALONE)
 IN_POD_NETWORK = (POD, CONTAINER, STANDALONE)  # their own pod network namespace, a pod IP
+
+
+KUBERNETES_SERVICE = "kubernetes"  # its name in cluster_ips (with_addresses)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ class Topology:
                 return pod_ips[e.pod]
             if e.kind == SERVICE:
                 return services[e.serves].cluster_ip
+            if e.kind == APISERVER:  # None when the backend could not read it
+                return (cluster_ips or {}).get(KUBERNETES_SERVICE)
             if e.kind == OUTSIDE:
                 return (outside_ips or {})[e.name]
             return node_ips[e.node]

@@ -12,7 +12,7 @@ It does three things, all served over one small HTTP control API:
 * ``GET /self``: its interfaces, addresses, MACs, MTU and routes, read with pyroute2;
 * ``POST /probe``: a batch of targets probed concurrently, each with a timeout, answered as one JSON
   document, so the harness asks each probe once per check instead of once per pair. A target is a
-  connection (TCP, UDP, ICMP) or a DNS query made as ``dig +search`` makes it: the pod's own
+  connection (TCP, UDP, ICMP, or a TLS handshake) or a DNS query made as ``dig +search`` makes it: the pod's own
   resolv.conf (nameservers, search list, ndots) over UDP or TCP, with dnspython; "the name
   connects" then goes through getaddrinfo, as any program's would.
 
@@ -30,6 +30,8 @@ import random
 import select
 import socket
 import socketserver
+import ssl
+import struct
 import sys
 import threading
 import time
@@ -117,27 +119,48 @@ def start_tcp_echo(name: str, port: int) -> socketserver.BaseServer:
     return server
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python 3.11 does not name it
+
+
 def start_udp_echo(name: str, port: int) -> socket.socket:
+    """Answers each datagram from the address it was sent to (IP_PKTINFO), as a UDP server on a
+    host with several addresses must: a hostNetwork probe reached at its node's address through a
+    Service would otherwise answer from the address of the route back (a pod bridge's, say), and
+    the client's connected socket, and conntrack, would not know the reply."""
     if _ipv6_available():
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         sock.bind(("::", port))
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("0.0.0.0", port))
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # IPv4, also v4-mapped on the dual-stack socket
 
     def serve() -> None:
         while True:
             try:
-                data, peer = sock.recvfrom(2048)
+                data, ancillary, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(64))
                 reply = {"name": name, "seen": plain_ip(peer[0]), "seen_port": peer[1],
                          "token": data.decode(errors="replace").strip()}
-                sock.sendto(json.dumps(reply).encode(), peer)
+                sock.sendmsg([json.dumps(reply).encode()], _reply_from(ancillary), 0, peer)
             except OSError:
                 time.sleep(0.01)
 
     threading.Thread(target=serve, daemon=True, name="udp-echo").start()
     return sock
+
+
+def _reply_from(ancillary: list) -> list:
+    """The control message that makes a reply leave from the address the datagram came to."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            _, _, destination = struct.unpack("i4s4s", data[:12])  # in_pktinfo
+            return [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("i4s4s", 0, destination, bytes(4)))]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
+            destination = data[:16]  # in6_pktinfo: the address, then the interface
+            return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, destination + struct.pack("i", 0))]
+    return []
 
 
 class IcmpWatcher:
@@ -215,6 +238,20 @@ def _tcp_once(ip: str, port: int, token: str, timeout: float) -> dict:
             chunks.append(chunk)
     reply = json.loads(b"".join(chunks) or b"{}")
     return {"local": plain_ip(local), "seen": reply.get("seen"), "responder": reply.get("name")}
+
+
+def _tls_once(ip: str, port: int, timeout: float) -> dict:
+    """A TCP connection and a TLS handshake, as any in-cluster client of the API server starts
+    (POD-APISERVER); the server's certificate is read, not verified: the handshake is the
+    network's part, trust is the client's."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((ip, port), timeout=timeout) as raw:
+        local = raw.getsockname()[0]
+        with context.wrap_socket(raw, server_hostname="kubernetes.default.svc") as tls:
+            return {"local": plain_ip(local), "tls": tls.version(),
+                    "certificate": len(tls.getpeercert(binary_form=True) or b"")}
 
 
 def _udp_once(ip: str, port: int, token: str, timeout: float) -> dict:
@@ -391,6 +428,8 @@ def _attempts(target: dict, attempts: int, timeout: float) -> dict:
                 outcome = _udp_once(ip, port, token, timeout)
             elif proto == "icmp":
                 outcome = _icmp_once(ip, token, timeout, target.get("size"))
+            elif proto == "tls":
+                outcome = _tls_once(ip, port, timeout)
             else:
                 raise ValueError(f"unknown protocol {proto!r}")
         except (OSError, ValueError) as exc:

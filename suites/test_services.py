@@ -1,10 +1,11 @@
 """Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
 from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, check, hostports, nodeports,
-                               pods_to_each_port, pods_to_service, shared_hostports)
-from netconform.probing.service_verdicts import (client_ip_kept, each_port_reaches_its_target,
+                               pods_to_api_server, pods_to_each_port, pods_to_service, shared_hostports)
+from netconform.probing.service_verdicts import (client_ip_kept, client_pod_ip_seen, each_port_reaches_its_target,
                                                  every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
-                                                 real_client_ip_on_local_backend, refused_promptly)
+                                                 real_client_ip_on_local_backend, refused_promptly,
+                                                 tls_handshake_completed)
 from netconform.probing.dns_verdicts import answered_as_expected
 from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_RESTORE, PROTOCOL_CHANGES, PROTOCOL_RESTORE,
                                         TYPE_CHANGES, TYPE_RESTORE, affinity_rounds, protocol_rounds,
@@ -63,3 +64,8 @@ test_svc_endpointslice_manual = check("SVC-ENDPOINTSLICE-MANUAL", pods_to_each_p
 
 test_svc_port_protocols = check("SVC-PORT-PROTOCOLS", pods_to_service("protocols"), TCP_UDP, answered_as_expected,
                                 rounds=protocol_rounds, changes=PROTOCOL_CHANGES, restore=PROTOCOL_RESTORE)
+
+test_pod_apiserver = check("POD-APISERVER", pods_to_api_server, ("tls",), tls_handshake_completed)
+
+test_svc_hostnet_endpoints = check("SVC-HOSTNET-ENDPOINTS", pods_to_service("hostnet"), TCP_UDP,
+                                   client_pod_ip_seen, repeat=enough_to_see_every_backend)

@@ -84,6 +84,23 @@ def client_ip_kept(obs: Observation) -> Verdict:
     return passed(obs, {"seen": sorted({r["seen"] for r in remote}), "remote_answers": len(remote)})
 
 
+def client_pod_ip_seen(obs: Observation) -> Verdict:
+    """SVC-HOSTNET-ENDPOINTS: every connection reaches a backend (a hostNetwork pod, at its
+    node's address) and every backend, on the client's node or another, sees the client's pod IP."""
+    failed = _all_connected(obs)
+    if failed:
+        return failed
+    topo, src = obs.runner.topology, obs.source
+    for r in obs.results:
+        if r["seen"] != src.ip:
+            return Verdict(False, "nat", f"NAT: {r['responder']} saw the connection through "
+                           f"{obs.destination.name} come from {r['seen']} ({topo.who_has(r['seen'])})"
+                           f", expected {src.ip}, the pod IP of {src.pod}",
+                           {"seen": r["seen"], "responder": r["responder"]})
+    return passed(obs, {"seen": sorted({r["seen"] for r in obs.results}),
+                        "responders": sorted(set(_answered_by(obs)))})
+
+
 def lands_on_itself(obs: Observation) -> Verdict:
     """SVC-HAIRPIN: a backend reaches its own Service, and some connections land on itself."""
     failed = _all_connected(obs)
@@ -140,3 +157,25 @@ def real_client_ip_on_local_backend(obs: Observation) -> Verdict:
                            f"({topo.who_has(r['seen'])}), expected the client's own address "
                            f"{obs.source.ip}", {"seen": r["seen"], "responder": r["responder"]})
     return passed(obs)
+
+
+def tls_handshake_completed(obs: Observation) -> Verdict:
+    """POD-APISERVER: a TCP connection to the ``kubernetes`` Service's ClusterIP, port 443, and a
+    TLS handshake over it (any in-cluster client of the API server starts so). When the backend
+    could not read that ClusterIP, nothing about the network was learnt: an error."""
+    if obs.destination.ip is None:
+        return Verdict(False, "no address", "the ClusterIP of the kubernetes Service (default "
+                       "namespace) could not be read from the API server; the network was not judged",
+                       {}, harness=True)
+    r = obs.result
+    failed = harness_error(obs, r)
+    if failed:
+        return failed
+    if not r["ok"]:
+        return Verdict(False, r["error"].split(":")[0],
+                       f"no TLS handshake from {obs.source.name} with the API server through the "
+                       f"kubernetes Service at {target_text(obs)}: {r['error']} after "
+                       f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]",
+                       {"local": r.get("local"), "error": r.get("error"), "attempts": r.get("attempts")})
+    return passed(obs, {"local": r.get("local"), "tls": r.get("tls"), "attempts": r.get("attempts"),
+                        "error": None})

@@ -46,7 +46,7 @@ FAULT_SETTLE = 1.5  # s: on this lab a Service change shows in well under a seco
 # both modes; `bench/mutation.py --lab-proxy nftables` measures the whole table in that mode.
 NFTABLES_MEASURED = ("svc-lost-endpoint", "svc-snat", "svc-no-nodeports", "svc-no-hairpin-masquerade",
                      "svc-no-reject", "svc-etp-ignored", "host-clusterip-blocked",
-                     "svc-second-port-dropped", "kube-proxy-frozen")
+                     "svc-second-port-dropped", "kube-proxy-frozen", "svc-hostnet-masqueraded")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from ...plan import DUO_CONTAINERS, probe_plan
 from ...probing.channel import ProbeChannel
 from ...profiles import Profile
-from ...topology import NODEPORT, STANDALONE, Endpoint, Topology
+from ...topology import KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel
@@ -165,8 +165,9 @@ class KubeBackend(Backend):
         services = api.call("list Services", api.core.list_namespaced_service, self.namespace).items
         cluster_ips = {s.metadata.name: s.spec.cluster_ip for s in services
                        if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName: none
+        cluster_ips[KUBERNETES_SERVICE] = self._kubernetes_service_ip()  # the API server's own
         live = planned.with_addresses(pod_ips, {n.name: n.internal_ip for n in self.nodes}, cluster_ips)
-        live.meta.update(namespace=self.namespace, kubernetes_service_ip=self._kubernetes_service_ip())
+        live.meta.update(namespace=self.namespace, kubernetes_service_ip=cluster_ips[KUBERNETES_SERVICE])
         live.endpoints = [replace(e, port=node_ports[e.serves]) if e.kind == NODEPORT else e
                           for e in live.endpoints]
         live.services = {name: replace(s, node_port=node_ports.get(name))

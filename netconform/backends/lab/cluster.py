@@ -33,7 +33,7 @@ from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...plan import probe_plan
 from ...services import host_ports, hostport_role
-from ...topology import CONTAINER, HOST, IN_POD_NETWORK, OUTSIDE, Endpoint, Topology
+from ...topology import CONTAINER, HOST, IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, Endpoint, Topology
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
@@ -234,6 +234,8 @@ class LabCluster:
         objects = RunObjects(self.api, render_for_lab(self.names.run_id, self.names.prefix,
                                                       self.topology, self.spec.pods_per_node))
         cluster_ips = objects.create_services()
+        cluster_ips[KUBERNETES_SERVICE] = self.api.core.read_namespaced_service(
+            KUBERNETES_SERVICE, "default").spec.cluster_ip  # the API server's own, as a pod sees it
         self.kubelet = LabKubelet(self.api, self.control_plane.version, host_node_info())
         for index, node in enumerate(self.topology.nodes, 1):
             self.kubelet.register(node.name, node_ips[node.name], pod_cidr(index),
@@ -618,6 +620,7 @@ class LabCluster:
                   "${CLUSTER_CIDR}": [CLUSTER_CIDR], "${SERVICE_CIDR}": [SERVICE_CIDR],
                   "${PORT}": [self.names.underlay_port(index)],
                   "${OUTSIDE_IP}": [OUTSIDE_IP], "${BACKEND_IP}": backends,
+                  "${KUBERNETES_IP}": [live.endpoint(f"svc/{KUBERNETES_SERVICE}").ip],
                   "${LAST_BACKEND_IP}": backends[-1:]}
         values.update({faults.cluster_ip_placeholder(name): [service.cluster_ip]
                        for name, service in live.services.items()})

@@ -12,6 +12,7 @@ Service patched in the API server (as a mistaken ``kubectl edit`` would).
 
 Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's),
 ${CLUSTER_CIDR}, ${SERVICE_CIDR}, ${PORT} (a node's underlay port in the world namespace), ${OUTSIDE_IP},
+${KUBERNETES_IP} (the kubernetes Service's ClusterIP),
 ${CLUSTER_IP_<SERVICE>} (e.g. ${CLUSTER_IP_EMPTY}), ${LAST_BACKEND_IP} (the last backend of the
 Services with backends). A command with ${BACKEND_IP} runs once per backend, and one with
 ${AFFINITY_LIST} once per client-affinity list kube-proxy keeps on that node.
@@ -268,6 +269,19 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("dns-hostname-unpublished", ("DNS-POD-HOSTNAME",), "the headless Service named like the "
           "pod's subdomain selects no pod (its selector edited), so the pod's hostname has no record",
           service_patches=((RUN_NAMESPACE, "hostnames", {"spec": {"selector": {"netconform.io/role": "nowhere"}}}),)),
+    Fault("pods-apiserver-blocked", ("POD-APISERVER",), "every node's firewall drops the new "
+          "connections its pods open to the kubernetes Service (matched after kube-proxy's DNAT by "
+          "their original destination; the connections open before stay)",
+          node_commands=(("iptables", "-I", "FORWARD", "1", "-s", "${POD_CIDR}", "-m", "conntrack",
+                          "--ctstate", "NEW", "-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
+                          "${KUBERNETES_IP}", "-j", "DROP"),)),
+    Fault("svc-hostnet-masqueraded", ("SVC-HOSTNET-ENDPOINTS",), "every node masquerades its "
+          "pods' connections to the Service whose endpoints are hostNetwork pods (matched after "
+          "kube-proxy's DNAT by their original destination), so a backend on another node sees "
+          "the node's address (as a CNI that masquerades pod traffic to node addresses)",
+          node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${POD_CIDR}",
+                          "-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
+                          cluster_ip_placeholder("hostnet"), "-j", "MASQUERADE"),)),
     Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are bypassed "
           "(as if flushed)",
           node_commands=(("iptables", "-t", "nat", "-I", "CNI-HOSTPORT-DNAT", "1", "-j", "RETURN"),)),
