@@ -254,6 +254,8 @@ class Runner:
         first: dict[str, list[dict]] = collections.defaultdict(list)
         rest: dict[str, list[dict]] = collections.defaultdict(list)
         asked: dict[str, Query | Connection] = {}
+        group_first: dict[tuple, str] = {}  # (case, ip, port) of sticky connections -> the first's id
+        group_of: dict[str, tuple] = {}  # a later sticky connection's id -> its group
         for case in cases:
             source, destination = self.topology.endpoint(case.source), self.topology.endpoint(case.destination)
             opened: set[tuple[str, int]] = set()
@@ -271,6 +273,12 @@ class Runner:
                                   **({} if ask.answered else {"unanswered": True}))
                     alone = ask.sticky is not None and (ask.ip, ask.port) not in opened
                     opened.add((ask.ip, ask.port))
+                    if ask.sticky is not None:
+                        group = (case.id, ask.ip, ask.port)
+                        if alone:
+                            group_first[group] = target_id
+                        else:
+                            group_of[target_id] = group
                 else:
                     target["dns"] = ask.request()
                 (first if alone else rest)[case.source].append(target)
@@ -278,11 +286,34 @@ class Runner:
         # test makes them: a burst of UDP flows from one pod through a NodePort's SNAT can lose a
         # packet to the kernel's conntrack insertion race, which is not what the row is about
         sticky = any(isinstance(a, Connection) and a.sticky is not None for a in asked.values())
-        self._ask_all([phase for phase in (dict(first), dict(rest)) if phase], results, one_at_a_time=sticky)
+        if sticky:
+            self._ask_all([dict(first)], results, one_at_a_time=True)
+            rest = self._skip_failed_groups(rest, group_first, group_of, results)
+        self._ask_all([phase for phase in ((dict(first), dict(rest)) if not sticky else (dict(rest),))
+                       if phase], results, one_at_a_time=sticky)
         for target_id, ask in asked.items():
             kind = "connection" if isinstance(ask, Connection) else "query"
             results[target_id][kind] = dataclasses.asdict(ask)
         return asked
+
+    @staticmethod
+    def _skip_failed_groups(rest: dict[str, list[dict]], group_first: dict[tuple, str],
+                            group_of: dict[str, tuple], results: dict[str, dict]) -> dict[str, list[dict]]:
+        """The later connections of each affinity group whose first connection failed are not
+        made: the item fails on that first one already, and each of them, one after the other,
+        would wait out its own timeout (a NodePort that does not answer UDP costs seconds each).
+        Each is recorded as not made, naming the connection that failed."""
+        kept: dict[str, list[dict]] = {}
+        for source, targets in rest.items():
+            for target in targets:
+                first_id = group_first.get(group_of.get(target["id"], ()))
+                if first_id is not None and not results[first_id]["ok"]:
+                    results[target["id"]] = {
+                        "id": target["id"], "ok": False, "error": f"not made: {first_id} failed",
+                        "errors": [], "attempts": 0, "seen": None, "responder": None, "local": None}
+                else:
+                    kept.setdefault(source, []).append(target)
+        return kept
 
     def _ask_all(self, phases: list[dict[str, list[dict]]], results: dict[str, dict],
                  one_at_a_time: bool = False) -> None:

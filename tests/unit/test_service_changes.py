@@ -5,7 +5,9 @@ import dataclasses
 import pytest
 
 from netconform.checks import DnsNames
-from netconform.probing.runner import Runner
+from netconform.probing.runner import ProbeSettings, Runner
+
+SETTLE = ProbeSettings(settle=2.0)  # what a stand-in that never follows a change costs per round
 from netconform.service_changes import node_port, type_change_rounds
 from netconform.services import add_services
 
@@ -81,7 +83,7 @@ class RetypedStandIn:
 def judge(stand_in, protocol="tcp"):
     from suites.test_services import test_svc_type_change
     check = test_svc_type_change.netconform_check
-    runner = Runner(TOPO, stand_in.channel, services=stand_in.services)
+    runner = Runner(TOPO, stand_in.channel, SETTLE, services=stand_in.services)
     obs = runner.observe(check, check.cases(TOPO, protocol)[0])
     return obs, check.verdict(obs)
 
@@ -182,7 +184,7 @@ class ProtocolsStandIn:
 def judge_protocols(stand_in, protocol):
     from suites.test_services import test_svc_port_protocols
     check = test_svc_port_protocols.netconform_check
-    runner = Runner(TOPO, stand_in.channel, services=stand_in.services)
+    runner = Runner(TOPO, stand_in.channel, SETTLE, services=stand_in.services)
     obs = runner.observe(check, check.cases(TOPO, protocol)[0])
     return obs, check.verdict(obs)
 
@@ -202,7 +204,7 @@ def test_each_protocol_reaches_a_backend_while_the_service_has_it_and_gets_no_an
     control = next(r["connection"] for r in obs.results if r["connection"]["control"])
     assert control["ip"] == TOPO.endpoint("svc/web").ip
     unanswered = [t for t in stand_in.targets if t.get("unanswered") and t["id"].startswith(obs.case.id)]
-    assert len(unanswered) == 1 and unanswered[0]["settle"] == 5.0
+    assert len(unanswered) == 1 and unanswered[0]["settle"] == SETTLE.settle
 
 
 @pytest.mark.parametrize("protocol", ["tcp", "udp"])
@@ -224,12 +226,13 @@ class AffinityStandIn:
     never (``broken``): with ClientIP every connection of a source lands on one backend, without
     it they go round the backends."""
 
-    def __init__(self, lag: int = 0, broken: bool = False):
+    def __init__(self, lag: int = 0, broken: bool = False, dead_port: int | None = None):
         self.spec = {"type": "NodePort", "clusterIP": "10.96.6.6", "sessionAffinity": "ClientIP",
                      "ports": [{"name": "tcp", "port": 80, "protocol": "TCP", "nodePort": 30082},
                                {"name": "udp", "port": 80, "protocol": "UDP", "nodePort": 30082}]}
         self.applied, self.lag, self.broken, self.asked_since = "ClientIP", lag, broken, 0
         self.bodies, self.turn = [], 0
+        self.dead_port = dead_port  # a port that never answers (a NodePort the proxy left out)
 
     def services(self, name, patch):
         assert name == "web-affinity"
@@ -253,6 +256,10 @@ class AffinityStandIn:
                 results = []
                 for t in body["targets"]:
                     stand_in.turn += 1
+                    if t.get("port") == stand_in.dead_port:
+                        results.append({"id": t["id"], "ok": False, "error": "timeout", "attempts": 1,
+                                        "errors": ["timeout"], "responder": None})
+                        continue
                     backend = BACKENDS[0] if stand_in.applied == "ClientIP" else BACKENDS[stand_in.turn % len(BACKENDS)]
                     results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
                                     "responder": backend})
@@ -263,7 +270,7 @@ class AffinityStandIn:
 def judge_affinity(stand_in, protocol="tcp"):
     from suites.test_services import test_svc_affinity
     check = test_svc_affinity.netconform_check
-    runner = Runner(TOPO, stand_in.channel, services=stand_in.services)
+    runner = Runner(TOPO, stand_in.channel, SETTLE, services=stand_in.services)
     obs = runner.observe(check, check.cases(TOPO, protocol)[0])
     return obs, check.verdict(obs)
 
@@ -301,3 +308,17 @@ def test_a_client_that_lands_on_two_backends_with_clientip_fails():
     stand_in.broken = True
     obs, verdict = judge_affinity(stand_in)
     assert (verdict.ok, verdict.kind) == (False, "affinity") and "(initial)" in verdict.reason
+
+
+def test_an_address_whose_first_affinity_connection_fails_gets_no_more_and_fails_on_that_one():
+    stand_in = AffinityStandIn(dead_port=30082)
+    obs, verdict = judge_affinity(stand_in)
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, "timeout"), verdict.reason
+    assert "nodeport#0" in verdict.reason  # the first connection, not one of those never made
+    sent = [t["id"] for b in stand_in.bodies for t in b["targets"]
+            if t["id"].startswith(obs.case.id) and "nodeport" in t["id"]]
+    rounds = ("initial", "none", "clientip-again")  # each round's first only, never asked again
+    assert sent == [f"{obs.case.id}@{name}/nodeport#0" for name in rounds]
+    later = [r for r in obs.results if "nodeport" in r["id"] and not r["id"].endswith("#0")]
+    assert later and all(r["error"].startswith("not made: ") and r["attempts"] == 0 for r in later)
+    assert later[0]["error"] == f"not made: {obs.case.id}@initial/nodeport#0 failed"
