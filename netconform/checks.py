@@ -81,6 +81,7 @@ class Connection:
     ip: str
     port: int
     answered: bool = True  # False: it must get no answer (a reject or a timeout): a removed port
+    why_unanswered: str = ""  # what the failure message says when it is answered all the same
     # With session affinity: True, the round's connections to this address all land on one
     # backend (the first is made alone, before the others); False, they reach more than one
     sticky: bool | None = None

@@ -115,3 +115,23 @@ def affinity_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
         addresses.append(("nodeport", topology.host_of(source.node).ip, port))
     return [Connection(f"{label}#{i}", ip, to, sticky=expect)
             for label, ip, to in addresses for i in range(count)]
+
+
+ITP_LOCAL = "itp-local"
+ITP_CONNECTIONS = 5  # from a client with a local backend: each must stay on its node
+
+
+def itp_local_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
+                     spec: dict, protocol: str) -> list[Connection]:
+    """SVC-ITP-LOCAL, one round and no change: from a client on a node with a backend of the
+    Service, ITP_CONNECTIONS through the ClusterIP, each answered (the verdict wants a backend on
+    the client's node); from one on a node without, a connection that must get no answer (not a
+    remote backend's), with a positive control to ``web`` over the same protocol."""
+    local = [b for b in topology.services[service.serves].backends if topology.endpoint(b).node == source.node]
+    if local:
+        return [Connection(f"local#{i}", service.ip, service.port) for i in range(ITP_CONNECTIONS)]
+    web = next(e for e in topology.of_kind(SERVICE) if e.serves == CONTROL_SERVICE)
+    return [Connection("no-local", service.ip, service.port, answered=False,
+                       why_unanswered=f"{source.node} has no backend of the Service, whose "
+                                      "internalTrafficPolicy is Local"),
+            Connection("control", web.ip, web.port, control=True)]

@@ -44,6 +44,9 @@ SERVICES = (
     # SVC-HOSTNET-ENDPOINTS: its endpoints are the hostNetwork probe pods (node IPs), its
     # targetPort their echo port (add_services sets it: it differs between lab and live clusters)
     Service("hostnet", selects=HOST_ROLE),
+    # SVC-ITP-LOCAL: internalTrafficPolicy Local, in front of the standalone pod "named": its one
+    # backend is on the first node, so the other nodes' pods have no local backend
+    Service("itp-local", internal_local=True, selects=NAMED_ROLE),
 )
 HOSTPORT_PORT = 8088
 OUTSIDE_CLIENT = Endpoint("outside", "client", OUTSIDE)

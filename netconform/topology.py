@@ -62,6 +62,7 @@ class Service:
     node_port: int | None = None
     affinity: bool = False  # sessionAffinity: ClientIP
     local_traffic: bool = False  # externalTrafficPolicy: Local
+    internal_local: bool = False  # internalTrafficPolicy: Local (only the client node's backends)
     headless: bool = False  # clusterIP: None (DNS answers with the ready backends' pod IPs)
     selects: str | None = None  # the probe role its selector names (default: the backend role)
     second_port: tuple[int, int] | None = None  # (port, targetPort) of a second named port

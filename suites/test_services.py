@@ -2,14 +2,15 @@
 from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, check, hostports, nodeports,
                                pods_to_api_server, pods_to_each_port, pods_to_service, shared_hostports)
 from netconform.probing.service_verdicts import (client_ip_kept, client_pod_ip_seen, each_port_reaches_its_target,
+                                                 only_local_backends,
                                                  every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  tls_handshake_completed)
 from netconform.probing.dns_verdicts import answered_as_expected
 from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_RESTORE, PROTOCOL_CHANGES, PROTOCOL_RESTORE,
-                                        TYPE_CHANGES, TYPE_RESTORE, affinity_rounds, protocol_rounds,
-                                        type_change_rounds)
+                                        TYPE_CHANGES, TYPE_RESTORE, affinity_rounds, itp_local_rounds,
+                                        protocol_rounds, type_change_rounds)
 from netconform.services import minimum_connections, shared_address
 from netconform.topology import HOST, OUTSIDE, POD
 
@@ -69,3 +70,6 @@ test_pod_apiserver = check("POD-APISERVER", pods_to_api_server, ("tls",), tls_ha
 
 test_svc_hostnet_endpoints = check("SVC-HOSTNET-ENDPOINTS", pods_to_service("hostnet"), TCP_UDP,
                                    client_pod_ip_seen, repeat=enough_to_see_every_backend)
+
+test_svc_itp_local = check("SVC-ITP-LOCAL", pods_to_service("itp-local"), TCP_UDP, only_local_backends,
+                           rounds=itp_local_rounds)

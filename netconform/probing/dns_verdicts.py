@@ -52,18 +52,25 @@ def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
     if not c.get("answered", True):  # a port the change removed: a reject or a timeout is right
         if r["ok"]:
             return Verdict(False, "still-answered", f"{target} was answered by {r.get('responder')}, "
-                           f"but the Service no longer has that port over {obs.case.protocol}",
+                           f"but {c.get('why_unanswered') or 'the Service no longer has that port over ' + obs.case.protocol}",
                            {"connection": c, "responder": r.get("responder")})
         return None
     if not r["ok"]:
         return Verdict(False, r["error"].split(":")[0], f"{target}: {r['error']} after "
                        f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]",
                        {"connection": c, "error": r["error"]})
-    if r.get("responder") not in may_answer(obs):
+    allowed = _control_backends(obs, c["ip"]) if c.get("control") else may_answer(obs)
+    if r.get("responder") not in allowed:
         return Verdict(False, "wrong-responder", f"{target} was answered by {r.get('responder')}, "
-                       f"not by a backend of {obs.destination.name}",
+                       f"not by a backend of {'the Service at ' + c['ip'] if c.get('control') else obs.destination.name}",
                        {"connection": c, "responder": r.get("responder")})
     return None
+
+
+def _control_backends(obs: Observation, ip: str) -> set[str]:
+    """Who may answer a positive control: the backends of the Service at its ClusterIP."""
+    topology = obs.runner.topology
+    return {b for s in topology.services.values() if s.cluster_ip == ip for b in s.backends}
 
 
 def _affinity_groups(obs: Observation) -> dict[tuple, dict[str, int]]:
@@ -128,9 +135,9 @@ def answered_as_expected(obs: Observation) -> Verdict:
             return Verdict(False, "wrong-responder", f"{q['name']} connected to {r.get('connected_to')}, "
                            f"answered by {r.get('responder')}, not by a backend of "
                            f"{obs.destination.name}", {"query": q["name"], "responder": r.get("responder")})
-    if control:  # the silence of a removed port proves nothing when the control went unanswered too
-        return Verdict(False, "control failed", f"the positive control failed, so no answer on the "
-                       f"removed port proves nothing: {control.reason}", control.observed, harness=True)
+    if control:  # a silence proves nothing when the control went unanswered too
+        return Verdict(False, "control failed", f"the positive control failed, so no answer where "
+                       f"none was due proves nothing: {control.reason}", control.observed, harness=True)
     groups = _affinity_groups(obs)
     affinity = _affinity_failed(obs, groups)
     if affinity:

@@ -199,13 +199,17 @@ class Runner:
         if check.rounds is None:
             self._ask_round(cases, lambda src, dst: check.queries(self.topology, src, dst, names), "", results)
             return results
-        if self.services is None:
+        if self.services is None and check.changes:
             return _harness_errors(cases, "this backend cannot change the run's Services")
         changes = [None, *check.changes]
         try:
             for change in changes:
-                spec = self._change(check.changes[0].service, None) if change is None else \
-                    self._change(change.service, change.patch)
+                if not check.changes:  # one round, nothing changed: it reads no Service
+                    spec = {}
+                elif change is None:
+                    spec = self._change(check.changes[0].service, None)
+                else:
+                    spec = self._change(change.service, change.patch)
                 # the first round settles too: the batch before (the other protocol's) may have
                 # put the Service back a moment ago
                 self._ask_round(cases, lambda src, dst, spec=spec: check.rounds(

@@ -179,3 +179,23 @@ def tls_handshake_completed(obs: Observation) -> Verdict:
                        {"local": r.get("local"), "error": r.get("error"), "attempts": r.get("attempts")})
     return passed(obs, {"local": r.get("local"), "tls": r.get("tls"), "attempts": r.get("attempts"),
                         "error": None})
+
+
+def only_local_backends(obs: Observation) -> Verdict:
+    """SVC-ITP-LOCAL: the round's connections as expected (answered by a backend; or, from a
+    node without a backend, no answer while the positive control to ``web`` gets one), and every
+    answer from a backend on the client's own node."""
+    from .dns_verdicts import answered_as_expected  # the rounds' verdict, which this one extends
+    verdict = answered_as_expected(obs)
+    if not verdict.ok:
+        return verdict
+    topo, src = obs.runner.topology, obs.source
+    for r in obs.results:
+        c = r.get("connection") or {}
+        if c.get("answered", True) and not c.get("control") and r.get("responder") and \
+                topo.endpoint(r["responder"]).node != src.node:
+            return Verdict(False, "not-local", f"{obs.case.protocol} from {src.name} through "
+                           f"{obs.destination.name} ({c.get('label')}) was answered by "
+                           f"{r['responder']} on another node: internalTrafficPolicy Local must "
+                           f"stay on {src.node}", {"responder": r["responder"]})
+    return verdict

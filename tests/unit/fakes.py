@@ -1,11 +1,12 @@
 """Small stand-ins for a started cluster, so verdicts and reports are tested without a lab."""
 from __future__ import annotations
 
-from netconform.topology import CONTAINER, HOST, POD, Endpoint, Node, Topology
+from netconform.topology import CONTAINER, HOST, POD, STANDALONE, Endpoint, Node, Topology
 
 
-def topology(nodes: int = 2, pods: int = 2) -> Topology:
-    """node-N at 172.18.0.N+1, pods at 10.244.N.(p+2), a duo pod at 10.244.N.10."""
+def topology(nodes: int = 2, pods: int = 2, standalone: bool = False) -> Topology:
+    """node-N at 172.18.0.N+1, pods at 10.244.N.(p+2), a duo pod at 10.244.N.10; with
+    ``standalone``, the one-of-a-kind pods on node-1 at 10.244.1.(20+i)."""
     node_list, endpoints = [], []
     for n in range(1, nodes + 1):
         node_list.append(Node(f"node-{n}", f"172.18.0.{n + 1}"))
@@ -14,6 +15,10 @@ def topology(nodes: int = 2, pods: int = 2) -> Topology:
                       for p in range(pods)]
         endpoints += [Endpoint(f"node-{n}", f"duo/{c}", CONTAINER, port, ip=f"10.244.{n}.10")
                       for c, port in (("c1", 8080), ("c2", 8081))]
+    if standalone:
+        from netconform.services import STANDALONE_ROLES
+        endpoints += [Endpoint("node-1", role, STANDALONE, ip=f"10.244.1.{20 + i}")
+                      for i, role in enumerate(STANDALONE_ROLES)]
     return Topology(node_list, endpoints)
 
 

@@ -6,17 +6,17 @@ import pytest
 
 from netconform.checks import DnsNames
 from netconform.probing.runner import ProbeSettings, Runner
-
-SETTLE = ProbeSettings(settle=2.0)  # what a stand-in that never follows a change costs per round
 from netconform.service_changes import node_port, type_change_rounds
 from netconform.services import add_services
 
 from .fakes import self_report, topology
 
-BASE = topology(nodes=2)
+SETTLE = ProbeSettings(settle=2.0)  # what a stand-in that never follows a change costs per round
+BASE = topology(nodes=2, standalone=True)
 TOPO = dataclasses.replace(
     add_services(BASE, outside=False).with_addresses(
-        {e.pod: e.ip for e in BASE.endpoints if e.pod}, {n.name: n.ip for n in BASE.nodes}, {"web": "10.96.0.20"}),
+        {e.pod: e.ip for e in BASE.endpoints if e.pod}, {n.name: n.ip for n in BASE.nodes},
+        {"web": "10.96.0.20", "itp-local": "10.96.0.30"}),
     meta={"namespace": "netconform-x", "kubernetes_service_ip": "10.96.0.1"})
 BACKENDS = TOPO.services["retyped"].backends
 
@@ -102,7 +102,7 @@ def test_the_service_goes_through_every_type_change_once_and_each_state_is_asked
     assert tuple(asked["nodeport/short"]["expect"]) == ("10.96.9.2",)
     source = TOPO.endpoint(obs.case.source)
     assert asked["nodeport/node-port"] == {"label": "node-port", "ip": TOPO.host_of(source.node).ip, "port": 31000,
-                                           "answered": True, "sticky": None, "control": False}
+                                           "answered": True, "why_unanswered": "", "sticky": None, "control": False}
 
 
 def test_the_nodeport_of_the_items_protocol_is_the_one_connected_to():
@@ -322,3 +322,58 @@ def test_an_address_whose_first_affinity_connection_fails_gets_no_more_and_fails
     later = [r for r in obs.results if "nodeport" in r["id"] and not r["id"].endswith("#0")]
     assert later and all(r["error"].startswith("not made: ") and r["attempts"] == 0 for r in later)
     assert later[0]["error"] == f"not made: {obs.case.id}@initial/nodeport#0 failed"
+
+
+class ItpStandIn:
+    """kube-proxy's part for ``itp-local`` (internalTrafficPolicy Local, one backend on node-1):
+    a client on node-1 reaches it, one elsewhere gets no answer, unless the proxy ``ignores`` the
+    policy; ``web`` (the positive control) always answers, unless ``control_broken``."""
+
+    def __init__(self, ignores: bool = False, control_broken: bool = False):
+        self.ignores, self.control_broken = ignores, control_broken
+
+    def channel(self, endpoint):
+        stand_in, backend = self, TOPO.services["itp-local"].backends[0]
+
+        class Channel:
+            def call(self, what, body=None, timeout=10):
+                if what == "self":
+                    return {**self_report(endpoint.name, [endpoint.ip]),
+                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+                results = []
+                for t in body["targets"]:
+                    to_web = t["ip"] == TOPO.endpoint("svc/web").ip
+                    answered = not stand_in.control_broken if to_web else \
+                        (endpoint.node == TOPO.endpoint(backend).node or stand_in.ignores)
+                    results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
+                                    "responder": BACKENDS[0] if to_web else backend} if answered else
+                                   {"id": t["id"], "ok": False, "error": "timeout", "attempts": 1,
+                                    "errors": ["timeout"]})
+                return {"results": results}
+        return Channel()
+
+
+def judge_itp(stand_in, node):
+    from suites.test_services import test_svc_itp_local
+    check = test_svc_itp_local.netconform_check
+    runner = Runner(TOPO, stand_in.channel, SETTLE)  # no Service is changed: no changer needed
+    case = next(c for c in check.cases(TOPO, "tcp") if c.source.startswith(f"{node}/"))
+    obs = runner.observe(check, case)
+    return obs, check.verdict(obs)
+
+
+def test_itp_local_is_reached_on_the_backends_node_and_silent_elsewhere_with_its_control():
+    assert TOPO.endpoint(TOPO.services["itp-local"].backends[0]).node == "node-1"
+    obs, verdict = judge_itp(ItpStandIn(), "node-1")
+    assert verdict.ok and len(obs.results) == 5, verdict.reason
+    obs, verdict = judge_itp(ItpStandIn(), "node-2")
+    assert verdict.ok, verdict.reason
+    assert sorted(r["id"].split("@")[1] for r in obs.results) == ["initial/control", "initial/no-local"]
+
+
+def test_itp_local_answered_from_a_node_without_a_backend_fails_and_a_failed_control_is_an_error():
+    obs, verdict = judge_itp(ItpStandIn(ignores=True), "node-2")
+    assert (verdict.ok, verdict.kind) == (False, "still-answered")
+    assert "node-2 has no backend of the Service, whose internalTrafficPolicy is Local" in verdict.reason
+    obs, verdict = judge_itp(ItpStandIn(control_broken=True), "node-2")
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, True, "control failed")

@@ -624,6 +624,8 @@ class LabCluster:
                   "${LAST_BACKEND_IP}": backends[-1:]}
         values.update({faults.cluster_ip_placeholder(name): [service.cluster_ip]
                        for name, service in live.services.items()})
+        values.update({faults.backend_ips_placeholder(name): [live.endpoint(b).ip for b in service.backends]
+                       for name, service in live.services.items()})
         if node_ns is not None and any("${AFFINITY_LIST}" in part for c in commands for part in c):
             values["${AFFINITY_LIST}"] = proxyrules.affinity_lists(
                 self.spec.proxy_mode, self.proxies.rules_text(node_ns))

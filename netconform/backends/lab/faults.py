@@ -13,7 +13,8 @@ Service patched in the API server (as a mistaken ``kubectl edit`` would).
 Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's),
 ${CLUSTER_CIDR}, ${SERVICE_CIDR}, ${PORT} (a node's underlay port in the world namespace), ${OUTSIDE_IP},
 ${KUBERNETES_IP} (the kubernetes Service's ClusterIP),
-${CLUSTER_IP_<SERVICE>} (e.g. ${CLUSTER_IP_EMPTY}), ${LAST_BACKEND_IP} (the last backend of the
+${CLUSTER_IP_<SERVICE>} (e.g. ${CLUSTER_IP_EMPTY}), ${BACKEND_IPS_<SERVICE>} (its backends' pod
+IPs, one command or rule each), ${LAST_BACKEND_IP} (the last backend of the
 Services with backends). A command with ${BACKEND_IP} runs once per backend, and one with
 ${AFFINITY_LIST} once per client-affinity list kube-proxy keeps on that node.
 """
@@ -74,6 +75,10 @@ RUN_NAMESPACE = ""  # in service_patches: the namespace of the run's own objects
 
 def cluster_ip_placeholder(service: str) -> str:
     return "${CLUSTER_IP_" + service.upper().replace("-", "_") + "}"
+
+
+def backend_ips_placeholder(service: str) -> str:
+    return "${BACKEND_IPS_" + service.upper().replace("-", "_") + "}"
 
 
 def expand(command: tuple[str, ...], values: dict[str, list[str]]) -> list[list[str]]:
@@ -269,6 +274,13 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("dns-hostname-unpublished", ("DNS-POD-HOSTNAME",), "the headless Service named like the "
           "pod's subdomain selects no pod (its selector edited), so the pod's hostname has no record",
           service_patches=((RUN_NAMESPACE, "hostnames", {"spec": {"selector": {"netconform.io/role": "nowhere"}}}),)),
+    Fault("svc-itp-ignored", ("SVC-ITP-LOCAL",), "a second proxy ahead of kube-proxy (a nat "
+          "chain of its own at dstnat - 1) sends the internalTrafficPolicy Local Service to its "
+          "backend wherever the client is, as a proxy that ignores the policy",
+          nft=(NftChain("type nat hook prerouting priority dstnat - 1",
+                        (("ip", "daddr", cluster_ip_placeholder("itp-local"), "meta", "l4proto", "{", "tcp,",
+                          "udp", "}", "th", "dport", "80", "dnat", "ip", "to",
+                          backend_ips_placeholder("itp-local") + ":8080"),)),)),
     Fault("pods-apiserver-blocked", ("POD-APISERVER",), "every node's firewall drops the new "
           "connections its pods open to the kubernetes Service (matched after kube-proxy's DNAT by "
           "their original destination; the connections open before stay)",

@@ -120,13 +120,13 @@ class NodeProxies:
                     raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "
                                        "kube-proxy cannot be asked whether it is in step")
                 if last_sync(waiting[node]) > self.started_at and \
-                        not missing(live, namespace, self._read(waiting[node]), others):
+                        not missing(live, namespace, self._read(waiting[node]), others, node):
                     del waiting[node]
             if not waiting:
                 return time.monotonic() - started
             if time.monotonic() > deadline:
                 node = sorted(waiting)[0]
-                lacking = missing(live, namespace, self._read(waiting[node]), others)
+                lacking = missing(live, namespace, self._read(waiting[node]), others, node)
                 raise BackendError(
                     f"kube-proxy on {len(waiting)} node(s) ({', '.join(sorted(waiting))}) had not "
                     f"programmed the run's Services after {timeout:.0f}s; {node} lacks "

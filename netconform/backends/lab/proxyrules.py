@@ -113,16 +113,23 @@ def affinity_lists(mode: str, text: str) -> list[str]:
 
 
 def missing(live, namespace: str, programmed: Programmed,
-            others: dict[str, set[str]] | None = None) -> list[str]:
+            others: dict[str, set[str]] | None = None, node: str | None = None) -> list[str]:
     """What ``programmed`` lacks of ``live``'s Services, as kube-proxy writes them: each port of a
     Service with a ClusterIP and backends goes to each backend's IP, each port of one without
     backends is rejected. ``others``: more Service ports (``ns/svc:port``, e.g. kube-dns's) and the
-    endpoint IPs each must reach. Empty when the node is in step."""
+    endpoint IPs each must reach. Empty when the node is in step. A Service with
+    internalTrafficPolicy Local goes to ``node``'s own backends only (a node without one has no
+    rule to look for: kube-proxy drops its traffic)."""
     destinations = programmed.destinations
     lacking = [f"{key} -> {sorted(wanted)} (has {sorted(destinations.get(key, ()))})"
                for key, wanted in (others or {}).items() if destinations.get(key, set()) != wanted]
     for service in (s for s in live.services.values() if s.proxied):
         wanted = {live.endpoint(name).ip for name in service.backends}
+        if service.internal_local and service.backends:
+            wanted = {live.endpoint(name).ip for name in service.backends
+                      if live.endpoint(name).node == node}
+            if not wanted:
+                continue
         for port in service.port_names:
             key = f"{namespace}/{service.name}:{port}"
             if wanted and destinations.get(key, set()) != wanted:
