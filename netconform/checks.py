@@ -197,6 +197,12 @@ def pods_to_api_server(topology: Topology) -> list[Pair]:
     return [(pod, api[0]) for pod in topology.of_kind(POD)] if api else []
 
 
+def api_server_to_pods(topology: Topology) -> list[Pair]:
+    """The API server (through its pod proxy) to every pod (APISERVER-POD)."""
+    api = topology.of_kind(APISERVER)
+    return [(api[0], pod) for pod in topology.of_kind(POD)] if api else []
+
+
 def pods_to_service(name: str, backends_only: bool = False,
                     sources: tuple[str, ...] = (POD,)) -> Callable[[Topology], list[Pair]]:
     """Every pod (or every backend of the Service, or every endpoint of the ``sources`` kinds,

@@ -95,7 +95,7 @@ _ROWS = [
     Requirement("SVC-ENDPOINTSLICE-MANUAL", "MUST", "EndpointSlices made by hand",
                 "each Service port reaches exactly the endpoint its own slice names"),
     Requirement("APISERVER-POD", "SHOULD", "the API server reaches each pod",
-                "the pod proxy reaches each probe", **_NOT_YET),
+                "the pod proxy reaches each probe"),
     Requirement("DNS-HOSTNET", "SHOULD", "hostNetwork pods with ClusterFirstWithHostNet",
                 "resolve Service names like any pod"),
     Requirement("DUAL-STACK", "MAY", "both IP families",

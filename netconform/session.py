@@ -56,7 +56,8 @@ class Conformance:
             self.topology = self.backend.start(self.progress)
             self.phases["setup"] = time.monotonic() - began
             self.runner = Runner(self.topology, self.backend.channel, self.settings,
-                                 self.backend.host_watch(), self.backend.change_service)
+                                 self.backend.host_watch(), self.backend.change_service,
+                                 self.backend.reach_through_api)
             self._probing_began = time.monotonic()
 
     def judge(self, spec: Check, case: Case) -> Judgement:

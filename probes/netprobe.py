@@ -594,22 +594,28 @@ class _TCPControlServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
-def serve(name: str, port: int, control: str) -> None:
+def serve(name: str, port: int, controls: list[str]) -> None:
+    """Echo on ``port``; the control API on each of ``controls`` (the lab: its Unix socket, and
+    for a pod also the TCP port the API server's pod proxy reaches, as on a live cluster)."""
     watcher = IcmpWatcher()
     start_tcp_echo(name, port)
     start_udp_echo(name, port)
     handler = _control_handler(name, watcher)
-    if control.startswith("unix:"):
-        path = control[len("unix:"):]
-        if os.path.exists(path):
-            os.unlink(path)
-        server = _UnixControlServer(path + ".tmp", handler)
-        os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
-    else:
-        host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
-        server = _TCPControlServer((host or "0.0.0.0", int(tcp_port)), handler)
-    print(f"netprobe {name}: echo on tcp/udp {port}, control on {control}", flush=True)
-    server.serve_forever()
+    servers = []
+    for control in controls:
+        if control.startswith("unix:"):
+            path = control[len("unix:"):]
+            if os.path.exists(path):
+                os.unlink(path)
+            servers.append(_UnixControlServer(path + ".tmp", handler))
+            os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
+        else:
+            host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
+            servers.append(_TCPControlServer((host or "0.0.0.0", int(tcp_port)), handler))
+    print(f"netprobe {name}: echo on tcp/udp {port}, control on {', '.join(controls)}", flush=True)
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True, name="control").start()
+    servers[0].serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -618,13 +624,14 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the echo servers and the control API")
     serve_cmd.add_argument("--name", default=os.environ.get("NETPROBE_NAME", socket.gethostname()))
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("NETPROBE_PORT", 8080)))
-    serve_cmd.add_argument("--control", default=os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000"),
-                           help="unix:/path/to.sock or tcp:HOST:PORT")
+    serve_cmd.add_argument("--control", action="append", default=None,
+                           help="unix:/path/to.sock or tcp:HOST:PORT (repeatable; default "
+                                "$NETPROBE_CONTROL or tcp:0.0.0.0:9000)")
     commands.add_parser("self", help="print the self-report as JSON")
     commands.add_parser("batch", help="read a probe request (JSON) on stdin, print the results")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.name, args.port, args.control)
+        serve(args.name, args.port, args.control or [os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000")])
     elif args.command == "self":
         json.dump(self_report(socket.gethostname()), sys.stdout)
     else:

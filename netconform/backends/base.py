@@ -42,6 +42,12 @@ class Backend(ABC):
         return its spec as the API server now has it (checks that change Services at run time)."""
         raise BackendError(f"the {self.name} backend cannot change the run's Services")
 
+    def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
+        """A probe's health read through the API server's pod proxy (APISERVER-POD: the API
+        server, not a probe, connects to the pod); see backends/kube/channel.py for the answer."""
+        return {"ok": False, "error": "harness", "harness": True,
+                "detail": f"the {self.name} backend has no API server to reach probes through"}
+
     def metadata(self) -> dict:
         return {"backend": self.name}
 

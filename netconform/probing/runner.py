@@ -23,6 +23,7 @@ from .channel import ProbeChannel, ProbeUnavailable
 
 
 ICMP_SEEN_ASKS, ICMP_SEEN_PAUSE = 4, 0.5  # a receiver is asked again for echoes its capture missed
+VIA_API = "proxy"  # the pseudo-protocol of a check whose source is the API server (its pod proxy)
 CHANGE_SETTLE = 5.0  # s the cluster has, after a Service change, to answer the new way
 ServiceChanger = Callable[[str, "dict | None"], dict]  # (Service, merge patch or None) -> its spec
 
@@ -66,9 +67,11 @@ class HostWatch:
 class Runner:
     def __init__(self, topology: Topology, channel_for: Callable[[Endpoint], ProbeChannel],
                  settings: ProbeSettings | None = None, host: HostWatch | None = None,
-                 services: ServiceChanger | None = None) -> None:
+                 services: ServiceChanger | None = None,
+                 through_api: Callable[[Endpoint, float], dict] | None = None) -> None:
         self.topology = topology
         self.services = services  # reads (patch None) or changes one of the run's Services
+        self.through_api = through_api  # asks a probe's health through the API server's pod proxy
         self.channel_for = channel_for
         self.settings = settings or ProbeSettings()
         self.host = host
@@ -164,6 +167,8 @@ class Runner:
     def _run_batch(self, check: Check, protocol: str) -> dict[str, dict]:
         if check.queries is not None or check.rounds is not None:
             return self._run_dns_batch(check, protocol)
+        if protocol == VIA_API:
+            return self._run_api_batch(check)
         cases = check.cases(self.topology, protocol)
         targets: dict[str, list[dict]] = collections.defaultdict(list)
         for case in cases:
@@ -185,6 +190,33 @@ class Runner:
                 if not result["ok"]:
                     result["harness_error"] = limit
         return results
+
+    def _run_api_batch(self, check: Check) -> dict[str, dict]:
+        """APISERVER-POD: the API server (the source) reaches each destination probe through its
+        pod proxy, ``parallel_probes`` at once; each attempt bounded by the probe timeout."""
+        cases = check.cases(self.topology, VIA_API)
+        if self.through_api is None:
+            return _harness_errors(cases, "this backend cannot reach probes through an API server")
+
+        def reach(case: Case) -> dict:
+            destination = self.topology.endpoint(case.destination)
+            result = {"id": case.id, "ok": False, "error": None, "errors": [], "responder": None}
+            for _ in range(self.settings.attempts):
+                self.requests[VIA_API] += 1
+                found = self.through_api(destination, self.settings.timeout)
+                if found.get("harness"):
+                    return {**_harness_errors([case], found["detail"])[case.id], "errors": result["errors"]}
+                if found["ok"]:
+                    result.update(ok=True, responder=found.get("responder"))
+                    break
+                result["errors"].append(found["error"])
+                result["detail"] = found.get("detail")
+            result["attempts"] = len(result["errors"]) + result["ok"]
+            result["error"] = None if result["ok"] else result["errors"][-1]
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel_probes, len(cases)))) as pool:
+            return {r["id"]: r for r in pool.map(reach, cases)}
 
     def _run_dns_batch(self, check: Check, protocol: str) -> dict[str, dict]:
         """DNS questions, one request per source probe per round; each result keeps its question

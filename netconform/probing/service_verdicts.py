@@ -199,3 +199,24 @@ def only_local_backends(obs: Observation) -> Verdict:
                            f"{r['responder']} on another node: internalTrafficPolicy Local must "
                            f"stay on {src.node}", {"responder": r["responder"]})
     return verdict
+
+
+def reached_through_api(obs: Observation) -> Verdict:
+    """APISERVER-POD: the API server's pod proxy reached the destination's probe at its pod IP
+    (the probe answered its /healthz with its own name)."""
+    r, dst = obs.result, obs.destination
+    failed = harness_error(obs, r)
+    if failed:
+        return failed
+    if r.get("error") == "harness":
+        return Verdict(False, "harness", r.get("harness_error", ""), harness=True)
+    if not r["ok"]:
+        return Verdict(False, r["error"].split(" ")[0].lower(),
+                       f"the API server could not reach {dst.name} at its pod IP {dst.ip} through its "
+                       f"pod proxy: {r['error']}: {r.get('detail')} after {r.get('attempts', 0)} "
+                       f"attempt(s); the control plane cannot route to pod IPs",
+                       {"error": r["error"], "detail": r.get("detail")})
+    if r.get("responder") != dst.name:
+        return Verdict(False, "wrong-responder", f"the pod proxy of {dst.name} was answered by "
+                       f"{r.get('responder')}", {"responder": r.get("responder")})
+    return passed(obs, {"responder": r["responder"], "attempts": r.get("attempts"), "error": None})

@@ -3,6 +3,7 @@ import importlib.util
 import os
 import re
 import socket
+import json
 import threading
 from pathlib import Path
 
@@ -110,9 +111,9 @@ def test_self_report_reads_interfaces_with_pyroute2():
     assert isinstance(report["routes"], list)
 
 
-def test_control_api_over_a_unix_socket(echo_port, tmp_path):
-    path = tmp_path / "probe.sock"
-    threading.Thread(target=netprobe.serve, args=("probe-y", free_port(), f"unix:{path}"),
+def test_control_api_over_a_unix_socket_and_a_tcp_port_at_once(echo_port, tmp_path):
+    path, control = tmp_path / "probe.sock", free_port()
+    threading.Thread(target=netprobe.serve, args=("probe-y", free_port(), [f"unix:{path}", f"tcp:127.0.0.1:{control}"]),
                      daemon=True).start()
     for _ in range(100):
         if path.exists():
@@ -126,6 +127,16 @@ def test_control_api_over_a_unix_socket(echo_port, tmp_path):
     assert [r["responder"] for r in answer["results"]] == ["probe-x", "probe-x"]
     with pytest.raises(ProbeUnavailable, match="HTTP 404"):
         channel.call("nothing-here")
+    import http.client  # the TCP port serves the same API (the API server's pod proxy reaches it)
+    for _ in range(100):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", control, timeout=5)
+            conn.request("GET", "/healthz")
+            break
+        except ConnectionRefusedError:
+            threading.Event().wait(0.05)
+    assert json.loads(conn.getresponse().read())["name"] == "probe-y"
+    conn.close()
     with pytest.raises(ProbeUnavailable, match="HTTP 400"):
         channel.call("probe", {"targets": [{"ip": "127.0.0.1"}]})
 

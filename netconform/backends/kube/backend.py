@@ -15,7 +15,7 @@ from ...profiles import Profile
 from ...topology import KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
-from .channel import PodProxyChannel
+from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
 from .discovery import cluster_facts
 from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
@@ -193,6 +193,10 @@ class KubeBackend(Backend):
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]
         return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port)
+
+    def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
+        pod, port = self._channels[endpoint.name]
+        return reach_through_api(self._connect(), self.namespace, pod, port, timeout)
 
     def close(self, hurry=lambda: False) -> list[str]:
         """Delete the run's namespace (everything in it goes with it), unless --keep; then let the

@@ -2,6 +2,7 @@
 request per call, the same control API as on the lab (no exec, no port-forward)."""
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from ...probing.channel import ProbeChannel
@@ -17,3 +18,34 @@ class PodProxyChannel(ProbeChannel):
     def exchange(self, method: str, endpoint: str, body: dict | None,
                  timeout: float) -> tuple[int, bytes]:
         return self.api.raw(method, f"{self.base}/{endpoint}", body, timeout=(min(5.0, timeout), timeout))
+
+
+def reach_through_api(api: KubeApi, namespace: str, pod: str, port: int, timeout: float) -> dict:
+    """APISERVER-POD: GET a probe's /healthz through the API server's pod proxy, so that the API
+    server, not the harness, connects to the pod IP. ``{"ok": True, "responder": name}``, or
+    ``{"ok": False, "error": …}``: an HTTP error of the proxy (it could not reach the pod) or a
+    request that timed out while the API server answers others is the network's; an API server
+    that does not answer at all is the harness's (``"harness": True``)."""
+    path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}:{port}/proxy/healthz"
+    try:
+        status, payload = api.raw("GET", path, timeout=(min(5.0, timeout), timeout))
+    except Exception as exc:  # noqa: BLE001 - a timeout, a reset: was it the pod or the API server?
+        if _answers(api):
+            return {"ok": False, "error": "timeout", "detail": f"the API server did not answer within "
+                    f"{timeout:g} s (it answers other requests: it was still reaching the pod)"}
+        return {"ok": False, "error": "harness", "harness": True,
+                "detail": f"the API server could not be asked: {exc or type(exc).__name__}"}
+    if status != 200:
+        return {"ok": False, "error": f"HTTP {status}",
+                "detail": payload[:300].decode(errors="replace").strip()}
+    try:
+        return {"ok": True, "responder": json.loads(payload).get("name")}
+    except (ValueError, AttributeError):
+        return {"ok": False, "error": "not a probe", "detail": repr(payload[:120])}
+
+
+def _answers(api: KubeApi) -> bool:
+    try:
+        return api.raw("GET", "/version", timeout=(2.0, 5.0))[0] == 200
+    except Exception:  # noqa: BLE001 - whatever it is, it did not answer
+        return False

@@ -51,6 +51,9 @@ class LabBackend(Backend):
     def change_service(self, name: str, patch: dict | None) -> dict:
         return self.cluster.change_service(name, patch)
 
+    def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
+        return self.cluster.reach_through_api(endpoint, timeout)
+
     def close(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
         cluster, self.cluster = self.cluster, None
         return cluster.teardown(hurry) if cluster else []

@@ -33,10 +33,12 @@ from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after
 from ...probing.channel import ProbeUnavailable, UnixSocketChannel
 from ...plan import probe_plan
 from ...services import host_ports, hostport_role
-from ...topology import CONTAINER, HOST, IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, Endpoint, Topology
+from ...topology import CONTAINER, HOST, IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, POD, Endpoint, Topology
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
+from ..kube.channel import reach_through_api
+from ..kube.manifests import CONTROL_PORT
 from . import addons, cleanup, conflists, faults, hostlimits, netns, proxyrules
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
@@ -490,6 +492,10 @@ class LabCluster:
             if done.returncode:
                 raise BackendError(f"fault {fault.name} in {node}: nft: {done.stderr.strip()}")
             undo.append((node, faults.nft_undo(fault.name)))
+        if fault.control_plane_commands:
+            values = self._fault_values(live, 1, None, fault.control_plane_commands)
+            for command in fault.control_plane_commands:
+                self._fault_commands(fault, self.control_plane.netns, command, values, undo)
         for index in range(1, count + 1) if fault.port_commands else ():
             values = self._fault_values(live, index, None, fault.port_commands)
             for command in fault.port_commands:
@@ -548,6 +554,12 @@ class LabCluster:
                                      self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
         self._forget_connections()
         progress(f"lab: fault reverted: {fault.name}")
+
+    def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
+        """APISERVER-POD: the lab's API server reaches a pod's probe at its pod IP through its pod
+        proxy, as on a live cluster (the control plane routes to the pod CIDRs via the nodes)."""
+        pod = self._pods[endpoint.name]["metadata"]["name"]
+        return reach_through_api(self.api, self.names.prefix, pod, CONTROL_PORT, timeout)
 
     def change_service(self, name: str, patch: dict | None) -> dict:
         """One of the run's Services read, or changed by a JSON merge patch; its spec as now."""
@@ -690,7 +702,9 @@ class LabCluster:
             self._processes.append(subprocess.Popen(
                 ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), "serve",
                  "--name", endpoint.name, "--port", str(endpoint.port),
-                 "--control", f"unix:{self.socket_path(endpoint)}"],
+                 "--control", f"unix:{self.socket_path(endpoint)}",
+                 # a pod's probe is also reached at its pod IP, by the API server's pod proxy
+                 *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))  # Ctrl-C reaches the harness, which stops them in order
 

@@ -34,6 +34,7 @@ class Fault:
     node_commands: tuple[tuple[str, ...], ...] = ()  # run in node namespaces
     on_nodes: str = "all"  # which nodes run node_commands: "all", "first" or "last"
     port_commands: tuple[tuple[str, ...], ...] = ()  # run in the world ns, once per node port
+    control_plane_commands: tuple[tuple[str, ...], ...] = ()  # run in the control plane's namespace
     split_duo: bool = False  # duo's second container gets a network namespace of its own
     resolv_search: tuple[str, ...] | None = None  # the search list of the pods on on_nodes
     service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API;
@@ -281,6 +282,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
                         (("ip", "daddr", cluster_ip_placeholder("itp-local"), "meta", "l4proto", "{", "tcp,",
                           "udp", "}", "th", "dport", "80", "dnat", "ip", "to",
                           backend_ips_placeholder("itp-local") + ":8080"),)),)),
+    Fault("apiserver-cut-off-from-pods", ("APISERVER-POD",), "the control plane's firewall drops "
+          "the connections the API server opens to pod IPs (its pod proxy); connections pods open "
+          "to it still pass",
+          control_plane_commands=(("iptables", "-I", "OUTPUT", "1", "-d", "${CLUSTER_CIDR}", "-m",
+                                   "conntrack", "--ctstate", "NEW", "-j", "DROP"),)),
     Fault("pods-apiserver-blocked", ("POD-APISERVER",), "every node's firewall drops the new "
           "connections its pods open to the kubernetes Service (matched after kube-proxy's DNAT by "
           "their original destination; the connections open before stay)",
