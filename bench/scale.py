@@ -55,7 +55,8 @@ def build(nodes: int, pods: int) -> tuple[LabCluster, object, float]:
 def measure_size(nodes: int) -> dict:
     cluster, live, setup = build(nodes, 2)
     try:
-        runner, rows = Runner(live, cluster.channel), []
+        runner, rows = Runner(live, cluster.channel, services=cluster.change_service,
+                             through_api=cluster.reach_through_api), []
         for check in checks():
             for protocol in check.protocols:
                 cases = check.cases(live, protocol)

@@ -93,7 +93,7 @@ def judge_everything(cluster: LabCluster, live, attempts: int = 2,
     names); short attempts, as a fault's timeouts cost one second each. ``settle``: how long an
     answer after a Service change may take to come right (what a fault breaks never does)."""
     runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts, settle=settle),
-                    services=cluster.change_service)
+                    services=cluster.change_service, through_api=cluster.reach_through_api)
     outcomes: dict[str, Outcomes] = {}
     for check in CHECKS:
         if check.missing(live) or (only is not None and check.requirement not in only):
