@@ -477,9 +477,30 @@ def probe_batch(request: dict) -> dict:
     check_limits(request)
     targets = request.get("targets", [])
     workers = max(1, min(int(request.get("concurrency", 64)), len(targets) or 1))
+    if workers == 1:  # one after the other: a group stops at its first failure
+        return {"results": _in_turn(targets)}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(probe_target, targets))
     return {"results": results}
+
+
+def _in_turn(targets: list[dict]) -> list[dict]:
+    """Targets probed one after the other. Once a target of a ``group`` (the connections of an
+    affinity round to one address) fails, the rest of that group are not made: the item fails on
+    that one, and each of them would wait out its own timeout."""
+    failed: dict[str, str] = {}
+    results = []
+    for target in targets:
+        group = target.get("group")
+        if group is not None and group in failed:
+            results.append({"id": target["id"], "ok": False, "error": f"not made: {failed[group]} failed",
+                            "errors": [], "attempts": 0, "seen": None, "responder": None, "local": None})
+            continue
+        result = probe_target(target)
+        if group is not None and not result["ok"]:
+            failed[group] = target["id"]
+        results.append(result)
+    return results
 
 
 # --- the self-report ---------------------------------------------------------------------------

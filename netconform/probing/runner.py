@@ -276,10 +276,13 @@ class Runner:
         first alone; after a change, the cases whose groups do not behave as expected yet (one
         backend, or several) are asked again within ``settle``: no single connection can tell
         whether the proxy has applied an affinity switch."""
-        deadline = time.monotonic() + settle
+        deadline = None
         waiting = list(cases)
         while waiting:
             asked = self._ask_once(waiting, asks, prefix, results, settle)
+            # the re-asks have ``settle`` from the end of the first pass: a slow first pass (a
+            # fault's timeouts) must not leave the healthy cases no second look
+            deadline = deadline or time.monotonic() + settle
             waiting = [case for case in waiting if not _groups_settled(case, asked, results)]
             if not waiting or time.monotonic() + 0.5 > deadline:
                 return
@@ -305,12 +308,15 @@ class Runner:
                           "attempts": self.settings.attempts}
                 alone = False
                 if isinstance(ask, Connection):
-                    target.update(ip=ask.ip, port=ask.port, **({"settle": settle} if settle else {}),
-                                  **({} if ask.answered else {"unanswered": True}))
                     alone = ask.sticky is not None and (ask.ip, ask.port) not in opened
+                    # an affinity group's first connection settles the address; the rest need not
+                    later = ask.sticky is not None and not alone
+                    target.update(ip=ask.ip, port=ask.port, **({"settle": settle} if settle and not later else {}),
+                                  **({} if ask.answered else {"unanswered": True}))
                     opened.add((ask.ip, ask.port))
                     if ask.sticky is not None:
                         group = (case.id, ask.ip, ask.port)
+                        target["group"] = f"{target_id.split('#')[0]}"  # the agent stops it at a failure
                         if alone:
                             group_first[group] = target_id
                         else:

@@ -193,3 +193,16 @@ def test_an_answer_settles_when_it_is_the_expected_one_in_any_order_or_case():
 def test_a_settle_beyond_the_cap_is_refused():
     with pytest.raises(ValueError, match="settle of t must be in"):
         netprobe.probe_batch({"targets": [{"id": "t", "proto": "udp", "dns": {"name": "x", "settle": 31}}]})
+
+
+def test_targets_one_after_the_other_stop_a_group_at_its_first_failure(echo_port):
+    closed = free_port()  # nothing listens: refused at once
+    targets = [{"id": "a#0", "ip": "127.0.0.1", "port": closed, "proto": "tcp", "group": "a"},
+               {"id": "b#0", "ip": "127.0.0.1", "port": echo_port, "proto": "tcp", "group": "b"},
+               {"id": "a#1", "ip": "127.0.0.1", "port": echo_port, "proto": "tcp", "group": "a"},
+               {"id": "b#1", "ip": "127.0.0.1", "port": echo_port, "proto": "tcp", "group": "b"}]
+    one_by_one = netprobe.probe_batch({"targets": targets, "concurrency": 1})["results"]
+    assert [(r["id"], r["ok"]) for r in one_by_one] == [("a#0", False), ("b#0", True), ("a#1", False), ("b#1", True)]
+    assert one_by_one[2]["error"] == "not made: a#0 failed" and one_by_one[2]["attempts"] == 0
+    at_once = netprobe.probe_batch({"targets": targets, "concurrency": 4})["results"]
+    assert [r["ok"] for r in at_once] == [False, True, True, True]  # groups mean nothing in parallel
