@@ -98,7 +98,9 @@ class Change:
 
     label: str  # the round after it: 'DNS-EXTERNALNAME[udp:…@renamed/short]'
     service: str
-    patch: dict = field(compare=False)  # a dict cannot be hashed; a check is (a batch key)
+    patch: dict | None = field(compare=False)  # a dict cannot be hashed; a check is (a batch key);
+    # None: nothing changes, the round only comes later
+    pause: float = 0.0  # s to wait before it (a round that must come after a timeout)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class Check:
     changes: tuple[Change, ...] = ()
     rounds: Callable[..., list["Query | Connection"]] | None = None
     restore: Change | None = None
+    # A case whose results so far already settle it is asked no further rounds: (case, results)
+    until: Callable[[Case, dict[str, dict]], bool] | None = None
 
     def missing(self, topology: Topology) -> str | None:
         """Why this check cannot apply to the topology (its items are skipped with this reason)."""

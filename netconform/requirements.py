@@ -59,7 +59,7 @@ _ROWS = [
                 "its own hostIP/protocol"),
     Requirement("MTU", "MAY", "full-size packets across nodes", "arrive; no black hole"),
     Requirement("SVC-AFFINITY-TIMEOUT", "SHOULD", "sessionAffinity ClientIP with timeoutSeconds",
-                "stickiness holds within the timeout and is released after it", **_NOT_YET),
+                "stickiness holds within the timeout and is released after it"),
     Requirement("SVC-ITP-LOCAL", "SHOULD", "internalTrafficPolicy: Local",
                 "only node-local backends are reached; no local backend means no connection"),
     Requirement("SVC-MULTIPORT", "MUST", "one Service, two named ports",

@@ -26,7 +26,7 @@ what the new type has no use for (ClusterIPs, nodePorts) itself, as it does for 
 from __future__ import annotations
 
 from .checks import Change, Connection, DnsNames, Query
-from .services import minimum_connections
+from .services import AFFINITY_TIMEOUT, minimum_connections
 from .dns import search_forms
 from .services import EXTERNAL_NAME
 from .topology import SERVICE, Endpoint, Topology
@@ -135,3 +135,39 @@ def itp_local_rounds(topology: Topology, source: Endpoint, service: Endpoint, na
                        why_unanswered=f"{source.node} has no backend of the Service, whose "
                                       "internalTrafficPolicy is Local"),
             Connection("control", web.ip, web.port, control=True)]
+
+
+AFFINITY_EXPIRING = "affinity-timeout"
+HELD_CONNECTIONS = 5  # per round, one after the other, well within the timeout: one backend
+EXPIRY_ROUNDS = 12  # rounds after the first, each AFFINITY_TIMEOUT + 0.5 s after the one before
+# Each later round starts after the affinity has expired; with three backends, all of them landing
+# on the first round's backend by chance is (1/3)^12, under one in 500,000 per item
+AFFINITY_EXPIRY_CHANGES = tuple(Change(f"expired-{i}", AFFINITY_EXPIRING, None, pause=AFFINITY_TIMEOUT + 0.5)
+                                for i in range(1, EXPIRY_ROUNDS + 1))
+
+
+def affinity_timeout_rounds(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames,
+                            spec: dict, protocol: str) -> list[Connection]:
+    """SVC-AFFINITY-TIMEOUT: every round, HELD_CONNECTIONS through the ClusterIP, one after the
+    other, all to land on one backend (the affinity holds within its timeout); the rounds come
+    more than the timeout apart, so some round after the first must land elsewhere (it was
+    released). The Service's timeout is the run's own (AFFINITY_TIMEOUT), not what the API says."""
+    return [Connection(f"clusterip#{i}", service.ip, service.port, sticky=True) for i in range(HELD_CONNECTIONS)]
+
+
+def rounds_backends(case_id: str, results: dict[str, dict]) -> dict[str, set[str]]:
+    """round -> the backends that answered its connections, for one case."""
+    found: dict[str, set[str]] = {}
+    for target_id, result in results.items():
+        if target_id.startswith(f"{case_id}@") and result.get("ok") and result.get("responder"):
+            found.setdefault(target_id.split("@", 1)[1].split("/", 1)[0], set()).add(result["responder"])
+    return found
+
+
+def released(case, results: dict[str, dict]) -> bool:
+    """Enough rounds for the item: a round landed elsewhere than the first, or one failed (the
+    verdict judges it on that)."""
+    mine = {k: r for k, r in results.items() if k.startswith(f"{case.id}@")}
+    if any(not r.get("ok") for r in mine.values()):
+        return True
+    return len(set().union(*rounds_backends(case.id, mine).values()) if mine else set()) > 1

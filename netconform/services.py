@@ -13,6 +13,7 @@ from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, KUBERNETES_SERVICE,
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 BACKEND_ROLE = "probe-a"
 HOST_ROLE = "host"  # the hostNetwork probe pod of every node
+AFFINITY_TIMEOUT = 1  # s, the timeoutSeconds of "affinity-timeout" (short: its rows wait it out)
 # DNS-POD-HOSTNAME: the standalone pod "named" has hostname NAMED_HOSTNAME and, as subdomain, the
 # headless Service "hostnames" that selects it: <hostname>.<subdomain>.<ns>.svc.<domain> is its name
 NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
@@ -47,6 +48,8 @@ SERVICES = (
     # SVC-ITP-LOCAL: internalTrafficPolicy Local, in front of the standalone pod "named": its one
     # backend is on the first node, so the other nodes' pods have no local backend
     Service("itp-local", internal_local=True, selects=NAMED_ROLE),
+    # SVC-AFFINITY-TIMEOUT: ClientIP affinity that expires after AFFINITY_TIMEOUT s, to web's backends
+    Service("affinity-timeout", affinity=True, affinity_timeout=AFFINITY_TIMEOUT),
 )
 HOSTPORT_PORT = 8088
 OUTSIDE_CLIENT = Endpoint("outside", "client", OUTSIDE)

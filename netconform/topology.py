@@ -61,6 +61,7 @@ class Service:
     backends: tuple[str, ...] = ()  # endpoint names of the ready backends (none: no endpoints)
     node_port: int | None = None
     affinity: bool = False  # sessionAffinity: ClientIP
+    affinity_timeout: int | None = None  # its sessionAffinityConfig.clientIP.timeoutSeconds
     local_traffic: bool = False  # externalTrafficPolicy: Local
     internal_local: bool = False  # internalTrafficPolicy: Local (only the client node's backends)
     headless: bool = False  # clusterIP: None (DNS answers with the ready backends' pod IPs)

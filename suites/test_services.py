@@ -2,15 +2,16 @@
 from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, api_server_to_pods, check, hostports, nodeports,
                                pods_to_api_server, pods_to_each_port, pods_to_service, shared_hostports)
 from netconform.probing.service_verdicts import (client_ip_kept, client_pod_ip_seen, each_port_reaches_its_target,
-                                                 only_local_backends, reached_through_api,
+                                                 held_then_released, only_local_backends, reached_through_api,
                                                  every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  tls_handshake_completed)
 from netconform.probing.dns_verdicts import answered_as_expected
-from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_RESTORE, PROTOCOL_CHANGES, PROTOCOL_RESTORE,
-                                        TYPE_CHANGES, TYPE_RESTORE, affinity_rounds, itp_local_rounds,
-                                        protocol_rounds, type_change_rounds)
+from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_EXPIRY_CHANGES, AFFINITY_RESTORE,
+                                        PROTOCOL_CHANGES, PROTOCOL_RESTORE, TYPE_CHANGES, TYPE_RESTORE,
+                                        affinity_rounds, affinity_timeout_rounds, itp_local_rounds,
+                                        protocol_rounds, released, type_change_rounds)
 from netconform.probing.runner import VIA_API
 from netconform.services import minimum_connections, shared_address
 from netconform.topology import HOST, OUTSIDE, POD
@@ -76,3 +77,7 @@ test_svc_itp_local = check("SVC-ITP-LOCAL", pods_to_service("itp-local"), TCP_UD
                            rounds=itp_local_rounds)
 
 test_apiserver_pod = check("APISERVER-POD", api_server_to_pods, (VIA_API,), reached_through_api)
+
+test_svc_affinity_timeout = check("SVC-AFFINITY-TIMEOUT", pods_to_service("affinity-timeout"), TCP_UDP,
+                                  held_then_released, rounds=affinity_timeout_rounds,
+                                  changes=AFFINITY_EXPIRY_CHANGES, until=released)

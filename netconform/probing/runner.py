@@ -234,8 +234,15 @@ class Runner:
         if self.services is None and check.changes:
             return _harness_errors(cases, "this backend cannot change the run's Services")
         changes = [None, *check.changes]
+        asking = list(cases)
         try:
             for change in changes:
+                if check.until is not None:  # the cases settled by the rounds so far are done
+                    asking = [c for c in asking if not check.until(c, results)]
+                    if not asking:
+                        break
+                if change is not None and change.pause:
+                    time.sleep(change.pause)
                 if not check.changes:  # one round, nothing changed: it reads no Service
                     spec = {}
                 elif change is None:
@@ -244,7 +251,7 @@ class Runner:
                     spec = self._change(change.service, change.patch)
                 # the first round settles too: the batch before (the other protocol's) may have
                 # put the Service back a moment ago
-                self._ask_round(cases, lambda src, dst, spec=spec: check.rounds(
+                self._ask_round(asking, lambda src, dst, spec=spec: check.rounds(
                     self.topology, src, dst, names, spec, protocol),
                     f"{'initial' if change is None else change.label}/", results, settle=self.settings.settle)
         except ServiceChangeFailed as exc:  # the rounds it could not ask: the harness's failure

@@ -220,3 +220,23 @@ def reached_through_api(obs: Observation) -> Verdict:
         return Verdict(False, "wrong-responder", f"the pod proxy of {dst.name} was answered by "
                        f"{r.get('responder')}", {"responder": r.get("responder")})
     return passed(obs, {"responder": r["responder"], "attempts": r.get("attempts"), "error": None})
+
+
+def held_then_released(obs: Observation) -> Verdict:
+    """SVC-AFFINITY-TIMEOUT: each round's connections land on one backend (held within the
+    timeout), and across rounds that come more than the timeout apart, more than one backend
+    answers (released after it)."""
+    from ..service_changes import AFFINITY_TIMEOUT, rounds_backends
+    from .dns_verdicts import answered_as_expected  # the rounds' verdict, which this one extends
+    verdict = answered_as_expected(obs)
+    if not verdict.ok:
+        return verdict
+    by_round = rounds_backends(obs.case.id, {r["id"]: r for r in obs.results})
+    backends = set().union(*by_round.values()) if by_round else set()
+    if len(backends) < 2:
+        return Verdict(False, "still-sticky", f"{len(by_round)} rounds of {obs.case.protocol} connections "
+                       f"from {obs.source.name} to {obs.destination.name}, each more than "
+                       f"{AFFINITY_TIMEOUT + 0.5:g} s after the one before, all landed on "
+                       f"{', '.join(sorted(backends)) or 'nothing'}: the affinity outlived its "
+                       f"timeoutSeconds {AFFINITY_TIMEOUT}", {"rounds": {k: sorted(v) for k, v in by_round.items()}})
+    return verdict

@@ -377,3 +377,54 @@ def test_itp_local_answered_from_a_node_without_a_backend_fails_and_a_failed_con
     assert "node-2 has no backend of the Service, whose internalTrafficPolicy is Local" in verdict.reason
     obs, verdict = judge_itp(ItpStandIn(control_broken=True), "node-2")
     assert (verdict.ok, verdict.harness, verdict.kind) == (False, True, "control failed")
+
+
+class ExpiringStandIn:
+    """``affinity-timeout``: each round's connections land on one backend; from round ``moves_at``
+    on (never: None) a round lands on the next backend, as an expired affinity lets it."""
+
+    def __init__(self, moves_at: int | None = 1):
+        self.moves_at, self.rounds, self.reads = moves_at, [], 0
+
+    def services(self, name, patch):
+        assert name == "affinity-timeout" and patch is None  # rounds only wait, nothing is changed
+        self.reads += 1
+        return {}
+
+    def channel(self, endpoint):
+        stand_in = self
+
+        class Channel:
+            def call(self, what, body=None, timeout=10):
+                if what == "self":
+                    return {**self_report(endpoint.name, [endpoint.ip]),
+                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+                stand_in.rounds.append(body)
+                moved = stand_in.moves_at is not None and stand_in.reads > stand_in.moves_at
+                backend = BACKENDS[1] if moved else BACKENDS[0]
+                return {"results": [{"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
+                                     "responder": backend} for t in body["targets"]]}
+        return Channel()
+
+
+def judge_expiring(stand_in):
+    from netconform.service_changes import AFFINITY_EXPIRY_CHANGES
+    from suites.test_services import test_svc_affinity_timeout
+    check = dataclasses.replace(test_svc_affinity_timeout.netconform_check, changes=tuple(
+        dataclasses.replace(c, pause=0.0) for c in AFFINITY_EXPIRY_CHANGES))  # no real waiting
+    runner = Runner(TOPO, stand_in.channel, SETTLE, services=stand_in.services)
+    obs = runner.observe(check, check.cases(TOPO, "tcp")[0])
+    return obs, check.verdict(obs)
+
+
+def test_an_affinity_released_after_its_timeout_passes_and_asks_no_more_rounds():
+    stand_in = ExpiringStandIn(moves_at=2)
+    obs, verdict = judge_expiring(stand_in)
+    assert verdict.ok, verdict.reason
+    assert sorted({r["id"].split("@")[1].split("/")[0] for r in obs.results}) == ["expired-1", "expired-2", "initial"]
+
+
+def test_an_affinity_that_outlives_its_timeout_fails_after_every_round_as_still_sticky():
+    obs, verdict = judge_expiring(ExpiringStandIn(moves_at=None))
+    assert (verdict.ok, verdict.kind) == (False, "still-sticky")
+    assert verdict.reason.startswith("13 rounds of tcp connections") and "timeoutSeconds 1" in verdict.reason

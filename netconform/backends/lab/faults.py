@@ -155,7 +155,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # node's ICMP unreachables to a pod use up its ICMP rate limit before kube-proxy's REJECT
           # DNS_ROWS: CoreDNS on the first node cannot answer the last node's pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
-          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
+          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
                 "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
@@ -171,7 +171,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # replies' companions: ESTABLISHED too), and so every Service check with such a pair
           # DNS_ROWS: DNS over TCP between the last node's pods and CoreDNS
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
-          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY",
+          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
@@ -179,7 +179,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "nodes drop every forwarded UDP packet to a pod (TCP and ICMP pass)",
           # DNS_ROWS: DNS over UDP to CoreDNS pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
-          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY",
+          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
@@ -211,12 +211,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "applies (a connection is source-NATed once)",
           # backends are clients there too, and a backend's NodePort connection can land on itself
           # DNS-SVC: a backend connecting to web by name lands on itself
-          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "POD-NODEPORT", "DNS-SVC",
+          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT", "POD-NODEPORT", "DNS-SVC",
                 "SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS"),
           nft=(NftChain("type nat hook postrouting priority srcnat - 1",
                         (("ip", "saddr", "${BACKEND_IP}", "ip", "daddr", "${BACKEND_IP}",
                           "snat", "ip", "to", "${BACKEND_IP}"),)),)),
-    Fault("svc-no-affinity", ("SVC-AFFINITY",),
+    Fault("svc-no-affinity", ("SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT"),
           "every new connection first makes the node forget its client's affinity (as a flushed "
           "affinity table); iptables mode only: nftables mode keeps affinity in sets of its own "
           "table, which no other table's rule can reach",
@@ -272,6 +272,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "every kube-proxy hangs after its first sync "
           "(stopped): the rules it wrote keep working, Service changes are never applied",
           proxy_frozen=True),
+    Fault("svc-affinity-never-expires", ("SVC-AFFINITY-TIMEOUT",), "the Service whose ClientIP "
+          "affinity should expire after 1 s keeps it for 3 hours (its timeoutSeconds edited), so "
+          "its clients stay on one backend",
+          service_patches=((RUN_NAMESPACE, "affinity-timeout",
+                            {"spec": {"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}}}}),)),
     Fault("dns-hostname-unpublished", ("DNS-POD-HOSTNAME",), "the headless Service named like the "
           "pod's subdomain selects no pod (its selector edited), so the pod's hostname has no record",
           service_patches=((RUN_NAMESPACE, "hostnames", {"spec": {"selector": {"netconform.io/role": "nowhere"}}}),)),
