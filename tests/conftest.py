@@ -8,3 +8,17 @@ def pytest_configure(config) -> None:
     default only if this process does not ignore it."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``--dist loadgroup`` sends the tests marked ``xdist_group(name)`` to one worker by a
+    ``@name`` suffix of their node ids. pytest-xdist 3.8 writes it to ``item._nodeid``, which
+    pytest 9 no longer reads (a node id is ``item._id`` there), so the groups were silently
+    ignored; this writes it where pytest 9 reads it, in the workers, as xdist would."""
+    if getattr(config.option, "loadgroup", False) is not True:
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(groups)}")

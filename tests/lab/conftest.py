@@ -77,6 +77,9 @@ def leftovers(prefix: str) -> list[str]:
 
 
 IPMASQ = REPO / "manifests" / "lab" / "examples" / "bridge-ipmasq.conflist"
+# The tests that read the shared full runs below run on one pytest-xdist worker (`--dist
+# loadgroup`, tests/conftest.py), so each run is made once, not once per worker.
+SHARED_RUNS = pytest.mark.xdist_group("shared-lab-runs")
 
 
 @pytest.fixture(scope="session")

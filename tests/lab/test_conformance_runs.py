@@ -1,7 +1,7 @@
 """The MUST suites on a real lab: healthy profiles pass, a NAT-ing conflist fails the right check."""
 import pytest
 
-from .conftest import leftovers, needs_root, run_suite
+from .conftest import SHARED_RUNS, leftovers, needs_root, run_suite
 
 pytestmark = needs_root
 MUST = ["POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", "HOSTNET-POD", "LOCALHOST"]
@@ -24,6 +24,7 @@ def assert_all_must_pass(run):
     assert leftovers(run.prefix) == []
 
 
+@SHARED_RUNS
 def test_bridge_passes_every_must_requirement(bridge_run):
     assert_all_must_pass(bridge_run)
     for requirement in SERVICES:
@@ -37,6 +38,7 @@ def test_bridge_passes_every_must_requirement(bridge_run):
     assert "checked in part" not in bridge_run.output
 
 
+@SHARED_RUNS
 def test_cluster_dns_is_real_coredns_and_every_dns_row_passes(bridge_run):
     for requirement in ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-POD-A",
                         "DNS-PTR", "DNS-HOSTNET"):
@@ -52,6 +54,7 @@ def test_cluster_dns_is_real_coredns_and_every_dns_row_passes(bridge_run):
     assert external["observed"]["clusterip/short"][0].startswith("10.")  # the ClusterIP it was given
 
 
+@SHARED_RUNS
 def test_ptp_passes_every_must_requirement(ptp_run):
     assert_all_must_pass(ptp_run)
 
@@ -64,6 +67,7 @@ def test_kube_proxy_in_nftables_mode_passes_everything(tmp_path):
     assert run.results["meta"]["proxy_mode"] == "nftables"
 
 
+@SHARED_RUNS
 def test_one_item_per_requirement_pair_and_protocol(bridge_run):
     items = bridge_run.results["items"]
     ids = {i["id"] for i in items}
@@ -75,6 +79,7 @@ def test_one_item_per_requirement_pair_and_protocol(bridge_run):
     assert len(cross) == 3 * (6 * 4)  # 3 protocols x 6 pods x 4 pods on other nodes
 
 
+@SHARED_RUNS
 def test_ip_masquerade_fails_pod_pod_cross_with_the_node_address(ipmasq_run):
     run = ipmasq_run
     assert run.returncode == 1, run.output[-3000:]

@@ -6,11 +6,12 @@ import sys
 import pytest
 
 from .browser import CHROMIUM, TableReader, browser_dom
-from .conftest import REPO, needs_root
+from .conftest import SHARED_RUNS, REPO, needs_root
 
 pytestmark = [needs_root, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 
 
+@SHARED_RUNS
 def test_the_matrix_of_three_lab_profiles_reads_back_in_a_browser(tmp_path, bridge_run, ptp_run, ipmasq_run):
     page = tmp_path / "site" / "index.html"
     done = subprocess.run([sys.executable, "reports/matrix.py", str(bridge_run.report_dir / "results.json"),

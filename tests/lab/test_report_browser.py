@@ -2,11 +2,12 @@
 import pytest
 
 from .browser import CHROMIUM, TableReader, browser_dom
-from .conftest import needs_root
+from .conftest import SHARED_RUNS, needs_root
 
 pytestmark = [needs_root, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 
 
+@SHARED_RUNS
 def test_the_browser_shows_every_must_and_service_requirement_passing(bridge_run):
     reader = TableReader("summary")
     reader.feed(browser_dom(bridge_run.report_dir / "report.html"))
@@ -31,6 +32,7 @@ def test_the_browser_shows_every_must_and_service_requirement_passing(bridge_run
     assert matrix.rows[1] == ["node-1", "", "12/12", "12/12"]
 
 
+@SHARED_RUNS
 def test_the_report_says_how_long_each_phase_took(bridge_run):
     reader = TableReader("meta")
     reader.feed(browser_dom(bridge_run.report_dir / "report.html"))

@@ -137,7 +137,8 @@ CHANGING_ROWS = ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-ENDPOINTSLICE-MAN
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("snat-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
           "nodes masquerade pod traffic leaving for other nodes",
-          also=("SVC-SOURCE-IP",),  # a Service connection to another node's backend is SNATed too
+          # SVC-HOSTNET-ENDPOINTS: a pod's connection to a host on another node is SNATed too
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-SOURCE-IP",),  # a Service connection to another node's backend is SNATed too
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "-s", "${POD_CIDR}",
                           "-o", "eth0", "-j", "MASQUERADE"),)),
     Fault("snat-host-network", ("HOSTNET-POD",),
@@ -155,7 +156,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # node's ICMP unreachables to a pod use up its ICMP rate limit before kube-proxy's REJECT
           # DNS_ROWS: CoreDNS on the first node cannot answer the last node's pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
-          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+          # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL (its control to web): replies to the last node's pods
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
                 "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
@@ -163,7 +165,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "every node's firewall drops what the node itself sends to its own pods",
           # the node's own connections through Services and hostPorts, and its REJECTs to its pods
           # DNS-HOSTNET: the node's queries to a CoreDNS pod on it
-          also=("HOSTNET-POD", "SVC-NODEPORT", "HOSTPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC", "DNS-HOSTNET"),
+          # SVC-HOSTNET-ENDPOINTS: a host backend's replies to its own node's pods
+          also=("SVC-HOSTNET-ENDPOINTS", "HOSTNET-POD", "SVC-NODEPORT", "HOSTPORT", "SVC-NO-ENDPOINTS", "HOSTNET-SVC", "DNS-HOSTNET"),
           node_commands=(("iptables", "-I", "OUTPUT", "-d", "${POD_CIDR}", "-j", "DROP"),)),
     Fault("one-way-drop", ("POD-POD-CROSS",),
           "the last node forwards requests to its pods but drops their replies to other nodes",
@@ -171,7 +174,9 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # replies' companions: ESTABLISHED too), and so every Service check with such a pair
           # DNS_ROWS: DNS over TCP between the last node's pods and CoreDNS
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
-          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+          # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL, POD-APISERVER, APISERVER-POD: the last node's pods'
+          # connections across nodes, and the API server's to them
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "POD-APISERVER", "APISERVER-POD", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
@@ -179,7 +184,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "nodes drop every forwarded UDP packet to a pod (TCP and ICMP pass)",
           # DNS_ROWS: DNS over UDP to CoreDNS pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
-          also=("HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+          # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL: their UDP items
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
@@ -195,12 +201,14 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # the same ClusterIP: the lost backend never answers
           # DNS-SVC, DNS-HOSTNET: the name connects through web's ClusterIP
           # SVC-PORT-PROTOCOLS: its positive control goes to web (an error when it is lost)
-          also=("SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC", "DNS-SVC", "DNS-HOSTNET", "SVC-PORT-PROTOCOLS"),
+          # SVC-ITP-LOCAL: its positive control goes to web (an error when it is lost)
+          also=("SVC-ITP-LOCAL", "SVC-HAIRPIN", "SVC-SOURCE-IP", "HOSTNET-SVC", "DNS-SVC", "DNS-HOSTNET", "SVC-PORT-PROTOCOLS"),
           node_commands=_both_ways("-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
                                    cluster_ip_placeholder("web"), "-d", "${LAST_BACKEND_IP}",
                                    "-j", "DROP")),
     Fault("svc-snat", ("SVC-SOURCE-IP",), "kube-proxy masquerades every Service connection "
           "(masqueradeAll: true)",
+          also=("SVC-HOSTNET-ENDPOINTS",),  # its backends see the node's address too
           proxy={mode: {"masqueradeAll": True} for mode in ("iptables", "nftables")}),
     Fault("svc-no-nodeports", ("SVC-NODEPORT", "POD-NODEPORT", "SVC-ETP-LOCAL", "SVC-AFFINITY"),
           "kube-proxy serves NodePorts on no address of the nodes (nodePortAddresses: 192.0.2.0/24)",
@@ -237,7 +245,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
                           "-d", "${CLUSTER_CIDR}", "-j", "MASQUERADE"),)),
     Fault("host-clusterip-blocked", ("HOSTNET-SVC",),
           "every node's firewall drops its own connections to ClusterIPs (after kube-proxy's DNAT)",
-          also=("DNS-HOSTNET",),  # its DNS queries go to the kube-dns ClusterIP
+          # SVC-HOSTNET-ENDPOINTS: a host backend's replies leave through OUTPUT, DNATed from a ClusterIP
+          also=("SVC-HOSTNET-ENDPOINTS", "DNS-HOSTNET",),  # its DNS queries go to the kube-dns ClusterIP
           node_commands=(("iptables", "-I", "OUTPUT", "1", "-m", "conntrack", "--ctstate", "DNAT",
                           "--ctorigdst", "${SERVICE_CIDR}", "-j", "DROP"),)),
     Fault("svc-second-port-dropped", ("SVC-MULTIPORT",), "every node's firewall drops what is sent "
