@@ -80,4 +80,5 @@ test_apiserver_pod = check("APISERVER-POD", api_server_to_pods, (VIA_API,), reac
 
 test_svc_affinity_timeout = check("SVC-AFFINITY-TIMEOUT", pods_to_service("affinity-timeout"), TCP_UDP,
                                   held_then_released, rounds=affinity_timeout_rounds,
-                                  changes=AFFINITY_EXPIRY_CHANGES, until=released)
+                                  changes=AFFINITY_EXPIRY_CHANGES, until=released,
+                                  needs=(SECOND_NODE,))  # a backend per node: released needs two

@@ -160,13 +160,17 @@ def test_a_host_that_cannot_make_room_refuses_the_run_in_one_line(tmp_path):
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
 def test_a_host_that_refuses_a_node_setting_stops_the_run_in_one_line(tmp_path):
     """A small lab needs no raise, but its nodes' own sysctls (ip_forward) fail on a read-only
-    /proc/sys: once an INTERNALERROR of 49 lines, now one line and exit 4, nothing left."""
+    /proc/sys: once an INTERNALERROR of 49 lines, now one line and exit 4, nothing left. (With
+    other labs running beside it, as the tests' other worker's, the run's share of the host's
+    neighbour tables may need a raise after all: then that is the one line, as in the test above.)"""
     read_only = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"'
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", read_only, "sh",
                            *suite_command(tmp_path, "--cni=bridge", "-m", "LOCALHOST")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     out = done.stdout + done.stderr
     assert done.returncode == 4, out
-    assert "the lab could not be built on this host: " in out and "INTERNALERROR" not in out
+    refused = [line for line in out.splitlines() if "the lab could not be built on this host: " in line
+               or ("host limit" in line and "Read-only file system" in line)]
+    assert len(refused) == 1 and "INTERNALERROR" not in out, out[-3000:]
     prefix = next(iter(re.findall(r"netconform-[0-9a-f]{6}", out)), None)
     assert prefix is None or leftovers(prefix) == []

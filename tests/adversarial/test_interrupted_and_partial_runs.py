@@ -58,7 +58,7 @@ def test_a_one_node_lab_skips_what_needs_a_second_node_with_that_reason(tmp_path
     run = run_suite(tmp_path, "--lab-nodes=1")
     results = assert_incomplete_everywhere(run, "POD-POD-CROSS (needs a second node; this cluster has 1)")
     rows = {row["id"]: row for row in results["summary"]}
-    for needs_two in ("POD-POD-CROSS", "SVC-SOURCE-IP", "MTU"):
+    for needs_two in ("POD-POD-CROSS", "SVC-SOURCE-IP", "MTU", "SVC-AFFINITY-TIMEOUT"):
         assert rows[needs_two]["verdict"] == "skipped", rows[needs_two]
         assert rows[needs_two]["note"] == "needs a second node; this cluster has 1"
     assert not any(row["failed"] or row["error"] for row in rows.values()), rows
