@@ -323,7 +323,7 @@ class Runner:
                     opened.add((ask.ip, ask.port))
                     if ask.sticky is not None:
                         group = (case.id, ask.ip, ask.port)
-                        target["group"] = f"{target_id.split('#')[0]}"  # the agent stops it at a failure
+                        target["group"] = target_id.split("#")[0]  # the agent stops it at a failure
                         if alone:
                             group_first[group] = target_id
                         else:
