@@ -60,3 +60,17 @@ class FakeRunner:
 
     def batch(self, check, protocol: str) -> dict:
         return self.batches[protocol]
+
+
+class StandInChannel:
+    """A probe's channel on a stand-in cluster: its self-report (with the run's search list, so DNS
+    names can be made), and every probe request answered by ``probe(endpoint, body)``."""
+
+    def __init__(self, endpoint, probe) -> None:
+        self.endpoint, self.probe = endpoint, probe
+
+    def call(self, what, body=None, timeout=10):
+        if what == "self":
+            return {**self_report(self.endpoint.name, [self.endpoint.ip]),
+                    "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
+        return self.probe(self.endpoint, body)

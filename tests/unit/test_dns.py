@@ -11,7 +11,7 @@ from netconform.probing.runner import Observation, Runner
 from netconform.services import add_services
 from netconform.topology import SERVICE
 
-from .fakes import FakeRunner, self_report, topology
+from .fakes import FakeRunner, StandInChannel, self_report, topology
 
 NAMES = DnsNames("netconform-x", "cluster.local", "10.96.0.1")
 TOPO = add_services(topology(nodes=3), outside=False).with_addresses(
@@ -188,19 +188,15 @@ class ClusterDnsStandIn:
         return dict(self.spec)
 
     def channel(self, endpoint):
-        stand_in = self
+        return StandInChannel(endpoint, self.probe)
 
-        class Channel:
-            def call(self, what, body=None, timeout=10):
-                if what == "self":
-                    return {**self_report(endpoint.name, [endpoint.ip]),
-                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
-                external = stand_in.spec["type"] == "ExternalName"
-                answer = f"{stand_in.spec['externalName']}." if external else stand_in.spec["clusterIP"]
-                return {"results": [{"id": t["id"], "ok": True, "error": None, "rcode": "NOERROR",
-                                     "answers": [answer], "attempts": 1, "errors": []}
-                                    for t in body["targets"]]}
-        return Channel()
+    def probe(self, endpoint, body):
+        stand_in = self
+        external = stand_in.spec["type"] == "ExternalName"
+        answer = f"{stand_in.spec['externalName']}." if external else stand_in.spec["clusterIP"]
+        return {"results": [{"id": t["id"], "ok": True, "error": None, "rcode": "NOERROR",
+                             "answers": [answer], "attempts": 1, "errors": []}
+                            for t in body["targets"]]}
 
 
 def externalname_runner(stand_in):

@@ -9,7 +9,7 @@ from netconform.probing.runner import ProbeSettings, Runner
 from netconform.service_changes import node_port, type_change_rounds
 from netconform.services import add_services
 
-from .fakes import self_report, topology
+from .fakes import StandInChannel, topology
 
 SETTLE = ProbeSettings(settle=2.0)  # what a stand-in that never follows a change costs per round
 BASE = topology(nodes=2, standalone=True)
@@ -53,15 +53,11 @@ class RetypedStandIn:
         return dict(self.spec)
 
     def channel(self, endpoint):
-        stand_in = self
+        return StandInChannel(endpoint, self.probe)
 
-        class Channel:
-            def call(self, what, body=None, timeout=10):
-                if what == "self":
-                    return {**self_report(endpoint.name, [endpoint.ip]),
-                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
-                return {"results": [stand_in.answer(t) for t in body["targets"]]}
-        return Channel()
+    def probe(self, endpoint, body):
+        stand_in = self
+        return {"results": [stand_in.answer(t) for t in body["targets"]]}
 
     def answer(self, target):
         spec = self.spec
@@ -162,23 +158,19 @@ class ProtocolsStandIn:
         return {"type": "ClusterIP", "clusterIP": "10.96.5.5", "ports": self.ports}
 
     def channel(self, endpoint):
-        stand_in = self
+        return StandInChannel(endpoint, self.probe)
 
-        class Channel:
-            def call(self, what, body=None, timeout=10):
-                if what == "self":
-                    return {**self_report(endpoint.name, [endpoint.ip]),
-                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
-                stand_in.targets += body["targets"]
-                served = {"TCP", "UDP"} if stand_in.frozen else {p["protocol"] for p in stand_in.ports}
-                web = TOPO.endpoint("svc/web").ip  # the control: web always has both
-                return {"results": [
-                    {"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [], "responder": BACKENDS[0]}
-                    if (t["ip"] != web and t["proto"].upper() in served) or
-                    (t["ip"] == web and not stand_in.control_broken) else
-                    {"id": t["id"], "ok": False, "error": "timeout", "attempts": 2, "errors": ["timeout", "timeout"]}
-                    for t in body["targets"]]}
-        return Channel()
+    def probe(self, endpoint, body):
+        stand_in = self
+        stand_in.targets += body["targets"]
+        served = {"TCP", "UDP"} if stand_in.frozen else {p["protocol"] for p in stand_in.ports}
+        web = TOPO.endpoint("svc/web").ip  # the control: web always has both
+        return {"results": [
+            {"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [], "responder": BACKENDS[0]}
+            if (t["ip"] != web and t["proto"].upper() in served) or
+            (t["ip"] == web and not stand_in.control_broken) else
+            {"id": t["id"], "ok": False, "error": "timeout", "attempts": 2, "errors": ["timeout", "timeout"]}
+            for t in body["targets"]]}
 
 
 def judge_protocols(stand_in, protocol):
@@ -242,29 +234,25 @@ class AffinityStandIn:
         return dict(self.spec)
 
     def channel(self, endpoint):
-        stand_in = self
+        return StandInChannel(endpoint, self.probe)
 
-        class Channel:
-            def call(self, what, body=None, timeout=10):
-                if what == "self":
-                    return {**self_report(endpoint.name, [endpoint.ip]),
-                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
-                stand_in.bodies.append(body)
-                if stand_in.asked_since >= stand_in.lag and not stand_in.broken:
-                    stand_in.applied = stand_in.spec["sessionAffinity"]
-                stand_in.asked_since += 1
-                results = []
-                for t in body["targets"]:
-                    stand_in.turn += 1
-                    if t.get("port") == stand_in.dead_port:
-                        results.append({"id": t["id"], "ok": False, "error": "timeout", "attempts": 1,
-                                        "errors": ["timeout"], "responder": None})
-                        continue
-                    backend = BACKENDS[0] if stand_in.applied == "ClientIP" else BACKENDS[stand_in.turn % len(BACKENDS)]
-                    results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
-                                    "responder": backend})
-                return {"results": results}
-        return Channel()
+    def probe(self, endpoint, body):
+        stand_in = self
+        stand_in.bodies.append(body)
+        if stand_in.asked_since >= stand_in.lag and not stand_in.broken:
+            stand_in.applied = stand_in.spec["sessionAffinity"]
+        stand_in.asked_since += 1
+        results = []
+        for t in body["targets"]:
+            stand_in.turn += 1
+            if t.get("port") == stand_in.dead_port:
+                results.append({"id": t["id"], "ok": False, "error": "timeout", "attempts": 1,
+                                "errors": ["timeout"], "responder": None})
+                continue
+            backend = BACKENDS[0] if stand_in.applied == "ClientIP" else BACKENDS[stand_in.turn % len(BACKENDS)]
+            results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
+                            "responder": backend})
+        return {"results": results}
 
 
 def judge_affinity(stand_in, protocol="tcp"):
@@ -333,24 +321,21 @@ class ItpStandIn:
         self.ignores, self.control_broken = ignores, control_broken
 
     def channel(self, endpoint):
-        stand_in, backend = self, TOPO.services["itp-local"].backends[0]
+        return StandInChannel(endpoint, self.probe)
 
-        class Channel:
-            def call(self, what, body=None, timeout=10):
-                if what == "self":
-                    return {**self_report(endpoint.name, [endpoint.ip]),
-                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
-                results = []
-                for t in body["targets"]:
-                    to_web = t["ip"] == TOPO.endpoint("svc/web").ip
-                    answered = not stand_in.control_broken if to_web else \
-                        (endpoint.node == TOPO.endpoint(backend).node or stand_in.ignores)
-                    results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
-                                    "responder": BACKENDS[0] if to_web else backend} if answered else
-                                   {"id": t["id"], "ok": False, "error": "timeout", "attempts": 1,
-                                    "errors": ["timeout"]})
-                return {"results": results}
-        return Channel()
+    def probe(self, endpoint, body):
+        stand_in = self
+        backend = TOPO.services["itp-local"].backends[0]
+        results = []
+        for t in body["targets"]:
+            to_web = t["ip"] == TOPO.endpoint("svc/web").ip
+            answered = not stand_in.control_broken if to_web else \
+                (endpoint.node == TOPO.endpoint(backend).node or stand_in.ignores)
+            results.append({"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
+                            "responder": BACKENDS[0] if to_web else backend} if answered else
+                           {"id": t["id"], "ok": False, "error": "timeout", "attempts": 1,
+                            "errors": ["timeout"]})
+        return {"results": results}
 
 
 def judge_itp(stand_in, node):
@@ -392,19 +377,15 @@ class ExpiringStandIn:
         return {}
 
     def channel(self, endpoint):
-        stand_in = self
+        return StandInChannel(endpoint, self.probe)
 
-        class Channel:
-            def call(self, what, body=None, timeout=10):
-                if what == "self":
-                    return {**self_report(endpoint.name, [endpoint.ip]),
-                            "resolv_conf": {"search": ["netconform-x.svc.cluster.local"]}}
-                stand_in.rounds.append(body)
-                moved = stand_in.moves_at is not None and stand_in.reads > stand_in.moves_at
-                backend = BACKENDS[1] if moved else BACKENDS[0]
-                return {"results": [{"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
-                                     "responder": backend} for t in body["targets"]]}
-        return Channel()
+    def probe(self, endpoint, body):
+        stand_in = self
+        stand_in.rounds.append(body)
+        moved = stand_in.moves_at is not None and stand_in.reads > stand_in.moves_at
+        backend = BACKENDS[1] if moved else BACKENDS[0]
+        return {"results": [{"id": t["id"], "ok": True, "error": None, "attempts": 1, "errors": [],
+                             "responder": backend} for t in body["targets"]]}
 
 
 def judge_expiring(stand_in):
