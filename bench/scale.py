@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 from netconform.backends.lab.cluster import LabCluster, LabSpec  # noqa: E402
 from netconform.backends.lab.netns import path as netns_path  # noqa: E402
 from netconform.checks import INSPECT  # noqa: E402
+from netconform.probing.cycle import PodControl  # noqa: E402
 from netconform.probing.runner import Runner  # noqa: E402
 from netconform.profiles import profile  # noqa: E402
 
@@ -56,7 +57,8 @@ def measure_size(nodes: int) -> dict:
     cluster, live, setup = build(nodes, 2)
     try:
         runner, rows = Runner(live, cluster.channel, services=cluster.change_service,
-                             through_api=cluster.reach_through_api), []
+                             through_api=cluster.reach_through_api,
+                             pods=PodControl(cluster.start_pod, cluster.delete_pod)), []
         for check in checks():
             for protocol in check.protocols:
                 cases = check.cases(live, protocol)

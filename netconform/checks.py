@@ -104,6 +104,24 @@ class Change:
 
 
 @dataclass(frozen=True)
+class BackendCycle:
+    """SVC-UDP-BACKEND-CHANGE, as upstream's conntrack test ("should be able to preserve UDP
+    traffic when server pod cycles for a ClusterIP service"): each client sends one datagram
+    every ``interval`` to the Service's ClusterIP from the fixed ``source_port``, starting
+    ``quiet`` seconds before the Service has an endpoint; a backend pod is created on the first
+    node; once the clients reach it, a second one is created on the last node and the first is
+    deleted. The cluster has ``within`` seconds, from the first pod's readiness and from its
+    deletion, to bring each client's datagrams to the pod that serves now (probing/cycle.py)."""
+
+    service: str  # the Service whose selector names ``role``, and no pod of the run's
+    role: str  # the role label the created pods carry
+    source_port: int = 12345  # upstream's client: nc -u -p 12345
+    interval: float = 1.0
+    quiet: float = 3.0
+    within: float = 30.0
+
+
+@dataclass(frozen=True)
 class Check:
     requirement: str
     pairs: Callable[[Topology], list[Pair]]
@@ -125,6 +143,8 @@ class Check:
     restore: Change | None = None
     # A case whose results so far already settle it is asked no further rounds: (case, results)
     until: Callable[[Case, dict[str, dict]], bool] | None = None
+    # Backend pods created and deleted while the clients keep sending (SVC-UDP-BACKEND-CHANGE)
+    cycle: BackendCycle | None = None
 
     def missing(self, topology: Topology) -> str | None:
         """Why this check cannot apply to the topology (its items are skipped with this reason)."""

@@ -85,7 +85,8 @@ _ROWS = [
     Requirement("SVC-HOSTNET-ENDPOINTS", "SHOULD", "a Service backed by hostNetwork pods",
                 "reaches a backend, which observes the client pod's IP"),
     Requirement("SVC-UDP-BACKEND-CHANGE", "SHOULD", "UDP through a ClusterIP as backends change",
-                "datagrams reach the new backend within 30 s (no stale conntrack entry)", **_NOT_YET),
+                "datagrams reach the first backend within 30 s of its readiness, and the new one within 30 s "
+                "of the old one's deletion (no stale conntrack entry)"),
     Requirement("DNS-POD-A", "MUST", "pod A records",
                 "<ip-with-dashes>.<ns>.pod.<domain> resolves to the pod's IP"),
     Requirement("DNS-PTR", "MUST", "reverse lookup of a ClusterIP",

@@ -23,6 +23,7 @@ NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
 SHARED_HOSTPORT = 54323
 SHARED = (("shared-local", "127.0.0.1", "TCP"), ("shared-node", "node", "TCP"), ("shared-udp", "node", "UDP"))
 STANDALONE_ROLES = (NAMED_ROLE, *(role for role, _, _ in SHARED))
+CYCLED_SERVICE, CYCLED_ROLE = "udp-cycle", "cycled"  # SVC-UDP-BACKEND-CHANGE
 SERVICES = (
     Service("web", node_port=30080),
     Service("web-affinity", affinity=True, node_port=30082),
@@ -50,6 +51,9 @@ SERVICES = (
     Service("itp-local", internal_local=True, selects=NAMED_ROLE),
     # SVC-AFFINITY-TIMEOUT: ClientIP affinity that expires after AFFINITY_TIMEOUT s, to web's backends
     Service("affinity-timeout", affinity=True, affinity_timeout=AFFINITY_TIMEOUT),
+    # SVC-UDP-BACKEND-CHANGE: its selector names CYCLED_ROLE, which only the pods the check
+    # creates (and deletes) while its clients send carry: no endpoints at the start
+    Service(CYCLED_SERVICE, selects=CYCLED_ROLE, cycled=True),
 )
 HOSTPORT_PORT = 8088
 OUTSIDE_CLIENT = Endpoint("outside", "client", OUTSIDE)
@@ -88,7 +92,7 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     named = tuple(e.name for e in topology.of_kind(STANDALONE) if e.role == NAMED_ROLE)
     hosts = topology.of_kind(HOST)
     chosen = {"duo": duos, NAMED_ROLE: named, HOST_ROLE: tuple(e.name for e in hosts)}
-    services = {s.name: s if s.name == "empty" or (s.external_name and not s.selects) else
+    services = {s.name: s if s.name == "empty" or s.cycled or (s.external_name and not s.selects) else
                 replace(s, backends=chosen.get(s.selects, backends)) for s in SERVICES}
     if hosts:  # the hostNetwork probes' echo port: 8080 on the lab, off the usual ones on a node
         services["hostnet"] = replace(services["hostnet"], target_port=hosts[0].port)

@@ -17,6 +17,7 @@ from typing import Callable
 from . import __version__
 from .backends.base import Backend, BackendError
 from .checks import Case, Check
+from .probing.cycle import PodControl
 from .probing.runner import ProbeSettings, Runner
 from .probing.verdicts import Verdict
 from .report.results import ItemRecord
@@ -57,7 +58,8 @@ class Conformance:
             self.phases["setup"] = time.monotonic() - began
             self.runner = Runner(self.topology, self.backend.channel, self.settings,
                                  self.backend.host_watch(), self.backend.change_service,
-                                 self.backend.reach_through_api)
+                                 self.backend.reach_through_api,
+                                 PodControl(self.backend.start_pod, self.backend.delete_pod))
             self._probing_began = time.monotonic()
 
     def judge(self, spec: Check, case: Case) -> Judgement:

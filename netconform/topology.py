@@ -69,6 +69,7 @@ class Service:
     second_port: tuple[int, int] | None = None  # (port, targetPort) of a second named port
     external_name: str | None = None  # type ExternalName (DNS answers with a CNAME, no proxying)
     manual: bool = False  # no selector: the run makes its EndpointSlices, one per port and pod
+    cycled: bool = False  # its backends are pods a check creates and deletes (none at the start)
     cluster_ip: str | None = None
 
     @property

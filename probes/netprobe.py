@@ -254,16 +254,24 @@ def _tls_once(ip: str, port: int, timeout: float) -> dict:
                     "certificate": len(tls.getpeercert(binary_form=True) or b"")}
 
 
-def _udp_once(ip: str, port: int, token: str, timeout: float) -> dict:
-    with socket.socket(family_of(ip), socket.SOCK_DGRAM) as sock:
+def _udp_once(ip: str, port: int, token: str, timeout: float, source_port: int | None = None) -> dict:
+    """One datagram and its echo. From a fixed ``source_port`` (SVC-UDP-BACKEND-CHANGE, as
+    upstream's conntrack test sends): each datagram of a stream is then the same flow to
+    conntrack, so an entry the proxy should have cleared keeps steering it."""
+    family = family_of(ip)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
+        if source_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", source_port))
         sock.connect((ip, port))
         local = sock.getsockname()[0]
         sock.send(token.encode())
         reply = json.loads(sock.recv(4096))
     if reply.get("token") != token:
         raise OSError("reply to another request")
-    return {"local": plain_ip(local), "seen": reply.get("seen"), "responder": reply.get("name")}
+    return {"local": plain_ip(local), "seen": reply.get("seen"), "seen_port": reply.get("seen_port"),
+            "responder": reply.get("name")}
 
 
 def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> dict:
@@ -425,7 +433,7 @@ def _attempts(target: dict, attempts: int, timeout: float) -> dict:
             elif proto == "tcp":
                 outcome = _tcp_once(ip, port, token, timeout)
             elif proto == "udp":
-                outcome = _udp_once(ip, port, token, timeout)
+                outcome = _udp_once(ip, port, token, timeout, target.get("source_port"))
             elif proto == "icmp":
                 outcome = _icmp_once(ip, token, timeout, target.get("size"))
             elif proto == "tls":
@@ -456,6 +464,9 @@ def check_limits(request: dict) -> None:
             raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
         if not 1 <= attempts <= MAX_ATTEMPTS:
             raise ValueError(f"attempts {attempts} of {target.get('id')} must be 1..{MAX_ATTEMPTS}")
+        if "source_port" in target and (target["proto"] != "udp" or type(target["source_port"]) is not int
+                                        or not 1024 <= target["source_port"] <= 65535):
+            raise ValueError(f"source_port of {target.get('id')} must be an integer 1024..65535, for udp only")
         if not 0 <= float(target.get("settle") or 0) <= MAX_TIMEOUT:  # also refuses nan
             raise ValueError(f"settle of {target.get('id')} must be in [0, {MAX_TIMEOUT:g}] s")
         if "dns" in target:

@@ -1,7 +1,7 @@
 """Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
-from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, api_server_to_pods, check, hostports, nodeports,
+from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, BackendCycle, api_server_to_pods, check, hostports, nodeports,
                                pods_to_api_server, pods_to_each_port, pods_to_service, shared_hostports)
-from netconform.probing.service_verdicts import (client_ip_kept, client_pod_ip_seen, each_port_reaches_its_target,
+from netconform.probing.service_verdicts import (backend_followed, client_ip_kept, client_pod_ip_seen, each_port_reaches_its_target,
                                                  held_then_released, only_local_backends, reached_through_api,
                                                  every_backend_reached,
                                                  lands_on_itself, reached_a_backend,
@@ -13,7 +13,7 @@ from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_EXPIRY_CHANGE
                                         affinity_rounds, affinity_timeout_rounds, itp_local_rounds,
                                         protocol_rounds, released, type_change_rounds)
 from netconform.probing.runner import VIA_API
-from netconform.services import minimum_connections, shared_address
+from netconform.services import CYCLED_ROLE, CYCLED_SERVICE, minimum_connections, shared_address
 from netconform.topology import HOST, OUTSIDE, POD
 
 TCP_UDP = ("tcp", "udp")
@@ -82,3 +82,8 @@ test_svc_affinity_timeout = check("SVC-AFFINITY-TIMEOUT", pods_to_service("affin
                                   held_then_released, rounds=affinity_timeout_rounds,
                                   changes=AFFINITY_EXPIRY_CHANGES, until=released,
                                   needs=(SECOND_NODE,))  # a backend per node: released needs two
+
+# a backend pod created, then a second created and the first deleted, while every pod sends UDP to
+# the Service from one fixed source port (probing/cycle.py): stale conntrack entries keep the flow
+test_svc_udp_backend_change = check("SVC-UDP-BACKEND-CHANGE", pods_to_service(CYCLED_SERVICE), ("udp",),
+                                    backend_followed, cycle=BackendCycle(CYCLED_SERVICE, CYCLED_ROLE))

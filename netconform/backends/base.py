@@ -48,6 +48,16 @@ class Backend(ABC):
         return {"ok": False, "error": "harness", "harness": True,
                 "detail": f"the {self.name} backend has no API server to reach probes through"}
 
+    def start_pod(self, name: str, node: str, role: str) -> str:
+        """Create a probe pod named ``name`` on ``node`` whose role label is ``role`` (a check's
+        Service selects it) and wait until it is Ready; its pod IP (backends/kube/pods.py)."""
+        raise BackendError(f"the {self.name} backend cannot create pods while the run goes on")
+
+    def delete_pod(self, name: str) -> None:
+        """Delete a pod start_pod made, as ``kubectl delete pod`` would (it goes away with its
+        grace period)."""
+        raise BackendError(f"the {self.name} backend cannot delete pods while the run goes on")
+
     def metadata(self) -> dict:
         return {"backend": self.name}
 

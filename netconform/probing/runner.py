@@ -20,6 +20,7 @@ from typing import Callable
 from ..checks import INSPECT, Case, Change, Check, Connection, DnsNames, Query
 from ..topology import POD, Endpoint, Topology
 from .channel import ProbeChannel, ProbeUnavailable
+from .cycle import PodControl, run_cycle
 
 
 ICMP_SEEN_ASKS, ICMP_SEEN_PAUSE = 4, 0.5  # a receiver is asked again for echoes its capture missed
@@ -36,6 +37,8 @@ class ProbeSettings:
     parallel_probes: int = 16  # probes the harness asks at once
     settle: float = CHANGE_SETTLE  # seconds a question of a Service-changing check may take to
     # get its expected answer (a fault judgement that expects failures may shorten it)
+    cycle_within: float | None = None  # seconds a backend change may take to reach the clients
+    # (None: the check's own, the specification's 30 s; a fault judgement may shorten it too)
 
 
 @dataclass
@@ -68,8 +71,10 @@ class Runner:
     def __init__(self, topology: Topology, channel_for: Callable[[Endpoint], ProbeChannel],
                  settings: ProbeSettings | None = None, host: HostWatch | None = None,
                  services: ServiceChanger | None = None,
-                 through_api: Callable[[Endpoint, float], dict] | None = None) -> None:
+                 through_api: Callable[[Endpoint, float], dict] | None = None,
+                 pods: PodControl | None = None) -> None:
         self.topology = topology
+        self.pods = pods  # creates and deletes backend pods while the run goes on (cycle.py)
         self.services = services  # reads (patch None) or changes one of the run's Services
         self.through_api = through_api  # asks a probe's health through the API server's pod proxy
         self.channel_for = channel_for
@@ -165,6 +170,14 @@ class Runner:
         return [i for i in batch if i == case.id or i.startswith(f"{case.id}@")]
 
     def _run_batch(self, check: Check, protocol: str) -> dict[str, dict]:
+        if check.cycle is not None:
+            cases = check.cases(self.topology, protocol)
+            if self.pods is None:
+                return _harness_errors(cases, "this backend cannot create pods while the run goes on")
+            cycle = check.cycle if self.settings.cycle_within is None else \
+                dataclasses.replace(check.cycle, within=self.settings.cycle_within)
+            return run_cycle(cycle, cases, self.topology, self.channel_for, self.pods,
+                             self._run_token, self.requests)
         if check.queries is not None or check.rounds is not None:
             return self._run_dns_batch(check, protocol)
         if protocol == VIA_API:

@@ -240,3 +240,51 @@ def held_then_released(obs: Observation) -> Verdict:
                        f"{', '.join(sorted(backends)) or 'nothing'}: the affinity outlived its "
                        f"timeoutSeconds {AFFINITY_TIMEOUT}", {"rounds": {k: sorted(v) for k, v in by_round.items()}})
     return verdict
+
+
+def backend_followed(obs: Observation) -> Verdict:
+    """SVC-UDP-BACKEND-CHANGE: from one fixed source port, datagrams reach the first backend
+    within the stated time of its readiness, and the second within that time of the first's
+    deletion (probing/cycle.py): a conntrack entry the proxy left behind keeps them from it."""
+    r = obs.result
+    what = f"udp from {obs.source.name} to {obs.destination.name} at {target_text(obs)}"
+    if r.get("harness_error"):
+        return Verdict(False, "harness", f"{what}: {r['harness_error']}; the network was not judged",
+                       {"error": r.get("error")}, harness=True)
+    cycle = r["cycle"]
+    sent, pods, within = cycle["datagrams"], cycle["pods"], cycle["within"]
+    lost = next((d for d in sent if d.get("error") == "probe unavailable"), None)
+    if lost:
+        return Verdict(False, "probe unavailable", f"the probe {obs.source.name} could not be asked to "
+                       f"send at {lost['at']:g} s: {lost.get('detail')}", {}, harness=True)
+    observed = {"pods": pods, "source_port": cycle["source_port"], "datagrams": len(sent),
+                "answered_by": dict(Counter(d["responder"] for d in sent if d["responder"]))}
+    first = pods["first"]
+    if not _answered(sent, first, first["ready_at"] + within):
+        return Verdict(False, "stale-entry", f"{what}, one datagram every {cycle['interval']:g} s from "
+                       f"source port {cycle['source_port']}: the first backend {first['name']} "
+                       f"({first['ip']}) was Ready at {first['ready_at']:g} s, and no datagram reached "
+                       f"it in the {within:g} s after ({_outcomes(sent, first['ready_at'], within)})", observed)
+    second = pods.get("second")
+    if second is None or first.get("deleted_at") is None:
+        return Verdict(False, "harness", f"{what}: the second backend was not made; the network was "
+                       "not judged", observed, harness=True)
+    if not _answered(sent, second, first["deleted_at"] + within):
+        return Verdict(False, "stale-entry", f"{what}, one datagram every {cycle['interval']:g} s from "
+                       f"source port {cycle['source_port']}: after {first['name']} was deleted at "
+                       f"{first['deleted_at']:g} s, no datagram reached the new backend {second['name']} "
+                       f"({second['ip']}) in {within:g} s ({_outcomes(sent, first['deleted_at'], within)}): "
+                       "the flow stayed with the deleted pod", observed)
+    return Verdict(True, "pass", "", observed)
+
+
+def _answered(sent: list[dict], pod: dict, by: float) -> bool:
+    responder = f"{pod['node']}/{pod['name']}"
+    return any(d["responder"] == responder and d["at"] <= by for d in sent)
+
+
+def _outcomes(sent: list[dict], start: float, within: float) -> str:
+    """What became of the datagrams of a window: '28 timeout, 2 answered by node-1/x'."""
+    counted = Counter(f"answered by {d['responder']}" if d["responder"] else (d.get("error") or "no answer")
+                      for d in sent if start <= d["at"] <= start + within)
+    return ", ".join(f"{n} {what}" for what, n in counted.most_common()) or "none sent"

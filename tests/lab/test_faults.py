@@ -21,6 +21,7 @@ from kubernetes import client
 from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
 from netconform.backends.lab.proxyrules import MODES
+from netconform.probing.cycle import PodControl
 from netconform.probing.runner import CHANGE_SETTLE, ProbeSettings, Runner
 from netconform.profiles import profile
 from netconform.requirements import CATALOG
@@ -38,6 +39,7 @@ CONTROLS = {"POD-POD-SAME", "POD-POD-CROSS", "NODE-POD", "HOSTNET-POD", "LOCALHO
             "SVC-NODEPORT", "HOSTPORT", "SVC-MULTIPORT", "DNS-SVC", "DNS-PTR", "MTU"}
 
 FAULT_SETTLE = 1.5  # s: on this lab a Service change shows in well under a second
+FAULT_WITHIN = 6.0  # s for a new backend pod to be reached (SVC-UDP-BACKEND-CHANGE): here about 1
 
 
 # The faults measured again with kube-proxy in nftables mode in every run of the tests: the ones
@@ -92,8 +94,10 @@ def judge_everything(cluster: LabCluster, live, attempts: int = 2,
     """requirement -> Outcomes over every item of every check (or of the requirements ``only``
     names); short attempts, as a fault's timeouts cost one second each. ``settle``: how long an
     answer after a Service change may take to come right (what a fault breaks never does)."""
-    runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts, settle=settle),
-                    services=cluster.change_service, through_api=cluster.reach_through_api)
+    runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts, settle=settle,
+                                                         cycle_within=None if settle == CHANGE_SETTLE else FAULT_WITHIN),
+                    services=cluster.change_service, through_api=cluster.reach_through_api,
+                    pods=PodControl(cluster.start_pod, cluster.delete_pod))
     outcomes: dict[str, Outcomes] = {}
     for check in CHECKS:
         if check.missing(live) or (only is not None and check.requirement not in only):

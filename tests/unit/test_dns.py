@@ -18,7 +18,8 @@ TOPO = add_services(topology(nodes=3), outside=False).with_addresses(
     {e.pod: e.ip for e in topology(nodes=3).endpoints if e.pod},
     {n.name: n.ip for n in topology(nodes=3).nodes},
     {"web": "10.96.0.20", "web-affinity": "10.96.0.21", "web-local": "10.96.0.22", "empty": "10.96.0.23",
-     "multiport": "10.96.0.24", "manual": "10.96.0.25", "protocols": "10.96.0.26", "hostnet": "10.96.0.27", "itp-local": "10.96.0.28", "affinity-timeout": "10.96.0.29"})
+     "multiport": "10.96.0.24", "manual": "10.96.0.25", "protocols": "10.96.0.26", "hostnet": "10.96.0.27", "itp-local": "10.96.0.28", "affinity-timeout": "10.96.0.29",
+     "udp-cycle": "10.96.0.30"})
 A = TOPO.endpoint("node-1/probe-a")
 WEB, HEADLESS, EXTERNAL = (TOPO.endpoint(f"svc/{n}") for n in ("web", "web-headless", "external"))
 BACKENDS = sorted(TOPO.endpoint(b).ip for b in TOPO.services["web"].backends)

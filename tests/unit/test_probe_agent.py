@@ -154,6 +154,10 @@ def test_a_missing_probe_is_unavailable_not_a_hang(tmp_path):
     ({"timeout": "nan"}, "timeout nan of t must be in (0, 30] s"),
     ({"settle": 31}, "settle of t must be in [0, 30] s"),
     ({"settle": "nan"}, "settle of t must be in [0, 30] s"),
+    ({"source_port": 80, "proto": "udp"}, "source_port of t must be an integer 1024..65535, for udp only"),
+    ({"source_port": "12345", "proto": "udp"}, "source_port of t must be an integer 1024..65535"),
+    ({"source_port": True, "proto": "udp"}, "source_port of t must be an integer 1024..65535"),
+    ({"source_port": 12345}, "source_port of t must be an integer 1024..65535, for udp only"),
 ])
 def test_a_request_beyond_the_agents_caps_is_refused_not_trimmed(target, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -206,3 +210,14 @@ def test_targets_one_after_the_other_stop_a_group_at_its_first_failure(echo_port
     assert one_by_one[2]["error"] == "not made: a#0 failed" and one_by_one[2]["attempts"] == 0
     at_once = netprobe.probe_batch({"targets": targets, "concurrency": 4})["results"]
     assert [r["ok"] for r in at_once] == [False, True, True, True]  # groups mean nothing in parallel
+
+
+def test_datagrams_from_a_fixed_source_port_are_one_flow_each_time(echo_port):
+    """SVC-UDP-BACKEND-CHANGE: every datagram of a client's stream leaves from the same port, one
+    after the other, so conntrack sees one flow (the echo reports the port it saw)."""
+    port = free_port()
+    seen = [netprobe._udp_once("127.0.0.1", echo_port, f"t{i}", 1.0, source_port=port) for i in range(3)]
+    assert [(s["responder"], s["seen_port"]) for s in seen] == [("probe-x", port)] * 3
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": echo_port, "proto": "udp",
+                               "source_port": port})
+    assert r["ok"], r

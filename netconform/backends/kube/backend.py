@@ -17,6 +17,7 @@ from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
+from . import pods
 from .discovery import cluster_facts
 from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
                         render, render_endpoint_slices)
@@ -57,6 +58,7 @@ class KubeBackend(Backend):
         self._channels: dict[str, tuple[str, int]] = {}  # endpoint name -> (pod, control port)
         self._meta: dict = {}
         self._node_items: list = []  # the chosen nodes' Node objects, for what they report of themselves
+        self._objects: list[dict] = []  # the run's objects as rendered (a pod made later is one of them)
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -84,8 +86,8 @@ class KubeBackend(Backend):
                           self.options.node_selector, self.options.tolerations,
                           self.options.image_pull_secret.rpartition("/")[2]
                           if self.options.image_pull_secret else None)
-        self._deploy(render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes}),
-                     progress)
+        self._objects = render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes})
+        self._deploy(self._objects, progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
         pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
@@ -189,6 +191,13 @@ class KubeBackend(Backend):
             return self._connect().service_spec(self.namespace, name, patch)
         except ApiException as exc:
             raise BackendError(f"cannot change Service {self.namespace}/{name}: {status_message(exc)}") from None
+
+    def start_pod(self, name: str, node: str, role: str) -> str:
+        return pods.start_pod(self._connect(), self.namespace, pods.probe_pod(self._objects, name, node, role),
+                              self.options.ready_timeout)
+
+    def delete_pod(self, name: str) -> None:
+        pods.delete_pod(self._connect(), self.namespace, name)
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]

@@ -54,6 +54,12 @@ class LabBackend(Backend):
     def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
         return self.cluster.reach_through_api(endpoint, timeout)
 
+    def start_pod(self, name: str, node: str, role: str) -> str:
+        return self.cluster.start_pod(name, node, role)
+
+    def delete_pod(self, name: str) -> None:
+        self.cluster.delete_pod(name)
+
     def close(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
         cluster, self.cluster = self.cluster, None
         return cluster.teardown(hurry) if cluster else []

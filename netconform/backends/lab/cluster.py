@@ -38,6 +38,7 @@ from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
 from ..kube.channel import reach_through_api
+from ..kube import pods
 from ..kube.manifests import CONTROL_PORT
 from . import addons, cleanup, conflists, faults, hostlimits, netns, proxyrules
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
@@ -48,6 +49,7 @@ from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      node_ip, pod_cidr)
 from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
+from .runtime_pods import RuntimePods
 from .proxy import NodeProxies, ProxySpec, merged
 from .underlay import Port, Underlay
 
@@ -139,6 +141,8 @@ class LabCluster:
         self._split: set[str] = set()  # injected faults that keep duo's containers apart
         self._pods: dict[str, dict] = {}
         self._patched: dict[str, list[tuple[str, str, dict]]] = {}  # fault -> patches that undo it
+        self._objects: list[dict] = []  # the run's objects as rendered (a runtime pod's template)
+        self.runtime_pods: RuntimePods | None = None  # the kubelet's part for pods made later
 
     # --- paths ---
 
@@ -233,8 +237,9 @@ class LabCluster:
         """The run's objects in the API server, the nodes registered, kube-proxy started; returns
         the topology with the addresses the cluster gave (ClusterIPs are the API server's)."""
         node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
-        objects = RunObjects(self.api, render_for_lab(self.names.run_id, self.names.prefix,
-                                                      self.topology, self.spec.pods_per_node))
+        self._objects = render_for_lab(self.names.run_id, self.names.prefix, self.topology,
+                                       self.spec.pods_per_node)
+        objects = RunObjects(self.api, self._objects)
         cluster_ips = objects.create_services()
         cluster_ips[KUBERNETES_SERVICE] = self.api.core.read_namespaced_service(
             KUBERNETES_SERVICE, "default").spec.cluster_ip  # the API server's own, as a pod sees it
@@ -245,6 +250,11 @@ class LabCluster:
         self.kubelet.start_heartbeats()
         self._start_proxies()
         self._pods = objects.create_pods([n.name for n in self.topology.nodes])
+        self.runtime_pods = RuntimePods(self, self.api, self.names.prefix,
+                                        {n.name for n in self.topology.nodes},
+                                        {p["metadata"]["name"] for p in self._pods.values()},
+                                        self.spec.ready_timeout)
+        self.runtime_pods.start()
         self.dns.create(self.api)
         live = self.topology.with_addresses(pod_ips, node_ips, cluster_ips,
                                             {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
@@ -690,33 +700,92 @@ class LabCluster:
             self._start_probe(endpoint)
 
     def _start_probe(self, endpoint: Endpoint) -> None:
-        where = self._namespace_of(endpoint)
-        log = open(self.state_dir / "logs" / f"{endpoint.name.replace('/', '_')}.log", "ab")
+        self._spawn_probe(self._namespace_of(endpoint), None if endpoint.kind == OUTSIDE else endpoint.node,
+                          endpoint.name.replace('/', '_'),
+                          ["serve", "--name", endpoint.name, "--port", str(endpoint.port),
+                           "--control", f"unix:{self.socket_path(endpoint)}",
+                           # a pod's probe is also reached at its pod IP, by the API server's pod proxy
+                           *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])])
+
+    def _spawn_probe(self, where: str, node: str | None, log_name: str, args: list[str]) -> subprocess.Popen:
+        """The probe agent with ``args``, in namespace ``where``; with ``node``, seeing the
+        resolv.conf kubelet writes for that node's pods."""
+        log = open(self.state_dir / "logs" / f"{log_name}.log", "ab")
         # Pods (and the hostNetwork probe, dnsPolicy ClusterFirstWithHostNet) see the resolv.conf
         # kubelet writes, and the nsswitch.conf of a container image (hosts: files dns, whatever
         # the machine's says), bind-mounted in the private mount namespace `ip netns exec` makes.
-        dns = [] if endpoint.kind == OUTSIDE else [
+        dns = [] if node is None else [
             "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/nsswitch.conf '
-            '&& shift && exec "$@"', str(self.resolv_conf(endpoint.node)), str(self._nsswitch())]
+            '&& shift && exec "$@"', str(self.resolv_conf(node)), str(self._nsswitch())]
         with log:
-            self._processes.append(subprocess.Popen(
-                ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), "serve",
-                 "--name", endpoint.name, "--port", str(endpoint.port),
-                 "--control", f"unix:{self.socket_path(endpoint)}",
-                 # a pod's probe is also reached at its pod IP, by the API server's pod proxy
-                 *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])],
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True))  # Ctrl-C reaches the harness, which stops them in order
+                start_new_session=True)  # Ctrl-C reaches the harness, which stops them in order
+        self._processes.append(process)
+        return process
+
+    # --- the lab kubelet's runtime, for pods made while the run goes on (runtime_pods.py) ---
+
+    def wire_pod(self, node: str, pod: str) -> tuple[PodSandbox, str]:
+        """A namespace for the pod, wired by the node's CNI (loopback, then the conflist); its IP."""
+        sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod,
+                             namespace=self.names.prefix)
+        netns.create(sandbox.netns, record=self.names.registry)
+        self._sandboxes.append((node, sandbox))
+        self._runtime(LOOPBACK, node).add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod,
+                                                     namespace=self.names.prefix, ifname="lo"))
+        return sandbox, pod_ip(self._runtimes[node].add(sandbox))
+
+    def unwire_pod(self, node: str, sandbox: PodSandbox) -> str | None:
+        """CNI DEL and the namespace removed; what went wrong, or None."""
+        problem = None
+        try:
+            self._runtimes[node].delete(sandbox)
+        except CniError as exc:
+            problem = f"CNI DEL: {exc}"
+        try:
+            netns.remove(sandbox.netns)
+            netns.strike(self.names.registry, {sandbox.netns})
+        except OSError as exc:
+            problem = f"{problem + '; ' if problem else ''}namespace {sandbox.netns}: {exc}"
+        if (node, sandbox) in self._sandboxes:
+            self._sandboxes.remove((node, sandbox))
+        return problem
+
+    def runtime_socket(self, pod: str, container: str) -> Path:
+        return self.state_dir / "sockets" / f"rt_{pod}_{container}.sock"
+
+    def runtime_channel(self, pod: str, container: str) -> UnixSocketChannel:
+        return UnixSocketChannel(f"{pod}/{container}", str(self.runtime_socket(pod, container)))
+
+    def start_container(self, node: str, pod: str, container: str, args: list[str]) -> subprocess.Popen:
+        """The probe image's entrypoint with the container's args, in the pod's namespace; the lab
+        reaches it on a control socket of its own."""
+        return self._spawn_probe(self._pod_netns(node, pod), node, f"rt_{pod}_{container}",
+                                 [*args, "--control", f"unix:{self.runtime_socket(pod, container)}"])
+
+    def stop_process(self, process: subprocess.Popen) -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=3)
+        if process in self._processes:
+            self._processes.remove(process)
+
+    def start_pod(self, name: str, node: str, role: str) -> str:
+        """A probe pod made through the API server while the run goes on; its IP once Ready."""
+        return pods.start_pod(self.api, self.names.prefix, pods.probe_pod(self._objects, name, node, role),
+                              self.spec.ready_timeout)
+
+    def delete_pod(self, name: str) -> None:
+        pods.delete_pod(self.api, self.names.prefix, name)
 
     def _stop_probe(self, name: str) -> None:
         for process in [p for p in self._processes if p.args[p.args.index("--name") + 1] == name]:
-            process.terminate()
-            try:
-                process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=3)
-            self._processes.remove(process)
+            self.stop_process(process)
 
     def _wait_ready(self, live: Topology, progress: Progress) -> None:
         """Poll every probe's health endpoint until all answer, a probe dies, or time runs out."""
@@ -770,7 +839,8 @@ class LabCluster:
                 if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],
                 "kubernetes_version": self.control_plane.version,
                 "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings),
-                "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0}
+                "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0,
+                "lab_kubelet_pod_problems": list(self.runtime_pods.errors) if self.runtime_pods else []}
         if self.control_plane.started_in is not None:
             meta["lab_timings"]["control_plane_up"] = round(self.control_plane.started_in, 2)
         return meta
@@ -796,6 +866,8 @@ class LabCluster:
         self.control_plane.abandon()  # a start still under way in its thread stops at its next step
         if self._control_plane_thread is not None:
             self._control_plane_thread.join(timeout=15)
+        if self.runtime_pods:
+            self.runtime_pods.stop()
         if self.kubelet:
             self.kubelet.stop()
         for process in self._processes:

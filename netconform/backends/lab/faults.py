@@ -277,9 +277,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "edited), so cluster DNS has no endpoints",
           also=("SVC-TYPE-CHANGE",),  # it asks names
           service_patches=(("kube-system", "kube-dns", {"spec": {"selector": {"k8s-app": "kube-dns-nowhere"}}}),)),
-    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-AFFINITY"),
+    Fault("kube-proxy-frozen", ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-AFFINITY", "SVC-UDP-BACKEND-CHANGE"),
           "every kube-proxy hangs after its first sync "
-          "(stopped): the rules it wrote keep working, Service changes are never applied",
+          "(stopped): the rules it wrote keep working, Service and endpoint changes are never "
+          "applied (a new backend pod is never reached)",
           proxy_frozen=True),
     Fault("svc-affinity-never-expires", ("SVC-AFFINITY-TIMEOUT",), "the Service whose ClientIP "
           "affinity should expire after 1 s keeps it for 3 hours (its timeoutSeconds edited), so "

@@ -248,13 +248,23 @@ def flush_conntrack(name: str, timeout: float = 20.0) -> str | None:
     conntrack tool deletes thousands of entries in milliseconds (one at a time through pyroute2,
     a busy host took more than 20 s). Returns a problem, or None."""
     for protocol in ("udp", "icmp"):
-        try:
-            done = run(name, ["conntrack", "-D", "-p", protocol], timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return f"conntrack of {name} not flushed within {timeout:.0f}s"
-        except OSError as exc:
-            return f"conntrack of {name} not flushed: {exc}"
+        for _ in range(FLUSH_TRIES):
+            try:
+                done = run(name, ["conntrack", "-D", "-p", protocol], timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return f"conntrack of {name} not flushed within {timeout:.0f}s"
+            except OSError as exc:
+                return f"conntrack of {name} not flushed: {exc}"
+            # an entry that went between the tool's listing and its delete (kube-proxy clears stale
+            # UDP entries too) stops the tool there: what is left is flushed by the next try
+            if GONE_MEANWHILE not in done.stderr:
+                break
         # exit 1 with "0 flow entries have been deleted": there was nothing to forget
-        if done.returncode and "flow entries have been deleted" not in done.stderr:
+        if done.returncode and "flow entries have been deleted" not in done.stderr and \
+                GONE_MEANWHILE not in done.stderr:
             return f"conntrack of {name} not flushed: {done.stderr.strip() or done.returncode}"
     return None
+
+
+FLUSH_TRIES = 3
+GONE_MEANWHILE = "such conntrack doesn't exist"

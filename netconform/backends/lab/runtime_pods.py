@@ -1,0 +1,230 @@
+"""The lab kubelet's runtime for pods made while the run goes on (a check's backends that come and go).
+
+It watches the run's namespace, as kubelet watches the pods bound to its node, and for each new pod
+bound to a lab node does what kubelet and a container runtime do: a network namespace wired by the
+node's CNI (loopback, then the conflist, with CNI_ARGS naming the pod), the containers started as
+the image contract below says, the readiness probe (the probe's health, asked on its control
+socket), the status reported (podIP, Ready). For a pod being deleted it does the reverse (processes
+stopped, CNI DEL, namespace removed) and then the final delete with grace period 0, which tells the
+API server the pod is gone, as kubelet's status manager does.
+
+The pods the lab makes at start-up are wired by cluster.py before the API server is up; the watch
+leaves them alone (``known``).
+
+Images are a contract: only the probe image (objects.IMAGE) runs, its entrypoint probes/netprobe.py
+run by the lab's Python with the container's args, $(VAR) expanded from the container's env (plain
+values, and the fieldRefs spec.nodeName and metadata.name). A pod with any other image cannot start:
+its container waits with reason ErrImagePull and a message naming the images the lab runs, as a
+failed pull would look.
+
+Every API call is bounded; the watch is re-made every WATCH_SECONDS (and after any error, after a
+pause), so stopping never waits longer than that.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from ...probing.channel import ProbeUnavailable
+from ..kube.api import KubeApi
+from .objects import IMAGE
+
+if TYPE_CHECKING:  # the cluster that owns the namespaces, the CNI runtimes and the processes
+    from .cluster import LabCluster
+
+WATCH_SECONDS = 2  # the server ends each watch after this long; the loop then lists and watches again
+CALL_TIMEOUT = (2.0, 5.0)  # connect, read: one list or status call
+READY_POLL = 0.1  # s between two health asks of a starting pod
+
+
+@dataclass
+class RunningPod:
+    uid: str
+    node: str
+    started: threading.Event = field(default_factory=threading.Event)  # set once starting ended
+    stopping: bool = False
+    processes: list = field(default_factory=list)
+    sandbox: object = None
+
+
+class RuntimePods:
+    def __init__(self, cluster: "LabCluster", api: KubeApi, namespace: str, nodes: set[str],
+                 known: set[str], ready_timeout: float) -> None:
+        self.cluster = cluster
+        self.api = api
+        self.namespace = namespace
+        self.nodes = nodes
+        self.known = set(known)
+        self.ready_timeout = ready_timeout
+        self.errors: list[str] = []  # what went wrong, for the run's metadata (never raised)
+        self._running: dict[str, RunningPod] = {}
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._spawn(self._watch, "lab-kubelet-pods")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching and wait for pods being started or removed (their processes and sandboxes
+        are the cluster's, which teardown removes anyway)."""
+        self._stop.set()
+        for thread in list(self._threads):
+            thread.join(timeout=timeout)
+
+    def _spawn(self, target, name: str, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # --- the watch ---
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                listing = self.api.call("list the run's pods", self.api.core.list_namespaced_pod,
+                                        self.namespace, _request_timeout=CALL_TIMEOUT)
+                for pod in listing.items:
+                    self._handle(pod)
+                stream = watch.Watch()
+                for event in stream.stream(self.api.core.list_namespaced_pod, self.namespace,
+                                           resource_version=listing.metadata.resource_version,
+                                           timeout_seconds=WATCH_SECONDS,
+                                           _request_timeout=(CALL_TIMEOUT[0], WATCH_SECONDS + 5)):
+                    if self._stop.is_set():
+                        stream.stop()
+                        break
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._handle(event["object"])
+            except Exception as exc:  # noqa: BLE001 - a lost watch (410 Gone, a timeout): list again
+                self._note(f"pod watch: {type(exc).__name__}: {exc}")
+                self._stop.wait(1.0)
+
+    def _handle(self, pod) -> None:
+        name, node = pod.metadata.name, pod.spec.node_name
+        if name in self.known or node not in self.nodes:
+            return
+        with self._lock:
+            state = self._running.get(name)
+            if pod.metadata.deletion_timestamp:
+                if state is not None and not state.stopping:
+                    state.stopping = True
+                    self._spawn(self._remove, f"remove-{name}", name, state)
+                elif state is None and name not in self._done:  # deleted before it started
+                    self._done.add(name)
+                    self._spawn(self._finish_delete, f"delete-{name}", name, pod.metadata.uid)
+                return
+            if state is None and name not in self._done:
+                state = RunningPod(pod.metadata.uid, node)
+                self._running[name] = state
+                self._spawn(self._run, f"run-{name}", pod, state)
+
+    # --- a pod's life ---
+
+    def _run(self, pod, state: RunningPod) -> None:
+        name, node = pod.metadata.name, state.node
+        try:
+            images = sorted({c.image for c in pod.spec.containers} - {IMAGE})
+            if images:
+                self._waiting(pod, "ErrImagePull", f"image {', '.join(images)} is not one the lab "
+                              f"runs (it runs {IMAGE})")
+                return
+            state.sandbox, ip = self.cluster.wire_pod(node, name)
+            for container in pod.spec.containers:
+                args = [expand(arg, container, pod) for arg in container.args or []]
+                state.processes.append(self.cluster.start_container(node, name, container.name, args))
+            if not self._wait_healthy(name, container_names(pod)):
+                self._waiting(pod, "CrashLoopBackOff", f"its probe did not answer within "
+                              f"{self.ready_timeout:.0f}s")
+                return
+            self.cluster.kubelet.pod_running(self.namespace, name, node, ip, container_names(pod))
+        except Exception as exc:  # noqa: BLE001 - the pod's failure, reported on the pod
+            self._note(f"pod {name}: {exc}")
+            self._waiting(pod, "CreateContainerError", f"the lab could not start it: {exc}")
+        finally:
+            state.started.set()
+
+    def _wait_healthy(self, name: str, containers: list[str]) -> bool:
+        deadline = self.ready_timeout
+        waited = 0.0
+        while waited < deadline and not self._stop.is_set():
+            try:
+                for container in containers:
+                    self.cluster.runtime_channel(name, container).call("healthz", timeout=2)
+                return True
+            except ProbeUnavailable:
+                self._stop.wait(READY_POLL)
+                waited += READY_POLL
+        return False
+
+    def _remove(self, name: str, state: RunningPod) -> None:
+        state.started.wait(self.ready_timeout + 10)
+        for process in state.processes:
+            self.cluster.stop_process(process)
+        if state.sandbox is not None:
+            problem = self.cluster.unwire_pod(state.node, state.sandbox)
+            if problem:
+                self._note(f"pod {name}: {problem}")
+        self._finish_delete(name, state.uid)
+        with self._lock:
+            self._running.pop(name, None)
+            self._done.add(name)
+
+    def _finish_delete(self, name: str, uid: str) -> None:
+        """The final delete (grace period 0, for this pod's uid only), as kubelet's once its
+        containers are gone."""
+        try:
+            self.api.call(f"delete Pod {name}", self.api.core.delete_namespaced_pod, name, self.namespace,
+                          # in the body: a DELETE with a body takes its options from it alone
+                          body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+                          _request_timeout=CALL_TIMEOUT)
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or another pod of that name now
+                self._note(f"pod {name}: final delete: {exc.status} {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - the namespace goes with the run anyway
+            self._note(f"pod {name}: final delete: {exc}")
+
+    def _waiting(self, pod, reason: str, message: str) -> None:
+        """Report the pod's containers waiting, as kubelet does for a pod that cannot start."""
+        status = {"phase": "Pending", "containerStatuses": [
+            {"name": c, "ready": False, "restartCount": 0, "image": image, "imageID": "",
+             "state": {"waiting": {"reason": reason, "message": message}}}
+            for c, image in ((c.name, c.image) for c in pod.spec.containers)]}
+        try:
+            self.api.call(f"patch the status of pod {pod.metadata.name}",
+                          self.api.core.patch_namespaced_pod_status, pod.metadata.name, self.namespace,
+                          {"status": status}, _request_timeout=CALL_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - the creator's wait times out, naming the pod
+            self._note(f"pod {pod.metadata.name}: status: {exc}")
+
+    def _note(self, problem: str) -> None:
+        if len(self.errors) < 100:
+            self.errors.append(problem)
+
+
+def container_names(pod) -> list[str]:
+    return [c.name for c in pod.spec.containers]
+
+
+_VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(arg: str, container, pod) -> str:
+    """$(VAR) in an arg, as kubelet expands it from the container's env; an unknown one stays."""
+    values = {}
+    for env in container.env or []:
+        if env.value is not None:
+            values[env.name] = env.value
+        elif env.value_from and env.value_from.field_ref:
+            path = env.value_from.field_ref.field_path
+            found = {"spec.nodeName": pod.spec.node_name, "metadata.name": pod.metadata.name,
+                     "metadata.namespace": pod.metadata.namespace}.get(path)
+            if found is not None:
+                values[env.name] = found
+    return _VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
