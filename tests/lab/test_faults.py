@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from netconform.backends.base import BackendError
+from netconform.backends.kube.pods import probe_pod, start_pod
 from netconform.backends.lab.cluster import LabCluster, LabSpec
+from netconform.backends.lab.netns import exists as netns_exists
 from netconform.backends.lab.faults import FAULTS
 from netconform.backends.lab.proxyrules import MODES
 from netconform.probing.cycle import PodControl
@@ -154,6 +157,32 @@ def test_every_node_runs_upstream_kube_proxy_and_its_rules_follow_the_endpoint_s
 
 def test_the_lab_passes_every_check_before_any_fault(lab):
     assert_healthy(*lab)
+
+
+def test_a_pod_made_later_is_wired_run_and_removed_as_kubelet_would(lab):
+    """The lab kubelet's watch: a pod made through the API server gets a CNI-wired namespace and
+    a running probe, and is reported Ready; deleted, it is unwired and its object removed. A pod
+    of an image the lab does not run waits with ErrImagePull, and the wait says so."""
+    cluster, live = lab
+    ip = cluster.start_pod("later-1", "node-2", "later")
+    namespace = cluster.names.pod("node-2", "later-1")
+    assert netns_exists(namespace) and ip.startswith("10.244.2.")
+    assert cluster.runtime_channel("later-1", "probe").call("healthz", timeout=2)
+    cluster.delete_pod("later-1")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and ("later-1" in pod_names(cluster) or netns_exists(namespace)):
+        time.sleep(0.2)
+    assert "later-1" not in pod_names(cluster) and not netns_exists(namespace)
+    body = probe_pod(cluster._objects, "later-2", "node-1", "later")
+    body["spec"]["containers"][0]["image"] = "registry.invalid/other:1"
+    with pytest.raises(BackendError, match="cannot pull its image.*not one the lab runs"):
+        start_pod(cluster.api, cluster.names.prefix, body, timeout=20)
+    cluster.delete_pod("later-2")
+    assert cluster.runtime_pods.errors == []
+
+
+def pod_names(cluster) -> set[str]:
+    return {p.metadata.name for p in cluster.api.core.list_namespaced_pod(cluster.names.prefix).items}
 
 
 FAULT_RUNS = [pytest.param(mode, name, id=f"{name}" if mode == "iptables" else f"{name}-{mode}")
