@@ -50,6 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="remove what earlier runs left behind (lab namespaces, state; with "
                          "--kubeconfig: the cluster's run namespaces) and exit")
     kube = parser.getgroup("netconform-kube", "live clusters (a --cni that is not a lab profile)")
+    group.addoption("--backend", choices=("lab", "kube"), default=None,
+                    help="how the suite meets the cluster: 'lab' (the lab makes the run's pods and "
+                         "objects itself) or 'kube' (through the API server, as on a live cluster; "
+                         "with a lab profile, on a lab that is only the cluster). Default: the "
+                         "--cni profile's (lab for bridge, ptp, vxlan; kube for the others)")
     kube.addoption("--kubeconfig", type=path_value, metavar="FILE",
                    help="kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
     kube.addoption("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
@@ -140,6 +145,9 @@ def pytest_configure(config: pytest.Config) -> None:
         chosen = _profile(config)
         _lab_faults(config)
         not_applicable = _not_applicable(config.getoption("not_applicable"))
+        if config.getoption("backend") == "lab" and chosen.backend == "kube":
+            raise ValueError(f"--backend=lab with --cni={chosen.name}: the lab runs the lab profiles "
+                             f"({_names('lab')}); {chosen.name} is tested on a live cluster (--backend=kube)")
         if chosen.backend == "kube":
             _kube_options(config)  # bad --node-selector or --tolerations: fail before anything
             if config.getoption("lab_fault"):
@@ -154,8 +162,11 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[REPORT_LOCK] = _lock_report_dir(report_dir)
     except (UnknownProfile, ValueError) as exc:
         raise pytest.UsageError(f"netconform: {exc}") from None
-    run = config.stash[RUN] = NetconformRun(config, chosen, _backend(config, chosen, report_dir),
-                                             report_dir, not_applicable)
+    try:
+        backend = _backend(config, chosen, report_dir)
+    except BackendError as exc:  # options that cannot go together, found by the backend
+        raise pytest.UsageError(f"netconform: {exc}") from None
+    run = config.stash[RUN] = NetconformRun(config, chosen, backend, report_dir, not_applicable)
     config.pluginmanager.register(run, "netconform-run")
 
 
@@ -229,10 +240,14 @@ def _backend(config: pytest.Config, chosen: Profile, report_dir: Path) -> Backen
         from .backends.kube.backend import KubeBackend
         return KubeBackend(chosen, _kube_options(config))
     from .backends.lab.backend import LabBackend
-    return LabBackend(chosen, opt("lab_nodes"), opt("lab_pods_per_node"), opt("lab_ready_timeout"),
-                      _lab_faults(config), cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
-                      cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs",
-                      release=opt("lab_release"), proxy_mode=opt("lab_proxy"))
+    lab = LabBackend(chosen, opt("lab_nodes"), opt("lab_pods_per_node"), opt("lab_ready_timeout"),
+                     _lab_faults(config), cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
+                     cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs",
+                     release=opt("lab_release"), proxy_mode=opt("lab_proxy"))
+    if opt("backend") == "kube":  # the live path, on a lab that is only the cluster
+        from .backends.lab.through_api import LabThroughApi
+        return LabThroughApi(lab)
+    return lab
 
 
 def _profile(config: pytest.Config) -> Profile:

@@ -72,6 +72,16 @@ def test_a_node_that_is_not_ready_is_named(tmp_path):
             backend(api, tmp_path).plan()
 
 
+def test_a_node_whose_kubelet_stopped_is_named_not_ready_though_the_controller_tainted_it(tmp_path):
+    """Was: the node lifecycle controller's unreachable taint made such a node one more tainted
+    node, left out without a word, and the run went on with fewer nodes."""
+    unreachable = [{"key": "node.kubernetes.io/unreachable", "effect": effect} for effect in ("NoSchedule", "NoExecute")]
+    gone = node("kind-worker9", "172.18.0.10", ready=False, taints=unreachable)
+    with FakeApiServer(World([*workers(2), gone], existing=[KINDNET])) as api:
+        with pytest.raises(BackendError, match=r"not Ready: kind-worker9 \(KubeletNotReady\)"):
+            backend(api, tmp_path).plan()
+
+
 @pytest.mark.parametrize("state, message", [
     ("image-pull", r"pod probe-b-\w+ on node kind-worker2 cannot pull its image \(ImagePullBackOff, "
                    r"image ghcr.io/netconform/netconform-probe:0.1.0\)"),

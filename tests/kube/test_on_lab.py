@@ -1,64 +1,61 @@
-"""The suites, unchanged, through the live-cluster backend: a fake API server in front of a real
-lab, so every verdict rests on real packets and every probe is reached through the pod proxy."""
+"""The suites, unchanged, through the live-cluster backend on a real cluster: ``--backend=kube`` on
+the lab. The lab is only the cluster (upstream control plane, kube-proxy, CoreDNS, its kubelet); the
+kube backend deploys the probes through the real API server, the DaemonSet controller and the
+scheduler place them, the lab's kubelet runs them, and every probe is reached through the API
+server's pod proxy. Every verdict rests on real packets."""
 import pytest
 
-from netconform.backends.lab.faults import fault
+from netconform.upstream.releases import get as pinned_release
+from netconform.upstream import DEFAULT_RELEASE
 
-from ..lab.conftest import needs_root
-from .conftest import run_kube_suite
-from .labworld import lab_behind_api
+from ..lab.conftest import leftovers, needs_root, run_suite
 
 pytestmark = needs_root
 
 
-def proxy_requests(api) -> int:
-    return sum(n for shape, n in api.requests.items() if "/proxy/" in shape)
+def proxy_requests(meta: dict) -> int:
+    return sum(n for shape, n in meta["api_requests"].items() if "/proxy/" in shape)
 
 
-def test_the_suites_pass_through_the_api_on_a_healthy_cluster(tmp_path):
-    with lab_behind_api() as (api, live):
-        run = run_kube_suite(tmp_path, api.kubeconfig(tmp_path / "kc"), "--cni=kindnet")
-        namespaces = api.created["namespaces"]
-    assert run.returncode == 2, run.output[-3000:]  # INCOMPLETE: rows not implemented yet, none failed
-    summary = run.summary
-    for requirement in ("POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", "HOSTNET-POD",
-                        "LOCALHOST", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-HAIRPIN",
-                        "SVC-NO-ENDPOINTS", "HOSTPORT", "SVC-MULTIPORT", "SVC-ENDPOINTSLICE-MANUAL"):
-        assert summary[requirement]["verdict"] == "pass", summary[requirement]
-    # The rows that change a Service or ask cluster DNS need what this fake API server does not
-    # do (PATCH, a probe resolv.conf of the cluster): their items are errors, never failures.
-    for requirement in ("SVC-AFFINITY", "SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "DNS-SVC"):
-        assert summary[requirement]["verdict"] == "error", summary[requirement]
-    etp = summary["SVC-ETP-LOCAL"]  # needs a client outside the cluster: none here
-    assert etp["verdict"] == "skipped" and "needs a client outside" in etp["note"]
+def test_the_suites_pass_through_the_api_on_the_lab_cluster(tmp_path):
+    run = run_suite(tmp_path, "--backend=kube")
+    assert run.returncode == 0, run.output[-3000:]
+    assert "bridge on kube: CONFORMANT" in run.output
+    for requirement, row in run.summary.items():
+        if row["total"] == 0:
+            continue
+        if requirement == "SVC-ETP-LOCAL":  # needs a client outside the cluster: none on this path
+            assert row["verdict"] == "skipped" and "needs a client outside" in row["note"]
+        else:
+            assert row["verdict"] == "pass", row
     meta = run.results["meta"]
-    assert meta["backend"] == "kube" and meta["cni_daemonset"] == "kube-system/kindnet"
-    assert (meta["kubernetes_version"], meta["proxy_mode"]) == ("v1.37.0", "nftables")
-    assert meta["cni_image"] == "docker.io/kindest/kindnetd:v20250512-df8de77b"
-    assert {info["kernel"] for info in meta["node_info"].values()} == {"6.12.0"}
-    assert meta["namespace"] == namespaces[0]
-    assert "kindnet on kube: INCOMPLETE" in run.output
+    assert (meta["backend"], meta["cluster"]) == ("kube", "lab")
+    assert meta["kubernetes_version"] == pinned_release(DEFAULT_RELEASE).kubernetes
+    assert meta["probe_image"] == "netconform-probe:lab" and meta["lab_kubelet_pod_problems"] == []
+    assert proxy_requests(meta) > 0  # every probe was asked through the API server
+    assert leftovers(run.prefix) == []
 
 
 def test_a_fault_behind_the_api_turns_its_check_red(tmp_path):
-    with lab_behind_api(faults=(fault("snat-between-nodes"),)) as (api, live):
-        run = run_kube_suite(tmp_path, api.kubeconfig(tmp_path / "kc"), "--cni=kindnet",
-                             "-m", "POD-POD-CROSS")
-    assert run.returncode == 1
-    assert run.summary["POD-POD-CROSS"]["failed"] == run.summary["POD-POD-CROSS"]["total"] > 0
-    assert "NAT: " in run.output
+    run = run_suite(tmp_path, "--backend=kube", "--lab-fault=snat-between-nodes", "--probe-timeout=1",
+                    "-m", "POD-POD-CROSS or POD-POD-SAME")
+    assert run.returncode == 1, run.output[-3000:]
+    summary = run.summary
+    assert summary["POD-POD-CROSS"]["failed"] == summary["POD-POD-CROSS"]["total"] > 0
+    assert summary["POD-POD-SAME"]["verdict"] == "pass"
+    assert "NAT: " in run.output and "fault injected: snat-between-nodes" in run.output
+    assert leftovers(run.prefix) == []
 
 
 @pytest.fixture(scope="module")
 def requests_by_size(tmp_path_factory):
-    """Proxy requests and pairs of one check (POD-POD-CROSS) on clusters of 2 and 4 nodes."""
+    """Proxy requests and pairs of one check (POD-POD-CROSS) on lab clusters of 2 and 4 nodes."""
     measured = {}
     for nodes in (2, 4):
         path = tmp_path_factory.mktemp(f"n{nodes}")
-        with lab_behind_api(nodes=nodes) as (api, live):
-            run = run_kube_suite(path, api.kubeconfig(path / "kc"), "--cni=kindnet", "-m", "POD-POD-CROSS")
-            assert run.returncode == 2, run.output[-3000:]
-            measured[nodes] = (proxy_requests(api), len(run.results["items"]))
+        run = run_suite(path, "--backend=kube", f"--lab-nodes={nodes}", "-m", "POD-POD-CROSS")
+        assert run.returncode == 2, run.output[-3000:]  # INCOMPLETE: the other MUST rows deselected
+        measured[nodes] = (proxy_requests(run.results["meta"]), len(run.results["items"]))
     return measured
 
 

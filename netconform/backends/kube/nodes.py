@@ -20,15 +20,18 @@ def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict])
         labels = node.metadata.labels or {}
         if any(labels.get(k) != v for k, v in selector.items()):
             continue
-        blocking = [t for t in (node.spec.taints or []) if t.effect in ("NoSchedule", "NoExecute")
-                    and not any(_tolerates(tol, t) for tol in tolerations)]
-        if blocking:
-            tainted.append(f"{node.metadata.name} ({', '.join(_taint(t) for t in blocking)})")
-            continue
+        # Ready first: the node lifecycle controller taints a node whose kubelet stopped
+        # (node.kubernetes.io/unreachable), and that node must be named as not Ready, not passed
+        # over as one more tainted node
         ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
         if ready is None or ready.status != "True":
             why = (ready.reason or ready.message) if ready else "no Ready condition"
             not_ready.append(f"{node.metadata.name} ({why})")
+            continue
+        blocking = [t for t in (node.spec.taints or []) if t.effect in ("NoSchedule", "NoExecute")
+                    and not any(_tolerates(tol, t) for tol in tolerations)]
+        if blocking:
+            tainted.append(f"{node.metadata.name} ({', '.join(_taint(t) for t in blocking)})")
             continue
         address = next((a.address for a in (node.status.addresses or []) if a.type == "InternalIP"), None)
         if address is None:

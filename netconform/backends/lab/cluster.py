@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -81,6 +81,10 @@ class LabSpec:
     release: str = DEFAULT_RELEASE  # the pinned upstream release the control plane and kube-proxy run
     proxy_mode: str = "iptables"
     proxy_sync_timeout: float = 60.0  # seconds for every kube-proxy to program the run's Services
+    # The lab makes the run's objects and probes itself (True), or is only the cluster (control
+    # plane, nodes, kube-proxy, CoreDNS) into which the kube backend deploys them through the API
+    # server, as into a live cluster (False: --backend=kube on the lab)
+    objects: bool = True
 
 
 def plan(spec: LabSpec) -> Topology:
@@ -179,8 +183,9 @@ class LabCluster:
         pod_ips = self._wire_pods()
         chain = " → ".join(self.metadata()["cni_plugins"])
         progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
-        self._start_probes(self.topology)  # they need no address; the control plane may still start
-        self._wait_ready(self.topology, progress)
+        if self.spec.objects:
+            self._start_probes(self.topology)  # they need no address; the control plane may still start
+            self._wait_ready(self.topology, progress)
         control_plane.join(self.spec.ready_timeout + 30)
         if self.api is None:
             raise self._control_plane_error or BackendError("lab: the control plane did not start")
@@ -194,7 +199,8 @@ class LabCluster:
         self.timings["kube_proxy_synced"] = round(synced, 2)
         progress(f"lab: kube-proxy ({self.spec.proxy_mode} mode) on {self.spec.nodes} node(s) "
                  f"programmed {len(live.services)} Services in {synced:.1f}s")
-        self._inject_faults(live, progress)
+        if self.spec.objects:  # else once the kube backend has made the run's objects
+            self._inject_faults(live, progress)
         live.meta.update(self.metadata())
         self.timings["lab_up"] = round(time.monotonic() - started, 2)
         progress(f"lab: ready in {time.monotonic() - started:.1f}s")
@@ -237,10 +243,13 @@ class LabCluster:
         """The run's objects in the API server, the nodes registered, kube-proxy started; returns
         the topology with the addresses the cluster gave (ClusterIPs are the API server's)."""
         node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
-        self._objects = render_for_lab(self.names.run_id, self.names.prefix, self.topology,
-                                       self.spec.pods_per_node)
-        objects = RunObjects(self.api, self._objects)
-        cluster_ips = objects.create_services()
+        objects = None
+        cluster_ips = {}
+        if self.spec.objects:
+            self._objects = render_for_lab(self.names.run_id, self.names.prefix, self.topology,
+                                           self.spec.pods_per_node)
+            objects = RunObjects(self.api, self._objects)
+            cluster_ips = objects.create_services()
         cluster_ips[KUBERNETES_SERVICE] = self.api.core.read_namespaced_service(
             KUBERNETES_SERVICE, "default").spec.cluster_ip  # the API server's own, as a pod sees it
         self.kubelet = LabKubelet(self.api, self.control_plane.version, host_node_info())
@@ -249,13 +258,19 @@ class LabCluster:
                                   {"netconform.io/lab": self.names.prefix})
         self.kubelet.start_heartbeats()
         self._start_proxies()
-        self._pods = objects.create_pods([n.name for n in self.topology.nodes])
-        self.runtime_pods = RuntimePods(self, self.api, self.names.prefix,
-                                        {n.name for n in self.topology.nodes},
-                                        {p["metadata"]["name"] for p in self._pods.values()},
-                                        self.spec.ready_timeout)
-        self.runtime_pods.start()
+        if objects:
+            self._pods = objects.create_pods([n.name for n in self.topology.nodes])
         self.dns.create(self.api)
+        # the pods the lab made itself are known; with no objects of its own, it runs every pod
+        # bound to its nodes, whatever the namespace (the kube backend's)
+        known = {(self.names.prefix, p["metadata"]["name"]) for p in self._pods.values()}
+        known |= {(addons.NAMESPACE, pod.metadata.name) for pod in self.dns.pods.values()}
+        self.runtime_pods = RuntimePods(self, self.api, self.names.prefix if objects else None,
+                                        {n.name for n in self.topology.nodes}, known, self.spec.ready_timeout)
+        self.runtime_pods.start()
+        if not objects:
+            return Topology([replace(n, ip=node_ips[n.name]) for n in self.topology.nodes], [],
+                            {"namespace": None, "kubernetes_service_ip": cluster_ips[KUBERNETES_SERVICE]}, {})
         live = self.topology.with_addresses(pod_ips, node_ips, cluster_ips,
                                             {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
         objects.create_endpoint_slices(endpoint_slices_for_lab(
@@ -432,7 +447,7 @@ class LabCluster:
         runtime = self._runtimes[node]
         loopback = self._runtime(LOOPBACK, node)
         pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
-                       if e.node == node and e.kind in IN_POD_NETWORK})
+                       if e.node == node and e.kind in IN_POD_NETWORK}) if self.spec.objects else []
         if node in self.dns.nodes:
             pods.append(DNS_POD)
         holder = hostport_role(self.topology)
@@ -468,6 +483,16 @@ class LabCluster:
                 jobs.append((f"{node}/{sandbox.pod_name}", runtime, sandbox,
                              self._capabilities.get(sandbox.container_id)))
         return jobs
+
+    def sync_and_inject(self, live: Topology, chosen: tuple[Fault, ...], progress: Progress) -> None:
+        """After the kube backend made the run's objects (--backend=kube): wait until every
+        kube-proxy programs them, then inject ``chosen``."""
+        if not chosen:
+            return
+        self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+                                 self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
+        for fault in chosen:
+            self.inject(fault, live, progress)
 
     def _inject_faults(self, live: Topology, progress: Progress) -> None:
         """After kube-proxy's first sync: a rule inserted now comes before its jumps, which it only
@@ -700,23 +725,24 @@ class LabCluster:
             self._start_probe(endpoint)
 
     def _start_probe(self, endpoint: Endpoint) -> None:
-        self._spawn_probe(self._namespace_of(endpoint), None if endpoint.kind == OUTSIDE else endpoint.node,
+        self._spawn_probe(self._namespace_of(endpoint),
+                          None if endpoint.kind == OUTSIDE else self.resolv_conf(endpoint.node),
                           endpoint.name.replace('/', '_'),
                           ["serve", "--name", endpoint.name, "--port", str(endpoint.port),
                            "--control", f"unix:{self.socket_path(endpoint)}",
                            # a pod's probe is also reached at its pod IP, by the API server's pod proxy
                            *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])])
 
-    def _spawn_probe(self, where: str, node: str | None, log_name: str, args: list[str]) -> subprocess.Popen:
-        """The probe agent with ``args``, in namespace ``where``; with ``node``, seeing the
-        resolv.conf kubelet writes for that node's pods."""
+    def _spawn_probe(self, where: str, resolv_conf: Path | None, log_name: str, args: list[str]) -> subprocess.Popen:
+        """The probe agent with ``args``, in namespace ``where``; with ``resolv_conf``, seeing that
+        file as its /etc/resolv.conf (the one kubelet writes for the pod)."""
         log = open(self.state_dir / "logs" / f"{log_name}.log", "ab")
         # Pods (and the hostNetwork probe, dnsPolicy ClusterFirstWithHostNet) see the resolv.conf
         # kubelet writes, and the nsswitch.conf of a container image (hosts: files dns, whatever
         # the machine's says), bind-mounted in the private mount namespace `ip netns exec` makes.
-        dns = [] if node is None else [
+        dns = [] if resolv_conf is None else [
             "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/nsswitch.conf '
-            '&& shift && exec "$@"', str(self.resolv_conf(node)), str(self._nsswitch())]
+            '&& shift && exec "$@"', str(resolv_conf), str(self._nsswitch())]
         with log:
             process = subprocess.Popen(
                 ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), *args],
@@ -727,21 +753,39 @@ class LabCluster:
 
     # --- the lab kubelet's runtime, for pods made while the run goes on (runtime_pods.py) ---
 
-    def wire_pod(self, node: str, pod: str) -> tuple[PodSandbox, str]:
-        """A namespace for the pod, wired by the node's CNI (loopback, then the conflist); its IP."""
+    def wire_pod(self, node: str, pod: str, namespace: str | None = None,
+                 port_mappings: list[dict] | None = None) -> tuple[PodSandbox, str]:
+        """A namespace for the pod, wired by the node's CNI (loopback, then the conflist, with its
+        hostPorts as portmap's capability); its IP."""
+        namespace = namespace or self.names.prefix
         sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod,
-                             namespace=self.names.prefix)
+                             namespace=namespace)
         netns.create(sandbox.netns, record=self.names.registry)
         self._sandboxes.append((node, sandbox))
         self._runtime(LOOPBACK, node).add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod,
-                                                     namespace=self.names.prefix, ifname="lo"))
-        return sandbox, pod_ip(self._runtimes[node].add(sandbox))
+                                                     namespace=namespace, ifname="lo"))
+        ports = {"portMappings": port_mappings} if port_mappings else None
+        self._capabilities[sandbox.container_id] = ports
+        return sandbox, pod_ip(self._runtimes[node].add(sandbox, ports))
+
+    def node_address(self, node: str) -> str:
+        return node_ip(self._node_index(node))
+
+    def pod_resolv_conf(self, namespace: str, node: str) -> Path:
+        """The resolv.conf kubelet writes for a ClusterFirst pod of ``namespace`` (the lab's own
+        run namespace's is the per-node file faults may rewrite)."""
+        if namespace == self.names.prefix:
+            return self.resolv_conf(node)
+        path = self.state_dir / "dns" / f"resolv-{namespace}.conf"
+        if not path.exists():
+            path.write_text(addons.cluster_first(namespace))
+        return path
 
     def unwire_pod(self, node: str, sandbox: PodSandbox) -> str | None:
         """CNI DEL and the namespace removed; what went wrong, or None."""
         problem = None
         try:
-            self._runtimes[node].delete(sandbox)
+            self._runtimes[node].delete(sandbox, self._capabilities.pop(sandbox.container_id, None))
         except CniError as exc:
             problem = f"CNI DEL: {exc}"
         try:
@@ -759,10 +803,11 @@ class LabCluster:
     def runtime_channel(self, pod: str, container: str) -> UnixSocketChannel:
         return UnixSocketChannel(f"{pod}/{container}", str(self.runtime_socket(pod, container)))
 
-    def start_container(self, node: str, pod: str, container: str, args: list[str]) -> subprocess.Popen:
-        """The probe image's entrypoint with the container's args, in the pod's namespace; the lab
-        reaches it on a control socket of its own."""
-        return self._spawn_probe(self._pod_netns(node, pod), node, f"rt_{pod}_{container}",
+    def start_container(self, where: str, resolv_conf: Path | None, pod: str, container: str,
+                        args: list[str]) -> subprocess.Popen:
+        """The probe image's entrypoint with the container's args, in namespace ``where`` (the
+        pod's, or the node's for a hostNetwork pod); the lab reaches it on a control socket of its own."""
+        return self._spawn_probe(where, resolv_conf, f"rt_{pod}_{container}",
                                  [*args, "--control", f"unix:{self.runtime_socket(pod, container)}"])
 
     def stop_process(self, process: subprocess.Popen) -> None:

@@ -1,10 +1,12 @@
 """The lab kubelet's runtime for pods made while the run goes on (a check's backends that come and go).
 
-It watches the run's namespace, as kubelet watches the pods bound to its node, and for each new pod
+It watches the run's namespace (or, when the suite deploys its probes through the API as on a live
+cluster, every namespace), as kubelet watches the pods bound to its node, and for each new pod
 bound to a lab node does what kubelet and a container runtime do: a network namespace wired by the
-node's CNI (loopback, then the conflist, with CNI_ARGS naming the pod), the containers started as
-the image contract below says, the readiness probe (the probe's health, asked on its control
-socket), the status reported (podIP, Ready). For a pod being deleted it does the reverse (processes
+node's CNI (loopback, then the conflist, with CNI_ARGS naming the pod, and its hostPorts as the
+portMappings capability), or the node's own namespace for a hostNetwork pod; the containers started
+as the image contract below says, with the resolv.conf its dnsPolicy asks for; the readiness probe
+(the probe's health, asked on its control socket); the status reported (podIP, Ready). For a pod being deleted it does the reverse (processes
 stopped, CNI DEL, namespace removed) and then the final delete with grace period 0, which tells the
 API server the pod is gone, as kubelet's status manager does.
 
@@ -53,17 +55,17 @@ class RunningPod:
 
 
 class RuntimePods:
-    def __init__(self, cluster: "LabCluster", api: KubeApi, namespace: str, nodes: set[str],
-                 known: set[str], ready_timeout: float) -> None:
+    def __init__(self, cluster: "LabCluster", api: KubeApi, namespace: str | None, nodes: set[str],
+                 known: set[tuple[str, str]], ready_timeout: float) -> None:
         self.cluster = cluster
         self.api = api
-        self.namespace = namespace
+        self.namespace = namespace  # None: every namespace
         self.nodes = nodes
-        self.known = set(known)
+        self.known = set(known)  # (namespace, name) of the pods the lab runs itself
         self.ready_timeout = ready_timeout
         self.errors: list[str] = []  # what went wrong, for the run's metadata (never raised)
-        self._running: dict[str, RunningPod] = {}
-        self._done: set[str] = set()
+        self._running: dict[tuple[str, str], RunningPod] = {}
+        self._done: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -88,12 +90,13 @@ class RuntimePods:
     def _watch(self) -> None:
         while not self._stop.is_set():
             try:
-                listing = self.api.call("list the run's pods", self.api.core.list_namespaced_pod,
-                                        self.namespace, _request_timeout=CALL_TIMEOUT)
+                lister, scope = ((self.api.core.list_namespaced_pod, (self.namespace,)) if self.namespace
+                                 else (self.api.core.list_pod_for_all_namespaces, ()))
+                listing = self.api.call("list pods", lister, *scope, _request_timeout=CALL_TIMEOUT)
                 for pod in listing.items:
                     self._handle(pod)
                 stream = watch.Watch()
-                for event in stream.stream(self.api.core.list_namespaced_pod, self.namespace,
+                for event in stream.stream(lister, *scope,
                                            resource_version=listing.metadata.resource_version,
                                            timeout_seconds=WATCH_SECONDS,
                                            _request_timeout=(CALL_TIMEOUT[0], WATCH_SECONDS + 5)):
@@ -107,43 +110,52 @@ class RuntimePods:
                 self._stop.wait(1.0)
 
     def _handle(self, pod) -> None:
-        name, node = pod.metadata.name, pod.spec.node_name
-        if name in self.known or node not in self.nodes:
+        key, node = (pod.metadata.namespace, pod.metadata.name), pod.spec.node_name
+        if key in self.known or node not in self.nodes:
             return
+        name = pod.metadata.name
         with self._lock:
-            state = self._running.get(name)
+            state = self._running.get(key)
             if pod.metadata.deletion_timestamp:
                 if state is not None and not state.stopping:
                     state.stopping = True
-                    self._spawn(self._remove, f"remove-{name}", name, state)
-                elif state is None and name not in self._done:  # deleted before it started
-                    self._done.add(name)
-                    self._spawn(self._finish_delete, f"delete-{name}", name, pod.metadata.uid)
+                    self._spawn(self._remove, f"remove-{name}", key, state)
+                elif state is None and key not in self._done:  # deleted before it started
+                    self._done.add(key)
+                    self._spawn(self._finish_delete, f"delete-{name}", key, pod.metadata.uid)
                 return
-            if state is None and name not in self._done:
+            if state is None and key not in self._done:
                 state = RunningPod(pod.metadata.uid, node)
-                self._running[name] = state
+                self._running[key] = state
                 self._spawn(self._run, f"run-{name}", pod, state)
 
     # --- a pod's life ---
 
     def _run(self, pod, state: RunningPod) -> None:
-        name, node = pod.metadata.name, state.node
+        name, namespace, node = pod.metadata.name, pod.metadata.namespace, state.node
         try:
             images = sorted({c.image for c in pod.spec.containers} - {IMAGE})
             if images:
                 self._waiting(pod, "ErrImagePull", f"image {', '.join(images)} is not one the lab "
                               f"runs (it runs {IMAGE})")
                 return
-            state.sandbox, ip = self.cluster.wire_pod(node, name)
+            if pod.spec.host_network:
+                where, ip = self.cluster.names.node(node), self.cluster.node_address(node)
+            else:
+                state.sandbox, ip = self.cluster.wire_pod(node, f"{name}-{state.uid[:5]}", namespace,
+                                                          port_mappings(pod, self.cluster.node_address(node)))
+                where = state.sandbox.netns
+            resolv = self.cluster.pod_resolv_conf(namespace, node) \
+                if (pod.spec.dns_policy or "ClusterFirst") in ("ClusterFirst", "ClusterFirstWithHostNet") and \
+                (not pod.spec.host_network or pod.spec.dns_policy == "ClusterFirstWithHostNet") else None
             for container in pod.spec.containers:
                 args = [expand(arg, container, pod) for arg in container.args or []]
-                state.processes.append(self.cluster.start_container(node, name, container.name, args))
+                state.processes.append(self.cluster.start_container(where, resolv, name, container.name, args))
             if not self._wait_healthy(name, container_names(pod)):
                 self._waiting(pod, "CrashLoopBackOff", f"its probe did not answer within "
                               f"{self.ready_timeout:.0f}s")
                 return
-            self.cluster.kubelet.pod_running(self.namespace, name, node, ip, container_names(pod))
+            self.cluster.kubelet.pod_running(namespace, name, node, ip, container_names(pod))
         except Exception as exc:  # noqa: BLE001 - the pod's failure, reported on the pod
             self._note(f"pod {name}: {exc}")
             self._waiting(pod, "CreateContainerError", f"the lab could not start it: {exc}")
@@ -163,7 +175,8 @@ class RuntimePods:
                 waited += READY_POLL
         return False
 
-    def _remove(self, name: str, state: RunningPod) -> None:
+    def _remove(self, key: tuple[str, str], state: RunningPod) -> None:
+        namespace, name = key
         state.started.wait(self.ready_timeout + 10)
         for process in state.processes:
             self.cluster.stop_process(process)
@@ -171,16 +184,17 @@ class RuntimePods:
             problem = self.cluster.unwire_pod(state.node, state.sandbox)
             if problem:
                 self._note(f"pod {name}: {problem}")
-        self._finish_delete(name, state.uid)
+        self._finish_delete(key, state.uid)
         with self._lock:
-            self._running.pop(name, None)
-            self._done.add(name)
+            self._running.pop(key, None)
+            self._done.add(key)
 
-    def _finish_delete(self, name: str, uid: str) -> None:
+    def _finish_delete(self, key: tuple[str, str], uid: str) -> None:
         """The final delete (grace period 0, for this pod's uid only), as kubelet's once its
         containers are gone."""
+        namespace, name = key
         try:
-            self.api.call(f"delete Pod {name}", self.api.core.delete_namespaced_pod, name, self.namespace,
+            self.api.call(f"delete Pod {name}", self.api.core.delete_namespaced_pod, name, namespace,
                           # in the body: a DELETE with a body takes its options from it alone
                           body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
                           _request_timeout=CALL_TIMEOUT)
@@ -198,7 +212,7 @@ class RuntimePods:
             for c, image in ((c.name, c.image) for c in pod.spec.containers)]}
         try:
             self.api.call(f"patch the status of pod {pod.metadata.name}",
-                          self.api.core.patch_namespaced_pod_status, pod.metadata.name, self.namespace,
+                          self.api.core.patch_namespaced_pod_status, pod.metadata.name, pod.metadata.namespace,
                           {"status": status}, _request_timeout=CALL_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - the creator's wait times out, naming the pod
             self._note(f"pod {pod.metadata.name}: status: {exc}")
@@ -206,6 +220,21 @@ class RuntimePods:
     def _note(self, problem: str) -> None:
         if len(self.errors) < 100:
             self.errors.append(problem)
+
+
+def port_mappings(pod, node_ip: str) -> list[dict]:
+    """The pod's hostPorts as the portmap plugin's capability argument, as kubelet hands them over
+    (a hostIP of the node's own address stays as given)."""
+    found = []
+    for container in pod.spec.containers:
+        for port in container.ports or []:
+            if port.host_port:
+                mapping = {"hostPort": port.host_port, "containerPort": port.container_port,
+                           "protocol": (port.protocol or "TCP").lower()}
+                if port.host_ip:
+                    mapping["hostIP"] = port.host_ip
+                found.append(mapping)
+    return found
 
 
 def container_names(pod) -> list[str]:
