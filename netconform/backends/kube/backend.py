@@ -3,6 +3,7 @@ through the API server, delete the namespace at the end."""
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .readiness import wait_ready
 
 DEFAULT_IMAGE = "ghcr.io/netconform/netconform-probe:0.1.0"  # built from probes/Dockerfile
 NODE_PORT_RANGE = range(30000, 32768)
+NAMESPACE_GONE_BOUND = 60.0  # s close() waits for the run's namespace to be gone
 RUN_LABEL = "netconform.io/run"  # as manifests.DeploySpec.labels puts it on the run's namespace
 
 
@@ -59,6 +61,7 @@ class KubeBackend(Backend):
         self._meta: dict = {}
         self._node_items: list = []  # the chosen nodes' Node objects, for what they report of themselves
         self._objects: list[dict] = []  # the run's objects as rendered (a pod made later is one of them)
+        self._deleted = False  # its namespace was deleted at close (and is waited for)
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -208,13 +211,33 @@ class KubeBackend(Backend):
         return reach_through_api(self._connect(), self.namespace, pod, port, timeout)
 
     def close(self, hurry=lambda: False) -> list[str]:
-        """Delete the run's namespace (everything in it goes with it), unless --keep; then let the
-        API client's connections go."""
+        """Delete the run's namespace (everything in it goes with it), unless --keep, and wait
+        (bounded; not when asked to hurry) until it is gone: the next run on the cluster would
+        otherwise find this one's pods still holding the probes' hostPorts. Then let the API
+        client's connections go."""
         try:
-            return self._delete_namespace()
+            problems = self._delete_namespace()
+            if not problems and self._deleted and not hurry():
+                problems = self._wait_namespace_gone(hurry)
+            return problems
         finally:
             if self.api is not None:
                 self.api.close()
+
+    def _wait_namespace_gone(self, hurry) -> list[str]:
+        deadline = time.monotonic() + NAMESPACE_GONE_BOUND
+        while time.monotonic() < deadline and not hurry():
+            try:
+                self.api.call("read the namespace", self.api.core.read_namespace, self.namespace,
+                              _request_timeout=(2.0, 5.0))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return []
+            except BackendError:
+                pass  # one lost answer: ask again
+            time.sleep(0.5)
+        return [] if hurry() else [f"namespace {self.namespace} still terminating after "
+                                   f"{NAMESPACE_GONE_BOUND:.0f}s; the cluster removes it on its own"]
 
     def _delete_namespace(self) -> list[str]:
         if not self.created or self.api is None:
@@ -223,6 +246,7 @@ class KubeBackend(Backend):
         if self.options.keep:
             return []
         try:
+            self._deleted = True
             self.api.call("delete the namespace", self.api.core.delete_namespace, self.namespace,
                           propagation_policy="Background")
         except ApiException as exc:

@@ -1,0 +1,261 @@
+"""A lab that stays up: start a lab cluster and leave it running, like ``kind create cluster``; stop it.
+
+    ./run lab-up [--nodes N] [--cni bridge|ptp|vxlan] [--lab-proxy iptables|nftables] [--release R]
+    ./run lab-list
+    ./run lab-down [NAME]        NAME as lab-up printed it; without one, the only lab that is up
+
+``up`` starts a process of its own, in a session of its own so that it outlives the command, which
+builds the lab as a cluster only (control plane, nodes, the lab's kubelet, kube-proxy, CoreDNS: what
+``--backend=kube`` uses) and then holds it: the kubelet's heartbeats and the pods it runs live in
+that process. ``up`` returns once the lab is ready, printing its kubeconfig and the command that
+runs the suite against it; when the build fails it prints why, and nothing is left. ``down`` asks
+that process to tear the lab down (SIGTERM) and waits for it; one that does not end in time is
+killed, and what it left is removed as any dead run's leftovers are.
+
+While the process lives, no other run's clean-up touches the lab (it is a live run, cleanup.py), and
+kubectl, other suites and several runs of this one can use it, one after another (two runs at once
+would share the probes' hostPorts). Faults are not injected into a shared lab: ``--lab-fault``
+belongs to the lab's own runs, and a run through a kubeconfig refuses it.
+
+Exit codes: 0 done; 1 the lab could not be built or stopped; 4 bad input (an option, a name).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+UP_FILE = "up.json"  # in the lab's state directory: written once the lab is ready; marks a lab that stays up
+STARTUP_BOUND = 240.0  # s for `up` to see the lab ready (a cold control plane takes about 10)
+STOP_BOUND = 90.0  # s for `down` to see the lab's process end before it is killed
+IMAGE_HINT = "netconform-probe:lab"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netconform-lab", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start a lab cluster and leave it running")
+    up.add_argument("--nodes", type=int, default=3, help="worker nodes, 1..200 (default 3)")
+    up.add_argument("--cni", default="bridge", help="the lab CNI profile: bridge, ptp or vxlan")
+    up.add_argument("--lab-proxy", choices=("iptables", "nftables"), default="iptables")
+    up.add_argument("--release", default=None, help="the pinned Kubernetes release (default: the newest)")
+    serve = commands.add_parser("serve")  # the process `up` starts; not for users
+    serve.add_argument("spec")
+    down = commands.add_parser("down", help="stop a lab that is up and remove everything it made")
+    down.add_argument("name", nargs="?")
+    commands.add_parser("list", help="the labs that are up")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own exit 2 for bad input: ours is 4
+        return 4 if exc.code else 0
+    if os.geteuid() != 0:
+        print("netconform: the lab needs root: it creates network namespaces")
+        return 4
+    return {"up": _up, "serve": _serve, "down": _down, "list": _list}[args.command](args)
+
+
+# --- up ---
+
+def _up(args) -> int:
+    from .backends.lab.naming import RunNames, STATE_ROOT
+    from .profiles import UnknownProfile, profile
+    from .upstream import DEFAULT_RELEASE
+    from .upstream.releases import RELEASES
+    try:
+        chosen = profile(args.cni)
+    except UnknownProfile as exc:
+        print(f"netconform: {exc}")
+        return 4
+    if chosen.backend != "lab":
+        print(f"netconform: --cni {args.cni} is not a lab profile (bridge, ptp, vxlan)")
+        return 4
+    if not 1 <= args.nodes <= 200:
+        print(f"netconform: --nodes must be between 1 and 200, not {args.nodes}")
+        return 4
+    release = args.release or DEFAULT_RELEASE
+    if release not in RELEASES:
+        print(f"netconform: --release {release}: pinned releases are {', '.join(sorted(RELEASES))}")
+        return 4
+    names = RunNames.new()
+    spec = {"run_id": names.run_id, "cni": args.cni, "nodes": args.nodes, "proxy": args.lab_proxy,
+            "release": release}
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"{names.prefix}-up-", suffix=".log", delete=False)
+    process = subprocess.Popen([sys.executable, "-m", "netconform.labctl", "serve", json.dumps(spec)],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    ready = STATE_ROOT / names.prefix / UP_FILE
+    print(f"netconform: starting lab {names.prefix} ({args.nodes} nodes, {args.cni}, kube-proxy "
+          f"{args.lab_proxy}, Kubernetes {release}); its log: {log.name}", flush=True)
+    deadline = time.monotonic() + STARTUP_BOUND
+    shown = 0
+    try:
+        while time.monotonic() < deadline:
+            shown = _follow(log.name, shown)
+            if ready.exists():
+                up = json.loads(ready.read_text())
+                print(f"netconform: lab {names.prefix} is up\n  kubeconfig: {up['kubeconfig']}\n"
+                      f"  run the suite against it: pytest suites --kubeconfig={up['kubeconfig']} "
+                      f"--cni=other --probe-image={IMAGE_HINT}\n  stop it: ./run lab-down {names.prefix}")
+                return 0
+            if process.poll() is not None:
+                _follow(log.name, shown)
+                print(f"netconform: lab {names.prefix} did not come up (exit {process.returncode}); "
+                      f"nothing of it is left")
+                return 1
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("netconform: interrupted: stopping the lab being built")
+    else:
+        print(f"netconform: lab {names.prefix} not up after {STARTUP_BOUND:.0f}s: stopping it")
+    _stop(process.pid, names.prefix)
+    return 1
+
+
+def _follow(log: str, shown: int) -> int:
+    """Print the serving process's progress lines written since the last look."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return shown
+    for line in lines[shown:]:
+        print(f"  {line}", flush=True)
+    return len(lines)
+
+
+# --- serve: the process that holds the lab ---
+
+def _serve(args) -> int:
+    from .backends.lab.cluster import LabCluster, LabSpec
+    from .backends.lab.naming import RunNames
+    from .profiles import profile
+    spec = json.loads(args.spec)
+    chosen = profile(spec["cni"])
+    stop = threading.Event()
+
+    def interrupt(signum, frame):
+        if not stop.is_set():
+            stop.set()
+            if not building[0]:
+                return
+            raise KeyboardInterrupt  # a build under way stops at once; teardown follows
+
+    building = [True]
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    cluster = LabCluster(LabSpec(chosen.conflist, nodes=spec["nodes"], overlay=chosen.overlay,
+                                 release=spec["release"], proxy_mode=spec["proxy"], objects=False),
+                         RunNames(spec["run_id"]))
+    code = 0
+    try:
+        cluster.build(lambda message: print(message, flush=True))
+        building[0] = False
+        up = {"kubeconfig": str(cluster.control_plane.admin_kubeconfig), "nodes": spec["nodes"],
+              "cni": spec["cni"], "proxy": spec["proxy"], "release": spec["release"],
+              "kubernetes_version": cluster.control_plane.version, "pid": os.getpid(), "since": time.time()}
+        partial = cluster.state_dir / f".{UP_FILE}"
+        partial.write_text(json.dumps(up))
+        os.replace(partial, cluster.state_dir / UP_FILE)
+        print("lab: up; waiting for lab-down", flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - the reason, for `up` to print
+        print(f"lab: {exc}", flush=True)
+        code = 1
+    finally:
+        building[0] = False
+        problems = cluster.teardown()
+        for problem in problems:
+            print(f"lab: teardown: {problem}", flush=True)
+    return code
+
+
+# --- down and list ---
+
+def _labs_up() -> dict[str, dict]:
+    """Name -> what its up.json says, for the labs that are up (their process alive)."""
+    from .backends.lab import cleanup
+    from .backends.lab.naming import STATE_ROOT
+    found = {}
+    for state in sorted(STATE_ROOT.glob("*/" + UP_FILE)):
+        try:
+            up = json.loads(state.read_text())
+            owner = json.loads((state.parent / cleanup.OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if cleanup.owner_running(owner):
+            found[state.parent.name] = {**up, "pid": owner["pid"]}
+    return found
+
+
+def _list(args) -> int:
+    labs = _labs_up()
+    if not labs:
+        print("netconform: no lab is up")
+    for name, up in labs.items():
+        print(f"{name}  {up['nodes']} nodes, {up['cni']}, kube-proxy {up['proxy']}, "
+              f"{up['kubernetes_version']}, up {time.time() - up['since']:.0f}s  kubeconfig {up['kubeconfig']}")
+    return 0
+
+
+def _down(args) -> int:
+    labs = _labs_up()
+    name = args.name
+    if name is None:
+        if not labs:
+            print("netconform: no lab is up")
+            return 4
+        if len(labs) > 1:
+            print(f"netconform: {len(labs)} labs are up: name the one to stop ({', '.join(labs)})")
+            return 4
+        name = next(iter(labs))
+    if name not in labs:
+        print(f"netconform: no lab named {name!r} is up (labs up: {', '.join(labs) or 'none'}); a "
+              "suite run's lab goes with its run")
+        return 4
+    return 0 if _stop(labs[name]["pid"], name) else 1
+
+
+def _stop(pid: int, name: str) -> bool:
+    """SIGTERM the lab's process and wait for its teardown; kill it after STOP_BOUND and remove what
+    it left as a dead run's leftovers. True when nothing of the lab is left."""
+    from .backends.lab import cleanup
+    from .backends.lab.naming import STATE_ROOT
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_BOUND
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        print(f"netconform: lab {name} did not stop within {STOP_BOUND:.0f}s: killing it")
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    cleanup.remove_stale_runs()
+    left = (STATE_ROOT / name).exists()
+    print(f"netconform: lab {name} {'is not fully removed' if left else 'stopped; nothing of it is left'}")
+    return not left
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a child of ours that ended is a zombie until reaped
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
