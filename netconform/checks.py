@@ -130,6 +130,7 @@ class Check:
     address: Callable[[Endpoint], str] = lambda endpoint: endpoint.ip
     repeat: int | Callable[[Topology, Endpoint], int] = 1  # connections per pair
     full_size: bool = False  # packets as large as the source interface's MTU, Don't Fragment set
+    payload: int | None = None  # UDP datagrams of this many bytes (UDP-LARGE: larger than a packet)
     needs: tuple[str, ...] = ()  # what the topology must offer: "a second node", "an outside client"
     # DNS checks: the questions a source asks about a destination (the protocol is the transport)
     queries: Callable[[Topology, Endpoint, Endpoint, DnsNames], list[Query]] | None = None

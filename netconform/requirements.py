@@ -102,7 +102,8 @@ _ROWS = [
     Requirement("DUAL-STACK", "MAY", "both IP families",
                 "one address per family, each present and reachable with the source preserved",
                 **_NOT_YET),
-    Requirement("UDP-LARGE", "MAY", "fragmented UDP across nodes", "arrive whole", **_NOT_YET),
+    Requirement("UDP-LARGE", "MAY", "fragmented UDP across nodes",
+                "2000-byte datagrams between pods on different nodes arrive whole"),
     Requirement("SCTP", "MAY", "SCTP pod to pod and through a ClusterIP", "succeeds", **_NOT_YET),
 ]
 

@@ -120,6 +120,8 @@ def start_tcp_echo(name: str, port: int) -> socketserver.BaseServer:
 
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python 3.11 does not name it
+UDP_MAX = 65535  # the echo reads whole datagrams, and says how long each was (UDP-LARGE)
+MAX_PAYLOAD = 65000  # the largest UDP datagram a request may ask for
 
 
 def start_udp_echo(name: str, port: int) -> socket.socket:
@@ -140,9 +142,11 @@ def start_udp_echo(name: str, port: int) -> socket.socket:
     def serve() -> None:
         while True:
             try:
-                data, ancillary, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(64))
+                data, ancillary, _, peer = sock.recvmsg(UDP_MAX, socket.CMSG_SPACE(64))
+                # the token is the first line; a large datagram (UDP-LARGE) pads it after that
                 reply = {"name": name, "seen": plain_ip(peer[0]), "seen_port": peer[1],
-                         "token": data.decode(errors="replace").strip()}
+                         "token": data.split(b"\n", 1)[0].decode(errors="replace").strip(),
+                         "length": len(data)}
                 sock.sendmsg([json.dumps(reply).encode()], _reply_from(ancillary), 0, peer)
             except OSError:
                 time.sleep(0.01)
@@ -254,7 +258,8 @@ def _tls_once(ip: str, port: int, timeout: float) -> dict:
                     "certificate": len(tls.getpeercert(binary_form=True) or b"")}
 
 
-def _udp_once(ip: str, port: int, token: str, timeout: float, source_port: int | None = None) -> dict:
+def _udp_once(ip: str, port: int, token: str, timeout: float, source_port: int | None = None,
+              payload: int | None = None) -> dict:
     """One datagram and its echo. From a fixed ``source_port`` (SVC-UDP-BACKEND-CHANGE, as
     upstream's conntrack test sends): each datagram of a stream is then the same flow to
     conntrack, so an entry the proxy should have cleared keeps steering it."""
@@ -266,12 +271,18 @@ def _udp_once(ip: str, port: int, token: str, timeout: float, source_port: int |
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", source_port))
         sock.connect((ip, port))
         local = sock.getsockname()[0]
-        sock.send(token.encode())
+        message = token.encode()
+        if payload:  # the token, a newline, and padding to ``payload`` bytes in all (UDP-LARGE)
+            message = (message + b"\n").ljust(payload, b"x")
+        sock.send(message)
         reply = json.loads(sock.recv(4096))
     if reply.get("token") != token:
         raise OSError("reply to another request")
-    return {"local": plain_ip(local), "seen": reply.get("seen"), "seen_port": reply.get("seen_port"),
-            "responder": reply.get("name")}
+    found = {"local": plain_ip(local), "seen": reply.get("seen"), "seen_port": reply.get("seen_port"),
+             "responder": reply.get("name")}
+    if payload:
+        found.update(sent=len(message), received=reply.get("length"))
+    return found
 
 
 def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> dict:
@@ -433,7 +444,7 @@ def _attempts(target: dict, attempts: int, timeout: float) -> dict:
             elif proto == "tcp":
                 outcome = _tcp_once(ip, port, token, timeout)
             elif proto == "udp":
-                outcome = _udp_once(ip, port, token, timeout, target.get("source_port"))
+                outcome = _udp_once(ip, port, token, timeout, target.get("source_port"), target.get("payload"))
             elif proto == "icmp":
                 outcome = _icmp_once(ip, token, timeout, target.get("size"))
             elif proto == "tls":
@@ -467,6 +478,10 @@ def check_limits(request: dict) -> None:
         if "source_port" in target and (target["proto"] != "udp" or type(target["source_port"]) is not int
                                         or not 1024 <= target["source_port"] <= 65535):
             raise ValueError(f"source_port of {target.get('id')} must be an integer 1024..65535, for udp only")
+        if "payload" in target and (target["proto"] != "udp" or type(target["payload"]) is not int
+                                    or not len(str(target.get("token") or target.get("id"))) < target["payload"] <= MAX_PAYLOAD):
+            raise ValueError(f"payload of {target.get('id')} must be an integer above the token's length "
+                             f"and at most {MAX_PAYLOAD}, for udp only")
         if not 0 <= float(target.get("settle") or 0) <= MAX_TIMEOUT:  # also refuses nan
             raise ValueError(f"settle of {target.get('id')} must be in [0, {MAX_TIMEOUT:g}] s")
         if "dns" in target:

@@ -187,6 +187,8 @@ class Runner:
         for case in cases:
             destination = self.topology.endpoint(case.destination)
             size = {"size": self.mtu(self.topology.endpoint(case.source))} if check.full_size else {}
+            if check.payload:
+                size = {"payload": check.payload}
             targets[case.source] += [{
                 "id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
                 "ip": check.address(destination), "port": destination.port, "proto": protocol,

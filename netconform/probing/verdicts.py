@@ -108,6 +108,25 @@ def reached_at_full_size(obs: Observation) -> Verdict:
     return failed
 
 
+def arrived_whole(obs: Observation) -> Verdict:
+    """UDP-LARGE: a datagram larger than one packet (fragmented on its way) reaches the pod on the
+    other node whole: the receiver read as many bytes as were sent, and answered."""
+    failed = _attempt(obs)
+    r = obs.result
+    if failed is not None:
+        if failed.kind == "timeout":
+            failed.reason = (f"a {obs.check.payload}-byte UDP datagram (fragmented: larger than the "
+                             f"path's packets) from {obs.source.name} to {obs.destination.name} got no "
+                             f"answer: its fragments were lost or not reassembled. {failed.reason}")
+        return failed
+    if r.get("received") != r.get("sent"):
+        return Verdict(False, "truncated", f"{obs.destination.name} received {r.get('received')} of the "
+                       f"{r.get('sent')} bytes {obs.source.name} sent in one UDP datagram",
+                       {"sent": r.get("sent"), "received": r.get("received")})
+    return passed(obs, {"sent": r.get("sent"), "received": r.get("received"), "seen": r.get("seen"),
+                        "responder": r.get("responder")})
+
+
 def reached_on_loopback(obs: Observation) -> Verdict:
     """LOCALHOST: 127.0.0.1 of one container is the other container's listener."""
     return reached(obs)

@@ -158,6 +158,9 @@ def test_a_missing_probe_is_unavailable_not_a_hang(tmp_path):
     ({"source_port": "12345", "proto": "udp"}, "source_port of t must be an integer 1024..65535"),
     ({"source_port": True, "proto": "udp"}, "source_port of t must be an integer 1024..65535"),
     ({"source_port": 12345}, "source_port of t must be an integer 1024..65535, for udp only"),
+    ({"payload": 2000}, "payload of t must be an integer above the token's length and at most 65000, for udp only"),
+    ({"payload": 70000, "proto": "udp"}, "payload of t must be an integer above the token's length"),
+    ({"payload": 1, "proto": "udp"}, "payload of t must be an integer above the token's length"),
 ])
 def test_a_request_beyond_the_agents_caps_is_refused_not_trimmed(target, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -221,3 +224,9 @@ def test_datagrams_from_a_fixed_source_port_are_one_flow_each_time(echo_port):
     r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": echo_port, "proto": "udp",
                                "source_port": port})
     assert r["ok"], r
+
+
+def test_a_large_datagram_is_echoed_with_the_length_the_server_read(echo_port):
+    """UDP-LARGE: the token, then padding to the payload size; the echo reads it whole."""
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": echo_port, "proto": "udp", "payload": 2000})
+    assert r["ok"] and (r["sent"], r["received"], r["responder"]) == (2000, 2000, "probe-x"), r

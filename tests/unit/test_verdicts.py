@@ -112,3 +112,27 @@ def test_pod_ip_self_fails_when_the_interface_lacks_the_reported_ip():
                         batches=_peers(A.ip))
     v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self", runner=runner))
     assert (v.ok, v.kind) == (False, "mismatch")
+
+
+LARGE = Check("UDP-LARGE", pod_pairs(same_node=False), ("udp",), verdicts.arrived_whole, payload=2000)
+
+
+def large_observation(**fields) -> Observation:
+    topo = topology(nodes=2)
+    src, dst = topo.endpoint("node-1/probe-a"), topo.endpoint("node-2/probe-a")
+    r = {**result(responder=dst.name, seen=src.ip, local=src.ip), **fields}
+    return Observation(Case("UDP-LARGE", "udp", src.name, dst.name), LARGE, src, dst, [r], FakeRunner(topo))
+
+
+def test_a_large_datagram_that_arrives_whole_passes():
+    assert verdicts.arrived_whole(large_observation(sent=2000, received=2000)).ok
+
+
+def test_a_large_datagram_read_short_is_truncated():
+    verdict = verdicts.arrived_whole(large_observation(sent=2000, received=1472))
+    assert (verdict.ok, verdict.kind) == (False, "truncated") and "received 1472 of the 2000 bytes" in verdict.reason
+
+
+def test_a_large_datagram_lost_says_its_fragments_were():
+    verdict = verdicts.arrived_whole(large_observation(ok=False, error="timeout", errors=["timeout"], responder=None))
+    assert verdict.kind == "timeout" and "fragments were lost or not reassembled" in verdict.reason

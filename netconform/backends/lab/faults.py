@@ -315,6 +315,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           node_commands=(("iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "${POD_CIDR}",
                           "-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
                           cluster_ip_placeholder("hostnet"), "-j", "MASQUERADE"),)),
+    Fault("udp-fragments-dropped", ("UDP-LARGE",), "every node drops the fragments after the first "
+          "of what it receives, before reassembly (as a network that filters IP fragments): a "
+          "datagram larger than one packet never arrives",
+          nft=(NftChain("type filter hook prerouting priority -450",
+                        (("ip", "frag-off", "&", "0x1fff", "!=", "0", "drop"),)),)),
     Fault("hostport-dnat-flushed", ("HOSTPORT",), "the portmap plugin's DNAT rules are bypassed "
           "(as if flushed)",
           node_commands=(("iptables", "-t", "nat", "-I", "CNI-HOSTPORT-DNAT", "1", "-j", "RETURN"),)),
