@@ -46,7 +46,7 @@ from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kil
 from .controlplane.node import ControlPlane, ControlPlaneSpec
 from .faults import Fault
 from .kubelet import LabKubelet, host_node_info
-from .naming import (CLUSTER_CIDR, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
+from .naming import (CLUSTER_CIDR, CONTROL_PLANE_IP, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      node_ip, pod_cidr)
 from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
 from .runtime_pods import RuntimePods
@@ -59,6 +59,8 @@ UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kub
                        "coredns")
 NSSWITCH = "hosts: files dns\n"  # a container image's (Debian's base image has the same for hosts)
 DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
+CONTROL_PLANE_NODE = "control-plane"  # the Node of the control plane's namespace
+CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # its label and taint, as kubeadm's
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
 
@@ -193,7 +195,7 @@ class LabCluster:
         live = self._register(pod_ips)
         self._report_pods(live)
         self._report_dns(progress)
-        synced = self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+        synced = self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
                                           self.spec.proxy_sync_timeout, progress,
                                           others=self._dns_endpoints())
         self.timings["kube_proxy_synced"] = round(synced, 2)
@@ -256,6 +258,12 @@ class LabCluster:
         for index, node in enumerate(self.topology.nodes, 1):
             self.kubelet.register(node.name, node_ips[node.name], pod_cidr(index),
                                   {"netconform.io/lab": self.names.prefix})
+        # the control-plane node, as kubeadm registers it (tainted: no workload lands there), so
+        # the cluster has one as every kubeadm or kind cluster has; its kube-proxy runs beside the
+        # API server (_start_proxies), as on kind's control-plane node
+        self.kubelet.register(CONTROL_PLANE_NODE, CONTROL_PLANE_IP, pod_cidr(0),
+                              {"netconform.io/lab": self.names.prefix, CONTROL_PLANE_ROLE: ""},
+                              [{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}])
         self.kubelet.start_heartbeats()
         self._start_proxies()
         if objects:
@@ -286,7 +294,7 @@ class LabCluster:
                                    self.state_dir / "logs")
         kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
                                                           "system:kube-proxy")
-        self.proxies.start(self._node_namespaces(), kubeconfig)
+        self.proxies.start(self._proxied_namespaces(), kubeconfig)
 
     def _route_pods_from(self, namespace: str) -> None:
         """Routes to every node's pod CIDR via that node, for a namespace on the underlay that is
@@ -339,6 +347,10 @@ class LabCluster:
 
     def _node_namespaces(self) -> dict[str, str]:
         return {n.name: self.names.node(n.name) for n in self.topology.nodes}
+
+    def _proxied_namespaces(self) -> dict[str, str]:
+        """Where a kube-proxy runs: every worker, and the control-plane node."""
+        return {**self._node_namespaces(), CONTROL_PLANE_NODE: self.control_plane.netns}
 
     def _report_pods(self, live: Topology) -> None:
         """Every pod's probes answer: the lab kubelet reports them Running and Ready."""
@@ -489,7 +501,7 @@ class LabCluster:
         kube-proxy programs them, then inject ``chosen``."""
         if not chosen:
             return
-        self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+        self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
                                  self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
         for fault in chosen:
             self.inject(fault, live, progress)
@@ -585,7 +597,7 @@ class LabCluster:
             self._wait_dns_endpoints(live, progress)
         if fault.proxy_frozen:  # it catches up with what changed meanwhile
             self.proxies.signal(signal.SIGCONT)
-            self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+            self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
                                      self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
         self._forget_connections()
         progress(f"lab: fault reverted: {fault.name}")
@@ -627,7 +639,7 @@ class LabCluster:
         serving = selector == {"k8s-app": "kube-dns"}
         expected = self._dns_endpoints() if serving else \
             {key: set() for key in self._dns_endpoints()}
-        self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+        self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
                                  self.spec.proxy_sync_timeout, progress, others=expected)
 
     def _forget_connections(self) -> None:
@@ -645,7 +657,7 @@ class LabCluster:
         for fault in self._injected.values():
             settings = merged(settings, fault.proxy)
         self.proxies.restart(settings)
-        self.proxies.wait_synced(live, self._node_namespaces(), self.names.prefix,
+        self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
                                  self.spec.proxy_sync_timeout, progress)
         if self._frozen():  # the restarted processes are stopped again, as the fault wants them
             self.proxies.signal(signal.SIGSTOP)
@@ -878,7 +890,8 @@ class LabCluster:
     def metadata(self) -> dict:
         meta = {"lab_prefix": self.names.prefix, "namespace": self.names.prefix,
                 "kubernetes_service_ip": KUBERNETES_SERVICE_IP, "cluster_dns": addons.DNS_IP,
-                "lab_nodes": self.spec.nodes, "overlay": self.spec.overlay,
+                "lab_nodes": self.spec.nodes, "lab_control_plane_node": CONTROL_PLANE_NODE,
+                "overlay": self.spec.overlay,
                 "lab_pods_per_node": self.spec.pods_per_node, "conflist": str(self.spec.conflist),
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
                 if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],

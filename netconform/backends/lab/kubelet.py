@@ -75,14 +75,15 @@ class LabKubelet:
 
     # --- nodes ---
 
-    def register(self, name: str, address: str, pod_cidr: str, labels: dict[str, str]) -> None:
-        """Create the Node (spec.podCIDR set, as kubeadm's node IPAM would), its status and its
-        Lease, as kubelet does when it registers."""
+    def register(self, name: str, address: str, pod_cidr: str, labels: dict[str, str],
+                 taints: list[dict] | None = None) -> None:
+        """Create the Node (spec.podCIDR set, as kubeadm's node IPAM would; ``taints`` as kubelet's
+        --register-with-taints), its status and its Lease, as kubelet does when it registers."""
         body = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": {
                     "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                     "kubernetes.io/arch": "amd64", **labels}},
-                "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}}
+                "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr], **({"taints": taints} if taints else {})}}
         node = self._call(f"create Node {name}", self.api.core.create_node, body)
         self.nodes[name] = address
         self._patch_node_status(name)
