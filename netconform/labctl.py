@@ -84,9 +84,9 @@ def _up(args) -> int:
         print(f"netconform: --release {release}: pinned releases are {', '.join(sorted(RELEASES))}")
         return 4
     names = RunNames.new()
-    spec = {"run_id": names.run_id, "cni": args.cni, "nodes": args.nodes, "proxy": args.lab_proxy,
-            "release": release}
     log = tempfile.NamedTemporaryFile("w+", prefix=f"{names.prefix}-up-", suffix=".log", delete=False)
+    spec = {"run_id": names.run_id, "cni": args.cni, "nodes": args.nodes, "proxy": args.lab_proxy,
+            "release": release, "log": log.name}
     process = subprocess.Popen([sys.executable, "-m", "netconform.labctl", "serve", json.dumps(spec)],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
@@ -108,13 +108,15 @@ def _up(args) -> int:
                 _follow(log.name, shown)
                 print(f"netconform: lab {names.prefix} did not come up (exit {process.returncode}); "
                       f"nothing of it is left")
+                Path(log.name).unlink(missing_ok=True)  # all of it was printed above
                 return 1
             time.sleep(0.2)
     except KeyboardInterrupt:
         print("netconform: interrupted: stopping the lab being built")
     else:
         print(f"netconform: lab {names.prefix} not up after {STARTUP_BOUND:.0f}s: stopping it")
-    _stop(process.pid, names.prefix)
+    if _stop(process.pid, names.prefix):
+        Path(log.name).unlink(missing_ok=True)
     return 1
 
 
@@ -156,7 +158,7 @@ def _serve(args) -> int:
     try:
         cluster.build(lambda message: print(message, flush=True))
         building[0] = False
-        up = {"kubeconfig": str(cluster.control_plane.admin_kubeconfig), "nodes": spec["nodes"],
+        up = {"kubeconfig": str(cluster.control_plane.admin_kubeconfig), "nodes": spec["nodes"], "log": spec["log"],
               "cni": spec["cni"], "proxy": spec["proxy"], "release": spec["release"],
               "kubernetes_version": cluster.control_plane.version, "pid": os.getpid(), "since": time.time()}
         partial = cluster.state_dir / f".{UP_FILE}"
@@ -220,7 +222,10 @@ def _down(args) -> int:
         print(f"netconform: no lab named {name!r} is up (labs up: {', '.join(labs) or 'none'}); a "
               "suite run's lab goes with its run")
         return 4
-    return 0 if _stop(labs[name]["pid"], name) else 1
+    stopped = _stop(labs[name]["pid"], name)
+    if stopped and labs[name].get("log"):
+        Path(labs[name]["log"]).unlink(missing_ok=True)  # the lab's own log goes with it
+    return 0 if stopped else 1
 
 
 def _stop(pid: int, name: str) -> bool:

@@ -3,6 +3,7 @@ another, left alone by clean-up while it lives, refused faults, and gone with do
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from netconform.backends.lab import cleanup
 from netconform.backends.lab.naming import STATE_ROOT
@@ -22,6 +23,7 @@ def test_a_lab_stays_up_serves_runs_through_its_kubeconfig_and_goes_with_down(tm
     up = labctl("up", "--nodes", "2")
     assert up.returncode == 0, up.stdout[-3000:]
     name = re.search(r"lab (netconform-[0-9a-f]{6}) is up", up.stdout).group(1)
+    log = re.search(r"its log: (\S+)", up.stdout).group(1)
     kubeconfig = re.search(r"kubeconfig: (\S+)", up.stdout).group(1)
     try:
         assert name in labctl("list").stdout
@@ -40,7 +42,7 @@ def test_a_lab_stays_up_serves_runs_through_its_kubeconfig_and_goes_with_down(tm
     finally:
         down = labctl("down", name)
     assert down.returncode == 0 and "nothing of it is left" in down.stdout, down.stdout
-    assert leftovers(name) == [] and not (STATE_ROOT / name).exists()
+    assert leftovers(name) == [] and not (STATE_ROOT / name).exists() and not Path(log).exists()
     assert name not in cleanup.live_runs()
 
 

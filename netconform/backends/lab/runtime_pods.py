@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,8 +78,9 @@ class RuntimePods:
         """Stop watching and wait for pods being started or removed (their processes and sandboxes
         are the cluster's, which teardown removes anyway)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout  # for all of them: one hung start costs it once
         for thread in list(self._threads):
-            thread.join(timeout=timeout)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _spawn(self, target, name: str, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
