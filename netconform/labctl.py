@@ -38,23 +38,30 @@ STOP_BOUND = 90.0  # s for `down` to see the lab's process end before it is kill
 IMAGE_HINT = "netconform-probe:lab"
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 4, as every bad input of netconform's
+        print(f"netconform: {message} (see --help)")
+        raise SystemExit(4)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netconform-lab", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="netconform-lab", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,list,down}",
+                                     parser_class=_Parser)
     up = commands.add_parser("up", help="start a lab cluster and leave it running")
     up.add_argument("--nodes", type=int, default=3, help="worker nodes, 1..200 (default 3)")
     up.add_argument("--cni", default="bridge", help="the lab CNI profile: bridge, ptp or vxlan")
     up.add_argument("--lab-proxy", choices=("iptables", "nftables"), default="iptables")
     up.add_argument("--release", default=None, help="the pinned Kubernetes release (default: the newest)")
-    serve = commands.add_parser("serve")  # the process `up` starts; not for users
+    serve = commands.add_parser("serve")  # the process `up` starts; not for users (not listed)
     serve.add_argument("spec")
     down = commands.add_parser("down", help="stop a lab that is up and remove everything it made")
     down.add_argument("name", nargs="?")
     commands.add_parser("list", help="the labs that are up")
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse's own exit 2 for bad input: ours is 4
-        return 4 if exc.code else 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 4
     if os.geteuid() != 0:
         print("netconform: the lab needs root: it creates network namespaces")
         return 4
@@ -79,7 +86,7 @@ def _up(args) -> int:
     if not 1 <= args.nodes <= 200:
         print(f"netconform: --nodes must be between 1 and 200, not {args.nodes}")
         return 4
-    release = args.release or DEFAULT_RELEASE
+    release = DEFAULT_RELEASE if args.release is None else args.release
     if release not in RELEASES:
         print(f"netconform: --release {release}: pinned releases are {', '.join(sorted(RELEASES))}")
         return 4
@@ -95,6 +102,8 @@ def _up(args) -> int:
           f"{args.lab_proxy}, Kubernetes {release}); its log: {log.name}", flush=True)
     deadline = time.monotonic() + STARTUP_BOUND
     shown = 0
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a `timeout`, a closed terminal: as Ctrl-C
+        signal.signal(sig, _interrupted)
     try:
         while time.monotonic() < deadline:
             shown = _follow(log.name, shown)
@@ -112,12 +121,18 @@ def _up(args) -> int:
                 return 1
             time.sleep(0.2)
     except KeyboardInterrupt:
-        print("netconform: interrupted: stopping the lab being built")
+        print("netconform: interrupted: stopping the lab being built (it takes a few seconds)", flush=True)
     else:
         print(f"netconform: lab {names.prefix} not up after {STARTUP_BOUND:.0f}s: stopping it")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the stop is bounded: let it end
+        signal.signal(sig, signal.SIG_IGN)
     if _stop(process.pid, names.prefix):
         Path(log.name).unlink(missing_ok=True)
     return 1
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _follow(log: str, shown: int) -> int:
@@ -137,8 +152,13 @@ def _serve(args) -> int:
     from .backends.lab.cluster import LabCluster, LabSpec
     from .backends.lab.naming import RunNames
     from .profiles import profile
-    spec = json.loads(args.spec)
-    chosen = profile(spec["cni"])
+    try:
+        spec = json.loads(args.spec)
+        chosen = profile(spec["cni"])
+        spec["run_id"], spec["nodes"], spec["proxy"], spec["release"]
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"netconform: serve is started by `up`, with its spec: {exc}")
+        return 4
     stop = threading.Event()
 
     def interrupt(signum, frame):
@@ -176,39 +196,65 @@ def _serve(args) -> int:
         problems = cluster.teardown()
         for problem in problems:
             print(f"lab: teardown: {problem}", flush=True)
+    if code == 0 and not problems and spec.get("log"):  # it was up, and is gone: so is its log
+        Path(spec["log"]).unlink(missing_ok=True)  # (a failed build's is `up`'s to print)
     return code
 
 
 # --- down and list ---
 
-def _labs_up() -> dict[str, dict]:
-    """Name -> what its up.json says, for the labs that are up (their process alive)."""
+def _labs() -> dict[str, dict]:
+    """Name -> what is known of each lab that stays up, its ``state``: "up", "starting" (its
+    process is building it) or "dead" (its process is gone, and what it made is left)."""
     from .backends.lab import cleanup
     from .backends.lab.naming import STATE_ROOT
     found = {}
-    for state in sorted(STATE_ROOT.glob("*/" + UP_FILE)):
+    for state_dir in sorted(p for p in STATE_ROOT.glob("netconform-*") if p.is_dir()):
         try:
-            up = json.loads(state.read_text())
-            owner = json.loads((state.parent / cleanup.OWNER_FILE).read_text())
+            owner = json.loads((state_dir / cleanup.OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if cleanup.owner_running(owner):
-            found[state.parent.name] = {**up, "pid": owner["pid"]}
+        try:
+            up = json.loads((state_dir / UP_FILE).read_text())
+        except (OSError, ValueError):
+            up = None
+        alive = cleanup.owner_running(owner)
+        if alive and not _serving(owner.get("pid")):
+            continue  # a suite run's lab: it goes with its run
+        if up is None and not alive:
+            continue  # a crashed run that never came up: --cleanup-only's (and the next run's)
+        found[state_dir.name] = {**(up or {}), "pid": owner.get("pid"),
+                                 "state": "dead" if not alive else "up" if up else "starting"}
     return found
 
 
+def _serving(pid) -> bool:
+    """Whether ``pid`` is a lab's serving process (``labctl serve``), not a suite run."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"netconform.labctl" in command and b"serve" in command
+
+
 def _list(args) -> int:
-    labs = _labs_up()
+    labs = _labs()
     if not labs:
         print("netconform: no lab is up")
-    for name, up in labs.items():
-        print(f"{name}  {up['nodes']} nodes, {up['cni']}, kube-proxy {up['proxy']}, "
-              f"{up['kubernetes_version']}, up {time.time() - up['since']:.0f}s  kubeconfig {up['kubeconfig']}")
+    for name, lab in labs.items():
+        if lab["state"] == "up":
+            print(f"{name}  up {time.time() - lab['since']:.0f}s: {lab['nodes']} node"
+                  f"{'s' if lab['nodes'] != 1 else ''}, {lab['cni']}, kube-proxy {lab['proxy']}, "
+                  f"{lab['kubernetes_version']}  kubeconfig {lab['kubeconfig']}")
+        elif lab["state"] == "starting":
+            print(f"{name}  starting")
+        else:
+            print(f"{name}  dead: its process is gone; `down {name}` removes what it left")
     return 0
 
 
 def _down(args) -> int:
-    labs = _labs_up()
+    labs = _labs()
     name = args.name
     if name is None:
         if not labs:
@@ -219,13 +265,25 @@ def _down(args) -> int:
             return 4
         name = next(iter(labs))
     if name not in labs:
-        print(f"netconform: no lab named {name!r} is up (labs up: {', '.join(labs) or 'none'}); a "
+        print(f"netconform: no lab named {name!r} is up (labs: {', '.join(labs) or 'none'}); a "
               "suite run's lab goes with its run")
         return 4
-    stopped = _stop(labs[name]["pid"], name)
-    if stopped and labs[name].get("log"):
-        Path(labs[name]["log"]).unlink(missing_ok=True)  # the lab's own log goes with it
+    lab = labs[name]
+    stopped = _stop(lab["pid"], name) if lab["state"] != "dead" else _remove_dead(name)
+    if stopped:
+        for log in ([lab["log"]] if lab.get("log") else []) + [str(p) for p in Path(tempfile.gettempdir()).glob(f"{name}-up-*.log")]:
+            Path(log).unlink(missing_ok=True)  # the lab's own log goes with it
     return 0 if stopped else 1
+
+
+def _remove_dead(name: str) -> bool:
+    """What a lab whose process died left, removed as any dead run's leftovers are."""
+    from .backends.lab import cleanup
+    from .backends.lab.naming import STATE_ROOT
+    cleanup.remove_stale_runs()
+    left = (STATE_ROOT / name).exists()
+    print(f"netconform: lab {name} {'is not fully removed' if left else 'removed; nothing of it is left'}")
+    return not left
 
 
 def _stop(pid: int, name: str) -> bool:

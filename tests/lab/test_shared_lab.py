@@ -1,8 +1,12 @@
 """A lab that stays up (netconform/labctl.py): up, used through its kubeconfig by runs one after
 another, left alone by clean-up while it lives, refused faults, and gone with down."""
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from netconform.backends.lab import cleanup
@@ -54,3 +58,31 @@ def test_bad_input_is_one_line_and_exit_4():
                         (("frobnicate",), "invalid choice")):
         done = labctl(*args, timeout=60)
         assert done.returncode == 4 and words in done.stdout + done.stderr, (args, done.stdout, done.stderr)
+
+
+def test_a_lab_whose_process_died_is_listed_dead_and_down_removes_it():
+    up = labctl("up", "--nodes", "1")
+    assert up.returncode == 0, up.stdout[-3000:]
+    name = re.search(r"lab (netconform-[0-9a-f]{6}) is up", up.stdout).group(1)
+    owner = json.loads((STATE_ROOT / name / "owner.json").read_text())
+    os.kill(owner["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and f"{name}  dead" not in labctl("list").stdout:
+        time.sleep(0.5)
+    assert f"{name}  dead" in labctl("list").stdout
+    down = labctl("down", name)
+    assert down.returncode == 0 and "nothing of it is left" in down.stdout, down.stdout
+    assert leftovers(name) == [] and not (STATE_ROOT / name).exists()
+
+
+def test_up_stopped_by_sigterm_while_building_leaves_nothing():
+    """Was: a `timeout` around `up` (SIGTERM) left the lab building on, and then up, unsaid."""
+    process = subprocess.Popen([sys.executable, "-m", "netconform.labctl", "up", "--nodes", "1"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1 and "nothing of it is left" in output, output
+    name = re.search(r"lab (netconform-[0-9a-f]{6})", output).group(1)
+    assert leftovers(name) == [] and not (STATE_ROOT / name).exists()
+    assert name not in labctl("list").stdout

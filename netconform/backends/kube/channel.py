@@ -25,7 +25,8 @@ def reach_through_api(api: KubeApi, namespace: str, pod: str, port: int, timeout
     server, not the harness, connects to the pod IP. ``{"ok": True, "responder": name}``, or
     ``{"ok": False, "error": …}``: an HTTP error of the proxy (it could not reach the pod) or a
     request that timed out while the API server answers others is the network's; an API server
-    that does not answer at all is the harness's (``"harness": True``)."""
+    that does not answer at all, a pod it no longer knows (404) and a pod IP that answered with a
+    refusal (reached: its probe is not running) are the harness's (``"harness": True``)."""
     path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}:{port}/proxy/healthz"
     try:
         status, payload = api.raw("GET", path, timeout=(min(5.0, timeout), timeout))
@@ -36,8 +37,15 @@ def reach_through_api(api: KubeApi, namespace: str, pod: str, port: int, timeout
         return {"ok": False, "error": "harness", "harness": True,
                 "detail": f"the API server could not be asked: {exc or type(exc).__name__}"}
     if status != 200:
-        return {"ok": False, "error": f"HTTP {status}",
-                "detail": payload[:300].decode(errors="replace").strip()}
+        detail = payload[:300].decode(errors="replace").strip()
+        if status == 404:  # the pod is gone (deleted under the run): nothing about the network
+            return {"ok": False, "error": "harness", "harness": True,
+                    "detail": f"the API server no longer knows pod {pod} (HTTP 404): {detail}"}
+        if "connection refused" in detail:  # the pod IP was reached; its probe was not listening
+            return {"ok": False, "error": "harness", "harness": True,
+                    "detail": f"the API server reached pod {pod}'s IP, but its probe refused the "
+                              f"connection (not running): {detail}"}
+        return {"ok": False, "error": f"HTTP {status}", "detail": detail}
     try:
         return {"ok": True, "responder": json.loads(payload).get("name")}
     except (ValueError, AttributeError):

@@ -60,6 +60,25 @@ def diagnose(pods: list, events: list) -> str | None:
     return None
 
 
+def _port_holders(api: KubeApi, namespace: str, reason: str) -> str:
+    """When the scheduler finds the probes' hostPorts taken, the other runs' namespaces that may
+    hold them (a run killed before its clean-up leaves its pods), and how to remove them."""
+    if "free ports" not in reason:
+        return ""
+    from .manifests import MANAGED_BY  # the run label every run's namespace carries
+    try:
+        others = [ns.metadata.name for ns in api.call("list namespaces", api.core.list_namespace,
+                                                       label_selector=MANAGED_BY).items
+                  if ns.metadata.name != namespace]
+    except Exception:  # noqa: BLE001 - a hint, not the error
+        return ""
+    if not others:
+        return ""
+    return (f". Other runs' namespaces may hold the probes' hostPorts: {', '.join(sorted(others))} "
+            "(a run still going, or one killed before its clean-up; remove the latter with "
+            "--cleanup-only --kubeconfig=…)")
+
+
 def is_ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
@@ -83,7 +102,7 @@ def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, prog
         events = api.call("read events", api.core.list_namespaced_event, namespace).items
         fatal = diagnose(pods, events)
         if fatal:
-            raise BackendError(fatal)
+            raise BackendError(fatal + _port_holders(api, namespace, fatal))
         waiting = [f"{p.metadata.name} ({p.status.phase}"
                    f"{' on ' + p.spec.node_name if p.spec and p.spec.node_name else ''})"
                    for p in pods if not is_ready(p)][:5]
