@@ -117,7 +117,7 @@ class BackendCycle:
     role: str  # the role label the created pods carry
     source_port: int = 12345  # upstream's client: nc -u -p 12345
     interval: float = 1.0
-    quiet: float = 3.0
+    quiet: float = 2.0  # two datagrams, each refused or lost, before there is a backend
     within: float = 30.0
 
 

@@ -148,13 +148,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("backend") == "lab" and chosen.backend == "kube":
             raise ValueError(f"--backend=lab with --cni={chosen.name}: the lab runs the lab profiles "
                              f"({_names('lab')}); {chosen.name} is tested on a live cluster (--backend=kube)")
+        if config.getoption("backend") == "kube" and chosen.backend == "lab":
+            _refuse_live_options(config)
         if chosen.backend == "kube":
             _kube_options(config)  # bad --node-selector or --tolerations: fail before anything
             if config.getoption("lab_fault"):
                 raise ValueError("--lab-fault injects faults into the lab; a live cluster has its own")
         elif config.getoption("kubeconfig") or config.getoption("context"):
-            raise ValueError(f"--cni={chosen.name} is a lab profile; on a live cluster name its CNI "
-                             "(kindnet, calico, cilium, flannel, antrea, kube-router) or --cni=other")
+            raise ValueError(f"--kubeconfig/--context name a live cluster, but --cni={chosen.name} is a "
+                             "lab profile; on a live cluster name its CNI (kindnet, calico, cilium, "
+                             "flannel, antrea, kube-router) or --cni=other")
         report_dir = config.getoption("report_dir") or Path(config.rootpath) / "reports" / chosen.name
         # A pytest-xdist worker (the own tests run on two) shares its controller's directory
         if not (config.option.collectonly or config.option.help or hasattr(config, "workerinput")):
@@ -196,6 +199,24 @@ def _refuse_parallel_suites(config: pytest.Config) -> None:
             raise ValueError("-n/--numprocesses (or -d/--dist/--tx) runs netconform's own tests in "
                              "parallel; a conformance run is one run of one cluster: run the suites "
                              "without it")
+
+
+LIVE_ONLY = {"probe_image": "--probe-image", "image_pull_secret": "--image-pull-secret",
+             "node_selector": "--node-selector", "tolerations": "--tolerations",
+             "keep": "--keep"}  # options the lab's own cluster has no use for
+LIVE_DEFAULTS = {"namespace_prefix": ("--namespace-prefix", "netconform"),
+                 "ready_timeout": ("--ready-timeout", 180.0)}
+
+
+def _refuse_live_options(config: pytest.Config) -> None:
+    """--backend=kube on the lab: the lab makes its cluster, its image and its namespace; the
+    options that choose those on a live cluster would be silently ignored, so they are refused."""
+    given = [flag for key, flag in LIVE_ONLY.items() if config.getoption(key)]
+    given += [flag for key, (flag, default) in LIVE_DEFAULTS.items() if config.getoption(key) != default]
+    if given:
+        raise ValueError(f"{', '.join(given)} choose(s) things on a live cluster; with --backend=kube on "
+                         "the lab they would be ignored (the lab's image, namespace and nodes are its "
+                         "own; --lab-ready-timeout bounds its probes)")
 
 
 def _not_applicable(declared: list[str]) -> dict[str, str]:

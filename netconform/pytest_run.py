@@ -214,14 +214,14 @@ class NetconformRun:
 
 def estimated_items(topology: Topology) -> int:
     """Items a full run collects, from the families that grow fastest: every ordered pod pair
-    over three protocols (POD-POD-*) and again for MTU, every node to every pod over three
+    over three protocols (POD-POD-*) and again for MTU and UDP-LARGE, every node to every pod over three
     (HOSTNET-POD), every node and the outside client to every node's NodePort and hostPort over
     two, the few per pod of the Service checks (SVC-MULTIPORT and SVC-ENDPOINTSLICE-MANUAL: 4 each,
     SVC-TYPE-CHANGE and SVC-PORT-PROTOCOLS: 2 each), and of the
     DNS checks (16 per pod, 2 per node's hostNetwork probe), and the 3 shared hostPorts. An upper bound, never an undercount."""
     pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
-    return (4 * pods * max(0, pods - 1) + 3 * nodes * pods + 2 * 3 * (nodes + 1) * nodes
-            + 32 * pods + 16 * pods + 2 * nodes + 12 * pods + 3)
+    return (5 * pods * max(0, pods - 1) + 3 * nodes * pods + 2 * 3 * (nodes + 1) * nodes
+            + 32 * pods + 16 * pods + 2 * nodes + 13 * pods + 3)
 
 
 PRESSES_AFTER_RUN = [0]  # Ctrl-C / SIGTERM received once the items are done

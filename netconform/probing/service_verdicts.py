@@ -257,25 +257,40 @@ def backend_followed(obs: Observation) -> Verdict:
     if lost:
         return Verdict(False, "probe unavailable", f"the probe {obs.source.name} could not be asked to "
                        f"send at {lost['at']:g} s: {lost.get('detail')}", {}, harness=True)
-    observed = {"pods": pods, "source_port": cycle["source_port"], "datagrams": len(sent),
-                "answered_by": dict(Counter(d["responder"] for d in sent if d["responder"]))}
+    observed = {"pods": pods, "source_port": cycle["source_port"],
+                "answered_by": dict(Counter(d["responder"] for d in sent if d["responder"])),
+                "datagrams": sent}  # the timeline: when each was sent, who answered, or the error
+    stream = f"{what}, one datagram every {cycle['interval']:g} s from source port {cycle['source_port']}"
     first = pods["first"]
     if not _answered(sent, first, first["ready_at"] + within):
-        return Verdict(False, "stale-entry", f"{what}, one datagram every {cycle['interval']:g} s from "
-                       f"source port {cycle['source_port']}: the first backend {first['name']} "
-                       f"({first['ip']}) was Ready at {first['ready_at']:g} s, and no datagram reached "
-                       f"it in the {within:g} s after ({_outcomes(sent, first['ready_at'], within)})", observed)
+        kind, why = _why(sent, first["ready_at"], within, after="appeared")
+        return Verdict(False, kind, f"{stream}: the first backend {first['name']} ({first['ip']}) was Ready "
+                       f"at {first['ready_at']:g} s, and no datagram reached it in the {within:g} s after "
+                       f"({_outcomes(sent, first['ready_at'], within)}){why}", observed)
     second = pods.get("second")
     if second is None or first.get("deleted_at") is None:
         return Verdict(False, "harness", f"{what}: the second backend was not made; the network was "
                        "not judged", observed, harness=True)
     if not _answered(sent, second, first["deleted_at"] + within):
-        return Verdict(False, "stale-entry", f"{what}, one datagram every {cycle['interval']:g} s from "
-                       f"source port {cycle['source_port']}: after {first['name']} was deleted at "
-                       f"{first['deleted_at']:g} s, no datagram reached the new backend {second['name']} "
-                       f"({second['ip']}) in {within:g} s ({_outcomes(sent, first['deleted_at'], within)}): "
-                       "the flow stayed with the deleted pod", observed)
+        kind, why = _why(sent, first["deleted_at"], within, after="was deleted")
+        return Verdict(False, kind, f"{stream}: after {first['name']} was deleted at {first['deleted_at']:g} s, "
+                       f"no datagram reached the new backend {second['name']} ({second['ip']}) in "
+                       f"{within:g} s ({_outcomes(sent, first['deleted_at'], within)}){why}", observed)
     return Verdict(True, "pass", "", observed)
+
+
+def _why(sent: list[dict], start: float, within: float, after: str) -> tuple[str, str]:
+    """What the datagrams of a window say went wrong: every one refused (the proxy still rejects
+    as for a Service without endpoints: the change never reached its rules), every one lost (the
+    flow kept a conntrack entry from before the backend {after}, or a drop on the way), or else."""
+    window = [d for d in sent if start <= d["at"] <= start + within]
+    errors = {d.get("error") for d in window if not d["responder"]}
+    if window and errors == {"refused"} and not any(d["responder"] for d in window):
+        return "not-programmed", ": the proxy kept rejecting them, as for a Service without endpoints"
+    if window and errors == {"timeout"} and not any(d["responder"] for d in window):
+        return "stale-entry", (f": every one was lost, as when the flow keeps a conntrack entry from "
+                               f"before the backend {after} (or a drop on the way)")
+    return "not-reached", ""
 
 
 def _answered(sent: list[dict], pod: dict, by: float) -> bool:

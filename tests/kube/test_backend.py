@@ -185,7 +185,7 @@ def test_a_cluster_that_cannot_be_used_is_one_clear_message(fake_cluster, tmp_pa
 
 def test_a_lab_profile_on_a_live_cluster_is_a_usage_error(fake_cluster, tmp_path):
     run = run_kube_suite(tmp_path, fake_cluster.kubeconfig_path, "--cni=bridge", timeout=60)
-    assert run.returncode == 4 and "--cni=bridge is a lab profile" in run.output
+    assert run.returncode == 4 and "but --cni=bridge is a lab profile" in run.output
 
 
 def test_the_image_pull_secret_is_copied_into_the_run_and_used(tmp_path):

@@ -93,15 +93,15 @@ def test_a_flow_left_with_the_deleted_pod_fails_as_a_stale_entry():
     verdicts = judge(StandInCluster(proxy="stale"))
     for verdict in verdicts.values():
         assert (verdict.ok, verdict.kind, verdict.harness) == (False, "stale-entry", False)
-        assert "was deleted at" in verdict.reason and "the flow stayed with the deleted pod" in verdict.reason
-        assert "timeout" in verdict.reason
+        assert "was deleted at" in verdict.reason and "conntrack entry from before the backend was deleted" in verdict.reason
+        assert "timeout" in verdict.reason and verdict.observed["datagrams"][0]["error"] == "refused"
 
 
 def test_a_backend_never_reached_fails_the_first_step_and_the_second_is_not_made():
     cluster = StandInCluster(proxy="frozen")
     verdicts = judge(cluster)
-    assert all(not v.ok and v.kind == "stale-entry" and "was Ready at" in v.reason for v in verdicts.values())
-    assert "refused" in next(iter(verdicts.values())).reason
+    assert all(not v.ok and v.kind == "not-programmed" and "was Ready at" in v.reason for v in verdicts.values())
+    assert "kept rejecting them" in next(iter(verdicts.values())).reason
     assert len(cluster.made) == 1 and cluster.deleted == [cluster.made[0][0]]
 
 

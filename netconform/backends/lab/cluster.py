@@ -498,9 +498,8 @@ class LabCluster:
 
     def sync_and_inject(self, live: Topology, chosen: tuple[Fault, ...], progress: Progress) -> None:
         """After the kube backend made the run's objects (--backend=kube): wait until every
-        kube-proxy programs them, then inject ``chosen``."""
-        if not chosen:
-            return
+        kube-proxy programs them (always: the first checks would otherwise race it), then inject
+        ``chosen``."""
         self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
                                  self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
         for fault in chosen:

@@ -157,7 +157,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # DNS_ROWS: CoreDNS on the first node cannot answer the last node's pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL (its control to web): replies to the last node's pods
-          also=("SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+          also=("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
                 "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
@@ -176,7 +176,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL, POD-APISERVER, APISERVER-POD: the last node's pods'
           # connections across nodes, and the API server's to them
-          also=("SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "POD-APISERVER", "APISERVER-POD", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+          also=("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "POD-APISERVER", "APISERVER-POD", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "HOSTPORT", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           on_nodes="last", node_commands=(("iptables", "-I", "FORWARD", "-s", "${POD_CIDR}", "-o", "eth0",
                                            "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "DROP"),)),
@@ -185,7 +185,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # DNS_ROWS: DNS over UDP to CoreDNS pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL: their UDP items
-          also=("SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+          also=("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-HAIRPIN", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-NODEPORT", "SVC-ETP-LOCAL", "HOSTPORT", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
           # every UDP item that crosses a FORWARD
           node_commands=(("iptables", "-I", "FORWARD", "-p", "udp", "-d", "${CLUSTER_CIDR}", "-j", "DROP"),)),
@@ -212,6 +212,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           proxy={mode: {"masqueradeAll": True} for mode in ("iptables", "nftables")}),
     Fault("svc-no-nodeports", ("SVC-NODEPORT", "POD-NODEPORT", "SVC-ETP-LOCAL", "SVC-AFFINITY"),
           "kube-proxy serves NodePorts on no address of the nodes (nodePortAddresses: 192.0.2.0/24)",
+          also=("SVC-TYPE-CHANGE",),  # its NodePort round connects to the nodePort it was given
           proxy={"nodePortAddresses": ["192.0.2.0/24"]}),
     Fault("svc-no-hairpin-masquerade", ("SVC-HAIRPIN",),
           "another program's source NAT, ahead of kube-proxy's, gives a backend's connection to "

@@ -92,8 +92,12 @@ class LabThroughApi(Backend):
         return self.lab.keep_logs(destination)
 
     def metadata(self) -> dict:
-        meta = {**self.lab.metadata(), **(self.kube.metadata() if self.kube else {})}
-        meta.update(backend="kube", cluster="lab")
+        lab = self.lab.metadata()
+        meta = {**lab, **(self.kube.metadata() if self.kube else {})}
+        # what the lab knows of itself beats what the API shows of it (no kubeadm ConfigMap
+        # tells its kube-proxy's mode)
+        meta.update(backend="kube", cluster="lab", proxy_mode=lab["proxy_mode"],
+                    kubernetes_version=lab["kubernetes_version"])
         return meta
 
     def close(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
