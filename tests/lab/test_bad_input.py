@@ -76,3 +76,16 @@ def test_a_fault_with_no_mechanism_for_the_proxy_mode_is_refused_by_name(tmp_pat
             "for: iptables); run it with --lab-proxy iptables") in run.output
     bad, _ = timed(tmp_path / "ipvs", "--lab-proxy=ipvs")
     assert bad.returncode == 4 and "invalid choice: 'ipvs'" in bad.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--backend=kube", "--keep", "--namespace-prefix=foo"), "--keep, --namespace-prefix choose(s) things on a live cluster"),
+    (("--backend=kube", "--probe-image=busybox:1"), "--probe-image choose(s) things on a live cluster"),
+    (("--backend=kube", "--lab-fault=localhost-split"), "it moves a container the lab starts itself"),
+    (("--backend=lab", "--cni=calico"), "--backend=lab with --cni=calico: the lab runs the lab profiles"),
+    (("--backend=foo",), "invalid choice: 'foo'"),
+])
+def test_backend_options_that_cannot_go_together_are_refused(tmp_path, untouched, args, message):
+    """Was: --backend=kube on the lab silently ignored the live-cluster options."""
+    run, seconds = timed(tmp_path, *args)
+    assert run.returncode == 4 and message in run.output and seconds < 15, run.output[-2000:]
