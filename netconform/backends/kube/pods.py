@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from ...services import BACKEND_ROLE
 from ..base import BackendError
 from .api import KubeApi, status_message
-from .readiness import diagnose
+from .readiness import diagnose, is_ready
 
 ROLE_LABEL = "netconform.io/role"
 POLL = 0.25  # s between two reads of a starting pod
@@ -56,7 +56,7 @@ def start_pod(api: KubeApi, namespace: str, body: dict, timeout: float) -> str:
             pod = api.call(f"read Pod {name}", api.core.read_namespaced_pod, name, namespace)
         except ApiException as exc:
             raise BackendError(f"cannot read pod {namespace}/{name}: {status_message(exc)}") from None
-        if _ready(pod) and pod.status.pod_ip:
+        if is_ready(pod) and pod.status.pod_ip:
             return pod.status.pod_ip
         fatal = diagnose([pod], [])
         if fatal:
@@ -74,7 +74,3 @@ def delete_pod(api: KubeApi, namespace: str, name: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise BackendError(f"cannot delete pod {namespace}/{name}: {status_message(exc)}") from None
-
-
-def _ready(pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))

@@ -145,7 +145,7 @@ class RuntimePods:
                 where, ip = self.cluster.names.node(node), self.cluster.node_address(node)
             else:
                 state.sandbox, ip = self.cluster.wire_pod(node, f"{name}-{state.uid[:5]}", namespace,
-                                                          port_mappings(pod, self.cluster.node_address(node)))
+                                                          port_mappings(pod))
                 where = state.sandbox.netns
             resolv = self.cluster.pod_resolv_conf(namespace, node) \
                 if (pod.spec.dns_policy or "ClusterFirst") in ("ClusterFirst", "ClusterFirstWithHostNet") and \
@@ -165,16 +165,14 @@ class RuntimePods:
             state.started.set()
 
     def _wait_healthy(self, name: str, containers: list[str]) -> bool:
-        deadline = self.ready_timeout
-        waited = 0.0
-        while waited < deadline and not self._stop.is_set():
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
             try:
                 for container in containers:
                     self.cluster.runtime_channel(name, container).call("healthz", timeout=2)
                 return True
             except ProbeUnavailable:
                 self._stop.wait(READY_POLL)
-                waited += READY_POLL
         return False
 
     def _remove(self, key: tuple[str, str], state: RunningPod) -> None:
@@ -224,9 +222,9 @@ class RuntimePods:
             self.errors.append(problem)
 
 
-def port_mappings(pod, node_ip: str) -> list[dict]:
+def port_mappings(pod) -> list[dict]:
     """The pod's hostPorts as the portmap plugin's capability argument, as kubelet hands them over
-    (a hostIP of the node's own address stays as given)."""
+    (a hostIP stays as given)."""
     found = []
     for container in pod.spec.containers:
         for port in container.ports or []:
