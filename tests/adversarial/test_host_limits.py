@@ -85,9 +85,12 @@ def test_three_nodes_of_24_pods_pass_and_the_host_is_given_back(tmp_path):
     assert len(run.results["items"]) == 3 * 72 * 71  # every ordered pair of probe pods, 3 protocols
     lines = [line for line in run.output.splitlines() if RAISED in line]
     assert len(lines) <= 1, lines
-    if short and alone:  # no other run holds the limits: this one must raise them, in one line
-        assert len(lines) == 1 and "net.ipv4.neigh.default.gc_thresh3 1024→" in lines[0] or \
-            "net.ipv4.neigh.default.gc_thresh3" not in short, lines
+    if short and alone and "net.ipv4.neigh.default.gc_thresh3" in short:
+        # no other run held the limits when this one was planned: it must raise the table, in one
+        # line. Another worker's lab may have raised it a little in between (3764, not 1024): the
+        # line then says so, and this run still raises it further
+        raised = re.search(r"net\.ipv4\.neigh\.default\.gc_thresh3 (\d+)→(\d+)", "".join(lines))
+        assert raised and int(raised[2]) > int(raised[1]) >= 1024, lines
     assert_given_back(before, [run.prefix])
     print(f"3 x 24: {len(run.results['items'])} items in {time.monotonic() - started:.0f}s")
 

@@ -96,6 +96,8 @@ class World:
     fate: Callable[[str, str], PodFate] = lambda role, node: PodFate()
     cluster_ip: Callable[[str], str] = lambda name: f"10.96.0.{secrets.randbelow(250) + 2}"
     proxy: Callable[[dict, int, str, str, dict | None], tuple[int, bytes]] | None = None
+    # the EndpointSlice controller's slices of a namespace (None: from the Services and pods)
+    endpoint_slices: Callable[["FakeApiServer", str], list[dict]] | None = None
 
 
 class FakeApiServer:
@@ -301,6 +303,8 @@ class FakeApiServer:
             ns, name = None, name
         if method == "GET" and name is None:
             items = self.objects(plural, ns)
+            if plural == "endpointslices" and ns is not None:
+                items = items + self._controller_slices(ns)
             selector = query.get("labelSelector", [""])[0]
             items = [o for o in items if _matches(o, selector)]
             kind, version = RESOURCES[plural]
@@ -322,6 +326,30 @@ class FakeApiServer:
                 obj["metadata"]["deletionTimestamp"] = NOW
             return 200, obj
         return 405, _status(405, "MethodNotAllowed", "the server does not allow this method")
+
+    def _controller_slices(self, ns: str) -> list[dict]:
+        """The EndpointSlice controller: one slice per Service with a selector, listing the pods
+        it selects, ready as their Ready condition says (the world's slices when it has its own)."""
+        if self.world.endpoint_slices is not None:
+            return self.world.endpoint_slices(self, ns)
+        slices = []
+        for svc in self.objects("services", ns):
+            selector = svc["spec"].get("selector")
+            if not selector:
+                continue
+            pods = [p for p in self.objects("pods", ns) if p["status"].get("podIP") and
+                    all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+            slices.append({
+                "metadata": {"name": f"{svc['metadata']['name']}-fake", "namespace": ns,
+                             "labels": {"kubernetes.io/service-name": svc["metadata"]["name"]}},
+                "addressType": "IPv4",
+                "ports": [{"name": p.get("name"), "port": p.get("targetPort"), "protocol": p.get("protocol")}
+                          for p in svc["spec"].get("ports", [])],
+                "endpoints": [{"addresses": [p["status"]["podIP"]], "nodeName": p["spec"].get("nodeName"),
+                               "conditions": {"ready": any(c["type"] == "Ready" and c["status"] == "True"
+                                                           for c in p["status"].get("conditions", []))}}
+                              for p in pods]})
+        return slices
 
     def _proxy(self, method, ns, pod_name, port, rest, body):
         pod = self.store.get(("pods", ns), {}).get(pod_name)

@@ -18,7 +18,7 @@ from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
-from . import pods
+from . import pods, services_ready
 from .discovery import cluster_facts
 from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
                         render, render_endpoint_slices)
@@ -62,6 +62,7 @@ class KubeBackend(Backend):
         self._node_items: list = []  # the chosen nodes' Node objects, for what they report of themselves
         self._objects: list[dict] = []  # the run's objects as rendered (a pod made later is one of them)
         self._deleted = False  # its namespace was deleted at close (and is waited for)
+        self._setup_requests: dict[str, int] = {}  # the API requests made before the first check
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -97,6 +98,9 @@ class KubeBackend(Backend):
                           progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)
         self._deploy(render_endpoint_slices(spec, live), progress)
+        services_ready.wait_endpoint_slices(api, self.namespace, live, self.options.ready_timeout, progress)
+        services_ready.wait_services_answer(live, self.channel, progress)
+        self._setup_requests = dict(api.requests)  # what the checks ask comes after these
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
                       "probe_image": self.options.image,
                       **cluster_facts(api, self._node_items, found)}
@@ -260,6 +264,7 @@ class KubeBackend(Backend):
         meta = {"backend": self.name, "cni": self.profile.name, **self._meta}
         if self.api is not None:
             meta["api_requests"] = dict(self.api.requests)
+            meta["api_requests_setup"] = dict(self._setup_requests)
         return meta
 
 
