@@ -25,7 +25,10 @@ from netconform.backends.lab.cluster import LabSpec, plan
 
 from .conftest import REPO, SuiteRun, leftovers, needs_root, run_suite, start_and_wait_for, suite_command
 
-POD_POD = ("-m", "POD-POD-SAME or POD-POD-CROSS")  # enough pairs to fill the tables; no Services
+# every pair of pods, enough to fill the tables; no Services. One protocol: the neighbour entries
+# are the pods', whatever carries the traffic, and UDP, with no retransmission, loses most to a
+# table that is full
+POD_POD = ("-m", "POD-POD-SAME or POD-POD-CROSS", "-k", "udp")
 RECORD = hostlimits.HOST.state_root / hostlimits.RECORD
 RAISED = "lab: host limits raised for this run: "
 
@@ -82,7 +85,7 @@ def test_three_nodes_of_24_pods_pass_and_the_host_is_given_back(tmp_path):
     started = time.monotonic()
     run = run_suite(tmp_path, "--cni=bridge", "--lab-pods-per-node=24", *POD_POD, timeout=600)
     assert_every_item_passed(run)
-    assert len(run.results["items"]) == 3 * 72 * 71  # every ordered pair of probe pods, 3 protocols
+    assert len(run.results["items"]) == 72 * 71  # every ordered pair of probe pods
     lines = [line for line in run.output.splitlines() if RAISED in line]
     assert len(lines) <= 1, lines
     if short and alone and "net.ipv4.neigh.default.gc_thresh3" in short:
@@ -114,7 +117,7 @@ def test_two_concurrent_runs_of_3x14_both_pass_and_the_host_is_given_back(tmp_pa
                 proc.wait(timeout=30)
     for run in runs:
         assert_every_item_passed(run)
-        assert len(run.results["items"]) == 3 * 42 * 41
+        assert len(run.results["items"]) == 42 * 41
     assert_given_back(before, [run.prefix for run in runs])
 
 
