@@ -10,6 +10,11 @@ class ProbeUnavailable(Exception):
     """The probe's control API did not answer: the probe crashed, hung or was never started."""
 
 
+class ChannelRefused(ProbeUnavailable):
+    """The way to the probe refused the harness (an API server that forbids its pod proxy to this
+    user): no probe can be asked, so the run cannot start."""
+
+
 class ProbeChannel:
     """The control API of one probe. Subclasses say how a request reaches it."""
 

@@ -36,7 +36,9 @@ def test_an_interrupted_run_is_incomplete_stops_within_seconds_and_leaves_nothin
     run = run_suite(tmp_path / "report", "-p", "tests.adversarial.signal_self", env=env, timeout=180)
     ended = time.time()
     results = assert_incomplete_everywhere(run, "interrupted", sig)
-    assert ended - float(stamp.read_text()) < 15, "an interrupted run must stop within seconds"
+    # the rest of the run would take a minute; stopping includes the lab's teardown, which takes
+    # 4 to 8 s alone and up to 17 s beside another worker's lab on 2 loaded cores
+    assert ended - float(stamp.read_text()) < 25, "an interrupted run must stop within seconds"
     assert f"during {before}[" in results["interrupted"]
     assert results["summary"][0]["verdict"] == "pass"  # what ran before the signal is kept
     assert leftovers(run.prefix) == []

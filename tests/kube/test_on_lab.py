@@ -64,3 +64,27 @@ def test_api_requests_of_a_check_grow_with_nodes_not_pairs(requests_by_size):
     assert big_pairs / small_pairs == pytest.approx(6.0)  # 4x3 / 2x1 node pairs
     assert big_requests / small_requests <= 2.5  # probes double; requests follow them, not the pairs
     assert big_requests < big_pairs / 3
+
+
+def test_the_run_acts_with_the_readme_role_alone_and_a_missing_permission_is_one_error(tmp_path):
+    """The one path runs as a user bound to manifests/kube/rbac.yaml's ClusterRole, not as the lab's
+    admin: with pods/proxy taken out of it, the API server refuses the first probe request, and the
+    run stops there with that refusal, leaving nothing."""
+    from netconform.backends.base import BackendError
+    from netconform.backends.kube.manifests import run_role
+    from netconform.backends.lab.backend import LabBackend
+    from netconform.backends.lab.through_api import LabThroughApi
+    from netconform.profiles import profile
+    role = run_role()
+    role["rules"] = [r for r in role["rules"] if r["resources"] != ["pods/proxy"]]
+    assert len(role["rules"]) == len(run_role()["rules"]) - 1
+    backend = LabThroughApi(LabBackend(profile("bridge"), nodes=1, pods_per_node=1), role=role)
+    prefix = None
+    try:
+        with pytest.raises(BackendError, match=r'refused to POST .*/proxy/probe: .*User "netconform-run" '
+                                               r'cannot create resource "pods/proxy"'):
+            backend.start(lambda message: None)
+        prefix = backend.lab.cluster.names.prefix
+    finally:
+        assert backend.close() == []
+    assert prefix and leftovers(prefix) == []

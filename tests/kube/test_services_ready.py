@@ -145,3 +145,21 @@ def test_a_probe_that_cannot_be_asked_is_not_waited_for(live):
     assert services_ready.wait_services_answer(live, lambda e: Gone(e.node), lines.append, bound=20) == []
     assert time.monotonic() - started_at < 5
     assert "could not be asked" in lines[-1]
+
+
+def test_credentials_without_the_pod_proxy_stop_the_run_quoting_the_refusal(tmp_path):
+    """RBAC without pods/proxy create: the first probe request is refused by the API server. One
+    error naming it, before any check (each item would otherwise be an error saying the same)."""
+    def forbidden(pod, port, method, rest, body):
+        return 403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                     "code": 403, "message": f'pods "{pod["metadata"]["name"]}" is forbidden: User '
+                     '"tester" cannot create resource "pods/proxy" in API group ""'}
+    with FakeApiServer(World(workers(), existing=[KINDNET], proxy=forbidden)) as api:
+        kube = backend(api, tmp_path)
+        started_at = time.monotonic()
+        with pytest.raises(BackendError, match=r'refused to POST /api/v1/namespaces/.*/proxy/probe: pods ".*" '
+                                               r'is forbidden: User "tester" cannot create resource "pods/proxy"'):
+            kube.start(lambda message: None)
+        assert time.monotonic() - started_at < 15
+        kube.close()
+        assert api.objects("namespaces") == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from ...probing.channel import ProbeChannel
+from ...probing.channel import ChannelRefused, ProbeChannel
 from .api import KubeApi
 
 
@@ -17,7 +17,12 @@ class PodProxyChannel(ProbeChannel):
 
     def exchange(self, method: str, endpoint: str, body: dict | None,
                  timeout: float) -> tuple[int, bytes]:
-        return self.api.raw(method, f"{self.base}/{endpoint}", body, timeout=(min(5.0, timeout), timeout))
+        status, payload = self.api.raw(method, f"{self.base}/{endpoint}", body,
+                                       timeout=(min(5.0, timeout), timeout))
+        if status in (401, 403):  # the API server's answer, not the probe's
+            raise ChannelRefused(f"the API server at {self.api.host} refused to {method} "
+                                 f"{self.base}/{endpoint}: {_message(payload)}")
+        return status, payload
 
 
 def reach_through_api(api: KubeApi, namespace: str, pod: str, port: int, timeout: float) -> dict:
@@ -57,3 +62,11 @@ def _answers(api: KubeApi) -> bool:
         return api.raw("GET", "/version", timeout=(2.0, 5.0))[0] == 200
     except Exception:  # noqa: BLE001 - whatever it is, it did not answer
         return False
+
+
+def _message(payload: bytes) -> str:
+    """The message of the API server's Status body, or its first bytes."""
+    try:
+        return json.loads(payload)["message"]
+    except (ValueError, KeyError, TypeError):
+        return payload[:300].decode(errors="replace").strip()

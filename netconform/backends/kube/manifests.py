@@ -123,3 +123,11 @@ def parse_tolerations(text: str | None) -> list[dict]:
             toleration["effect"] = effect
         tolerations.append(toleration)
     return tolerations
+
+
+RUN_ROLE = TEMPLATES / "rbac.yaml"  # the ClusterRole a run needs: the README lists it, the lab binds it
+
+
+def run_role() -> dict:
+    """The ClusterRole ``netconform-run``: every permission a run uses, and no other."""
+    return yaml.safe_load(RUN_ROLE.read_text())

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from ...probing.channel import ProbeChannel, ProbeUnavailable
+from ...probing.channel import ChannelRefused, ProbeChannel, ProbeUnavailable
 from ...topology import POD, Endpoint, Service, Topology
 from ..base import BackendError, Progress
 from .api import KubeApi
@@ -115,6 +115,8 @@ def wait_services_answer(live: Topology, channel_for: Callable[[Endpoint], Probe
             answer = channel_for(sources[node]).call(
                 "probe", {"targets": waiting[node], "concurrency": 16}, timeout=15.0)
             done = {r["id"] for r in answer["results"] if r.get("ok")}
+        except ChannelRefused as exc:  # the credentials lack pods/proxy: no check could run
+            raise BackendError(str(exc)) from None
         except (ProbeUnavailable, KeyError, TypeError) as exc:
             unavailable[node] = str(exc) or type(exc).__name__
             return node, []

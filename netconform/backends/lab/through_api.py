@@ -3,11 +3,12 @@
 The lab is built as a cluster only (control plane, registered nodes, its kubelet, kube-proxy,
 CoreDNS: LabSpec.objects False), and the kube backend then does on it exactly what it does on a live
 cluster: it lists the Nodes, renders and creates the run's namespace, DaemonSets, pods, Services and
-EndpointSlices through the API server with the lab's admin credentials, waits for the pods to be
+EndpointSlices through the API server, waits for the pods to be
 Ready, reaches every probe through the API server's pod proxy, changes Services and cycles pods
 through the API, and deletes the namespace at the end. The DaemonSet controller makes the pods and
 the scheduler binds them; the lab's kubelet (runtime_pods.py) runs them. Only the kubelet's work is
-the lab's.
+the lab's. It does so as a user bound to the ClusterRole of manifests/kube/rbac.yaml alone
+(run_credentials.py), so every such run proves the README's list of permissions enough.
 
 The plan (what pytest collects) is the kube backend's for the lab's node names, known before the
 lab exists: no client outside the cluster (SVC-ETP-LOCAL is skipped, as on a live cluster), the
@@ -31,12 +32,15 @@ from ..kube.backend import KubeBackend, KubeOptions
 from ..kube.manifests import HOST_ECHO_PORT
 from .backend import LabBackend
 from .objects import IMAGE
+from .run_credentials import run_kubeconfig
 
 
 class LabThroughApi(Backend):
     name = "kube"
 
-    def __init__(self, lab: LabBackend) -> None:
+    def __init__(self, lab: LabBackend, role: dict | None = None) -> None:
+        """``role``: the ClusterRole the run's user is bound to (default manifests/kube/rbac.yaml;
+        a test gives one that lacks a permission)."""
         for fault in lab.spec.faults:
             if fault.split_duo:  # it restarts containers the lab runs itself
                 raise BackendError(f"--lab-fault {fault.name} with --backend=kube: it moves a container "
@@ -44,6 +48,7 @@ class LabThroughApi(Backend):
         self.lab = lab
         self.lab.spec = replace(lab.spec, objects=False)
         self.kube: KubeBackend | None = None
+        self.role = role
 
     def plan(self) -> Topology:
         """The kube backend's plan for the lab's nodes (it sorts them by name, as here)."""
@@ -53,7 +58,9 @@ class LabThroughApi(Backend):
     def start(self, progress: Progress) -> Topology:
         self.lab.start(progress)
         profile: Profile = replace(self.lab.profile, backend="kube", daemonsets=())
-        options = KubeOptions(kubeconfig=self.lab.cluster.control_plane.admin_kubeconfig, image=IMAGE,
+        cluster = self.lab.cluster
+        kubeconfig = run_kubeconfig(cluster.control_plane, cluster.api, cluster.state_dir, self.role)
+        options = KubeOptions(kubeconfig=kubeconfig, image=IMAGE,
                               ready_timeout=self.lab.spec.ready_timeout,
                               pods_per_node=self.lab.spec.pods_per_node)
         self.kube = KubeBackend(profile, options, run_id=self.lab.cluster.names.run_id)
