@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import collections
 import errno
+import hmac
+import ipaddress
 import json
 import os
 import random
@@ -65,23 +67,6 @@ def family_of(ip: str) -> int:
 # --- the echo servers -------------------------------------------------------------------------
 
 
-class _DualStackTCPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    address_family = socket.AF_INET6
-    request_queue_size = 1024  # a batch from every pod may arrive at once; 5 would drop SYNs
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
-
-
-class _TCPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
-
-
 def _tcp_handler(name: str):
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -111,6 +96,7 @@ def _ipv6_available() -> bool:
 
 
 def start_tcp_echo(name: str, port: int) -> socketserver.BaseServer:
+    """The TCP echo: one bounded pool (ECHO_WORKERS), each connection given 5 s to say its token."""
     if _ipv6_available():
         server = _DualStackTCPServer(("::", port), _tcp_handler(name))
     else:
@@ -461,15 +447,51 @@ def _attempts(target: dict, attempts: int, timeout: float) -> dict:
     return result
 
 
+PROTOCOLS = ("tcp", "udp", "icmp", "tls")
+MAX_ID = 512  # characters of a target's id
+MAX_TOKEN = 1024  # characters of the token a target sends
+
+
+def _is_int(value, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def check_shape(target) -> None:
+    """A target is what the harness sends, or a 400 that says which field is not: an address that
+    is an address, a port that is a port, a protocol the agent speaks."""
+    if not isinstance(target, dict):
+        raise ValueError(f"a target must be a JSON object, not {type(target).__name__}")
+    target_id = target.get("id")
+    if not isinstance(target_id, str) or not 0 < len(target_id) <= MAX_ID:
+        raise ValueError(f"each target needs an id, a string of 1..{MAX_ID} characters")
+    if target.get("proto") not in PROTOCOLS:
+        raise ValueError(f"proto of {target_id} must be one of {', '.join(PROTOCOLS)}")
+    if "token" in target and not (isinstance(target["token"], str) and len(target["token"]) <= MAX_TOKEN):
+        raise ValueError(f"token of {target_id} must be a string of at most {MAX_TOKEN} characters")
+    if "dns" in target:
+        return
+    try:
+        ipaddress.ip_address(target.get("ip"))
+    except ValueError:
+        raise ValueError(f"ip of {target_id} must be an IPv4 or IPv6 address, not {target.get('ip')!r}") from None
+    if target["proto"] != "icmp" and not _is_int(target.get("port"), 1, 65535):
+        raise ValueError(f"port of {target_id} must be an integer 1..65535")
+    if "size" in target and target["size"] is not None and not _is_int(target["size"], 28, 65535):
+        raise ValueError(f"size of {target_id} must be an integer 28..65535")
+
+
 def check_limits(request: dict) -> None:
     """A request beyond the agent's caps is refused with the cap it broke, never quietly trimmed:
     a caller that asked for 10 attempts and got 5 would judge the network on what it did not ask."""
     targets = request.get("targets", [])
+    if not isinstance(targets, list):
+        raise ValueError("targets must be a list")
     if len(targets) > MAX_TARGETS:
         raise ValueError(f"{len(targets)} targets, at most {MAX_TARGETS} per request")
     if not 1 <= int(request.get("concurrency", 64)) <= MAX_CONCURRENCY:
         raise ValueError(f"concurrency must be 1..{MAX_CONCURRENCY}")
     for target in targets:
+        check_shape(target)
         timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
         if not (0 < timeout <= MAX_TIMEOUT):  # also refuses nan
             raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
@@ -584,9 +606,74 @@ def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
 # --- the control API ---------------------------------------------------------------------------
 
 
-def _control_handler(name: str, watcher: IcmpWatcher):
+# --- the control API ----------------------------------------------------------------------------
+#
+# Whoever can reach a probe could make it dial any address: so every request but the health check
+# must carry the run's token, every read and every request is bounded, and one pool of workers per
+# agent serves them (a flood is refused with 503, not given a thread each).
+
+TOKEN_HEADER = "X-Netprobe-Token"  # the pod proxy passes it on (Authorization is the caller's own,
+# for the API server; a Bearer token is accepted too, from a client that reaches the probe directly)
+MAX_BODY = 8 << 20  # bytes of a request body (20,000 targets fit); 413 beyond, the body unread
+READ_TIMEOUT = 10.0  # s a client may take to send each part of its request (and idle between requests)
+CONTROL_WORKERS = 16  # requests served at once by one agent
+CONTROL_BACKLOG = 64  # connections waiting for a worker; beyond that: 503 at once
+ECHO_WORKERS = 256  # TCP echo connections served at once; beyond that (and a backlog): closed
+PROBE_CAPACITY = MAX_CONCURRENCY  # probe threads of all requests together
+CAPACITY_WAIT = 30.0  # s a request may wait for probe threads before it is refused (503)
+UNAUTHENTICATED = ("healthz",)  # the readiness probe's: it says the agent's name and nothing else
+
+
+class Busy(Exception):
+    """The agent is at one of its bounds: answered 503, with the bound."""
+
+
+class _Capacity:
+    """Probe threads shared by every request: a request takes all it needs at once or waits."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.free = total, total
+        self.cond = threading.Condition()
+
+    def take(self, count: int, wait: float) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.free >= count, timeout=wait):
+                raise Busy(f"{self.total - self.free} of {self.total} probe threads in use for "
+                           f"{wait:g} s; try again")
+            self.free -= count
+
+    def give(self, count: int) -> None:
+        with self.cond:
+            self.free += count
+            self.cond.notify_all()
+
+
+CAPACITY = _Capacity(PROBE_CAPACITY)
+
+
+def _bounded_batch(request: dict) -> dict:
+    """probe_batch with its threads taken from the agent's shared capacity."""
+    check_limits(request)
+    workers = max(1, min(int(request.get("concurrency", 64)), len(request.get("targets", [])) or 1))
+    CAPACITY.take(workers, CAPACITY_WAIT)
+    try:
+        return probe_batch(request)
+    finally:
+        CAPACITY.give(workers)
+
+
+class BadRequest(ValueError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _control_handler(name: str, watcher: IcmpWatcher, token: str):
+    expected = token.encode()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = READ_TIMEOUT  # on every read of the connection: a silent client is let go
 
         def log_message(self, *args) -> None:  # the harness logs; the probe stays quiet
             pass
@@ -594,60 +681,190 @@ def _control_handler(name: str, watcher: IcmpWatcher):
         def address_string(self) -> str:
             return "control"
 
-        def _reply(self, status: int, body: dict) -> None:
+        def _reply(self, status: int, body: dict, close: bool = False) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if close:  # the rest of the request is not read: the connection cannot be reused
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
+        def _authorized(self) -> bool:
+            given = self.headers.get(TOKEN_HEADER) or ""
+            if not given and (self.headers.get("Authorization") or "").startswith("Bearer "):
+                given = self.headers["Authorization"][len("Bearer "):]
+            return hmac.compare_digest(given.strip().encode(), expected)
+
         def _body(self) -> dict:
-            length = int(self.headers.get("Content-Length", 0))
-            return json.loads(self.rfile.read(length) or b"{}")
+            if self.headers.get("Transfer-Encoding"):
+                raise BadRequest(411, "a body needs a Content-Length (no chunked encoding)")
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise BadRequest(400, "Content-Length is not a number") from None
+            if length < 0:
+                raise BadRequest(400, "Content-Length is negative")
+            if length > MAX_BODY:
+                raise BadRequest(413, f"a body of {length} bytes; at most {MAX_BODY}")
+            deadline, data = time.monotonic() + READ_TIMEOUT, b""
+            while len(data) < length:  # the whole body within the bound, however it trickles
+                if time.monotonic() > deadline:
+                    raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s")
+                chunk = self.rfile.read1(length - len(data))
+                if not chunk:
+                    raise BadRequest(400, f"the body ended after {len(data)} of {length} bytes")
+                data += chunk
+            try:
+                body = json.loads(data or b"{}")
+            except ValueError as exc:
+                raise BadRequest(400, f"the body is not JSON: {exc}") from None
+            if not isinstance(body, dict):
+                raise BadRequest(400, f"the body must be a JSON object, not {type(body).__name__}")
+            return body
+
+        def _serve(self, method: str) -> None:
+            path = self.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            if path not in UNAUTHENTICATED and not self._authorized():
+                self._reply(401, {"error": f"unauthorized: the run's token is required ({TOKEN_HEADER})"},
+                            close=True)
+                return
+            try:
+                if method == "GET" and path == "healthz":
+                    self._reply(200, {"name": name, "icmp": watcher.error or "ok"})
+                elif method == "GET" and path == "self":
+                    self._reply(200, self_report(name))
+                elif method == "POST" and path == "probe":
+                    body = self._body()
+                    self._reply(200, _bounded_batch(body))
+                elif method == "POST" and path == "icmp-seen":
+                    tokens = self._body().get("tokens", [])
+                    if not isinstance(tokens, list) or len(tokens) > MAX_TARGETS or \
+                            not all(isinstance(t, str) for t in tokens):
+                        raise BadRequest(400, f"tokens must be a list of at most {MAX_TARGETS} strings")
+                    self._reply(200, {"seen": watcher.lookup(tokens), "error": watcher.error})
+                else:
+                    self._reply(404, {"error": f"no such endpoint {method} {self.path}"}, close=method == "POST")
+            except BadRequest as exc:
+                self._reply(exc.status, {"error": f"bad request: {exc}"}, close=exc.status != 400)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                self._reply(400, {"error": f"bad request: {exc}"})
+            except Busy as exc:
+                self._reply(503, {"error": f"busy: {exc}"})
+            except OSError:  # the client went away
+                self.close_connection = True
+            except Exception as exc:  # noqa: BLE001 - an answer, never a traceback
+                self._reply(500, {"error": f"internal: {type(exc).__name__}: {exc}"}, close=True)
 
         def do_GET(self) -> None:
-            path = self.path.rstrip("/").rsplit("/", 1)[-1]
-            if path == "healthz":
-                self._reply(200, {"name": name, "icmp": watcher.error or "ok"})
-            elif path == "self":
-                self._reply(200, self_report(name))
-            else:
-                self._reply(404, {"error": f"no such endpoint {self.path}"})
+            self._serve("GET")
 
         def do_POST(self) -> None:
-            path = self.path.rstrip("/").rsplit("/", 1)[-1]
-            try:
-                body = self._body()
-                if path == "probe":
-                    self._reply(200, probe_batch(body))
-                elif path == "icmp-seen":
-                    self._reply(200, {"seen": watcher.lookup(body.get("tokens", [])),
-                                      "error": watcher.error})
-                else:
-                    self._reply(404, {"error": f"no such endpoint {self.path}"})
-            except (ValueError, KeyError, TypeError) as exc:
-                self._reply(400, {"error": f"bad request: {exc}"})
+            self._serve("POST")
 
     return Handler
 
 
-class _UnixControlServer(socketserver.ThreadingUnixStreamServer):
-    daemon_threads = True
+class _BoundedServer:
+    """A socketserver mixin: one pool of ``workers`` threads; at most ``backlog`` connections wait
+    for one; a connection beyond that is answered ``refusal`` (may be empty) and closed at once."""
+
+    workers, backlog, refusal = CONTROL_WORKERS, CONTROL_BACKLOG, b""
+
+    def _bounds(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.workers + self.backlog)
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="served")
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                if self.refusal:
+                    request.sendall(self.refusal)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        self._pool.submit(self._work, request, client_address)
+
+    def _work(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one client's trouble, not the agent's
+            pass
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:  # no traceback on stderr
+        pass
 
 
-class _TCPControlServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
+_BUSY = json.dumps({"error": "busy: every control worker is taken and so is its queue"}).encode()
+BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b"Content-Length: " + str(len(_BUSY)).encode() + b"\r\n\r\n" + _BUSY)
+
+
+class _UnixControlServer(_BoundedServer, socketserver.UnixStreamServer):
+    refusal = BUSY_REPLY
+
+    def __init__(self, path: str, handler) -> None:
+        super().__init__(path, handler)
+        self._bounds()
+
+
+class _TCPControlServer(_BoundedServer, socketserver.TCPServer):
     allow_reuse_address = True
+    request_queue_size = CONTROL_BACKLOG
+    refusal = BUSY_REPLY
+
+    def __init__(self, address, handler) -> None:
+        super().__init__(address, handler)
+        self._bounds()
 
 
-def serve(name: str, port: int, controls: list[str]) -> None:
+class _TCPServer(_BoundedServer, socketserver.TCPServer):
+    allow_reuse_address = True
+    request_queue_size = 1024  # a batch from every pod may arrive at once; 5 would drop SYNs
+    workers, backlog = ECHO_WORKERS, 1024
+
+    def __init__(self, address, handler) -> None:
+        super().__init__(address, handler)
+        self._bounds()
+
+
+class _DualStackTCPServer(_TCPServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def read_token(path: str | None) -> str:
+    """The run's token, from the file the harness gave (a Secret's key on a cluster)."""
+    if not path:
+        raise SystemExit("netprobe serve: --token-file (or $NETPROBE_TOKEN_FILE) is required: the "
+                         "control API answers only requests that carry the run's token")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read(4096).strip()
+    except OSError as exc:
+        raise SystemExit(f"netprobe serve: cannot read the token file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise SystemExit(f"netprobe serve: the token in {path} is shorter than 16 characters")
+    return token
+
+
+def serve(name: str, port: int, controls: list[str], token: str) -> None:
     """Echo on ``port``; the control API on each of ``controls`` (the lab: its Unix socket, and
     for a pod also the TCP port the API server's pod proxy reaches, as on a live cluster)."""
     watcher = IcmpWatcher()
     start_tcp_echo(name, port)
     start_udp_echo(name, port)
-    handler = _control_handler(name, watcher)
+    handler = _control_handler(name, watcher, token)
     servers = []
     for control in controls:
         if control.startswith("unix:"):
@@ -655,6 +872,7 @@ def serve(name: str, port: int, controls: list[str]) -> None:
             if os.path.exists(path):
                 os.unlink(path)
             servers.append(_UnixControlServer(path + ".tmp", handler))
+            os.chmod(path + ".tmp", 0o600)  # the harness (root) alone
             os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
         else:
             host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
@@ -671,6 +889,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the echo servers and the control API")
     serve_cmd.add_argument("--name", default=os.environ.get("NETPROBE_NAME", socket.gethostname()))
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("NETPROBE_PORT", 8080)))
+    serve_cmd.add_argument("--token-file", default=os.environ.get("NETPROBE_TOKEN_FILE"),
+                           help="the file holding the run's token (default $NETPROBE_TOKEN_FILE)")
     serve_cmd.add_argument("--control", action="append", default=None,
                            help="unix:/path/to.sock or tcp:HOST:PORT (repeatable; default "
                                 "$NETPROBE_CONTROL or tcp:0.0.0.0:9000)")
@@ -678,7 +898,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("batch", help="read a probe request (JSON) on stdin, print the results")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.name, args.port, args.control or [os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000")])
+        serve(args.name, args.port, args.control or [os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000")],
+              read_token(args.token_file))
     elif args.command == "self":
         json.dump(self_report(socket.gethostname()), sys.stdout)
     else:

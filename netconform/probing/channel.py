@@ -15,11 +15,20 @@ class ChannelRefused(ProbeUnavailable):
     user): no probe can be asked, so the run cannot start."""
 
 
-class ProbeChannel:
-    """The control API of one probe. Subclasses say how a request reaches it."""
+TOKEN_HEADER = "X-Netprobe-Token"  # as probes/netprobe.py reads it (not Authorization: through the
+# API server's pod proxy that header carries the caller's own credentials, to the API server)
 
-    def __init__(self, name: str) -> None:
+
+class ProbeChannel:
+    """The control API of one probe. Subclasses say how a request reaches it, carrying ``token``,
+    the run's secret that the probe wants on every request but its health check."""
+
+    def __init__(self, name: str, token: str | None = None) -> None:
         self.name = name
+        self.token = token
+
+    def headers(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self.token} if self.token else {}
 
     def exchange(self, method: str, endpoint: str, body: dict | None,
                  timeout: float) -> tuple[int, bytes]:
@@ -49,7 +58,8 @@ class HTTPChannel(ProbeChannel):
         data = None if body is None else json.dumps(body).encode()
         conn = self.connection(timeout)
         try:
-            conn.request(method, f"/{endpoint}", body=data, headers={"Content-Type": "application/json"})
+            conn.request(method, f"/{endpoint}", body=data,
+                         headers={"Content-Type": "application/json", **self.headers()})
             response = conn.getresponse()
             return response.status, response.read()
         finally:
@@ -75,8 +85,8 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 class UnixSocketChannel(HTTPChannel):
     """The lab's channel: every probe listens on a Unix socket in the run's state directory."""
 
-    def __init__(self, name: str, path: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, path: str, token: str | None = None) -> None:
+        super().__init__(name, token)
         self.socket_path = path
 
     def connection(self, timeout: float) -> http.client.HTTPConnection:

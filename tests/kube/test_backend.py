@@ -38,6 +38,16 @@ def test_topology_is_discovered_from_the_api(fake_cluster, tmp_path):
     assert live.endpoint("kind-worker1/nodeport/web").port == services["web"]["spec"]["ports"][0]["nodePort"]
     channel = kube.channel(live.endpoint("kind-worker2/duo/c2"))
     assert channel.base.endswith(f"/pods/{pods[('kind-worker2', 'duo')]['metadata']['name']}:9001/proxy")
+    # the run's token: in a Secret every probe mounts and reads, and on every request of the harness
+    (secret,) = fake_cluster.objects("secrets", kube.namespace)
+    assert secret["metadata"]["name"] == "netprobe-token" and secret["stringData"] == {"token": kube.token}
+    assert channel.headers() == {"X-Netprobe-Token": kube.token} and len(kube.token) >= 32
+    for pod in pods.values():
+        assert {"name": "token", "secret": {"secretName": "netprobe-token", "defaultMode": 0o400}} in \
+            pod["spec"]["volumes"]
+        for container in pod["spec"]["containers"]:
+            assert container["args"][-2:] == ["--token-file", "/var/run/netprobe/token"]
+            assert {"name": "token", "mountPath": "/var/run/netprobe", "readOnly": True} in container["volumeMounts"]
     pools = kube.api.client.rest_client.pool_manager.pools
     assert len(pools) == 1  # one connection pool to the API server, kept for the run
     assert kube.close() == [] and fake_cluster.objects("namespaces") == []
@@ -194,7 +204,7 @@ def test_the_image_pull_secret_is_copied_into_the_run_and_used(tmp_path):
     with FakeApiServer(World(workers(), existing=[KINDNET, ("secrets", "registry", secret)])) as api:
         kube = backend(api, tmp_path, image_pull_secret="registry/regcred", image="registry.local/probe:1")
         kube.start(lambda message: None)
-        (copied,) = api.objects("secrets", kube.namespace)
+        copied = next(s for s in api.objects("secrets", kube.namespace) if s["metadata"]["name"] == "regcred")
         assert copied["data"] == secret["data"] and copied["type"] == secret["type"]
         for ds in api.objects("daemonsets", kube.namespace):
             assert ds["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from netconform.backends.base import BackendError
 from netconform.backends.kube.api import KubeApi
-from netconform.backends.kube.manifests import MANAGED_BY
+from netconform.backends.kube.manifests import MANAGED_BY, run_role
 from netconform.backends.lab import cleanup
 from netconform.backends.lab.controlplane import ControlPlane, ControlPlaneSpec, StandaloneControlPlane
 from netconform.backends.lab.naming import CONTROL_PLANE_IP, SERVICE_CIDR
@@ -241,12 +241,11 @@ def test_a_run_without_a_permission_names_it(control_plane, nodes, admin, tmp_pa
     """The user may do everything a run needs except create DaemonSets: one line naming that
     permission and quoting the API server, exit 4, and the namespace it made is deleted."""
     rbac = RbacAuthorizationV1Api(admin.client)
-    rbac.create_cluster_role({"metadata": {"name": RESTRICTED}, "rules": [
-        {"apiGroups": [""], "resources": ["nodes", "pods", "events"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "create"]},
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "delete"]},
-        {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get", "create"]},
-        {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list", "watch"]}]})
+    rules = run_role()["rules"]  # the README's permissions, but one
+    for rule in rules:
+        if rule["resources"] == ["daemonsets"]:
+            rule["verbs"].remove("create")
+    rbac.create_cluster_role({"metadata": {"name": RESTRICTED}, "rules": rules})
     rbac.create_cluster_role_binding({
         "metadata": {"name": RESTRICTED},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RESTRICTED},

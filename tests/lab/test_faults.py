@@ -164,12 +164,15 @@ def test_the_lab_passes_every_check_before_any_fault(lab):
 def test_a_pod_made_later_is_wired_run_and_removed_as_kubelet_would(lab):
     """The lab kubelet's watch: a pod made through the API server gets a CNI-wired namespace and
     a running probe, and is reported Ready; deleted, it is unwired and its object removed. A pod
-    of an image the lab does not run waits with ErrImagePull, and the wait says so."""
+    of an image the lab does not run waits with ErrImagePull, one with a volume the lab does not
+    mount with CreateContainerConfigError, and the wait says so."""
     cluster, live = lab
     ip = cluster.start_pod("later-1", "node-2", "later")
     (namespace,) = names_with_prefix(cluster.names.pod("node-2", "later-1-"))  # its uid's start follows
     assert ip.startswith("10.244.2.")
     assert cluster.runtime_channel("later-1", "probe").call("healthz", timeout=2)
+    # it read the run's token from its Secret volume: requests that carry it are answered
+    assert cluster.runtime_channel("later-1", "probe").call("self", timeout=5)["name"]
     cluster.delete_pod("later-1")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and ("later-1" in pod_names(cluster) or netns_exists(namespace)):
@@ -180,6 +183,12 @@ def test_a_pod_made_later_is_wired_run_and_removed_as_kubelet_would(lab):
     with pytest.raises(BackendError, match="cannot pull its image.*not one the lab runs"):
         start_pod(cluster.api, cluster.names.prefix, body, timeout=20)
     cluster.delete_pod("later-2")
+    body = probe_pod(cluster._objects, "later-3", "node-1", "later")
+    body["spec"]["volumes"].append({"name": "scratch", "emptyDir": {}})
+    with pytest.raises(BackendError, match="cannot be configured.*volume scratch \\(empty_dir\\): the lab's "
+                                           "kubelet mounts only secret volumes"):
+        start_pod(cluster.api, cluster.names.prefix, body, timeout=20)
+    cluster.delete_pod("later-3")
     assert cluster.runtime_pods.errors == []
 
 

@@ -56,8 +56,9 @@ def test_a_probe_whose_port_is_taken_exits_at_once_saying_which(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         began = time.monotonic()
+        (tmp_path / "token").write_text("a-token-of-the-run-0123456789")
         done = subprocess.run([sys.executable, str(PROBE), "serve", "--name", "t", "--port", str(port),
-                               "--control", f"unix:{tmp_path / 'c.sock'}"],
+                               "--control", f"unix:{tmp_path / 'c.sock'}", "--token-file", str(tmp_path / "token")],
                               capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and time.monotonic() - began < 10
     assert "Address already in use" in done.stdout + done.stderr

@@ -94,7 +94,10 @@ def test_a_flow_left_with_the_deleted_pod_fails_as_a_stale_entry():
     for verdict in verdicts.values():
         assert (verdict.ok, verdict.kind, verdict.harness) == (False, "stale-entry", False)
         assert "was deleted at" in verdict.reason and "conntrack entry from before the backend was deleted" in verdict.reason
-        assert "timeout" in verdict.reason and verdict.observed["datagrams"][0]["error"] == "refused"
+        assert "timeout" in verdict.reason
+        # sent before the first backend was there: refused (how many, a loaded machine decides)
+        early = [d for d in verdict.observed["datagrams"] if d["at"] < verdict.observed["pods"]["first"]["ready_at"]]
+        assert all(d["error"] == "refused" for d in early), early
 
 
 def test_a_backend_never_reached_fails_the_first_step_and_the_second_is_not_made():

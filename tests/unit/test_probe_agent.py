@@ -113,13 +113,14 @@ def test_self_report_reads_interfaces_with_pyroute2():
 
 def test_control_api_over_a_unix_socket_and_a_tcp_port_at_once(echo_port, tmp_path):
     path, control = tmp_path / "probe.sock", free_port()
-    threading.Thread(target=netprobe.serve, args=("probe-y", free_port(), [f"unix:{path}", f"tcp:127.0.0.1:{control}"]),
-                     daemon=True).start()
+    token = "the-run-token-0123456789"
+    threading.Thread(target=netprobe.serve, args=("probe-y", free_port(), [f"unix:{path}", f"tcp:127.0.0.1:{control}"],
+                                                  token), daemon=True).start()
     for _ in range(100):
         if path.exists():
             break
         threading.Event().wait(0.05)
-    channel = UnixSocketChannel("probe-y", str(path))
+    channel = UnixSocketChannel("probe-y", str(path), token)
     assert channel.call("healthz")["name"] == "probe-y"
     answer = channel.call("probe", {"targets": [
         {"id": "a", "ip": "127.0.0.1", "port": echo_port, "proto": "tcp"},

@@ -148,10 +148,12 @@ class KubeApi:
         return self.client.sanitize_for_serialization(found.spec)
 
     def raw(self, method: str, path: str, body: dict | None = None,
-            timeout: float | tuple[float, float] = REQUEST_TIMEOUT) -> tuple[int, bytes]:
+            timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """A request the typed API has no method for (the pod proxy with a body), authenticated
-        as every other call; returns (status, body) without raising on HTTP errors."""
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        as every other call, with ``headers`` besides (the pod proxy passes them on); returns
+        (status, body) without raising on HTTP errors."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json", **(headers or {})}
         _, url, headers, body, _ = self.client.param_serialize(
             method=method, resource_path=path, header_params=headers, body=body,
             auth_settings=["BearerToken"])

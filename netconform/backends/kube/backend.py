@@ -21,7 +21,7 @@ from .cni import verify_cni
 from . import pods, services_ready
 from .discovery import cluster_facts
 from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
-                        render, render_endpoint_slices)
+                        render, render_endpoint_slices, token_secret)
 from .nodes import ClusterNode, select_nodes
 from .readiness import wait_ready
 
@@ -63,6 +63,7 @@ class KubeBackend(Backend):
         self._objects: list[dict] = []  # the run's objects as rendered (a pod made later is one of them)
         self._deleted = False  # its namespace was deleted at close (and is waited for)
         self._setup_requests: dict[str, int] = {}  # the API requests made before the first check
+        self.token = secrets.token_urlsafe(32)  # the probes answer only requests that carry it
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -91,7 +92,8 @@ class KubeBackend(Backend):
                           self.options.image_pull_secret.rpartition("/")[2]
                           if self.options.image_pull_secret else None)
         self._objects = render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes})
-        self._deploy(self._objects, progress)
+        namespace, *rest = self._objects
+        self._deploy([namespace, token_secret(spec, self.token), *rest], progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
         pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
@@ -126,6 +128,7 @@ class KubeBackend(Backend):
         create = {"Namespace": lambda o: api.core.create_namespace(o),
                   "DaemonSet": lambda o: api.apps.create_namespaced_daemon_set(self.namespace, o),
                   "Pod": lambda o: api.core.create_namespaced_pod(self.namespace, o),
+                  "Secret": lambda o: api.core.create_namespaced_secret(self.namespace, o),
                   "Service": lambda o: api.core.create_namespaced_service(self.namespace, o),
                   "EndpointSlice": lambda o: api.discovery.create_namespaced_endpoint_slice(self.namespace, o)}
         for obj in objects:
@@ -208,7 +211,7 @@ class KubeBackend(Backend):
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
         pod, port = self._channels[endpoint.name]
-        return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port)
+        return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port, self.token)
 
     def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
         pod, port = self._channels[endpoint.name]

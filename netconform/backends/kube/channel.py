@@ -10,15 +10,16 @@ from .api import KubeApi
 
 
 class PodProxyChannel(ProbeChannel):
-    def __init__(self, name: str, api: KubeApi, namespace: str, pod: str, port: int) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, api: KubeApi, namespace: str, pod: str, port: int,
+                 token: str | None = None) -> None:
+        super().__init__(name, token)
         self.api = api
         self.base = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}:{port}/proxy"
 
     def exchange(self, method: str, endpoint: str, body: dict | None,
                  timeout: float) -> tuple[int, bytes]:
         status, payload = self.api.raw(method, f"{self.base}/{endpoint}", body,
-                                       timeout=(min(5.0, timeout), timeout))
+                                       timeout=(min(5.0, timeout), timeout), headers=self.headers())
         if status in (401, 403):  # the API server's answer, not the probe's
             raise ChannelRefused(f"the API server at {self.api.host} refused to {method} "
                                  f"{self.base}/{endpoint}: {_message(payload)}")

@@ -17,6 +17,8 @@ CONTROL_PORT = 9000  # pod probes' control API (duo's second container: 9001), r
 HOST_ECHO_PORT = 18080  # the hostNetwork probe shares the node's ports: stay off the usual ones
 HOST_CONTROL_PORT = 19000
 MANAGED_BY = "app.kubernetes.io/managed-by=netconform"
+TOKEN_SECRET = "netprobe-token"  # the run's token, which every probe wants on its control API
+TOKEN_DIR = "/var/run/netprobe"  # where the probes find it (the Secret's volume; key "token")
 
 
 @dataclass
@@ -69,7 +71,7 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
         "host_echo_port": HOST_ECHO_PORT, "host_control_port": HOST_CONTROL_PORT,
         "services": [planned.services.get(s.name, s) for s in SERVICES], "backend_role": BACKEND_ROLE,
         "node_ports": node_ports,
-        "standalone": standalone,
+        "standalone": standalone, "token_secret": TOKEN_SECRET, "token_dir": TOKEN_DIR,
     }
     return _documents(("namespace.yaml.j2", "probes.yaml.j2", "services.yaml.j2"), values)
 
@@ -131,3 +133,10 @@ RUN_ROLE = TEMPLATES / "rbac.yaml"  # the ClusterRole a run needs: the README li
 def run_role() -> dict:
     """The ClusterRole ``netconform-run``: every permission a run uses, and no other."""
     return yaml.safe_load(RUN_ROLE.read_text())
+
+
+def token_secret(spec: DeploySpec, token: str) -> dict:
+    """The Secret holding the run's probe token, mounted by every probe at TOKEN_DIR."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": TOKEN_SECRET, "namespace": spec.namespace, "labels": dict(spec.labels)},
+            "stringData": {"token": token}}

@@ -15,6 +15,7 @@ cluster DNS behind kube-dns (addons.py); every probe pod gets the resolv.conf ku
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -149,6 +150,7 @@ class LabCluster:
         self._patched: dict[str, list[tuple[str, str, dict]]] = {}  # fault -> patches that undo it
         self._objects: list[dict] = []  # the run's objects as rendered (a runtime pod's template)
         self.runtime_pods: RuntimePods | None = None  # the kubelet's part for pods made later
+        self.probe_token = secrets.token_urlsafe(32)  # every probe wants it on its control API
 
     # --- paths ---
 
@@ -159,8 +161,13 @@ class LabCluster:
     def socket_path(self, endpoint: Endpoint) -> Path:
         return self.state_dir / "sockets" / f"{endpoint.name.replace('/', '_')}.sock"
 
+    @property
+    def token_file(self) -> Path:
+        """The run's probe token, as each probe the lab starts reads it (a live run's Secret)."""
+        return self.state_dir / "probe-token"
+
     def channel(self, endpoint: Endpoint) -> UnixSocketChannel:
-        return UnixSocketChannel(endpoint.name, str(self.socket_path(endpoint)))
+        return UnixSocketChannel(endpoint.name, str(self.socket_path(endpoint)), self.probe_token)
 
     def _pod_netns(self, node: str, pod: str) -> str:
         return self.names.pod(node, pod)
@@ -250,7 +257,7 @@ class LabCluster:
         if self.spec.objects:
             self._objects = render_for_lab(self.names.run_id, self.names.prefix, self.topology,
                                            self.spec.pods_per_node)
-            objects = RunObjects(self.api, self._objects)
+            objects = RunObjects(self.api, self._objects, self.probe_token)
             cluster_ips = objects.create_services()
         cluster_ips[KUBERNETES_SERVICE] = self.api.core.read_namespaced_service(
             KUBERNETES_SERVICE, "default").spec.cluster_ip  # the API server's own, as a pod sees it
@@ -402,6 +409,8 @@ class LabCluster:
         (self.state_dir / "sockets").mkdir(exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         cleanup.write_owner(self.state_dir)
+        self.token_file.touch(mode=0o600)
+        self.token_file.write_text(self.probe_token)
 
     def _build_world(self) -> None:
         ports = [Port(self.names.underlay_port(i), self.names.node(n.name))
@@ -740,7 +749,7 @@ class LabCluster:
                           None if endpoint.kind == OUTSIDE else self.resolv_conf(endpoint.node),
                           endpoint.name.replace('/', '_'),
                           ["serve", "--name", endpoint.name, "--port", str(endpoint.port),
-                           "--control", f"unix:{self.socket_path(endpoint)}",
+                           "--control", f"unix:{self.socket_path(endpoint)}", "--token-file", str(self.token_file),
                            # a pod's probe is also reached at its pod IP, by the API server's pod proxy
                            *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])])
 
@@ -808,11 +817,20 @@ class LabCluster:
             self._sandboxes.remove((node, sandbox))
         return problem
 
+    def volume_dir(self, namespace: str, pod: str, uid: str, volume: str | None = None) -> Path:
+        """Where the lab kubelet keeps a pod's volumes (root only; gone with the state directory),
+        or one of them, made on the way."""
+        directory = self.state_dir / "volumes" / f"{namespace}_{pod}_{uid[:8]}"
+        if volume is None:
+            return directory
+        (directory / volume).mkdir(mode=0o700, parents=True, exist_ok=True)
+        return directory / volume
+
     def runtime_socket(self, pod: str, container: str) -> Path:
         return self.state_dir / "sockets" / f"rt_{pod}_{container}.sock"
 
     def runtime_channel(self, pod: str, container: str) -> UnixSocketChannel:
-        return UnixSocketChannel(f"{pod}/{container}", str(self.runtime_socket(pod, container)))
+        return UnixSocketChannel(f"{pod}/{container}", str(self.runtime_socket(pod, container)), self.probe_token)
 
     def start_container(self, where: str, resolv_conf: Path | None, pod: str, container: str,
                         args: list[str]) -> subprocess.Popen:

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from ...topology import Topology
 from ..base import BackendError
 from ..kube.api import KubeApi, status_message
-from ..kube.manifests import DeploySpec, render, render_endpoint_slices
+from ..kube.manifests import DeploySpec, render, render_endpoint_slices, token_secret
 from .naming import node_ip
 
 IMAGE = "netconform-probe:lab"  # the probe agent, run by the lab as a process in the pod's namespace
@@ -51,15 +51,21 @@ class RunObjects:
     """Create the run's objects; the cluster and its namespace go with the run, so nothing here
     deletes them."""
 
-    def __init__(self, api: KubeApi, objects: list[dict]) -> None:
+    def __init__(self, api: KubeApi, objects: list[dict], token: str) -> None:
         self.api = api
         self.objects = objects
+        self.token = token  # the probes' token, in the Secret their pods mount (the lab's own file)
         self.namespace = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"]
 
     def create_services(self) -> dict[str, str]:
         """The namespace and the Services; returns each Service's ClusterIP, as allocated."""
         api = self.api
         self._create("Namespace", lambda o: api.core.create_namespace(o))
+        namespace = next(o for o in self.objects if o["kind"] == "Namespace")
+        run_id = namespace["metadata"]["labels"]["netconform.io/run"]
+        secret = token_secret(DeploySpec(run_id, self.namespace, IMAGE), self.token)
+        self._call("create the probes' token Secret",
+                   lambda: api.core.create_namespaced_secret(self.namespace, secret))
         created = self._create("Service", lambda o: api.core.create_namespaced_service(self.namespace, o))
         return {s.metadata.name: s.spec.cluster_ip for s in created
                 if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName have none

@@ -15,7 +15,11 @@ leaves them alone (``known``).
 
 Images are a contract: only the probe image (objects.IMAGE) runs, its entrypoint probes/netprobe.py
 run by the lab's Python with the container's args, $(VAR) expanded from the container's env (plain
-values, and the fieldRefs spec.nodeName and metadata.name). A pod with any other image cannot start:
+values, and the fieldRefs spec.nodeName and metadata.name), and a path under a volume's mountPath
+in an arg naming the lab's directory of that volume instead (the entrypoint runs without a root
+filesystem of its own). The one kind of volume the contract has is a Secret (the run's probe token):
+its keys are written as files with the volume's defaultMode; any other kind, or a Secret that
+cannot be read, leaves the pod waiting with CreateContainerConfigError. A pod with any other image cannot start:
 its container waits with reason ErrImagePull and a message naming the images the lab runs, as a
 failed pull would look.
 
@@ -24,10 +28,13 @@ pause), so stopping never waits longer than that.
 """
 from __future__ import annotations
 
+import base64
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubernetes import watch
@@ -150,8 +157,14 @@ class RuntimePods:
             resolv = self.cluster.pod_resolv_conf(namespace, node) \
                 if (pod.spec.dns_policy or "ClusterFirst") in ("ClusterFirst", "ClusterFirstWithHostNet") and \
                 (not pod.spec.host_network or pod.spec.dns_policy == "ClusterFirstWithHostNet") else None
+            try:
+                volumes = self._volumes(pod, state)
+            except UnsupportedVolume as exc:
+                self._waiting(pod, "CreateContainerConfigError", str(exc))
+                return
             for container in pod.spec.containers:
-                args = [expand(arg, container, pod) for arg in container.args or []]
+                mounts = {m.mount_path: volumes[m.name] for m in container.volume_mounts or []}
+                args = [in_volumes(expand(arg, container, pod), mounts) for arg in container.args or []]
                 state.processes.append(self.cluster.start_container(where, resolv, name, container.name, args))
             if not self._wait_healthy(name, container_names(pod)):
                 self._waiting(pod, "CrashLoopBackOff", f"its probe did not answer within "
@@ -163,6 +176,34 @@ class RuntimePods:
             self._waiting(pod, "CreateContainerError", f"the lab could not start it: {exc}")
         finally:
             state.started.set()
+
+    def _volumes(self, pod, state: "RunningPod") -> dict[str, Path]:
+        """Each volume of the pod as a directory of the lab's (volume name -> directory). The lab
+        kubelet supports the one kind the probe image's contract uses: a Secret, its keys as files
+        with the volume's defaultMode. A volume of another kind, or a Secret that cannot be read,
+        is the pod's error, as kubelet's failed mount would be."""
+        found: dict[str, Path] = {}
+        for volume in pod.spec.volumes or []:
+            if volume.secret is None:
+                kinds = [k for k, v in volume.to_dict().items() if v is not None and k != "name"]
+                raise UnsupportedVolume(f"volume {volume.name} ({', '.join(kinds) or 'no source'}): "
+                                        "the lab's kubelet mounts only secret volumes")
+            name = volume.secret.secret_name
+            try:
+                secret = self.api.call(f"read Secret {name}", self.api.core.read_namespaced_secret, name,
+                                       pod.metadata.namespace, _request_timeout=CALL_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - absent, forbidden: the mount fails
+                raise UnsupportedVolume(f"volume {volume.name}: Secret {name} cannot be read: "
+                                        f"{getattr(exc, 'reason', None) or exc}") from None
+            directory = self.cluster.volume_dir(pod.metadata.namespace, pod.metadata.name, state.uid, volume.name)
+            mode = volume.secret.default_mode if volume.secret.default_mode is not None else 0o644
+            for key, value in (secret.data or {}).items():
+                path = directory / key
+                path.touch(mode=0o600)
+                path.write_bytes(base64.b64decode(value))
+                path.chmod(mode)
+            found[volume.name] = directory
+        return found
 
     def _wait_healthy(self, name: str, containers: list[str]) -> bool:
         deadline = time.monotonic() + self.ready_timeout
@@ -184,6 +225,7 @@ class RuntimePods:
             problem = self.cluster.unwire_pod(state.node, state.sandbox)
             if problem:
                 self._note(f"pod {name}: {problem}")
+        shutil.rmtree(self.cluster.volume_dir(namespace, name, state.uid), ignore_errors=True)
         self._finish_delete(key, state.uid)
         with self._lock:
             self._running.pop(key, None)
@@ -239,6 +281,22 @@ def port_mappings(pod) -> list[dict]:
 
 def container_names(pod) -> list[str]:
     return [c.name for c in pod.spec.containers]
+
+
+class UnsupportedVolume(Exception):
+    pass
+
+
+def in_volumes(arg: str, mounts: dict[str, Path]) -> str:
+    """An arg naming a path under a volume's mountPath (``/var/run/netprobe/token``, or
+    ``--token-file=/var/run/netprobe/token``) names the lab's directory of that volume instead: the
+    probe image's contract, since the lab runs its entrypoint without a root filesystem of its own."""
+    head, sep, path = arg.partition("=") if arg.startswith("-") and "=" in arg else ("", "", arg)
+    for mount_path, directory in mounts.items():
+        prefix = mount_path.rstrip("/")
+        if path == prefix or path.startswith(prefix + "/"):
+            return head + sep + str(directory) + path[len(prefix):]
+    return arg
 
 
 _VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

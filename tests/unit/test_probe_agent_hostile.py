@@ -1,0 +1,288 @@
+"""The probe agent against hostile clients, as a real process on loopback.
+
+Whoever reaches a probe's control port (anyone in the cluster network can) must not be able to
+make it dial anything, exhaust it, or crash it. Each attack gets its documented answer quickly, and
+afterwards a valid request is still answered in normal time.
+"""
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from netconform.probing.channel import TOKEN_HEADER
+
+from .test_probe_agent import SCRIPT, free_port, netprobe
+
+TOKEN = "the-runs-token-" + "x" * 20
+NORMAL = 2.0  # s a valid request takes at most on loopback, even on a loaded machine
+
+
+class Agent:
+    def __init__(self, control: int, echo: int, process: subprocess.Popen) -> None:
+        self.control, self.echo, self.process = control, echo, process
+
+    def request(self, method: str, path: str, body=None, headers=None, token: str | None = TOKEN,
+                timeout: float = 10.0) -> tuple[int, dict, float]:
+        """(status, JSON answer, seconds it took)."""
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", self.control, timeout=timeout)
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        try:
+            conn.request(method, path, body=data, headers={**({TOKEN_HEADER: token} if token else {}),
+                                                             **(headers or {})})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"{}"), time.monotonic() - started
+        finally:
+            conn.close()
+
+    def valid(self) -> float:
+        """A valid probe request (one TCP target: the agent's own echo); the seconds it took."""
+        status, answer, took = self.request("POST", "/probe", {"targets": [
+            {"id": "ok", "ip": "127.0.0.1", "port": self.echo, "proto": "tcp"}]})
+        assert status == 200 and answer["results"][0]["ok"], answer
+        return took
+
+    def raw(self, data: bytes, wait: float = 10.0) -> bytes:
+        """Send bytes as they are; what the agent answered before it closed (or ``wait`` ran out)."""
+        with socket.create_connection(("127.0.0.1", self.control), timeout=wait) as sock:
+            sock.sendall(data)
+            received = b""
+            try:
+                while chunk := sock.recv(65536):
+                    received += chunk
+            except socket.timeout:
+                pass
+            return received
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    token_file = tmp_path_factory.mktemp("agent") / "token"
+    token_file.write_text(TOKEN + "\n")
+    control, echo = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "serve", "--name", "target", "--port", str(echo),
+                                "--control", f"tcp:127.0.0.1:{control}", "--token-file", str(token_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", control), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield Agent(control, echo, process)
+    finally:
+        process.kill()
+        output = process.communicate(timeout=10)[0]
+    assert "Traceback" not in output, output  # whatever came, an answer and never a traceback
+
+
+@pytest.fixture
+def listener():
+    """A TCP port that records every connection made to it: what an abused agent would dial."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    dialed = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+                dialed.append(conn)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], dialed
+    server.close()
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token-of-the-same-sort-xxxxxx", TOKEN + "x", TOKEN[:-1]])
+def test_without_the_token_nothing_is_dialed(agent, listener, token):
+    port, dialed = listener
+    status, answer, took = agent.request("POST", "/probe", {"targets": [
+        {"id": "abuse", "ip": "127.0.0.1", "port": port, "proto": "tcp"}]}, token=token)
+    assert status == 401 and "token" in answer["error"] and took < NORMAL
+    time.sleep(0.3)
+    assert dialed == []
+    assert agent.valid() < NORMAL
+
+
+def test_the_token_also_works_as_a_bearer_and_only_the_health_check_needs_none(agent):
+    status, _, _ = agent.request("POST", "/probe", {"targets": []}, token=None,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    status, answer, _ = agent.request("GET", "/healthz", token=None)
+    assert status == 200 and answer["name"] == "target"  # the readiness probe's: its name, no more
+    assert agent.request("GET", "/self", token=None)[0] == 401
+    assert agent.request("POST", "/icmp-seen", {"tokens": []}, token=None)[0] == 401
+
+
+def test_a_body_of_100_mb_announced_is_refused_unread(agent):
+    started = time.monotonic()
+    answer = agent.raw(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                       f"Content-Length: {100 << 20}\r\n\r\n".encode() + b"{" * 1000)
+    assert answer.startswith(b"HTTP/1.1 413") and b"at most" in answer
+    assert time.monotonic() - started < NORMAL  # closed at once: the agent waits for none of it
+    assert agent.valid() < NORMAL
+
+
+def test_an_unauthorized_body_is_not_read_either(agent):
+    started = time.monotonic()
+    answer = agent.raw(f"POST /probe HTTP/1.1\r\nHost: x\r\nContent-Length: {100 << 20}\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 401") and time.monotonic() - started < NORMAL
+
+
+@pytest.mark.parametrize("body, headers, status, message", [
+    (b"{not json", {}, 400, "not JSON"),
+    (b"[1, 2]", {}, 400, "must be a JSON object"),
+    (b'{"targets": "all"}', {}, 400, "targets must be a list"),
+    (b'{"targets": [42]}', {}, 400, "a target must be a JSON object"),
+    (b'{"targets": [{"ip": "127.0.0.1", "port": 1, "proto": "tcp"}]}', {}, 400, "needs an id"),
+    (b'{"targets": [{"id": "t", "ip": "127.0.0.1", "port": 1, "proto": "sctp"}]}', {}, 400, "proto of t"),
+    (b'{"targets": [{"id": "t", "ip": "example.org", "port": 1, "proto": "tcp"}]}', {}, 400, "ip of t must be"),
+    (b'{"targets": [{"id": "t", "ip": null, "port": 1, "proto": "tcp"}]}', {}, 400, "ip of t must be"),
+    (b'{"targets": [{"id": "t", "ip": "127.0.0.1", "port": 0, "proto": "tcp"}]}', {}, 400, "port of t"),
+    (b'{"targets": [{"id": "t", "ip": "127.0.0.1", "port": "80", "proto": "udp"}]}', {}, 400, "port of t"),
+    (b'{"targets": [{"id": "t", "ip": "127.0.0.1", "proto": "icmp", "size": 9}]}', {}, 400, "size of t"),
+    (b'{"targets": [], "concurrency": 100000}', {}, 400, "concurrency must be"),
+    (b'{"tokens": "x"}', {"path": "/icmp-seen"}, 400, "tokens must be a list"),
+    (b"{}", {"Content-Length": "ten"}, 400, "Content-Length is not a number"),
+    (b"{}", {"Content-Length": "-5"}, 400, "Content-Length is negative"),
+])
+def test_malformed_requests_get_400_with_the_reason(agent, body, headers, status, message):
+    path = headers.pop("path", "/probe")
+    got, answer, took = agent.request("POST", path, body, headers=headers)
+    assert (got, took < NORMAL) == (status, True) and message in answer["error"], answer
+    assert agent.valid() < NORMAL
+
+
+def test_chunked_bodies_are_refused(agent):
+    answer = agent.raw(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 411")
+
+
+def test_a_target_list_over_the_limit_is_refused_not_trimmed(agent, listener):
+    port, dialed = listener
+    targets = [{"id": f"t{i}", "ip": "127.0.0.1", "port": port, "proto": "tcp"}
+               for i in range(netprobe.MAX_TARGETS + 1)]
+    status, answer, took = agent.request("POST", "/probe", {"targets": targets})
+    assert status == 400 and f"at most {netprobe.MAX_TARGETS} per request" in answer["error"]
+    time.sleep(0.3)
+    assert dialed == [] and took < NORMAL * 2
+
+
+def test_a_connection_that_sends_nothing_is_let_go_and_holds_nobody_up(agent):
+    """The agent closes a silent connection after its read timeout; meanwhile it answers others."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", agent.control), timeout=netprobe.READ_TIMEOUT + 5) as silent:
+        half = socket.create_connection(("127.0.0.1", agent.control), timeout=netprobe.READ_TIMEOUT + 5)
+        half.sendall(b"POST /probe HTTP/1.1\r\nHost: x\r\n")  # and then nothing: a slow loris
+        assert agent.valid() < NORMAL
+        assert silent.recv(100) == b""  # closed by the agent
+        closed_after = time.monotonic() - started
+        assert half.recv(100) == b""  # and the half-sent request with it
+        half.close()
+    assert netprobe.READ_TIMEOUT - 1 < closed_after < netprobe.READ_TIMEOUT + 3
+    assert agent.valid() < NORMAL
+
+
+def test_a_body_that_trickles_is_cut_at_the_bound(agent):
+    with socket.create_connection(("127.0.0.1", agent.control), timeout=30) as sock:
+        sock.sendall(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                     "Content-Length: 1000\r\n\r\n{".encode())
+        started = time.monotonic()
+        answer = b""
+        while time.monotonic() - started < netprobe.READ_TIMEOUT + 5:
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            sock.settimeout(netprobe.READ_TIMEOUT * 0.4)
+            try:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            except socket.timeout:
+                continue
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < netprobe.READ_TIMEOUT + 5
+    assert agent.valid() < NORMAL
+
+
+def test_100_parallel_clients_each_get_an_answer_and_the_agent_stays_up(agent):
+    outcomes = []
+
+    def client():
+        try:
+            status, _, took = agent.request("POST", "/probe", {"targets": [
+                {"id": "p", "ip": "127.0.0.1", "port": agent.echo, "proto": "tcp"}]}, timeout=30)
+            outcomes.append((status, took))
+        except OSError as exc:
+            outcomes.append((repr(exc), 0))
+    threads = [threading.Thread(target=client) for _ in range(100)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=40)
+    assert len(outcomes) == 100
+    assert {status for status, _ in outcomes} <= {200, 503}, outcomes
+    assert sum(status == 200 for status, _ in outcomes) >= netprobe.CONTROL_WORKERS
+    assert time.monotonic() - started < 20
+    assert agent.valid() < NORMAL
+
+
+def test_a_flood_beyond_the_workers_and_their_queue_is_told_busy_at_once(agent):
+    """More silent connections than workers and queue together: the next one is answered 503 at
+    once (not queued behind them); once the agent let them go it serves as before."""
+    held = [socket.create_connection(("127.0.0.1", agent.control), timeout=5)
+            for _ in range(netprobe.CONTROL_WORKERS + netprobe.CONTROL_BACKLOG)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        answer = agent.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=5)
+        assert answer.startswith(b"HTTP/1.1 503") and b"busy" in answer
+        assert time.monotonic() - started < NORMAL
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    assert agent.valid() < NORMAL
+
+
+def test_probe_threads_are_shared_by_all_requests_and_bounded():
+    capacity = netprobe._Capacity(8)
+    capacity.take(6, wait=0.1)
+    with pytest.raises(netprobe.Busy, match="6 of 8 probe threads in use"):
+        capacity.take(3, wait=0.2)
+    threading.Timer(0.2, capacity.give, args=(6,)).start()
+    capacity.take(8, wait=5)  # given back: taken whole
+
+
+def test_an_agent_without_a_token_does_not_start(tmp_path):
+    for args, message in (([], "--token-file (or $NETPROBE_TOKEN_FILE) is required"),
+                          (["--token-file", str(tmp_path / "absent")], "cannot read the token file"),
+                          (["--token-file", str(_write(tmp_path / "short", "abc"))], "shorter than 16")):
+        done = subprocess.run([sys.executable, str(SCRIPT), "serve", "--port", str(free_port()),
+                               "--control", f"tcp:127.0.0.1:{free_port()}", *args],
+                              capture_output=True, text=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
