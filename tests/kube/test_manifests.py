@@ -46,16 +46,21 @@ def containers(rendered, role):
     return ds["spec"]["template"]["spec"], ds["spec"]["template"]["spec"]["containers"]
 
 
-def test_only_the_host_probe_gets_a_capability_and_it_is_net_raw():
+def test_every_probe_runs_with_the_least_it_needs():
+    """All capabilities dropped but NET_RAW (ICMP), no privilege escalation, a read-only root,
+    the runtime's seccomp profile; only the host probe has the node's network."""
     rendered = objects()
+    least = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+             "seccompProfile": {"type": "RuntimeDefault"},
+             "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]}}
     spec, (host,) = containers(rendered, "host")
-    assert spec["hostNetwork"] is True
-    assert host["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    assert spec["hostNetwork"] is True and host["securityContext"] == least
     for role in ("probe-a", "probe-b", "duo"):
         spec, found = containers(rendered, role)
         assert "hostNetwork" not in spec
-        assert all("capabilities" not in c["securityContext"] for c in found)
-        assert all(c["securityContext"]["allowPrivilegeEscalation"] is False for c in found)
+        assert all(c["securityContext"] == least for c in found)
+    for pod in (o for o in rendered if o["kind"] == "Pod"):
+        assert all(c["securityContext"] == least for c in pod["spec"]["containers"])
 
 
 def test_namespace_is_labelled_for_the_run_and_pod_security():

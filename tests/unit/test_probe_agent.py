@@ -4,12 +4,14 @@ import os
 import re
 import socket
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from netconform.probing.channel import ProbeUnavailable, UnixSocketChannel
+from netconform.probing.channel import HTTPChannel, ProbeUnavailable, UnixSocketChannel
 
 SCRIPT = Path(__file__).resolve().parents[2] / "probes" / "netprobe.py"
 spec = importlib.util.spec_from_file_location("netprobe", SCRIPT)
@@ -231,3 +233,47 @@ def test_a_large_datagram_is_echoed_with_the_length_the_server_read(echo_port):
     """UDP-LARGE: the token, then padding to the payload size; the echo reads it whole."""
     r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": echo_port, "proto": "udp", "payload": 2000})
     assert r["ok"] and (r["sent"], r["received"], r["responder"]) == (2000, 2000, "probe-x"), r
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a private mount namespace)")
+def test_the_agent_needs_no_writable_filesystem(tmp_path):
+    """The manifests give every probe a read-only root filesystem: run the agent with every mount
+    read-only (a private mount namespace, as a container's) and ask it for each protocol."""
+    token = tmp_path / "token"
+    token.write_text("a-token-for-this-test-0123456789")
+    control, echo = free_port(), free_port()
+    read_only = ('for m in $(awk \'$2 !~ "^/(proc|sys|dev)" {print $2}\' /proc/self/mounts | sort -u); do '
+                 'mount -o remount,bind,ro "$m" 2>/dev/null || mount --bind "$m" "$m" && '
+                 'mount -o remount,bind,ro "$m" 2>/dev/null; done; '
+                 f'touch {tmp_path}/written 2>/dev/null && echo WRITABLE; exec "$@"')
+    process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", read_only, "sh",
+                                sys.executable, str(SCRIPT), "serve", "--name", "ro", "--port", str(echo),
+                                "--control", f"tcp:127.0.0.1:{control}", "--token-file", str(token)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        channel = _TcpChannel("ro", control, token.read_text())
+        for _ in range(200):
+            try:
+                channel.call("healthz", timeout=1)
+                break
+            except ProbeUnavailable:
+                threading.Event().wait(0.05)
+        answer = channel.call("probe", {"targets": [
+            {"id": p, "ip": "127.0.0.1", "port": echo, "proto": p} for p in ("tcp", "udp", "icmp")]}, timeout=20)
+        assert [r["ok"] for r in answer["results"]] == [True, True, True], answer
+        assert channel.call("self", timeout=10)["name"] == "ro"
+    finally:
+        process.kill()
+        output = process.communicate(timeout=10)[0]
+    assert "WRITABLE" not in output and not (tmp_path / "written").exists()  # it was read-only
+    assert "Traceback" not in output, output
+
+
+class _TcpChannel(HTTPChannel):
+    def __init__(self, name: str, port: int, token: str) -> None:
+        super().__init__(name, token)
+        self.port = port
+
+    def connection(self, timeout: float):
+        import http.client
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
