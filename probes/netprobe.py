@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """netprobe: the agent that runs in every probe pod (and in every lab namespace).
 
-It is deliberately one self-contained file (stdlib + pyroute2 + scapy + dnspython) so that the probe
-image is small and the lab can start it with any Python that has those packages.
+It is deliberately one self-contained file, the standard library and dnspython (for its DNS
+queries, imported only when one is asked) and nothing else: ICMP through raw sockets, the
+self-report from rtnetlink, so that a stock Python image runs it.
 
 It does three things, all served over one small HTTP control API:
 
 * echo servers on TCP and UDP that answer with the address they observed the peer from (the only
   way to see NAT: the receiver reports what arrived), and an ICMP watcher that records the source of
   every tagged echo request it receives;
-* ``GET /self``: its interfaces, addresses, MACs, MTU and routes, read with pyroute2;
+* ``GET /self``: its interfaces, addresses, MACs, MTU and routes, read from rtnetlink;
 * ``POST /probe``: a batch of targets probed concurrently, each with a timeout, answered as one JSON
   document, so the harness asks each probe once per check instead of once per pair. A target is a
   connection (TCP, UDP, ICMP, or a TLS handshake) or a DNS query made as ``dig +search`` makes it: the pod's own
@@ -156,8 +157,8 @@ def _reply_from(ancillary: list) -> list:
 class IcmpWatcher:
     """Remembers the source address of every tagged ICMP echo request this namespace receives.
 
-    A raw ICMP socket gets a copy of each ICMP packet delivered locally, IP header included; the
-    header is parsed with scapy. This is how the receiver of a ping reports who sent it.
+    A raw ICMP socket gets a copy of each ICMP packet delivered locally, IP header included, read
+    with struct. This is how the receiver of a ping reports who sent it.
     """
 
     def __init__(self) -> None:
@@ -173,23 +174,21 @@ class IcmpWatcher:
         threading.Thread(target=self._run, daemon=True, name="icmp-watch").start()
 
     def _run(self) -> None:
-        from scapy.layers.inet import ICMP, IP
-
         while True:
             try:
-                data = self.sock.recv(4096)
+                data = self.sock.recv(65535)
             except OSError:
                 time.sleep(0.01)
                 continue
-            packet = IP(data)
-            if ICMP not in packet or packet[ICMP].type != 8:
+            parsed = parse_icmp(data)
+            if parsed is None or parsed[1] != 8:  # echo requests only
                 continue
-            payload = bytes(packet[ICMP].payload)
+            source, _, _, _, payload = parsed
             if not payload.startswith(TOKEN_PREFIX):
                 continue
             token = payload[len(TOKEN_PREFIX):].split(b"\0", 1)[0].decode(errors="replace")
             with self.lock:
-                self.seen[token] = packet[IP].src
+                self.seen[token] = source
                 while len(self.seen) > ICMP_MEMORY:
                     self.seen.popitem(last=False)
 
@@ -271,38 +270,62 @@ def _udp_once(ip: str, port: int, token: str, timeout: float, source_port: int |
     return found
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of an ICMP message."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_request(ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMP echo request (type 8), checksum included."""
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+
+
+def parse_icmp(packet: bytes) -> tuple[str, int, int, int, bytes] | None:
+    """(source address, type, id, seq, what follows the ICMP header) of an IPv4 packet as a raw
+    ICMP socket receives it, IP header first; None for anything else."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if packet[9] != socket.IPPROTO_ICMP or len(packet) < ihl + 8:
+        return None
+    kind, _, _, ident, seq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
+    return socket.inet_ntoa(packet[12:16]), kind, ident, seq, packet[ihl + 8:]
+
+
 def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> dict:
-    """One echo request built with scapy, sent and answered through the kernel's routing.
+    """One echo request, sent and answered through the kernel's routing.
 
     With ``size``, the IP packet is padded to exactly that many bytes and marked Don't Fragment:
     a path that cannot carry it must say so (ICMP) or it is a black hole.
     """
-    from scapy.layers.inet import ICMP, IP, IPerror
-    from scapy.packet import Raw
-
     ident, seq = random.randrange(1, 0xFFFF), random.randrange(1, 0xFFFF)
     payload = TOKEN_PREFIX + token.encode()
     if size:
         payload += b"\0" * max(0, size - 20 - 8 - len(payload))  # IP header 20, ICMP header 8
-    request = ICMP(type=8, id=ident, seq=seq) / Raw(payload)
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
         if size:
             sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
         sock.connect((ip, 0))
         local = sock.getsockname()[0]
-        sock.send(bytes(request))
+        sock.send(echo_request(ident, seq, payload))
         while (left := deadline - time.monotonic()) > 0:
             if not select.select([sock], [], [], left)[0]:
                 break
-            packet = IP(sock.recv(4096))
-            icmp = packet.getlayer(ICMP)
-            if icmp is None:
+            parsed = parse_icmp(sock.recv(65535))
+            if parsed is None:
                 continue
-            if icmp.type == 0 and icmp.id == ident and icmp.seq == seq:
+            _, kind, got_id, got_seq, rest = parsed
+            if kind == 0 and (got_id, got_seq) == (ident, seq):
                 return {"local": plain_ip(local), "seen": None, "responder": None}
-            inner = packet.getlayer(IPerror)
-            if icmp.type == 3 and inner is not None and inner.dst == ip:
+            # destination unreachable, about the packet we sent (its IP header follows)
+            if kind == 3 and len(rest) >= 20 and socket.inet_ntoa(rest[16:20]) == ip:
                 raise OSError(errno.EHOSTUNREACH, "ICMP destination unreachable")
     raise socket.timeout("no echo reply")
 
@@ -554,31 +577,92 @@ def _in_turn(targets: list[dict]) -> list[dict]:
 # --- the self-report ---------------------------------------------------------------------------
 
 
-def self_report(name: str) -> dict:
-    """What this namespace looks like from inside: links, addresses and main-table routes."""
-    from pyroute2 import IPRoute
+# rtnetlink, as ip(8) speaks it (linux/rtnetlink.h, if_link.h, if_addr.h): only what the report reads
+NETLINK_ROUTE, NLM_F_REQUEST, NLM_F_DUMP = 0, 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE = 1, 3, 4, 16
+IFA_ADDRESS = 1
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RT_TABLE_MAIN = 254
+OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 
-    with IPRoute() as ipr:
-        links = {}
-        for link in ipr.get_links():
-            links[link["index"]] = {
-                "name": link.get_attr("IFLA_IFNAME"),
-                "mac": link.get_attr("IFLA_ADDRESS"),
-                "mtu": link.get_attr("IFLA_MTU"),
-                "state": link.get_attr("IFLA_OPERSTATE"),
-                "addresses": [],
-            }
-        for addr in ipr.get_addr():
-            if addr["index"] in links:
-                links[addr["index"]]["addresses"].append(
-                    f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
-        routes = []
-        for route in ipr.get_routes(table=254):
-            dst = route.get_attr("RTA_DST")
-            oif = links.get(route.get_attr("RTA_OIF"), {}).get("name")
-            routes.append({"dst": f"{dst}/{route['dst_len']}" if dst else "default",
-                           "gateway": route.get_attr("RTA_GATEWAY"), "dev": oif,
-                           "family": "ipv6" if route["family"] == socket.AF_INET6 else "ipv4"})
+
+def _netlink_dump(kind: int, header: bytes) -> list[bytes]:
+    """The messages of one rtnetlink dump request (``header``: its family header), bounded by a
+    timeout on the socket."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.settimeout(5.0)
+        sock.bind((0, 0))
+        sock.send(struct.pack("=IHHII", 16 + len(header), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + header)
+        messages = []
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _, _, _ = struct.unpack_from("=IHHII", data, offset)
+                if length < 16:
+                    return messages
+                if msg_type == NLMSG_DONE:
+                    return messages
+                if msg_type == NLMSG_ERROR:
+                    code = struct.unpack_from("=i", data, offset + 16)[0]
+                    if code:
+                        raise OSError(-code, os.strerror(-code))
+                    return messages
+                messages.append(data[offset + 16:offset + length])
+                offset += (length + 3) & ~3
+
+
+def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
+    """The rtattrs of a message from ``offset`` (type -> value; nested ones left as bytes)."""
+    found = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def _address(family: int, raw: bytes | None) -> str | None:
+    return socket.inet_ntop(family, raw) if raw else None
+
+
+def self_report(name: str) -> dict:
+    """What this namespace looks like from inside: links, addresses and main-table routes, read
+    from rtnetlink with the standard library (the agent runs on a stock Python image)."""
+    links = {}
+    for message in _netlink_dump(RTM_GETLINK, struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)):
+        _, _, index, _, _ = struct.unpack_from("=BxHiII", message)
+        attrs = _attributes(message, 16)
+        mac = attrs.get(IFLA_ADDRESS)
+        state = attrs.get(IFLA_OPERSTATE, b"\0")[0]
+        links[index] = {
+            "name": attrs.get(IFLA_IFNAME, b"").split(b"\0", 1)[0].decode() or None,
+            "mac": ":".join(f"{b:02x}" for b in mac) if mac else None,
+            "mtu": struct.unpack("=I", attrs[IFLA_MTU])[0] if IFLA_MTU in attrs else None,
+            "state": OPERSTATES[state] if state < len(OPERSTATES) else str(state),
+            "addresses": [],
+        }
+    for message in _netlink_dump(RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)):
+        family, prefixlen, _, _, index = struct.unpack_from("=BBBBI", message)
+        address = _address(family, _attributes(message, 8).get(IFA_ADDRESS))
+        if index in links and address:
+            links[index]["addresses"].append(f"{address}/{prefixlen}")
+    routes = []
+    for message in _netlink_dump(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_UNSPEC, *[0] * 8)):
+        family, dst_len, _, _, table, _, _, _, _ = struct.unpack_from("=BBBBBBBBI", message)
+        attrs = _attributes(message, 12)
+        if (struct.unpack("=I", attrs[RTA_TABLE])[0] if RTA_TABLE in attrs else table) != RT_TABLE_MAIN:
+            continue
+        dst = _address(family, attrs.get(RTA_DST))
+        oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else None
+        routes.append({"dst": f"{dst}/{dst_len}" if dst else "default",
+                       "gateway": _address(family, attrs.get(RTA_GATEWAY)),
+                       "dev": links.get(oif, {}).get("name"),
+                       "family": "ipv6" if family == socket.AF_INET6 else "ipv4"})
     return {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(),
             "interfaces": sorted(links.values(), key=lambda link: link["name"] or ""),
             "routes": routes, "resolv_conf": resolv_conf()}
@@ -825,6 +909,10 @@ class _TCPControlServer(_BoundedServer, socketserver.TCPServer):
         self._bounds()
 
 
+class _TCPControlServer6(_TCPControlServer):
+    address_family = socket.AF_INET6  # a pod's IPv6 address
+
+
 class _TCPServer(_BoundedServer, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # a batch from every pod may arrive at once; 5 would drop SYNs
@@ -876,7 +964,9 @@ def serve(name: str, port: int, controls: list[str], token: str) -> None:
             os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
         else:
             host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
-            servers.append(_TCPControlServer((host or "0.0.0.0", int(tcp_port)), handler))
+            host = host.strip("[]") or "0.0.0.0"
+            server_class = _TCPControlServer6 if ":" in host else _TCPControlServer
+            servers.append(server_class((host, int(tcp_port)), handler))
     print(f"netprobe {name}: echo on tcp/udp {port}, control on {', '.join(controls)}", flush=True)
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True, name="control").start()

@@ -424,7 +424,7 @@ class Runner:
                 waiting = [t for t in received if results[t]["ok"] and not results[t].get("seen")]
                 if attempt and not waiting:
                     break
-                if attempt:  # the receiver's capture (scapy, in Python) may lag behind under load
+                if attempt:  # the receiver's capture (a Python thread) may lag behind under load
                     time.sleep(ICMP_SEEN_PAUSE)
                 asked = received if attempt == 0 else waiting
                 self.requests["icmp-seen"] += 1

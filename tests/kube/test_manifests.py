@@ -129,8 +129,9 @@ def test_three_pods_share_one_hostport_on_different_host_ips_and_protocols_on_th
 def test_the_duo_containers_share_a_pod_with_their_own_ports():
     _, (c1, c2) = containers(objects(), "duo")
     assert (c1["name"], c2["name"]) == ("c1", "c2")
-    assert c1["args"][c1["args"].index("--control") + 1] == "tcp:0.0.0.0:9000"
-    assert c2["args"][c2["args"].index("--control") + 1] == "tcp:0.0.0.0:9001"
+    assert c1["args"][c1["args"].index("--control") + 1] == "tcp:$(POD_IP):9000"  # the pod IP alone
+    assert c2["args"][c2["args"].index("--control") + 1] == "tcp:$(POD_IP):9001"
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c1["env"]
 
 
 def test_selector_and_toleration_syntax():

@@ -106,11 +106,38 @@ def test_icmp_echo_is_answered_and_captured_by_the_receiver():
     assert watcher.lookup(["tok-1"]) == {"tok-1": "127.0.0.1"}
 
 
-def test_self_report_reads_interfaces_with_pyroute2():
+def test_the_self_report_read_with_the_standard_library_is_what_pyroute2_reads():
+    """The agent speaks rtnetlink itself (it runs on a stock Python); pyroute2, a well-kept
+    library, is the reference: the same links, MACs, MTUs, states, addresses and main-table routes
+    of this machine's namespace (read only)."""
+    from pyroute2 import IPRoute
     report = netprobe.self_report("probe-x")
     lo = next(i for i in report["interfaces"] if i["name"] == "lo")
-    assert "127.0.0.1/8" in lo["addresses"] and lo["mtu"] > 0
-    assert isinstance(report["routes"], list)
+    assert "127.0.0.1/8" in lo["addresses"] and lo["mtu"] > 0 and lo["state"] == "UNKNOWN"
+    with IPRoute() as ipr:
+        links = {link["index"]: {"name": link.get_attr("IFLA_IFNAME"), "mac": link.get_attr("IFLA_ADDRESS"),
+                                 "mtu": link.get_attr("IFLA_MTU"), "state": link.get_attr("IFLA_OPERSTATE"),
+                                 "addresses": []} for link in ipr.get_links()}
+        for addr in ipr.get_addr():
+            if addr["index"] in links:
+                links[addr["index"]]["addresses"].append(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
+        routes = [{"dst": f"{r.get_attr('RTA_DST')}/{r['dst_len']}" if r.get_attr("RTA_DST") else "default",
+                   "gateway": r.get_attr("RTA_GATEWAY"), "dev": links.get(r.get_attr("RTA_OIF"), {}).get("name"),
+                   "family": "ipv6" if r["family"] == socket.AF_INET6 else "ipv4"}
+                  for r in ipr.get_routes(table=254)]
+    assert report["interfaces"] == sorted(links.values(), key=lambda link: link["name"] or "")
+    assert report["routes"] == routes
+
+
+def test_icmp_messages_are_built_and_read_with_the_standard_library():
+    request = netprobe.echo_request(0x1234, 7, b"netprobe:tok")
+    from scapy.layers.inet import ICMP, IP  # the reference, where scapy does real work: the tests
+    parsed = ICMP(request)
+    assert (parsed.type, parsed.id, parsed.seq, bytes(parsed.payload)) == (8, 0x1234, 7, b"netprobe:tok")
+    assert parsed.chksum == ICMP(bytes(ICMP(type=8, id=0x1234, seq=7) / b"netprobe:tok")).chksum
+    packet = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=0, id=5, seq=6) / b"data")
+    assert netprobe.parse_icmp(packet) == ("10.0.0.1", 0, 5, 6, b"data")
+    assert netprobe.parse_icmp(b"\x60" + bytes(40)) is None  # not IPv4
 
 
 def test_control_api_over_a_unix_socket_and_a_tcp_port_at_once(echo_port, tmp_path):

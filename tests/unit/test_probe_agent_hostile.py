@@ -286,3 +286,28 @@ def test_an_agent_without_a_token_does_not_start(tmp_path):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_the_control_api_listens_on_the_address_it_is_given_alone(tmp_path):
+    """Manifests bind it to the pod's IP (status.podIP): an IPv6 one too; not on other addresses."""
+    token = _write(tmp_path / "token", TOKEN)
+    control = free_port()
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "serve", "--name", "v6", "--port", str(free_port()),
+                                "--control", f"tcp:::1:{control}", "--token-file", str(token)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("::1", control), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        conn = http.client.HTTPConnection("::1", control, timeout=5)
+        conn.request("GET", "/healthz")
+        assert json.loads(conn.getresponse().read())["name"] == "v6"
+        conn.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", control), timeout=2).close()
+    finally:
+        process.kill()
+        process.communicate(timeout=10)

@@ -95,7 +95,7 @@ class LaggingCapture(EchoingProbes):
 
 
 def test_a_lagging_capture_is_asked_again_and_a_missing_record_is_the_harness_s(monkeypatch):
-    """Under load the receiver's capture (scapy in Python) may not have logged an echo that came
+    """Under load the receiver's capture (a Python thread) may not have logged an echo that came
     back yet: it is asked again; a record still missing is an error of the harness, not NAT."""
     from netconform.probing import runner as runner_module
     monkeypatch.setattr(runner_module, "ICMP_SEEN_PAUSE", 0.01)

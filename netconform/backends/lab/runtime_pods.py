@@ -15,7 +15,7 @@ leaves them alone (``known``).
 
 Images are a contract: only the probe image (objects.IMAGE) runs, its entrypoint probes/netprobe.py
 run by the lab's Python with the container's args, $(VAR) expanded from the container's env (plain
-values, and the fieldRefs spec.nodeName and metadata.name), and a path under a volume's mountPath
+values, and the fieldRefs spec.nodeName, metadata.name and status.podIP), and a path under a volume's mountPath
 in an arg naming the lab's directory of that volume instead (the entrypoint runs without a root
 filesystem of its own). The one kind of volume the contract has is a Secret (the run's probe token):
 its keys are written as files with the volume's defaultMode; any other kind, or a Secret that
@@ -164,7 +164,7 @@ class RuntimePods:
                 return
             for container in pod.spec.containers:
                 mounts = {m.mount_path: volumes[m.name] for m in container.volume_mounts or []}
-                args = [in_volumes(expand(arg, container, pod), mounts) for arg in container.args or []]
+                args = [in_volumes(expand(arg, container, pod, ip), mounts) for arg in container.args or []]
                 state.processes.append(self.cluster.start_container(where, resolv, name, container.name, args))
             if not self._wait_healthy(name, container_names(pod)):
                 self._waiting(pod, "CrashLoopBackOff", f"its probe did not answer within "
@@ -302,8 +302,9 @@ def in_volumes(arg: str, mounts: dict[str, Path]) -> str:
 _VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
-def expand(arg: str, container, pod) -> str:
-    """$(VAR) in an arg, as kubelet expands it from the container's env; an unknown one stays."""
+def expand(arg: str, container, pod, pod_ip: str | None = None) -> str:
+    """$(VAR) in an arg, as kubelet expands it from the container's env (the downward API's pod
+    IP: ``pod_ip``, the node's for a hostNetwork pod); an unknown one stays."""
     values = {}
     for env in container.env or []:
         if env.value is not None:
@@ -311,7 +312,7 @@ def expand(arg: str, container, pod) -> str:
         elif env.value_from and env.value_from.field_ref:
             path = env.value_from.field_ref.field_path
             found = {"spec.nodeName": pod.spec.node_name, "metadata.name": pod.metadata.name,
-                     "metadata.namespace": pod.metadata.namespace}.get(path)
+                     "metadata.namespace": pod.metadata.namespace, "status.podIP": pod_ip}.get(path)
             if found is not None:
                 values[env.name] = found
     return _VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
