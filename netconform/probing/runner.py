@@ -25,7 +25,11 @@ from .cycle import PodControl, run_cycle
 
 ICMP_SEEN_ASKS, ICMP_SEEN_PAUSE = 4, 0.5  # a receiver is asked again for echoes its capture missed
 VIA_API = "proxy"  # the pseudo-protocol of a check whose source is the API server (its pod proxy)
-CHANGE_SETTLE = 5.0  # s the cluster has, after a Service change, to answer the new way
+# s the cluster has, after a Service change, to answer the new way. It costs nothing where the
+# cluster follows at once (a question ends at its first expected answer), so it is set for a slow
+# one: 5 s once failed SVC-PORT-PROTOCOLS on a healthy lab under CI load (the EndpointSlice for a
+# port put back came later), and upstream's e2e tests poll such changes for minutes
+CHANGE_SETTLE = 20.0
 ServiceChanger = Callable[[str, "dict | None"], dict]  # (Service, merge patch or None) -> its spec
 
 
