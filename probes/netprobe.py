@@ -34,6 +34,7 @@ import select
 import socket
 import socketserver
 import ssl
+import stat
 import struct
 import sys
 import threading
@@ -225,7 +226,11 @@ def _tcp_once(ip: str, port: int, token: str, timeout: float) -> dict:
             if not chunk:
                 break
             chunks.append(chunk)
-    reply = json.loads(b"".join(chunks) or b"{}")
+    if not chunks:  # accepted, then closed: no echo answered (a full echo closes so); not a pass
+        raise OSError(errno.ECONNRESET, "closed without an answer")
+    reply = json.loads(b"".join(chunks))
+    if not isinstance(reply, dict):
+        raise ValueError("the answer is not an echo's")
     return {"local": plain_ip(local), "seen": reply.get("seen"), "responder": reply.get("name")}
 
 
@@ -511,10 +516,17 @@ def check_limits(request: dict) -> None:
         raise ValueError("targets must be a list")
     if len(targets) > MAX_TARGETS:
         raise ValueError(f"{len(targets)} targets, at most {MAX_TARGETS} per request")
-    if not 1 <= int(request.get("concurrency", 64)) <= MAX_CONCURRENCY:
+    if not _is_int(request.get("concurrency", 64), 1, MAX_CONCURRENCY):
         raise ValueError(f"concurrency must be 1..{MAX_CONCURRENCY}")
     for target in targets:
         check_shape(target)
+        for field, kinds in (("timeout", (int, float)), ("attempts", (int,)), ("settle", (int, float))):
+            value = target.get(field)
+            if value is not None and (type(value) not in kinds or value != value):  # bool, str, nan
+                raise ValueError(f"{field} of {target['id']} must be a number")
+        if "dns" in target and isinstance(target["dns"], dict) and "connect" in target["dns"] and \
+                target["dns"]["connect"] is not None and not _is_int(target["dns"]["connect"], 1, 65535):
+            raise ValueError(f"dns.connect of {target['id']} must be a port 1..65535")
         timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
         if not (0 < timeout <= MAX_TIMEOUT):  # also refuses nan
             raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
@@ -765,6 +777,11 @@ def _control_handler(name: str, watcher: IcmpWatcher, token: str):
         def address_string(self) -> str:
             return "control"
 
+        def setup(self) -> None:
+            super().setup()
+            if self.connection.family in (socket.AF_INET, socket.AF_INET6):  # headers and body
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # go at once
+
         def _reply(self, status: int, body: dict, close: bool = False) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -795,9 +812,14 @@ def _control_handler(name: str, watcher: IcmpWatcher, token: str):
                 raise BadRequest(413, f"a body of {length} bytes; at most {MAX_BODY}")
             deadline, data = time.monotonic() + READ_TIMEOUT, b""
             while len(data) < length:  # the whole body within the bound, however it trickles
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s")
-                chunk = self.rfile.read1(length - len(data))
+                self.connection.settimeout(left)
+                try:
+                    chunk = self.rfile.read1(length - len(data))
+                except TimeoutError:
+                    raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s") from None
                 if not chunk:
                     raise BadRequest(400, f"the body ended after {len(data)} of {length} bytes")
                 data += chunk
@@ -805,6 +827,8 @@ def _control_handler(name: str, watcher: IcmpWatcher, token: str):
                 body = json.loads(data or b"{}")
             except ValueError as exc:
                 raise BadRequest(400, f"the body is not JSON: {exc}") from None
+            except RecursionError:
+                raise BadRequest(400, "the body is nested too deeply") from None
             if not isinstance(body, dict):
                 raise BadRequest(400, f"the body must be a JSON object, not {type(body).__name__}")
             return body
@@ -816,8 +840,9 @@ def _control_handler(name: str, watcher: IcmpWatcher, token: str):
                             close=True)
                 return
             try:
-                if method == "GET" and path == "healthz":
-                    self._reply(200, {"name": name, "icmp": watcher.error or "ok"})
+                if method == "GET" and path == "healthz":  # no token: no keep-alive either
+                    self._reply(200, {"name": name, "icmp": watcher.error or "ok"},
+                                close=not self._authorized())
                 elif method == "GET" and path == "self":
                     self._reply(200, self_report(name))
                 elif method == "POST" and path == "probe":
@@ -831,9 +856,9 @@ def _control_handler(name: str, watcher: IcmpWatcher, token: str):
                     self._reply(200, {"seen": watcher.lookup(tokens), "error": watcher.error})
                 else:
                     self._reply(404, {"error": f"no such endpoint {method} {self.path}"}, close=method == "POST")
-            except BadRequest as exc:
-                self._reply(exc.status, {"error": f"bad request: {exc}"}, close=exc.status != 400)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except BadRequest as exc:  # the framing may be off: the connection is not reused
+                self._reply(exc.status, {"error": f"bad request: {exc}"}, close=True)
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
                 self._reply(400, {"error": f"bad request: {exc}"})
             except Busy as exc:
                 self._reply(503, {"error": f"busy: {exc}"})
@@ -932,18 +957,30 @@ class _DualStackTCPServer(_TCPServer):
 
 
 def read_token(path: str | None) -> str:
-    """The run's token, from the file the harness gave (a Secret's key on a cluster)."""
+    """The run's token, from the file the harness gave (a Secret's key on a cluster): a regular
+    file holding 16..4096 visible ASCII characters (a trailing newline aside), or the agent does
+    not start, with one line saying why."""
     if not path:
         raise SystemExit("netprobe serve: --token-file (or $NETPROBE_TOKEN_FILE) is required: the "
                          "control API answers only requests that carry the run's token")
     try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read(4096).strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hold the start
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SystemExit(f"netprobe serve: the token file {path} is not a regular file")
+            data = os.read(fd, 4098)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise SystemExit(f"netprobe serve: cannot read the token file {path}: {exc.strerror}") from None
+    token = data.rstrip(b"\r\n")
+    if len(token) > 4096:
+        raise SystemExit(f"netprobe serve: the token in {path} is longer than 4096 characters")
+    if not all(0x21 <= byte <= 0x7E for byte in token):
+        raise SystemExit(f"netprobe serve: the token in {path} must be one line of visible ASCII characters")
     if len(token) < 16:
         raise SystemExit(f"netprobe serve: the token in {path} is shorter than 16 characters")
-    return token
+    return token.decode("ascii")
 
 
 def serve(name: str, port: int, controls: list[str], token: str) -> None:

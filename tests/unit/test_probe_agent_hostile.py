@@ -6,6 +6,7 @@ afterwards a valid request is still answered in normal time.
 """
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -158,6 +159,12 @@ def test_an_unauthorized_body_is_not_read_either(agent):
     (b'{"tokens": "x"}', {"path": "/icmp-seen"}, 400, "tokens must be a list"),
     (b"{}", {"Content-Length": "ten"}, 400, "Content-Length is not a number"),
     (b"{}", {"Content-Length": "-5"}, 400, "Content-Length is negative"),
+    (b"[" * 100000 + b"]" * 100000, {}, 400, "nested too deeply"),
+    (b'{"targets": [{"id": "t", "ip": "127.0.0.1", "port": 1, "proto": "tcp", "attempts": 1e400}]}', {}, 400,
+     "attempts of t must be a number"),
+    (b'{"targets": [], "concurrency": 1e400}', {}, 400, "concurrency must be"),
+    (b'{"targets": [{"id": "t", "proto": "udp", "dns": {"name": "web", "connect": 70000}}]}', {}, 400,
+     "dns.connect of t must be a port"),
 ])
 def test_malformed_requests_get_400_with_the_reason(agent, body, headers, status, message):
     path = headers.pop("path", "/probe")
@@ -311,3 +318,57 @@ def test_the_control_api_listens_on_the_address_it_is_given_alone(tmp_path):
     finally:
         process.kill()
         process.communicate(timeout=10)
+
+
+def test_an_echo_that_closes_without_an_answer_is_not_a_pass():
+    """An echo at its bound closes new connections at once: that is no answer, never a success."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def read_then_close():
+        conn, _ = server.accept()
+        conn.recv(512)  # the token, read: the close is a clean FIN, as the echo's
+        conn.close()
+    threading.Thread(target=read_then_close, daemon=True).start()
+    try:
+        result = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": server.getsockname()[1],
+                                        "proto": "tcp", "timeout": 3})
+    finally:
+        server.close()
+    assert not result["ok"] and "closed without an answer" in result["error"], result
+
+
+def test_a_request_without_the_token_does_not_keep_its_connection(agent):
+    """An unauthenticated client gets one answer per connection: it cannot hold a worker by
+    keeping a connection alive (the readiness probe opens one per check anyway)."""
+    answer = agent.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=5)
+    assert answer.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in answer
+
+
+def test_a_declared_body_that_never_comes_is_408_at_the_bound(agent):
+    started = time.monotonic()
+    answer = agent.raw(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                       "Content-Length: 100\r\n\r\n{".encode(), wait=netprobe.READ_TIMEOUT + 5)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < netprobe.READ_TIMEOUT + 2
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "is not a regular file"),  # /dev/zero: a token of NUL bytes
+    ("x" * 5000, "longer than 4096"),
+    ("éé-a-token-of-the-run-0123456789", "visible ASCII"),
+    ("a-token-of-the-run-0123456789\nsecond-line-0123456789", "visible ASCII"),
+    ("fifo", "is not a regular file"),
+])
+def test_a_token_file_that_is_not_one_line_of_ascii_stops_the_start(tmp_path, content, message):
+    if content is None:
+        path = Path("/dev/zero")
+    elif content == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    else:
+        path = _write(tmp_path / "token", content)
+    done = subprocess.run([sys.executable, str(SCRIPT), "serve", "--port", str(free_port()),
+                           "--control", f"tcp:127.0.0.1:{free_port()}", "--token-file", str(path)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
