@@ -7,7 +7,7 @@ import pytest
 from netconform import dns
 from netconform.checks import Case, Check, DnsNames, pods_to_service
 from netconform.probing import dns_verdicts
-from netconform.probing.runner import Observation, Runner
+from netconform.probing.runner import CHANGE_SETTLE, Observation, Runner
 from netconform.services import add_services
 from netconform.topology import SERVICE
 
@@ -226,7 +226,7 @@ def test_externalname_is_asked_before_and_after_each_change_and_put_back():
     assert rounds == ["initial/short", "initial/fqdn", "renamed/short", "renamed/fqdn",
                       "clusterip/short", "clusterip/fqdn"]
     assert [r["query"]["type"] for r in obs.results] == ["CNAME"] * 4 + ["A"] * 2
-    assert {r["query"]["settle"] for r in obs.results} == {5.0}  # the first round too: see the runner
+    assert {r["query"]["settle"] for r in obs.results} == {CHANGE_SETTLE}  # the first round too: see the runner
     assert check.verdict(obs).ok
     assert stand_in.changes == [("external", None), ("external", "renamed.netconform.test"),
                                 ("external", "ClusterIP"), ("external", "outside.netconform.test")]
