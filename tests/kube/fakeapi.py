@@ -332,6 +332,10 @@ class FakeApiServer:
         it selects, ready as their Ready condition says (the world's slices when it has its own)."""
         if self.world.endpoint_slices is not None:
             return self.world.endpoint_slices(self, ns)
+        return self.selector_slices(ns)
+
+    def selector_slices(self, ns: str) -> list[dict]:
+        """The slices the EndpointSlice controller makes from the namespace's Services and pods."""
         slices = []
         for svc in self.objects("services", ns):
             selector = svc["spec"].get("selector")

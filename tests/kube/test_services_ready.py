@@ -50,7 +50,7 @@ def test_every_backend_must_be_listed_ready_on_every_port(fake_cluster, tmp_path
 
 def test_slices_that_never_list_the_pods_stop_the_run_naming_the_service(tmp_path):
     def without_web(api, ns):
-        return [s for s in _default_slices(api, ns)
+        return [s for s in api.selector_slices(ns)
                 if s["metadata"]["labels"]["kubernetes.io/service-name"] != "web"]
     with FakeApiServer(World(workers(), existing=[KINDNET], endpoint_slices=without_web)) as api:
         kube = backend(api, tmp_path, ready_timeout=2)
@@ -68,7 +68,7 @@ def test_slices_that_come_late_are_waited_for(tmp_path):
 
     def late(api, ns):
         first_asked.append(time.monotonic())
-        return _default_slices(api, ns) if time.monotonic() - first_asked[0] > 1.2 else []
+        return api.selector_slices(ns) if time.monotonic() - first_asked[0] > 1.2 else []
     with FakeApiServer(World(workers(), existing=[KINDNET], endpoint_slices=late)) as api:
         kube = backend(api, tmp_path, ready_timeout=20)
         lines = []
@@ -76,14 +76,6 @@ def test_slices_that_come_late_are_waited_for(tmp_path):
         assert any("EndpointSlices list the ready backends" in line for line in lines), lines
         assert len(first_asked) >= 3  # it looked again until they were there
         kube.close()
-
-
-def _default_slices(api, ns):
-    saved, api.world.endpoint_slices = api.world.endpoint_slices, None
-    try:
-        return api._controller_slices(ns)
-    finally:
-        api.world.endpoint_slices = saved
 
 
 class Probe(ProbeChannel):

@@ -62,21 +62,27 @@ class Agent:
             return received
 
 
+def start_agent(name: str, echo: int, host: str, control: int, token_file: Path) -> subprocess.Popen:
+    """A real agent process, its control API on ``host:control``, once that accepts connections."""
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "serve", "--name", name, "--port", str(echo),
+                                "--control", f"tcp:{host}:{control}", "--token-file", str(token_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _ in range(200):
+        try:
+            socket.create_connection((host, control), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return process
+
+
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
     token_file = tmp_path_factory.mktemp("agent") / "token"
     token_file.write_text(TOKEN + "\n")
     control, echo = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, str(SCRIPT), "serve", "--name", "target", "--port", str(echo),
-                                "--control", f"tcp:127.0.0.1:{control}", "--token-file", str(token_file)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_agent("target", echo, "127.0.0.1", control, token_file)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", control), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         yield Agent(control, echo, process)
     finally:
         process.kill()
@@ -299,16 +305,8 @@ def test_the_control_api_listens_on_the_address_it_is_given_alone(tmp_path):
     """Manifests bind it to the pod's IP (status.podIP): an IPv6 one too; not on other addresses."""
     token = _write(tmp_path / "token", TOKEN)
     control = free_port()
-    process = subprocess.Popen([sys.executable, str(SCRIPT), "serve", "--name", "v6", "--port", str(free_port()),
-                                "--control", f"tcp:::1:{control}", "--token-file", str(token)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_agent("v6", free_port(), "::1", control, token)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("::1", control), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         conn = http.client.HTTPConnection("::1", control, timeout=5)
         conn.request("GET", "/healthz")
         assert json.loads(conn.getresponse().read())["name"] == "v6"
