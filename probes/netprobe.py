@@ -23,8 +23,11 @@ the API server's pod proxy).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
+import contextlib
 import errno
+import functools
 import hmac
 import ipaddress
 import json
@@ -41,7 +44,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from http.server import BaseHTTPRequestHandler
 
 TOKEN_PREFIX = b"netprobe:"
 MAX_TARGETS = 20000
@@ -556,18 +558,30 @@ def check_limits(request: dict) -> None:
                 raise ValueError(f"expect of {target.get('id')} must be a list of strings")
 
 
-def probe_batch(request: dict) -> dict:
+def probe_batch(request: dict, cancelled: threading.Event | None = None) -> dict:
+    """Every target of the request probed (``concurrency`` at once), in the request's order. Once
+    ``cancelled`` is set (the client went away) no further target is started: nobody would read
+    its result."""
     check_limits(request)
     targets = request.get("targets", [])
     workers = max(1, min(int(request.get("concurrency", 64)), len(targets) or 1))
+    cancelled = cancelled or threading.Event()
     if workers == 1:  # one after the other: a group stops at its first failure
-        return {"results": _in_turn(targets)}
+        return {"results": _in_turn(targets, cancelled)}
+
+    def unless_cancelled(target: dict) -> dict:
+        return _not_made(target, "the client went away") if cancelled.is_set() else probe_target(target)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(probe_target, targets))
+        results = list(pool.map(unless_cancelled, targets))
     return {"results": results}
 
 
-def _in_turn(targets: list[dict]) -> list[dict]:
+def _not_made(target: dict, why: str) -> dict:
+    return {"id": target["id"], "ok": False, "error": f"not made: {why}", "errors": [], "attempts": 0,
+            "seen": None, "responder": None, "local": None}
+
+
+def _in_turn(targets: list[dict], cancelled: threading.Event) -> list[dict]:
     """Targets probed one after the other. Once a target of a ``group`` (the connections of an
     affinity round to one address) fails, the rest of that group are not made: the item fails on
     that one, and each of them would wait out its own timeout."""
@@ -575,9 +589,11 @@ def _in_turn(targets: list[dict]) -> list[dict]:
     results = []
     for target in targets:
         group = target.get("group")
+        if cancelled.is_set():
+            results.append(_not_made(target, "the client went away"))
+            continue
         if group is not None and group in failed:
-            results.append({"id": target["id"], "ok": False, "error": f"not made: {failed[group]} failed",
-                            "errors": [], "attempts": 0, "seen": None, "responder": None, "local": None})
+            results.append(_not_made(target, f"{failed[group]} failed"))
             continue
         result = probe_target(target)
         if group is not None and not result["ok"]:
@@ -699,7 +715,6 @@ def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
     return found
 
 
-# --- the control API ---------------------------------------------------------------------------
 
 
 # --- the control API ----------------------------------------------------------------------------
@@ -710,10 +725,18 @@ def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
 
 TOKEN_HEADER = "X-Netprobe-Token"  # the pod proxy passes it on (Authorization is the caller's own,
 # for the API server; a Bearer token is accepted too, from a client that reaches the probe directly)
-MAX_BODY = 8 << 20  # bytes of a request body (20,000 targets fit); 413 beyond, the body unread
-READ_TIMEOUT = 10.0  # s a client may take to send each part of its request (and idle between requests)
-CONTROL_WORKERS = 16  # requests served at once by one agent
-CONTROL_BACKLOG = 64  # connections waiting for a worker; beyond that: 503 at once
+MAX_BODY = 4 << 20  # bytes of a request body (20,000 targets fit); 413 beyond, the body unread
+BODY_BUDGET = 16 << 20  # bytes of bodies read at once over all connections; a body waits for room
+MAX_CONTAINERS = 4 * MAX_TARGETS + 64  # JSON arrays and objects in a body (a target has at most 4)
+READ_TIMEOUT = 10.0  # s a client has for its request line and headers (or to idle between requests),
+# and then as much for its body
+MAX_HEADER_LINE = 8192  # bytes of the request line and of each header line
+MAX_HEADERS = 64  # header lines of a request
+CONTROL_CONNECTIONS = 256  # connections open at once; beyond that: 503 at once, and closed
+CONTROL_BACKLOG = 128  # connections the kernel holds until the event loop accepts them
+LINGER = 2.0  # s a closing connection's last answer is given to arrive (see _close)
+BUSY_LINGER = 0.5  # s as much for a connection beyond the bound (not counted: kept short)
+CONTROL_WORKERS = 16  # threads doing the requests' work (probe batches, self-reports) at once
 ECHO_WORKERS = 256  # TCP echo connections served at once; beyond that (and a backlog): closed
 PROBE_CAPACITY = MAX_CONCURRENCY  # probe threads of all requests together
 CAPACITY_WAIT = 30.0  # s a request may wait for probe threads before it is refused (503)
@@ -747,13 +770,13 @@ class _Capacity:
 CAPACITY = _Capacity(PROBE_CAPACITY)
 
 
-def _bounded_batch(request: dict) -> dict:
+def _bounded_batch(request: dict, cancelled: threading.Event | None = None) -> dict:
     """probe_batch with its threads taken from the agent's shared capacity."""
     check_limits(request)
     workers = max(1, min(int(request.get("concurrency", 64)), len(request.get("targets", [])) or 1))
     CAPACITY.take(workers, CAPACITY_WAIT)
     try:
-        return probe_batch(request)
+        return probe_batch(request, cancelled)
     finally:
         CAPACITY.give(workers)
 
@@ -764,123 +787,329 @@ class BadRequest(ValueError):
         self.status = status
 
 
-def _control_handler(name: str, watcher: IcmpWatcher, token: str):
-    expected = token.encode()
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
+           411: "Length Required", 413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+           505: "HTTP Version Not Supported"}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = READ_TIMEOUT  # on every read of the connection: a silent client is let go
 
-        def log_message(self, *args) -> None:  # the harness logs; the probe stays quiet
+def http_answer(status: int, body: dict, close: bool) -> bytes:
+    """One whole HTTP/1.1 answer: a JSON body, always, whatever went wrong."""
+    data = json.dumps(body).encode()
+    head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n")
+    return head.encode() + data
+
+
+BUSY_REPLY = http_answer(503, {"error": f"busy: {CONTROL_CONNECTIONS} connections are open, the "
+                                        "agent's bound; try again"}, close=True)
+
+
+class _Budget:
+    """Bytes of request bodies the agent holds at once, over every connection: a body is read only
+    once its length fits, so a crowd of large bodies waits (or is told busy) instead of each one
+    taking its memory."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.free = total, total
+        self.cond = asyncio.Condition()
+
+    async def take(self, count: int, wait: float) -> None:
+        async with self.cond:
+            try:
+                await asyncio.wait_for(self.cond.wait_for(lambda: self.free >= count), wait)
+            except asyncio.TimeoutError:
+                raise Busy(f"bodies of {self.total - self.free} bytes are being read, at most "
+                           f"{self.total} at once; try again") from None
+            self.free -= count
+
+    async def give(self, count: int) -> None:
+        async with self.cond:
+            self.free += count
+            self.cond.notify_all()
+
+
+_PARSING = threading.Semaphore(1)  # large bodies are parsed one at a time: parsing takes memory
+
+
+def parse_body(data: bytes) -> dict:
+    """The JSON object of a request body, or a 400 that says why not. Before parsing, a body with
+    more arrays and objects than any real request has is refused: parsing millions of empty
+    lists would take hundreds of megabytes."""
+    containers = data.count(b"[") + data.count(b"{")
+    if containers > MAX_CONTAINERS:
+        raise BadRequest(400, f"the body holds {containers} JSON arrays and objects, at most {MAX_CONTAINERS}")
+    with _PARSING if len(data) > 65536 else contextlib.nullcontext():
+        try:
+            body = json.loads(data or b"{}")
+        except RecursionError:
+            raise BadRequest(400, "the body is nested too deeply") from None
+        except ValueError as exc:
+            raise BadRequest(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+class Request:
+    """One request's head, as the control API reads it."""
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, list[str]]) -> None:
+        self.method, self.target, self.version, self.headers = method, target, version, headers
+        self.endpoint = target.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        self.pipelined = False
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[-1] if values else None
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = (self.header("connection") or "").lower()
+        return "close" not in connection and (self.version == "HTTP/1.1" or "keep-alive" in connection)
+
+    def content_length(self) -> int:
+        if self.header("transfer-encoding") is not None:
+            raise BadRequest(411, "a body needs a Content-Length (no chunked encoding)")
+        values = self.headers.get("content-length", [])
+        if len(values) > 1:
+            raise BadRequest(400, "more than one Content-Length")
+        if not values:
+            return 0
+        if values[0].startswith("-") and values[0][1:].isdigit():
+            raise BadRequest(400, "Content-Length is negative")
+        if not (values[0].isascii() and values[0].isdigit()) or len(values[0]) > 12:
+            raise BadRequest(400, "Content-Length is not a number")
+        return int(values[0])
+
+
+async def read_head(reader: asyncio.StreamReader, started: list) -> Request | None:
+    """The request line and headers; None if the client closed before a request began.
+    ``started`` gets True once a byte of it came (a timeout after that is a 408, before it an idle
+    connection closed quietly)."""
+    try:
+        line = await reader.readline()
+    except ValueError:  # asyncio's LimitOverrunError: longer than the line bound
+        raise BadRequest(414, f"the request line is longer than {MAX_HEADER_LINE} bytes") from None
+    if not line:
+        return None
+    started.append(True)
+    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[1].startswith("/"):
+        raise BadRequest(400, "not an HTTP request line")
+    if parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
+        raise BadRequest(505, f"{parts[2]!r}: HTTP/1.0 and HTTP/1.1 only")
+    headers: dict[str, list[str]] = {}
+    for _ in range(MAX_HEADERS + 1):
+        try:
+            line = await reader.readline()
+        except ValueError:
+            raise BadRequest(431, f"a header line is longer than {MAX_HEADER_LINE} bytes") from None
+        if not line:
+            raise BadRequest(400, "the connection ended within the headers")
+        if line in (b"\r\n", b"\n"):
+            return Request(parts[0], parts[1], parts[2], headers)
+        name, colon, value = line.decode("latin-1").partition(":")
+        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            raise BadRequest(400, "a header line is not 'Name: value'")
+        headers.setdefault(name.lower(), []).append(value.strip())
+    raise BadRequest(431, f"more than {MAX_HEADERS} header lines")
+
+
+class ControlServer:
+    """The control API: one event loop serves every connection, so a client that is slow to send
+    its request (or sends none) holds a socket and nothing else; the request line and headers,
+    and then the body, each have READ_TIMEOUT to arrive whole. The work itself (a probe batch, the
+    self-report) runs on a bounded pool of threads, and a batch whose client went away stops
+    starting targets."""
+
+    def __init__(self, name: str, watcher: IcmpWatcher, token: str) -> None:
+        self.name, self.watcher, self.expected = name, watcher, token.encode()
+        self.open = 0
+        self.budget = _Budget(BODY_BUDGET)
+        self.pool = ThreadPoolExecutor(max_workers=CONTROL_WORKERS, thread_name_prefix="control")
+
+    def authorized(self, request: Request) -> bool:
+        given = request.header(TOKEN_HEADER) or ""
+        authorization = request.header("authorization") or ""
+        if not given and authorization.startswith("Bearer "):
+            given = authorization[len("Bearer "):]
+        return hmac.compare_digest(given.strip().encode(), self.expected)
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= CONTROL_CONNECTIONS:  # told at once, with a short linger (see _close)
+            writer.write(BUSY_REPLY)
+            await _close(writer, reader, linger=BUSY_LINGER)
+            return
+        self.open += 1
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go at once
+            while await self.one_request(reader, writer):
+                pass
+        except (OSError, asyncio.IncompleteReadError):  # the client went away
             pass
+        finally:
+            await _close(writer, reader)
+            self.open -= 1
 
-        def address_string(self) -> str:
-            return "control"
+    async def one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; whether the connection may carry another."""
+        started: list = []
+        try:
+            request = await asyncio.wait_for(read_head(reader, started), READ_TIMEOUT)
+        except asyncio.TimeoutError:
+            if started:
+                writer.write(http_answer(408, {"error": f"bad request: the request line and headers did "
+                                                        f"not arrive within {READ_TIMEOUT:g} s"}, close=True))
+            return False  # an idle connection is let go quietly
+        except BadRequest as exc:
+            writer.write(http_answer(exc.status, {"error": f"bad request: {exc}"}, close=True))
+            return False
+        if request is None:
+            return False
+        if request.endpoint == "healthz" and request.method == "GET":  # the readiness probe's
+            authorized = self.authorized(request)
+            writer.write(http_answer(200, {"name": self.name, "icmp": self.watcher.error or "ok"},
+                                     close=not (authorized and request.keep_alive)))
+            await writer.drain()
+            return authorized and request.keep_alive
+        if not self.authorized(request):  # nothing more is read: not the body, not a second request
+            writer.write(http_answer(401, {"error": f"unauthorized: the run's token is required "
+                                                    f"({TOKEN_HEADER})"}, close=True))
+            return False
+        try:
+            status, answer = await self.answer(request, reader, writer)
+        except BadRequest as exc:  # the framing may be off: the connection is not reused
+            writer.write(http_answer(exc.status, {"error": f"bad request: {exc}"}, close=True))
+            return False
+        except Busy as exc:
+            writer.write(http_answer(503, {"error": f"busy: {exc}"}, close=True))
+            return False
+        if status is None:  # the client left while its request was served
+            return False
+        keep = request.keep_alive and not request.pipelined and status < 500
+        writer.write(http_answer(status, answer, close=not keep))
+        await writer.drain()
+        return keep
 
-        def setup(self) -> None:
-            super().setup()
-            if self.connection.family in (socket.AF_INET, socket.AF_INET6):  # headers and body
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # go at once
+    async def answer(self, request: Request, reader, writer) -> tuple[int | None, dict]:
+        """(status, JSON answer); status None when the client left before it."""
+        method, endpoint = request.method, request.endpoint
+        if (method, endpoint) not in {("GET", "self"), ("POST", "probe"), ("POST", "icmp-seen")}:
+            if method == "POST" or request.content_length():  # a body not read: the connection ends
+                raise BadRequest(404, f"no such endpoint {method} {request.target}")
+            return 404, {"error": f"no such endpoint {method} {request.target}"}
+        body = await self.body(request, reader, writer) if method == "POST" else {}
+        work = {"self": lambda cancelled: (200, self_report(self.name)),
+                "probe": lambda cancelled: (200, _bounded_batch(body, cancelled)),
+                "icmp-seen": lambda cancelled: self.icmp_seen(body)}[endpoint]
+        cancelled = threading.Event()
+        job = asyncio.get_running_loop().run_in_executor(self.pool, _answered, work, cancelled)
+        watch = asyncio.ensure_future(reader.read(1))  # the client closing while it waits
+        try:
+            done, _ = await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch in done:
+                if not watch.result():  # gone: its batch stops starting targets
+                    cancelled.set()
+                    await asyncio.wait({job})
+                    return None, {}
+                request.pipelined = True  # a byte of a next request, read: no keep-alive after this
+            return await job
+        finally:
+            watch.cancel()
 
-        def _reply(self, status: int, body: dict, close: bool = False) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if close:  # the rest of the request is not read: the connection cannot be reused
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(data)
+    async def body(self, request: Request, reader: asyncio.StreamReader, writer) -> dict:
+        length = request.content_length()
+        if length > MAX_BODY:
+            raise BadRequest(413, f"a body of {length} bytes; at most {MAX_BODY}")
+        expect = (request.header("expect") or "").lower()
+        if expect and expect != "100-continue":
+            raise BadRequest(417, f"Expect: {expect} is not supported")
+        deadline = time.monotonic() + READ_TIMEOUT
+        await self.budget.take(length, READ_TIMEOUT)
+        try:
+            if expect:  # authorized, and the body fits: now it may come
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            data = await asyncio.wait_for(reader.readexactly(length), max(0.01, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s") from None
+        except asyncio.IncompleteReadError as exc:
+            raise BadRequest(400, f"the body ended after {len(exc.partial)} of {length} bytes") from None
+        finally:
+            await self.budget.give(length)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, parse_body, data)
 
-        def _authorized(self) -> bool:
-            given = self.headers.get(TOKEN_HEADER) or ""
-            if not given and (self.headers.get("Authorization") or "").startswith("Bearer "):
-                given = self.headers["Authorization"][len("Bearer "):]
-            return hmac.compare_digest(given.strip().encode(), expected)
+    def icmp_seen(self, body: dict) -> tuple[int, dict]:
+        tokens = body.get("tokens", [])
+        if not isinstance(tokens, list) or len(tokens) > MAX_TARGETS or not all(isinstance(t, str) for t in tokens):
+            return 400, {"error": f"bad request: tokens must be a list of at most {MAX_TARGETS} strings"}
+        return 200, {"seen": self.watcher.lookup(tokens), "error": self.watcher.error}
 
-        def _body(self) -> dict:
-            if self.headers.get("Transfer-Encoding"):
-                raise BadRequest(411, "a body needs a Content-Length (no chunked encoding)")
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                raise BadRequest(400, "Content-Length is not a number") from None
-            if length < 0:
-                raise BadRequest(400, "Content-Length is negative")
-            if length > MAX_BODY:
-                raise BadRequest(413, f"a body of {length} bytes; at most {MAX_BODY}")
-            deadline, data = time.monotonic() + READ_TIMEOUT, b""
-            while len(data) < length:  # the whole body within the bound, however it trickles
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s")
-                self.connection.settimeout(left)
-                try:
-                    chunk = self.rfile.read1(length - len(data))
-                except TimeoutError:
-                    raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s") from None
-                if not chunk:
-                    raise BadRequest(400, f"the body ended after {len(data)} of {length} bytes")
-                data += chunk
-            try:
-                body = json.loads(data or b"{}")
-            except ValueError as exc:
-                raise BadRequest(400, f"the body is not JSON: {exc}") from None
-            except RecursionError:
-                raise BadRequest(400, "the body is nested too deeply") from None
-            if not isinstance(body, dict):
-                raise BadRequest(400, f"the body must be a JSON object, not {type(body).__name__}")
-            return body
 
-        def _serve(self, method: str) -> None:
-            path = self.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-            if path not in UNAUTHENTICATED and not self._authorized():
-                self._reply(401, {"error": f"unauthorized: the run's token is required ({TOKEN_HEADER})"},
-                            close=True)
-                return
-            try:
-                if method == "GET" and path == "healthz":  # no token: no keep-alive either
-                    self._reply(200, {"name": name, "icmp": watcher.error or "ok"},
-                                close=not self._authorized())
-                elif method == "GET" and path == "self":
-                    self._reply(200, self_report(name))
-                elif method == "POST" and path == "probe":
-                    body = self._body()
-                    self._reply(200, _bounded_batch(body))
-                elif method == "POST" and path == "icmp-seen":
-                    tokens = self._body().get("tokens", [])
-                    if not isinstance(tokens, list) or len(tokens) > MAX_TARGETS or \
-                            not all(isinstance(t, str) for t in tokens):
-                        raise BadRequest(400, f"tokens must be a list of at most {MAX_TARGETS} strings")
-                    self._reply(200, {"seen": watcher.lookup(tokens), "error": watcher.error})
-                else:
-                    self._reply(404, {"error": f"no such endpoint {method} {self.path}"}, close=method == "POST")
-            except BadRequest as exc:  # the framing may be off: the connection is not reused
-                self._reply(exc.status, {"error": f"bad request: {exc}"}, close=True)
-            except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
-                self._reply(400, {"error": f"bad request: {exc}"})
-            except Busy as exc:
-                self._reply(503, {"error": f"busy: {exc}"})
-            except OSError:  # the client went away
-                self.close_connection = True
-            except Exception as exc:  # noqa: BLE001 - an answer, never a traceback
-                self._reply(500, {"error": f"internal: {type(exc).__name__}: {exc}"}, close=True)
+def _answered(work, cancelled: threading.Event) -> tuple[int, dict]:
+    """The work's (status, answer); a refusal or a failure of it as an answer, never a traceback."""
+    try:
+        return work(cancelled)
+    except Busy as exc:
+        return 503, {"error": f"busy: {exc}"}
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+        return 400, {"error": f"bad request: {exc}"}
+    except Exception as exc:  # noqa: BLE001
+        return 500, {"error": f"internal: {type(exc).__name__}: {exc}"}
 
-        def do_GET(self) -> None:
-            self._serve("GET")
 
-        def do_POST(self) -> None:
-            self._serve("POST")
+async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader | None = None,
+                 linger: float = LINGER) -> None:
+    """Close a connection so that its last answer arrives: the client may still be sending (the
+    rest of a body cut at its bound), and closing with unread bytes would reset the connection,
+    which can discard the answer before the client reads it. So: the answer, then end of our
+    side, then what the client still sends is read and dropped for at most LINGER seconds."""
+    try:
+        if reader is not None and writer.can_write_eof() and not writer.is_closing():
+            await asyncio.wait_for(writer.drain(), linger)
+            writer.write_eof()
+            await asyncio.wait_for(_discard(reader), linger)
+    except (OSError, asyncio.TimeoutError, RuntimeError):
+        pass
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), linger)
+    except (OSError, asyncio.TimeoutError):
+        pass
 
-    return Handler
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
+
+
+async def _serve_control(server: ControlServer, controls: list[str], announce: str) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # one client's trouble is not logged
+    for control in controls:
+        if control.startswith("unix:"):
+            path = control[len("unix:"):]
+            if os.path.exists(path):
+                os.unlink(path)
+            await asyncio.start_unix_server(server.connection, path + ".tmp", limit=MAX_HEADER_LINE,
+                                            backlog=CONTROL_BACKLOG)
+            os.chmod(path + ".tmp", 0o600)  # the harness (root) alone
+            os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
+        else:
+            host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
+            await asyncio.start_server(server.connection, host.strip("[]") or "0.0.0.0", int(tcp_port),
+                                       limit=MAX_HEADER_LINE, backlog=CONTROL_BACKLOG, reuse_address=True)
+    print(announce, flush=True)
+    await asyncio.Event().wait()  # serve until the process ends
 
 
 class _BoundedServer:
-    """A socketserver mixin: one pool of ``workers`` threads; at most ``backlog`` connections wait
-    for one; a connection beyond that is answered ``refusal`` (may be empty) and closed at once."""
+    """A socketserver mixin for the TCP echo: one pool of ``workers`` threads; at most ``backlog``
+    connections wait for one; a connection beyond that is closed at once."""
 
-    workers, backlog, refusal = CONTROL_WORKERS, CONTROL_BACKLOG, b""
+    workers, backlog, refusal = ECHO_WORKERS, 1024, b""
 
     def _bounds(self) -> None:
         self._slots = threading.BoundedSemaphore(self.workers + self.backlog)
@@ -909,33 +1138,6 @@ class _BoundedServer:
 
     def handle_error(self, request, client_address) -> None:  # no traceback on stderr
         pass
-
-
-_BUSY = json.dumps({"error": "busy: every control worker is taken and so is its queue"}).encode()
-BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-              b"Content-Length: " + str(len(_BUSY)).encode() + b"\r\n\r\n" + _BUSY)
-
-
-class _UnixControlServer(_BoundedServer, socketserver.UnixStreamServer):
-    refusal = BUSY_REPLY
-
-    def __init__(self, path: str, handler) -> None:
-        super().__init__(path, handler)
-        self._bounds()
-
-
-class _TCPControlServer(_BoundedServer, socketserver.TCPServer):
-    allow_reuse_address = True
-    request_queue_size = CONTROL_BACKLOG
-    refusal = BUSY_REPLY
-
-    def __init__(self, address, handler) -> None:
-        super().__init__(address, handler)
-        self._bounds()
-
-
-class _TCPControlServer6(_TCPControlServer):
-    address_family = socket.AF_INET6  # a pod's IPv6 address
 
 
 class _TCPServer(_BoundedServer, socketserver.TCPServer):
@@ -989,25 +1191,8 @@ def serve(name: str, port: int, controls: list[str], token: str) -> None:
     watcher = IcmpWatcher()
     start_tcp_echo(name, port)
     start_udp_echo(name, port)
-    handler = _control_handler(name, watcher, token)
-    servers = []
-    for control in controls:
-        if control.startswith("unix:"):
-            path = control[len("unix:"):]
-            if os.path.exists(path):
-                os.unlink(path)
-            servers.append(_UnixControlServer(path + ".tmp", handler))
-            os.chmod(path + ".tmp", 0o600)  # the harness (root) alone
-            os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
-        else:
-            host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
-            host = host.strip("[]") or "0.0.0.0"
-            server_class = _TCPControlServer6 if ":" in host else _TCPControlServer
-            servers.append(server_class((host, int(tcp_port)), handler))
-    print(f"netprobe {name}: echo on tcp/udp {port}, control on {', '.join(controls)}", flush=True)
-    for server in servers[1:]:
-        threading.Thread(target=server.serve_forever, daemon=True, name="control").start()
-    servers[0].serve_forever()
+    announce = f"netprobe {name}: echo on tcp/udp {port}, control on {', '.join(controls)}"
+    asyncio.run(_serve_control(ControlServer(name, watcher, token), controls, announce))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,9 +254,11 @@ class FakeApiServer:
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(data) + (100 if isinstance(body, BrokenOff) else 0)))
                 self.end_headers()
                 self.wfile.write(data)
+                if isinstance(body, BrokenOff):  # the rest never comes: the connection ends here
+                    self.close_connection = True
 
             def _body(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -362,6 +364,12 @@ class FakeApiServer:
         if self.world.proxy is None:
             return 503, _status(503, "ServiceUnavailable", "error trying to reach service: no route")
         return self.world.proxy(pod, int(port), method, rest, body)
+
+
+class BrokenOff(bytes):
+    """A proxied answer the API server aborts part-way (as kube-apiserver does when its copy of the
+    pod's answer fails): sent with a Content-Length 100 bytes longer than it, then the connection
+    closes."""
 
 
 def daemonset_pod(ds: dict, node_name: str, host_ip: str, ip: str, state: str) -> dict:

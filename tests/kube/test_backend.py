@@ -211,3 +211,42 @@ def test_the_image_pull_secret_is_copied_into_the_run_and_used(tmp_path):
             assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/probe:1"
         with pytest.raises(BackendError, match="--image-pull-secret registry/missing: secrets \"missing\""):
             backend(api, tmp_path, image_pull_secret="registry/missing").start(lambda message: None)
+
+
+def _channel_to(api, tmp_path):
+    """A PodProxyChannel to a pod the fake API server knows."""
+    from netconform.backends.kube.api import KubeApi
+    from netconform.backends.kube.channel import PodProxyChannel
+    kube_api = KubeApi(api.kubeconfig(tmp_path / "kc"))
+    return kube_api, PodProxyChannel("node-1/probe-a", kube_api, "run", "probe-a", 9000, token="t" * 32)
+
+
+def test_an_answer_that_breaks_off_is_asked_for_once_more_then_the_break_is_the_harness_error(tmp_path):
+    """kube-apiserver aborts a proxied answer now and then ("ReverseProxy read error during body
+    copy"): the client sees the connection close before the Content-Length arrived. The lost
+    answer was never seen, so the request is sent again, once; two breaks in a row are reported
+    as what they are, the probe not being asked (a harness error), never a result."""
+    from netconform.probing.channel import ProbeUnavailable
+
+    from .fakeapi import BrokenOff
+    pod = {"metadata": {"name": "probe-a", "namespace": "run"}, "spec": {}, "status": {"podIP": "10.244.1.2"}}
+    breaks = {"left": 1, "asked": 0}
+
+    def proxy(pod, port, method, rest, body):
+        breaks["asked"] += 1
+        answer = json.dumps({"results": [{"id": "x", "ok": True}] * 50}).encode()
+        if breaks["left"]:
+            breaks["left"] -= 1
+            return 200, BrokenOff(answer[:len(answer) // 2])
+        return 200, answer
+
+    with FakeApiServer(World(workers(), existing=[("pods", "run", pod)], proxy=proxy)) as api:
+        kube_api, channel = _channel_to(api, tmp_path)
+        with kube_api:
+            assert len(channel.call("probe", {"targets": []})["results"]) == 50
+            assert breaks["asked"] == 2
+            breaks.update(left=5, asked=0)
+            with pytest.raises(ProbeUnavailable, match=r"node-1/probe-a: probe failed: .*the answer broke "
+                                                       r"off 2 times in a row: .*IncompleteRead"):
+                channel.call("probe", {"targets": []})
+            assert breaks["asked"] == 2  # bounded: never a third time

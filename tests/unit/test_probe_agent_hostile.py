@@ -165,7 +165,8 @@ def test_an_unauthorized_body_is_not_read_either(agent):
     (b'{"tokens": "x"}', {"path": "/icmp-seen"}, 400, "tokens must be a list"),
     (b"{}", {"Content-Length": "ten"}, 400, "Content-Length is not a number"),
     (b"{}", {"Content-Length": "-5"}, 400, "Content-Length is negative"),
-    (b"[" * 100000 + b"]" * 100000, {}, 400, "nested too deeply"),
+    (b"[" * 5000 + b"]" * 5000, {}, 400, "nested too deeply"),
+    (b"[" + b"[]," * 100000 + b"[]]", {}, 400, "JSON arrays and objects, at most"),
     (b'{"targets": [{"id": "t", "ip": "127.0.0.1", "port": 1, "proto": "tcp", "attempts": 1e400}]}', {}, 400,
      "attempts of t must be a number"),
     (b'{"targets": [], "concurrency": 1e400}', {}, 400, "concurrency must be"),
@@ -204,7 +205,8 @@ def test_a_connection_that_sends_nothing_is_let_go_and_holds_nobody_up(agent):
         assert agent.valid() < NORMAL
         assert silent.recv(100) == b""  # closed by the agent
         closed_after = time.monotonic() - started
-        assert half.recv(100) == b""  # and the half-sent request with it
+        answer = half.recv(4096)  # and the half-sent request with it, told why
+        assert answer.startswith(b"HTTP/1.1 408") and b"headers did not arrive within" in answer
         half.close()
     assert netprobe.READ_TIMEOUT - 1 < closed_after < netprobe.READ_TIMEOUT + 3
     assert agent.valid() < NORMAL
@@ -257,11 +259,11 @@ def test_100_parallel_clients_each_get_an_answer_and_the_agent_stays_up(agent):
     assert agent.valid() < NORMAL
 
 
-def test_a_flood_beyond_the_workers_and_their_queue_is_told_busy_at_once(agent):
-    """More silent connections than workers and queue together: the next one is answered 503 at
-    once (not queued behind them); once the agent let them go it serves as before."""
+def test_a_flood_beyond_the_connection_bound_is_told_busy_at_once(agent):
+    """As many silent connections as the agent keeps open: the next one is answered 503 at once
+    (not queued behind them); once the agent let them go it serves as before."""
     held = [socket.create_connection(("127.0.0.1", agent.control), timeout=5)
-            for _ in range(netprobe.CONTROL_WORKERS + netprobe.CONTROL_BACKLOG)]
+            for _ in range(netprobe.CONTROL_CONNECTIONS)]
     try:
         time.sleep(0.3)
         started = time.monotonic()
@@ -370,3 +372,105 @@ def test_a_token_file_that_is_not_one_line_of_ascii_stops_the_start(tmp_path, co
                            "--control", f"tcp:127.0.0.1:{free_port()}", "--token-file", str(path)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_clients_that_trickle_their_headers_hold_nobody_up_and_are_cut_at_the_bound(agent):
+    """A slow loris: more connections than the agent has worker threads, each sending a header
+    line every few seconds, never finishing. They cost the agent a socket each, not a thread: a
+    valid request is answered in normal time meanwhile, and each is told 408 at READ_TIMEOUT."""
+    lorises = [socket.create_connection(("127.0.0.1", agent.control), timeout=netprobe.READ_TIMEOUT + 5)
+               for _ in range(netprobe.CONTROL_WORKERS * 2)]
+    started = time.monotonic()
+    try:
+        for sock in lorises:
+            sock.sendall(b"POST /probe HTTP/1.1\r\n")
+        for second in range(3):
+            time.sleep(netprobe.READ_TIMEOUT / 4)
+            for sock in lorises:
+                sock.sendall(f"X-Slow-{second}: 1\r\n".encode())
+            assert agent.valid() < NORMAL
+        answers = [sock.recv(4096) for sock in lorises]
+    finally:
+        for sock in lorises:
+            sock.close()
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers[:2]
+    assert time.monotonic() - started < netprobe.READ_TIMEOUT + 3
+
+
+@pytest.mark.parametrize("head, status, message", [
+    (b"Content-Length: 2\r\nContent-Length: 2\r\n", b"400", b"more than one Content-Length"),
+    (b"Content-Length: +2\r\n", b"400", b"Content-Length is not a number"),
+    (b"Content-Length: 1_0\r\n", b"400", b"Content-Length is not a number"),
+    (b" folded: header\r\n", b"400", b"not 'Name: value'"),
+    (b"".join(b"X-%d: 1\r\n" % i for i in range(100)), b"431", b"header lines"),
+    (b"X-Long: " + b"a" * 10000 + b"\r\n", b"431", b"longer than"),
+    (b"Expect: something-else\r\nContent-Length: 2\r\n", b"417", b"not supported"),
+])
+def test_framing_the_agent_does_not_take_is_refused_in_json(agent, head, status, message):
+    answer = agent.raw(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n".encode() + head
+                       + b"\r\n{}", wait=5)
+    assert answer.startswith(b"HTTP/1.1 " + status) and message in answer, answer[:300]
+    assert b"Content-Type: application/json" in answer and b"Connection: close" in answer
+    assert agent.valid() < NORMAL
+
+
+@pytest.mark.parametrize("line, status", [
+    (b"GET /" + b"a" * 10000 + b" HTTP/1.1", b"414"),
+    (b"GET /healthz HTTP/2.0", b"505"),
+    (b"\x16\x03\x01\x02\x00\x01", b"400"),  # a TLS hello, say
+    (b"GET healthz", b"400"),
+])
+def test_a_request_line_the_agent_does_not_take_is_refused_in_json(agent, line, status):
+    answer = agent.raw(line + b"\r\nHost: x\r\n\r\n", wait=5)
+    assert answer.startswith(b"HTTP/1.1 " + status) and b'{"error": "bad request: ' in answer, answer[:300]
+
+
+def test_expect_100_continue_is_answered_only_with_the_token(agent):
+    """A client that asks before sending its body hears "continue" only once its token is
+    checked; without it, 401 and the connection ends, its body never invited."""
+    with socket.create_connection(("127.0.0.1", agent.control), timeout=5) as sock:
+        sock.sendall(b"POST /probe HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401") and b"100 Continue" not in answer
+    body = json.dumps({"targets": [{"id": "ok", "ip": "127.0.0.1", "port": agent.echo, "proto": "tcp"}]}).encode()
+    with socket.create_connection(("127.0.0.1", agent.control), timeout=5) as sock:
+        sock.sendall(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while b'"results"' not in answer:
+            answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_a_batch_whose_client_left_starts_no_more_targets(agent, listener):
+    """Targets one after the other, each waiting 1 s for an answer that never comes: the client
+    leaves after the first; the agent starts at most one more, not the eight left."""
+    port, dialed = listener
+    body = json.dumps({"concurrency": 1, "targets": [
+        {"id": f"t{i}", "ip": "127.0.0.1", "port": port, "proto": "tcp", "timeout": 1} for i in range(10)]})
+    with socket.create_connection(("127.0.0.1", agent.control), timeout=5) as sock:
+        sock.sendall(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        time.sleep(1.3)
+    time.sleep(4)
+    assert 1 <= len(dialed) <= 3, len(dialed)
+    assert agent.valid() < NORMAL
+
+
+def test_a_kept_alive_connection_serves_request_after_request(agent):
+    """The pod proxy keeps its connections to a probe: many requests, one connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", agent.control, timeout=10)
+    try:
+        for _ in range(20):
+            conn.request("POST", "/probe", body=json.dumps({"targets": [
+                {"id": "k", "ip": "127.0.0.1", "port": agent.echo, "proto": "tcp"}]}),
+                headers={TOKEN_HEADER: TOKEN})
+            response = conn.getresponse()
+            assert response.status == 200 and json.loads(response.read())["results"][0]["ok"]
+        first = conn.sock
+        conn.request("GET", "/self", headers={TOKEN_HEADER: TOKEN})
+        assert conn.getresponse().status == 200 and conn.sock is first
+    finally:
+        conn.close()
