@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """netprobe: the agent that runs in every probe pod (and in every lab namespace).
 
-It is deliberately one self-contained file, the standard library and dnspython (for its DNS
-queries, imported only when one is asked) and nothing else: ICMP through raw sockets, the
-self-report from rtnetlink, so that a stock Python image runs it.
+It is deliberately one self-contained file of the standard library alone: ICMP through raw
+sockets, the self-report from rtnetlink, DNS questions in the protocol's own wire form, so that a
+stock Python image runs it (``python -I -S``: no site packages, no environment).
 
 It does three things, all served over one small HTTP control API:
 
@@ -14,7 +14,7 @@ It does three things, all served over one small HTTP control API:
 * ``POST /probe``: a batch of targets probed concurrently, each with a timeout, answered as one JSON
   document, so the harness asks each probe once per check instead of once per pair. A target is a
   connection (TCP, UDP, ICMP, or a TLS handshake) or a DNS query made as ``dig +search`` makes it: the pod's own
-  resolv.conf (nameservers, search list, ndots) over UDP or TCP, with dnspython; "the name
+  resolv.conf (nameservers, search list, ndots) over UDP or TCP; "the name
   connects" then goes through getaddrinfo, as any program's would.
 
 The control API listens on a Unix socket (the lab) or a TCP port (a live cluster, reached through
@@ -366,32 +366,6 @@ def _answered_as(found: dict, expect: list[str]) -> bool:
     return sorted(a.lower() for a in got) == sorted(e.lower() for e in expect)
 
 
-def _dns_answer(query: dict, proto: str, timeout: float) -> dict:
-    try:
-        import dns.exception
-        import dns.resolver
-    except ImportError as exc:
-        raise OSError(f"this agent cannot ask DNS questions: {exc}") from None
-    found = {"rcode": "NOERROR", "qname": None, "answers": [], "local": None, "seen": None,
-             "responder": None}
-    try:
-        resolver = dns.resolver.Resolver(configure=True)  # /etc/resolv.conf, as kubelet wrote it
-        resolver.timeout = resolver.lifetime = timeout
-        answer = resolver.resolve(query["name"], query.get("type", "A"), tcp=proto == "tcp",
-                                  search=bool(query.get("search", True)), raise_on_no_answer=False)
-        found["qname"] = answer.qname.to_text()
-        found["answers"] = sorted(r.to_text() for r in answer.rrset) if answer.rrset else []
-    except dns.resolver.NXDOMAIN as exc:
-        found.update(rcode="NXDOMAIN", qname=exc.qnames()[-1].to_text())
-    except dns.exception.Timeout as exc:
-        raise socket.timeout(f"no DNS answer: {exc}") from None
-    except dns.resolver.NoNameservers as exc:  # every nameserver answered SERVFAIL or REFUSED
-        raise OSError(f"no nameserver answered: {exc}") from None
-    except dns.exception.DNSException as exc:
-        raise OSError(f"DNS: {exc}") from None
-    return found
-
-
 def _address_of(name: str, port: int, proto: str, answers: list[str], timeout: float) -> str:
     """Where "the name connects": over UDP, what getaddrinfo says, as any program's lookup (glibc
     asks over UDP); over TCP, the address the TCP answer gave, so a TCP item never depends on DNS
@@ -407,6 +381,223 @@ def _address_of(name: str, port: int, proto: str, answers: list[str], timeout: f
         raise socket.timeout(f"getaddrinfo({name}) gave no answer in {timeout:g}s") from None
     except socket.gaierror as exc:
         raise OSError(f"getaddrinfo({name}) failed: {exc}") from None
+
+
+# --- DNS, as a stub resolver asks --------------------------------------------------------------
+#
+# The standard library has no DNS client but getaddrinfo, which says neither the rcode nor the
+# records nor which name of the search list answered: so the agent speaks the protocol (RFC 1035)
+# itself, as dnspython's Resolver does, which the tests hold it to.
+
+DNS_PORT = 53
+RESOLV_CONF = "/etc/resolv.conf"  # as kubelet wrote it for the pod's dnsPolicy
+DNS_TYPE_CODES = {"A": 1, "CNAME": 5, "PTR": 12, "AAAA": 28, "SRV": 33}
+DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+DNS_ESCAPED = b'"().;\\@$'  # characters dnspython writes with a backslash
+
+
+class DnsFailure(OSError):
+    """Every nameserver failed the question (SERVFAIL, REFUSED, a malformed answer…)."""
+
+
+def dns_names_to_try(name: str, search: bool, conf: dict) -> list[str]:
+    """The absolute names a question is asked as, in order, as glibc and dnspython do: an absolute
+    name as it is; else, with the search list, the name with each suffix, and the name itself
+    first when it has at least ``ndots`` dots (options ndots:N, default 1), last otherwise."""
+    if name.endswith("."):
+        return [name]
+    if not search:
+        return [name + "."]
+    ndots = 1
+    for option in conf.get("options", []):
+        if option.startswith("ndots:") and option[6:].isdigit():
+            ndots = min(int(option[6:]), 15)
+    suffixes = [s.rstrip(".") for s in conf.get("search", []) if s.strip(".")]
+    names = [f"{name}.{suffix}." for suffix in suffixes]
+    if name.count(".") >= ndots:
+        return [name + "."] + names
+    return names + [name + "."]
+
+
+def dns_query(qname: str, qtype: int) -> tuple[int, bytes]:
+    """(id, the query's wire form): one question, recursion desired."""
+    query_id = random.randrange(1 << 16)
+    wire = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0)
+    for label in qname.rstrip(".").split("."):
+        encoded = label.encode("ascii")
+        if not 0 < len(encoded) <= 63:
+            raise ValueError(f"{qname!r} is not a DNS name (a label of 1..63 characters each)")
+        wire += bytes([len(encoded)]) + encoded
+    if len(wire) - 12 > 254:
+        raise ValueError(f"{qname!r} is longer than 253 characters")
+    return query_id, wire + b"\0" + struct.pack("!HH", qtype, 1)
+
+
+def _dns_name(message: bytes, offset: int) -> tuple[str, int]:
+    """The name at ``offset`` (compression pointers followed, at most 64 jumps) as dnspython
+    writes it, absolute; and the offset after it where it was found."""
+    labels, end, jumps = [], None, 0
+    while True:
+        if offset >= len(message):
+            raise ValueError("a name runs past the end of the message")
+        length = message[offset]
+        if length & 0xC0 == 0xC0:
+            if offset + 1 >= len(message) or jumps > 64:
+                raise ValueError("a bad compression pointer")
+            end = offset + 2 if end is None else end
+            offset, jumps = ((length & 0x3F) << 8) | message[offset + 1], jumps + 1
+            continue
+        if length & 0xC0:
+            raise ValueError("an unknown label type")
+        offset += 1
+        if length == 0:
+            break
+        label = message[offset:offset + length]
+        if len(label) < length:
+            raise ValueError("a label runs past the end of the message")
+        labels.append("".join(f"\\{chr(b)}" if b in DNS_ESCAPED else chr(b) if 0x20 < b < 0x7F
+                              else f"\\{b:03d}" for b in label))
+        offset += length
+    return ".".join(labels) + ".", end if end is not None else offset
+
+
+def dns_parse(message: bytes, query_id: int, qname: str, qtype: int) -> tuple[str, list[tuple[str, int, str]], bool]:
+    """(rcode, [(owner, type, text)] of the answer section, truncated) of an answer to the query;
+    ValueError if it is not one."""
+    if len(message) < 12:
+        raise ValueError("shorter than a DNS header")
+    answer_id, flags, questions, answers = struct.unpack("!HHHH", message[:8])
+    if answer_id != query_id or not flags & 0x8000:
+        raise ValueError("not the answer to this query")
+    offset, asked = 12, None
+    for _ in range(questions):
+        asked, offset = _dns_name(message, offset)
+        asked_type = struct.unpack("!H", message[offset:offset + 2])[0] if offset + 4 <= len(message) else None
+        offset += 4
+        if asked.lower() != qname.lower() or asked_type != qtype:
+            raise ValueError("an answer to another question")
+    truncated = bool(flags & 0x0200)
+    if questions != 1 and not truncated:
+        raise ValueError("an answer without the question")
+    records = []
+    for _ in range(answers if not truncated else 0):
+        owner, offset = _dns_name(message, offset)
+        if offset + 10 > len(message):
+            raise ValueError("a record runs past the end of the message")
+        rtype, _, _, length = struct.unpack("!HHIH", message[offset:offset + 10])
+        offset += 10
+        data = message[offset:offset + length]
+        if len(data) < length:
+            raise ValueError("a record runs past the end of the message")
+        if rtype == 1 and length == 4:
+            text = socket.inet_ntop(socket.AF_INET, data)
+        elif rtype == 28 and length == 16:
+            text = socket.inet_ntop(socket.AF_INET6, data)
+        elif rtype in (5, 12):
+            text = _dns_name(message, offset)[0]
+        elif rtype == 33 and length >= 7:
+            priority, weight, port = struct.unpack("!HHH", data[:6])
+            text = f"{priority} {weight} {port} {_dns_name(message, offset + 6)[0]}"
+        else:
+            text = None
+        if text is not None:
+            records.append((owner, rtype, text))
+        offset += length
+    return DNS_RCODES.get(flags & 0xF, f"RCODE{flags & 0xF}"), records, truncated
+
+
+def _dns_exchange(server: str, query_id: int, wire: bytes, qname: str, qtype: int, tcp: bool,
+                  deadline: float) -> tuple[str, list, bool]:
+    """One question to one nameserver over UDP or TCP, until ``deadline``."""
+    family = family_of(server)
+    if tcp:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.connect((server, DNS_PORT))
+            sock.sendall(struct.pack("!H", len(wire)) + wire)
+            length = struct.unpack("!H", _recv_exactly(sock, 2, deadline))[0]
+            return dns_parse(_recv_exactly(sock, length, deadline), query_id, qname, qtype)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((server, DNS_PORT))
+        sock.send(wire)
+        while True:  # a stray or forged datagram is not the answer: keep waiting for it
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                return dns_parse(sock.recv(65535), query_id, qname, qtype)
+            except ValueError:
+                if time.monotonic() >= deadline:
+                    raise socket.timeout("no answer to this query") from None
+
+
+def _recv_exactly(sock: socket.socket, count: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < count:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("the nameserver closed the connection mid-answer")
+        data += chunk
+    return data
+
+
+def _dns_ask(qname: str, qtype: int, servers: list[str], tcp: bool, deadline: float) -> tuple[str, list]:
+    """(rcode, records) of the first nameserver that answers NOERROR or NXDOMAIN; the others are
+    asked in turn, round after round, until ``deadline``. A truncated UDP answer is asked again
+    over TCP. SERVFAIL, REFUSED or a malformed answer drop that nameserver for this question."""
+    query_id, wire = dns_query(qname, qtype)
+    left, problems = list(servers), []
+    while left:
+        for server in list(left):
+            if time.monotonic() >= deadline:
+                raise socket.timeout(f"no DNS answer: {'; '.join(problems) or 'no nameserver answered in time'}")
+            try:
+                rcode, records, truncated = _dns_exchange(server, query_id, wire, qname, qtype, tcp, deadline)
+                if truncated and not tcp:
+                    rcode, records, _ = _dns_exchange(server, query_id, wire, qname, qtype, True, deadline)
+            except (socket.timeout, TimeoutError):
+                problems.append(f"{server}: timed out")
+                continue
+            except (OSError, ValueError) as exc:
+                problems.append(f"{server}: {exc}")
+                left.remove(server)
+                continue
+            if rcode in ("NOERROR", "NXDOMAIN"):
+                return rcode, records
+            problems.append(f"{server} answered {rcode}")
+            left.remove(server)
+    raise DnsFailure(f"no nameserver answered: {'; '.join(problems)}")
+
+
+def _chased(records: list, qname: str, qtype: int) -> list[str]:
+    """The answers to the question: the records of its type owned by the name, or by the end of
+    the CNAME chain that starts there (not for a CNAME question)."""
+    name, seen = qname.lower(), set()
+    while qtype != 5 and name not in seen:
+        seen.add(name)
+        alias = next((text for owner, rtype, text in records if rtype == 5 and owner.lower() == name), None)
+        if alias is None:
+            break
+        name = alias.lower()
+    return sorted(text for owner, rtype, text in records if rtype == qtype and owner.lower() == name)
+
+
+def _dns_answer(query: dict, proto: str, timeout: float) -> dict:
+    """One question through the pod's resolv.conf, every name of its search list in turn, as
+    ``dig +search`` (and dnspython's Resolver) asks it: NXDOMAIN only once every name was;
+    ``timeout`` bounds it all."""
+    conf = resolv_conf(RESOLV_CONF)
+    servers = conf["nameservers"] or ["127.0.0.1"]  # glibc's default too
+    qtype = DNS_TYPE_CODES[query.get("type", "A")]
+    deadline = time.monotonic() + timeout
+    found = {"rcode": "NOERROR", "qname": None, "answers": [], "local": None, "seen": None,
+             "responder": None}
+    for qname in dns_names_to_try(query["name"], bool(query.get("search", True)), conf):
+        rcode, records = _dns_ask(qname, qtype, servers, proto == "tcp", deadline)
+        found.update(rcode=rcode, qname=qname)
+        if rcode == "NOERROR":
+            found["answers"] = _chased(records, qname, qtype)
+            return found
+    return found
 
 
 def probe_target(target: dict) -> dict:
@@ -713,8 +904,6 @@ def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
     except OSError as exc:
         found["error"] = f"cannot read {path}: {exc.strerror}"
     return found
-
-
 
 
 # --- the control API ----------------------------------------------------------------------------

@@ -765,7 +765,7 @@ class LabCluster:
             '&& shift && exec "$@"', str(resolv_conf), str(self._nsswitch())]
         with log:
             process = subprocess.Popen(
-                ["ip", "netns", "exec", where, *dns, self.spec.python, str(PROBE_SCRIPT), *args],
+                ["ip", "netns", "exec", where, *dns, self.spec.python, "-I", "-S", str(PROBE_SCRIPT), *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)  # Ctrl-C reaches the harness, which stops them in order
         self._processes.append(process)
