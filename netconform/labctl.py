@@ -35,7 +35,6 @@ from pathlib import Path
 UP_FILE = "up.json"  # in the lab's state directory: written once the lab is ready; marks a lab that stays up
 STARTUP_BOUND = 240.0  # s for `up` to see the lab ready (a cold control plane takes about 10)
 STOP_BOUND = 90.0  # s for `down` to see the lab's process end before it is killed
-IMAGE_HINT = "netconform-probe:lab"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +110,7 @@ def _up(args) -> int:
                 up = json.loads(ready.read_text())
                 print(f"netconform: lab {names.prefix} is up\n  kubeconfig: {up['kubeconfig']}\n"
                       f"  run the suite against it: pytest suites --kubeconfig={up['kubeconfig']} "
-                      f"--cni=other --probe-image={IMAGE_HINT}\n  stop it: ./run lab-down {names.prefix}")
+                      f"--cni=other\n  stop it: ./run lab-down {names.prefix}")
                 return 0
             if process.poll() is not None:
                 _follow(log.name, shown)

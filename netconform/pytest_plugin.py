@@ -59,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                    help="kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
     kube.addoption("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
     kube.addoption("--probe-image", metavar="IMAGE", default=None,
-                   help="the probe image (default: the published image built from probes/Dockerfile)")
+                   help="an image built from probes/Dockerfile, run as it is (default: the agent in a "
+                        "ConfigMap, run by a stock Python image pinned by digest)")
     kube.addoption("--image-pull-secret", metavar="[NAMESPACE/]NAME",
                    help="a Secret to copy into the run's namespace and pull the probe image with")
     kube.addoption("--node-selector", metavar="KEY=VALUE[,…]", help="test only the nodes with these labels")
@@ -301,10 +302,10 @@ def _is_kube(config: pytest.Config) -> bool:
 
 
 def _kube_options(config: pytest.Config):
-    from .backends.kube.backend import DEFAULT_IMAGE, KubeOptions
+    from .backends.kube.backend import KubeOptions
     from .backends.kube.manifests import parse_node_selector, parse_tolerations
     opt = config.getoption
-    return KubeOptions(opt("kubeconfig"), opt("context"), opt("probe_image") or DEFAULT_IMAGE,
+    return KubeOptions(opt("kubeconfig"), opt("context"), opt("probe_image"),
                        opt("image_pull_secret"), parse_node_selector(opt("node_selector")),
                        parse_tolerations(opt("tolerations")), opt("namespace_prefix"), opt("keep"),
                        opt("ready_timeout"))

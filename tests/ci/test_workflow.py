@@ -60,6 +60,12 @@ def test_the_workflow_runs_nightly_over_every_cni_and_publishes_the_matrix():
     steps = {step.get("name", step.get("uses")): step for step in job["steps"]}
     assert steps["Upload results.json and report.html"]["if"] == "always()"
     assert "--cni=\"${CNI}\"" in steps["Run the conformance suite"]["run"]
+    # the matrix takes the user's route (the agent by ConfigMap on a stock Python): no image built
+    assert "--probe-image" not in steps["Run the conformance suite"]["run"]
+    assert not any("docker build" in step.get("run", "") for step in job["steps"])
+    built = {step.get("name", step.get("uses")): step for step in workflow["jobs"]["built-image"]["steps"]}
+    assert "docker build -t netconform-probe:ci probes/" in built["Build the probe image and load it into kind"]["run"]
+    assert "--probe-image=netconform-probe:ci" in built["Run the conformance suite with the built image"]["run"]
     publish = workflow["jobs"]["matrix"]
     assert publish["needs"] == "conformance" and publish["if"] == "always()"
     assert any(step.get("uses", "").startswith("actions/deploy-pages@") for step in publish["steps"])

@@ -94,7 +94,7 @@ def test_a_node_whose_kubelet_stopped_is_named_not_ready_though_the_controller_t
 
 @pytest.mark.parametrize("state, message", [
     ("image-pull", r"pod probe-b-\w+ on node kind-worker2 cannot pull its image \(ImagePullBackOff, "
-                   r"image ghcr.io/netconform/netconform-probe:0.1.0\)"),
+                   r"image python:3.12-slim@sha256:[0-9a-f]{64}\)"),
     ("unschedulable", r"pod probe-b-\w+ for node kind-worker2 cannot be scheduled: 0/3 nodes are "
                       r"available: 1 Insufficient memory"),
     ("crash", r"pod probe-b-\w+ on node kind-worker2 keeps crashing \(CrashLoopBackOff"),

@@ -1,16 +1,19 @@
 """Every object a run deploys is valid Kubernetes (the schema of the targeted release) and asks
 only for the privileges it needs."""
+import re
+
 import kubernetes_validate
 import pytest
 
-from netconform.backends.kube.manifests import (DeploySpec, parse_node_selector, parse_tolerations,
-                                                render, render_endpoint_slices)
+from netconform.backends.kube.manifests import (AGENT_SOURCE, STOCK_PYTHON, DeploySpec, parse_node_selector,
+                                                parse_tolerations, render, render_endpoint_slices, run_setup)
 from netconform.plan import probe_plan
 from netconform.topology import CONTAINER
 
 TARGETED = ["1.33.0", "1.35.0", "1.37.0"]
 NODE_IPS = {"kind-worker": "172.18.0.2", "kind-worker2": "172.18.0.3"}
 OPTIONS = [
+    {"image": "registry.example/netconform-probe:dev"},
     {},
     {"node_selector": {"kubernetes.io/os": "linux"}, "image_pull_secret": "regcred",
      "tolerations": parse_tolerations("node-role.kubernetes.io/control-plane:NoSchedule,"
@@ -20,15 +23,18 @@ OPTIONS = [
 
 
 def objects(run_id="a1b2c3", **options):
-    spec = DeploySpec(run_id, "netconform-a1b2c3", "ghcr.io/netconform/netconform-probe:0.1.0", **options)
+    spec = DeploySpec(run_id, "netconform-a1b2c3", options.pop("image", None), **options)
     planned = probe_plan(["kind-worker", "kind-worker2"], spec.pods_per_node, outside=False)
     return render(spec, planned, {"web": 30080, "web-local": 30081, "web-affinity": 30082}, NODE_IPS)
 
 
 @pytest.mark.parametrize("version", TARGETED)
-@pytest.mark.parametrize("options", OPTIONS, ids=["defaults", "selector-tolerations-secret", "tolerate-all"])
+@pytest.mark.parametrize("options", OPTIONS, ids=["built-image", "defaults", "selector-tolerations-secret",
+                                                  "tolerate-all"])
 def test_every_manifest_validates_against_the_kubernetes_schema(version, options):
-    rendered = objects(**options)
+    rendered = objects(**dict(options))
+    spec = DeploySpec("a1b2c3", "netconform-a1b2c3", options.get("image"))
+    rendered += run_setup(spec, "t" * 43)
     assert [o["kind"] for o in rendered].count("DaemonSet") == options.get("pods_per_node", 2) + 2
     for obj in rendered:
         kubernetes_validate.validate(obj, version, strict=True)  # raises on any schema violation
@@ -151,3 +157,35 @@ def test_a_run_id_of_digits_stays_a_string_label():
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
         if obj["kind"] == "DaemonSet":
             assert obj["spec"]["selector"]["matchLabels"]["netconform.io/run"] == "257131"
+
+
+def test_by_default_the_agent_comes_in_a_configmap_and_a_stock_python_runs_it():
+    """No image of netconform's to pull: the ConfigMap holds probes/netprobe.py as it is, every
+    probe container mounts it read-only and runs it with ``python -I -S`` on the stock image,
+    pinned by digest."""
+    rendered = objects()
+    setup = run_setup(DeploySpec("a1b2c3", "netconform-a1b2c3"), "t" * 43)
+    (configmap,) = [o for o in setup if o["kind"] == "ConfigMap"]
+    assert configmap["data"] == {"netprobe.py": AGENT_SOURCE.read_text()}
+    assert len(configmap["data"]["netprobe.py"].encode()) < 900 << 10  # a ConfigMap holds at most 1 MiB
+    assert re.fullmatch(r"python:3\.\d+-slim@sha256:[0-9a-f]{64}", STOCK_PYTHON)
+    pods = [o["spec"]["template"]["spec"] for o in rendered if o["kind"] == "DaemonSet"] + \
+        [o["spec"] for o in rendered if o["kind"] == "Pod"]
+    for pod in pods:
+        assert {"name": "agent", "configMap": {"name": "netprobe-agent", "defaultMode": 0o444}} in pod["volumes"]
+        for container in pod["containers"]:
+            assert container["image"] == STOCK_PYTHON
+            assert container["command"] == ["python", "-I", "-S", "/opt/netprobe/netprobe.py"]
+            assert {"name": "agent", "mountPath": "/opt/netprobe", "readOnly": True} in container["volumeMounts"]
+
+
+def test_a_built_image_runs_its_own_entrypoint_without_the_configmap():
+    rendered = objects(image="registry.example/netconform-probe:dev")
+    assert [o for o in run_setup(DeploySpec("r", "n", "registry.example/netconform-probe:dev"), "t" * 43)
+            if o["kind"] == "ConfigMap"] == []
+    for obj in rendered:
+        if obj["kind"] in ("DaemonSet", "Pod"):
+            pod = obj["spec"]["template"]["spec"] if obj["kind"] == "DaemonSet" else obj["spec"]
+            assert all(v["name"] != "agent" for v in pod["volumes"])
+            assert all("command" not in c and c["image"] == "registry.example/netconform-probe:dev"
+                       for c in pod["containers"])

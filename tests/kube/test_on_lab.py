@@ -5,6 +5,7 @@ scheduler place them, the lab's kubelet runs them, and every probe is reached th
 server's pod proxy. Every verdict rests on real packets."""
 import pytest
 
+from netconform.backends.kube.manifests import STOCK_PYTHON
 from netconform.upstream.releases import get as pinned_release
 from netconform.upstream import DEFAULT_RELEASE
 
@@ -33,7 +34,10 @@ def test_the_suites_pass_through_the_api_on_the_lab_cluster(tmp_path):
     meta = run.results["meta"]
     assert (meta["backend"], meta["cluster"]) == ("kube", "lab")
     assert meta["kubernetes_version"] == pinned_release(DEFAULT_RELEASE).kubernetes
-    assert meta["probe_image"] == "netconform-probe:lab" and meta["lab_kubelet_pod_problems"] == []
+    # the user's default route: the agent in a ConfigMap, which the lab kubelet runs as the stock
+    # Python image would (python -I -S, the file the ConfigMap holds)
+    assert meta["probe_image"] == f"{STOCK_PYTHON} (the agent by ConfigMap netprobe-agent)"
+    assert meta["lab_kubelet_pod_problems"] == []
     assert proxy_requests(meta) > 0  # every probe was asked through the API server
     assert leftovers(run.prefix) == []
 

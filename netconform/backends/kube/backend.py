@@ -20,12 +20,11 @@ from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
 from . import pods, services_ready
 from .discovery import cluster_facts
-from .manifests import (CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY, DeploySpec,
-                        render, render_endpoint_slices, token_secret)
+from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
+                        STOCK_PYTHON, DeploySpec, render, render_endpoint_slices, run_setup)
 from .nodes import ClusterNode, select_nodes
 from .readiness import wait_ready
 
-DEFAULT_IMAGE = "ghcr.io/netconform/netconform-probe:0.1.0"  # built from probes/Dockerfile
 NODE_PORT_RANGE = range(30000, 32768)
 NAMESPACE_GONE_BOUND = 60.0  # s close() waits for the run's namespace to be gone
 RUN_LABEL = "netconform.io/run"  # as manifests.DeploySpec.labels puts it on the run's namespace
@@ -35,7 +34,7 @@ RUN_LABEL = "netconform.io/run"  # as manifests.DeploySpec.labels puts it on the
 class KubeOptions:
     kubeconfig: Path | None = None
     context: str | None = None
-    image: str = DEFAULT_IMAGE
+    image: str | None = None  # None: the agent by ConfigMap on a stock Python (manifests.STOCK_PYTHON)
     image_pull_secret: str | None = None  # [namespace/]name of a Secret to copy into the run
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict] = field(default_factory=list)
@@ -93,7 +92,7 @@ class KubeBackend(Backend):
                           if self.options.image_pull_secret else None)
         self._objects = render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes})
         namespace, *rest = self._objects
-        self._deploy([namespace, token_secret(spec, self.token), *rest], progress)
+        self._deploy([namespace, *run_setup(spec, self.token), *rest], progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
         pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
@@ -104,7 +103,8 @@ class KubeBackend(Backend):
         services_ready.wait_services_answer(live, self.channel, progress)
         self._setup_requests = dict(api.requests)  # what the checks ask comes after these
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
-                      "probe_image": self.options.image,
+                      "probe_image": self.options.image or f"{STOCK_PYTHON} (the agent by ConfigMap "
+                                                           f"{AGENT_CONFIGMAP})",
                       **cluster_facts(api, self._node_items, found)}
         return live
 
@@ -129,6 +129,7 @@ class KubeBackend(Backend):
                   "DaemonSet": lambda o: api.apps.create_namespaced_daemon_set(self.namespace, o),
                   "Pod": lambda o: api.core.create_namespaced_pod(self.namespace, o),
                   "Secret": lambda o: api.core.create_namespaced_secret(self.namespace, o),
+                  "ConfigMap": lambda o: api.core.create_namespaced_config_map(self.namespace, o),
                   "Service": lambda o: api.core.create_namespaced_service(self.namespace, o),
                   "EndpointSlice": lambda o: api.discovery.create_namespaced_endpoint_slice(self.namespace, o)}
         for obj in objects:

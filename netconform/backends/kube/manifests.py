@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jinja2
 import yaml
@@ -19,13 +20,22 @@ HOST_CONTROL_PORT = 19000
 MANAGED_BY = "app.kubernetes.io/managed-by=netconform"
 TOKEN_SECRET = "netprobe-token"  # the run's token, which every probe wants on its control API
 TOKEN_DIR = "/var/run/netprobe"  # where the probes find it (the Secret's volume; key "token")
+# The agent's default delivery: its one file (probes/netprobe.py, the standard library alone) in a
+# ConfigMap, run by a stock Python image pinned by its multi-arch index digest, so that a run needs
+# no image of its own. --probe-image replaces both with an image built from probes/Dockerfile.
+STOCK_PYTHON = ("python:3.12-slim@sha256:"
+                "78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea")
+AGENT_CONFIGMAP = "netprobe-agent"
+AGENT_DIR = "/opt/netprobe"  # where the ConfigMap's key netprobe.py is mounted
+AGENT_SOURCE = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
+AGENT_COMMAND = ("python", "-I", "-S", f"{AGENT_DIR}/netprobe.py")  # no site packages, no environment
 
 
 @dataclass
 class DeploySpec:
     run_id: str
     namespace: str
-    image: str
+    image: str | None = None  # None: the agent by ConfigMap, run by STOCK_PYTHON
     pods_per_node: int = 2
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict] = field(default_factory=list)
@@ -62,7 +72,9 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
                    or [{"containerPort": ECHO_PORT, "protocol": p} for p in ("TCP", "UDP")]}
                   for e in planned.of_kind(STANDALONE)]
     values = {
-        "namespace": spec.namespace, "run_id": spec.run_id, "image": spec.image,
+        "namespace": spec.namespace, "run_id": spec.run_id, "image": spec.image or STOCK_PYTHON,
+        "agent_command": list(AGENT_COMMAND) if spec.image is None else None,
+        "agent_configmap": AGENT_CONFIGMAP, "agent_dir": AGENT_DIR,
         "labels": _labels(spec),
         "node_selector": spec.node_selector, "tolerations": spec.tolerations,
         "image_pull_secret": spec.image_pull_secret, "pod_roles": pod_roles(spec.pods_per_node),
@@ -133,6 +145,20 @@ RUN_ROLE = TEMPLATES / "rbac.yaml"  # the ClusterRole a run needs: the README li
 def run_role() -> dict:
     """The ClusterRole ``netconform-run``: every permission a run uses, and no other."""
     return yaml.safe_load(RUN_ROLE.read_text())
+
+
+def agent_configmap(spec: DeploySpec) -> dict:
+    """The ConfigMap holding the agent itself (key netprobe.py), which every probe mounts at
+    AGENT_DIR and STOCK_PYTHON runs; a run with --probe-image has none."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": AGENT_CONFIGMAP, "namespace": spec.namespace, "labels": dict(spec.labels)},
+            "data": {"netprobe.py": AGENT_SOURCE.read_text()}}
+
+
+def run_setup(spec: DeploySpec, token: str) -> list[dict]:
+    """What the probes need before they start: the token's Secret, and the agent's ConfigMap
+    unless an image brings the agent."""
+    return [token_secret(spec, token), *([agent_configmap(spec)] if spec.image is None else [])]
 
 
 def token_secret(spec: DeploySpec, token: str) -> dict:

@@ -40,7 +40,7 @@ from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
 from ..kube.channel import reach_through_api
 from ..kube import pods
-from ..kube.manifests import CONTROL_PORT
+from ..kube.manifests import AGENT_SOURCE, CONTROL_PORT
 from . import addons, cleanup, conflists, faults, hostlimits, netns, proxyrules
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
@@ -54,7 +54,7 @@ from .runtime_pods import RuntimePods
 from .proxy import NodeProxies, ProxySpec, merged
 from .underlay import Port, Underlay
 
-PROBE_SCRIPT = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
+PROBE_SCRIPT = AGENT_SOURCE  # probes/netprobe.py
 VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
 UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
                        "coredns")
@@ -753,9 +753,12 @@ class LabCluster:
                            # a pod's probe is also reached at its pod IP, by the API server's pod proxy
                            *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])])
 
-    def _spawn_probe(self, where: str, resolv_conf: Path | None, log_name: str, args: list[str]) -> subprocess.Popen:
-        """The probe agent with ``args``, in namespace ``where``; with ``resolv_conf``, seeing that
-        file as its /etc/resolv.conf (the one kubelet writes for the pod)."""
+    def _spawn_probe(self, where: str, resolv_conf: Path | None, log_name: str, args: list[str],
+                     script: Path = PROBE_SCRIPT, flags: tuple[str, ...] = ("-I", "-S")) -> subprocess.Popen:
+        """The probe agent ``script`` with ``args``, in namespace ``where``, run by the lab's Python
+        with ``flags`` (-I -S: the standard library alone, as the stock image on a cluster runs
+        it); with ``resolv_conf``, seeing that file as its /etc/resolv.conf (the one kubelet
+        writes for the pod)."""
         log = open(self.state_dir / "logs" / f"{log_name}.log", "ab")
         # Pods (and the hostNetwork probe, dnsPolicy ClusterFirstWithHostNet) see the resolv.conf
         # kubelet writes, and the nsswitch.conf of a container image (hosts: files dns, whatever
@@ -765,7 +768,7 @@ class LabCluster:
             '&& shift && exec "$@"', str(resolv_conf), str(self._nsswitch())]
         with log:
             process = subprocess.Popen(
-                ["ip", "netns", "exec", where, *dns, self.spec.python, "-I", "-S", str(PROBE_SCRIPT), *args],
+                ["ip", "netns", "exec", where, *dns, self.spec.python, *flags, str(script), *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)  # Ctrl-C reaches the harness, which stops them in order
         self._processes.append(process)
@@ -833,11 +836,14 @@ class LabCluster:
         return UnixSocketChannel(f"{pod}/{container}", str(self.runtime_socket(pod, container)), self.probe_token)
 
     def start_container(self, where: str, resolv_conf: Path | None, pod: str, container: str,
-                        args: list[str]) -> subprocess.Popen:
-        """The probe image's entrypoint with the container's args, in namespace ``where`` (the
-        pod's, or the node's for a hostNetwork pod); the lab reaches it on a control socket of its own."""
+                        args: list[str], script: Path = PROBE_SCRIPT,
+                        flags: tuple[str, ...] = ("-I", "-S")) -> subprocess.Popen:
+        """The agent ``script`` (the probe image's entrypoint, or the file a stock Python is told
+        to run) with the container's args, in namespace ``where`` (the pod's, or the node's for a
+        hostNetwork pod); the lab reaches it on a control socket of its own."""
         return self._spawn_probe(where, resolv_conf, f"rt_{pod}_{container}",
-                                 [*args, "--control", f"unix:{self.runtime_socket(pod, container)}"])
+                                 [*args, "--control", f"unix:{self.runtime_socket(pod, container)}"],
+                                 script, flags)
 
     def stop_process(self, process: subprocess.Popen) -> None:
         process.terminate()

@@ -13,15 +13,21 @@ API server the pod is gone, as kubelet's status manager does.
 The pods the lab makes at start-up are wired by cluster.py before the API server is up; the watch
 leaves them alone (``known``).
 
-Images are a contract: only the probe image (objects.IMAGE) runs, its entrypoint probes/netprobe.py
-run by the lab's Python with the container's args, $(VAR) expanded from the container's env (plain
-values, and the fieldRefs spec.nodeName, metadata.name and status.podIP), and a path under a volume's mountPath
-in an arg naming the lab's directory of that volume instead (the entrypoint runs without a root
-filesystem of its own). The one kind of volume the contract has is a Secret (the run's probe token):
-its keys are written as files with the volume's defaultMode; any other kind, or a Secret that
-cannot be read, leaves the pod waiting with CreateContainerConfigError. A pod with any other image cannot start:
-its container waits with reason ErrImagePull and a message naming the images the lab runs, as a
-failed pull would look.
+Images are a contract. Two run:
+- the probe image (objects.IMAGE, what --probe-image names): its entrypoint probes/netprobe.py run
+  by the lab's Python (-I -S) with the container's args;
+- the stock Python image of the agent's ConfigMap delivery (manifests.STOCK_PYTHON): its command
+  ``python [-I] [-S] [-u] FILE`` runs the lab's Python with those flags and FILE, which must lie in
+  one of the pod's volumes (the ConfigMap's: so the lab runs exactly the code the ConfigMap holds);
+  a FILE outside them, or absent, is the container's crash, as on a node.
+Args have $(VAR) expanded from the container's env (plain values, and the fieldRefs spec.nodeName,
+metadata.name and status.podIP), and a path under a volume's mountPath names the lab's directory of
+that volume instead (the process runs without a root filesystem of its own). The volumes the
+contract has are Secrets (the run's probe token) and ConfigMaps (the agent): their keys are written
+as files with the volume's defaultMode; any other kind, or one that cannot be read, leaves the pod
+waiting with CreateContainerConfigError. A pod with any other image cannot start: its container
+waits with reason ErrImagePull and a message naming the images the lab runs, as a failed pull
+would look.
 
 Every API call is bounded; the watch is re-made every WATCH_SECONDS (and after any error, after a
 pause), so stopping never waits longer than that.
@@ -42,6 +48,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ...probing.channel import ProbeUnavailable
 from ..kube.api import KubeApi
+from ..kube.manifests import AGENT_SOURCE, STOCK_PYTHON
 from .objects import IMAGE
 
 if TYPE_CHECKING:  # the cluster that owns the namespaces, the CNI runtimes and the processes
@@ -143,10 +150,10 @@ class RuntimePods:
     def _run(self, pod, state: RunningPod) -> None:
         name, namespace, node = pod.metadata.name, pod.metadata.namespace, state.node
         try:
-            images = sorted({c.image for c in pod.spec.containers} - {IMAGE})
+            images = sorted({c.image for c in pod.spec.containers} - {IMAGE, STOCK_PYTHON})
             if images:
                 self._waiting(pod, "ErrImagePull", f"image {', '.join(images)} is not one the lab "
-                              f"runs (it runs {IMAGE})")
+                              f"runs (it runs {IMAGE} and {STOCK_PYTHON})")
                 return
             if pod.spec.host_network:
                 where, ip = self.cluster.names.node(node), self.cluster.node_address(node)
@@ -165,7 +172,13 @@ class RuntimePods:
             for container in pod.spec.containers:
                 mounts = {m.mount_path: volumes[m.name] for m in container.volume_mounts or []}
                 args = [in_volumes(expand(arg, container, pod, ip), mounts) for arg in container.args or []]
-                state.processes.append(self.cluster.start_container(where, resolv, name, container.name, args))
+                try:
+                    how = entrypoint(container, mounts)
+                except CannotRun as exc:
+                    self._waiting(pod, "CrashLoopBackOff", f"container {container.name}: {exc}")
+                    return
+                state.processes.append(self.cluster.start_container(where, resolv, name, container.name,
+                                                                    args, *how))
             if not self._wait_healthy(name, container_names(pod)):
                 self._waiting(pod, "CrashLoopBackOff", f"its probe did not answer within "
                               f"{self.ready_timeout:.0f}s")
@@ -179,31 +192,42 @@ class RuntimePods:
 
     def _volumes(self, pod, state: "RunningPod") -> dict[str, Path]:
         """Each volume of the pod as a directory of the lab's (volume name -> directory). The lab
-        kubelet supports the one kind the probe image's contract uses: a Secret, its keys as files
-        with the volume's defaultMode. A volume of another kind, or a Secret that cannot be read,
-        is the pod's error, as kubelet's failed mount would be."""
+        kubelet supports the kinds the probes' contract uses: a Secret and a ConfigMap, their keys
+        as files with the volume's defaultMode. A volume of another kind, or one whose object
+        cannot be read, is the pod's error, as kubelet's failed mount would be."""
         found: dict[str, Path] = {}
         for volume in pod.spec.volumes or []:
-            if volume.secret is None:
-                kinds = [k for k, v in volume.to_dict().items() if v is not None and k != "name"]
-                raise UnsupportedVolume(f"volume {volume.name} ({', '.join(kinds) or 'no source'}): "
-                                        "the lab's kubelet mounts only secret volumes")
-            name = volume.secret.secret_name
-            try:
-                secret = self.api.call(f"read Secret {name}", self.api.core.read_namespaced_secret, name,
-                                       pod.metadata.namespace, _request_timeout=CALL_TIMEOUT)
-            except Exception as exc:  # noqa: BLE001 - absent, forbidden: the mount fails
-                raise UnsupportedVolume(f"volume {volume.name}: Secret {name} cannot be read: "
-                                        f"{getattr(exc, 'reason', None) or exc}") from None
+            files = self._volume_files(volume, pod.metadata.namespace)
+            source = volume.secret or volume.config_map
             directory = self.cluster.volume_dir(pod.metadata.namespace, pod.metadata.name, state.uid, volume.name)
-            mode = volume.secret.default_mode if volume.secret.default_mode is not None else 0o644
-            for key, value in (secret.data or {}).items():
+            mode = source.default_mode if source.default_mode is not None else 0o644
+            for key, value in files.items():
                 path = directory / key
                 path.touch(mode=0o600)
-                path.write_bytes(base64.b64decode(value))
+                path.write_bytes(value)
                 path.chmod(mode)
             found[volume.name] = directory
         return found
+
+    def _volume_files(self, volume, namespace: str) -> dict[str, bytes]:
+        """The files of a Secret or ConfigMap volume (key -> content)."""
+        if volume.secret is not None:
+            kind, name, read = "Secret", volume.secret.secret_name, self.api.core.read_namespaced_secret
+        elif volume.config_map is not None:
+            kind, name, read = "ConfigMap", volume.config_map.name, self.api.core.read_namespaced_config_map
+        else:
+            kinds = [k for k, v in volume.to_dict().items() if v is not None and k != "name"]
+            raise UnsupportedVolume(f"volume {volume.name} ({', '.join(kinds) or 'no source'}): "
+                                    "the lab's kubelet mounts only secret and configMap volumes")
+        try:
+            found = self.api.call(f"read {kind} {name}", read, name, namespace, _request_timeout=CALL_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - absent, forbidden: the mount fails
+            raise UnsupportedVolume(f"volume {volume.name}: {kind} {name} cannot be read: "
+                                    f"{getattr(exc, 'reason', None) or exc}") from None
+        if kind == "Secret":
+            return {key: base64.b64decode(value) for key, value in (found.data or {}).items()}
+        return {**{key: value.encode() for key, value in (found.data or {}).items()},
+                **{key: base64.b64decode(value) for key, value in (found.binary_data or {}).items()}}
 
     def _wait_healthy(self, name: str, containers: list[str]) -> bool:
         deadline = time.monotonic() + self.ready_timeout
@@ -285,6 +309,30 @@ def container_names(pod) -> list[str]:
 
 class UnsupportedVolume(Exception):
     pass
+
+
+class CannotRun(Exception):
+    """A container the lab cannot start as its image would: a crash on a node."""
+
+
+PYTHON_FLAGS = ("-I", "-S", "-u")  # what the stock image's python may be told, the lab's Python too
+
+
+def entrypoint(container, mounts: dict[str, Path]) -> tuple[Path, tuple[str, ...]]:
+    """(the agent file, the Python flags) a container runs: the probe image's entrypoint, or, on
+    the stock Python image, the file its ``python [flags] FILE`` command names, which must be in
+    one of its volumes (the lab has no image filesystem to find it in)."""
+    if container.image != STOCK_PYTHON:
+        return AGENT_SOURCE, ("-I", "-S")
+    command = list(container.command or [])
+    if len(command) < 2 or command[0] not in ("python", "python3") or \
+            not all(flag in PYTHON_FLAGS for flag in command[1:-1]):
+        raise CannotRun(f"command {command}: on {STOCK_PYTHON} the lab runs `python "
+                        f"[{' '.join(PYTHON_FLAGS)}] FILE` alone")
+    script = Path(in_volumes(command[-1], mounts))
+    if script == Path(command[-1]) or not script.is_file():
+        raise CannotRun(f"python: can't open file {command[-1]!r} (not in any of the pod's volumes)")
+    return script, tuple(command[1:-1])
 
 
 def in_volumes(arg: str, mounts: dict[str, Path]) -> str:

@@ -31,7 +31,6 @@ from ..base import Backend, BackendError, Progress
 from ..kube.backend import KubeBackend, KubeOptions
 from ..kube.manifests import HOST_ECHO_PORT
 from .backend import LabBackend
-from .objects import IMAGE
 from .run_credentials import run_kubeconfig
 
 
@@ -60,7 +59,9 @@ class LabThroughApi(Backend):
         profile: Profile = replace(self.lab.profile, backend="kube", daemonsets=())
         cluster = self.lab.cluster
         kubeconfig = run_kubeconfig(cluster.control_plane, cluster.api, cluster.state_dir, self.role)
-        options = KubeOptions(kubeconfig=kubeconfig, image=IMAGE,
+        # the user's default route: the agent in a ConfigMap, run by the stock Python image (the
+        # lab kubelet runs exactly the file the ConfigMap holds, with python -I -S)
+        options = KubeOptions(kubeconfig=kubeconfig, image=None,
                               ready_timeout=self.lab.spec.ready_timeout,
                               pods_per_node=self.lab.spec.pods_per_node)
         self.kube = KubeBackend(profile, options, run_id=self.lab.cluster.names.run_id)
