@@ -117,3 +117,21 @@ def test_kind_release_is_pinned_and_kindnet_follows_it():
 def test_every_live_cluster_profile_but_other_is_in_the_matrix():
     live = [name for name, p in PROFILES.items() if p.backend == "kube" and p.daemonsets]
     assert sorted(MATRIX_CNIS) == sorted(live)
+
+
+RELEASE = REPO / ".github" / "workflows" / "release.yml"
+
+
+def test_the_release_workflow_passes_actionlint_and_pushes_a_multi_arch_image_on_a_tag_alone():
+    assert actionlint(RELEASE) == []
+    workflow = yaml.safe_load(RELEASE.read_text())
+    assert workflow[True] == {"push": {"tags": ["v*.*.*"]}}  # a version tag, nothing else
+    assert workflow["permissions"] == {"contents": "read", "packages": "write"}
+    steps = workflow["jobs"]["image"]["steps"]
+    build = next(step for step in steps if step.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["context"] == "probes" and build["with"]["push"] is True
+    assert set(build["with"]["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    assert "steps.push.outputs.digest" in steps[-1]["env"]["DIGEST"]
+    for step in steps:
+        if "uses" in step:
+            assert re.search(r"@v\d", step["uses"]), f"unpinned action {step['uses']}"
