@@ -923,6 +923,9 @@ MAX_HEADER_LINE = 8192  # bytes of the request line and of each header line
 MAX_HEADERS = 64  # header lines of a request
 CONTROL_CONNECTIONS = 256  # connections open at once; beyond that: 503 at once, and closed
 CONTROL_BACKLOG = 128  # connections the kernel holds until the event loop accepts them
+KEEPALIVE_IDLE = 150.0  # s a connection may idle after an answer to the token's holder: longer than
+# the pod proxy keeps an idle connection (90 s), so the proxy always closes first and never sends a
+# request on a connection the agent is closing (a POST it cannot send again)
 LINGER = 2.0  # s a closing connection's last answer is given to arrive (see _close)
 BUSY_LINGER = 0.5  # s as much for a connection beyond the bound (not counted: kept short)
 CONTROL_WORKERS = 16  # threads doing the requests' work (probe batches, self-reports) at once
@@ -1135,23 +1138,26 @@ class ControlServer:
             sock = writer.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go at once
-            while await self.one_request(reader, writer):
-                pass
+            wait = READ_TIMEOUT  # a new connection's first request: whole within READ_TIMEOUT
+            while await self.one_request(reader, writer, wait):
+                wait = KEEPALIVE_IDLE  # after an answer with the token: the client's to keep
         except (OSError, asyncio.IncompleteReadError):  # the client went away
             pass
         finally:
             await _close(writer, reader)
             self.open -= 1
 
-    async def one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; whether the connection may carry another."""
+    async def one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          wait: float) -> bool:
+        """Serve one request whose head arrives within ``wait``; whether the connection may carry
+        another."""
         started: list = []
         try:
-            request = await asyncio.wait_for(read_head(reader, started), READ_TIMEOUT)
+            request = await asyncio.wait_for(read_head(reader, started), wait)
         except asyncio.TimeoutError:
             if started:
                 writer.write(http_answer(408, {"error": f"bad request: the request line and headers did "
-                                                        f"not arrive within {READ_TIMEOUT:g} s"}, close=True))
+                                                        f"not arrive within {wait:g} s"}, close=True))
             return False  # an idle connection is let go quietly
         except BadRequest as exc:
             writer.write(http_answer(exc.status, {"error": f"bad request: {exc}"}, close=True))
@@ -1190,6 +1196,8 @@ class ControlServer:
             if method == "POST" or request.content_length():  # a body not read: the connection ends
                 raise BadRequest(404, f"no such endpoint {method} {request.target}")
             return 404, {"error": f"no such endpoint {method} {request.target}"}
+        if method == "GET" and request.content_length():  # unread, it would be taken for a request
+            raise BadRequest(400, "a GET has no body")
         body = await self.body(request, reader, writer) if method == "POST" else {}
         work = {"self": lambda cancelled: (200, self_report(self.name)),
                 "probe": lambda cancelled: (200, _bounded_batch(body, cancelled)),

@@ -474,3 +474,26 @@ def test_a_kept_alive_connection_serves_request_after_request(agent):
         assert conn.getresponse().status == 200 and conn.sock is first
     finally:
         conn.close()
+
+
+def test_a_kept_alive_connection_may_idle_longer_than_a_new_one_may_stay_silent(agent):
+    """After an answer to the token's holder the connection may idle up to KEEPALIVE_IDLE (longer
+    than the pod proxy keeps an idle connection: the proxy closes first, and never sends a POST
+    on a connection the agent is closing); a new connection has READ_TIMEOUT for its request."""
+    assert netprobe.KEEPALIVE_IDLE > 90 > netprobe.READ_TIMEOUT
+    conn = http.client.HTTPConnection("127.0.0.1", agent.control, timeout=netprobe.READ_TIMEOUT + 10)
+    try:
+        for pause in (0, netprobe.READ_TIMEOUT + 1):
+            time.sleep(pause)
+            conn.request("GET", "/self", headers={TOKEN_HEADER: TOKEN})
+            response = conn.getresponse()
+            assert response.status == 200 and "interfaces" in json.loads(response.read())
+        assert conn.sock is not None  # the same connection all along
+    finally:
+        conn.close()
+
+
+def test_a_get_with_a_body_is_refused_not_taken_for_a_second_request(agent):
+    answer = agent.raw(f"GET /self HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\nContent-Length: 40\r\n\r\n"
+                       f"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode(), wait=5)
+    assert answer.startswith(b"HTTP/1.1 400") and b"a GET has no body" in answer and answer.count(b"HTTP/1.1") == 1
