@@ -94,7 +94,7 @@ class World:
     nodes: list[dict]
     existing: list[tuple[str, str | None, dict]] = field(default_factory=list)  # (plural, ns, obj)
     fate: Callable[[str, str], PodFate] = lambda role, node: PodFate()
-    cluster_ip: Callable[[str], str] = lambda name: f"10.96.0.{secrets.randbelow(250) + 2}"
+    cluster_ip: Callable[[str], str] | None = None  # name -> address; None: a free one, as the allocator
     proxy: Callable[[dict, int, str, str, dict | None], tuple[int, bytes]] | None = None
     # the EndpointSlice controller's slices of a namespace (None: from the Services and pods)
     endpoint_slices: Callable[["FakeApiServer", str], list[dict]] | None = None
@@ -186,12 +186,19 @@ class FakeApiServer:
             self._schedule(ns, stored)
         return 201, stored
 
+    def _free_cluster_ip(self) -> str:
+        """A ClusterIP no Service has, picked at random as the API server's allocator does (two
+        Services never share one: a random pick that could collide once failed a test)."""
+        taken = {s["spec"].get("clusterIP") for s in self.objects("services")}
+        return secrets.choice([ip for ip in (f"10.96.0.{n}" for n in range(2, 252)) if ip not in taken])
+
     def _allocate_service(self, svc: dict) -> str | None:
         spec = svc["spec"]
         if spec.get("type") == "ExternalName":  # no address, no ports
             return None
         if spec.get("clusterIP") != "None":  # a headless Service keeps None
-            spec["clusterIP"] = self.world.cluster_ip(svc["metadata"]["name"])
+            spec["clusterIP"] = self.world.cluster_ip(svc["metadata"]["name"]) if self.world.cluster_ip \
+                else self._free_cluster_ip()
         spec["clusterIPs"] = [spec["clusterIP"]]
         used = {p.get("nodePort") for s in self.objects("services") for p in s["spec"].get("ports", [])}
         for port in spec["ports"]:

@@ -186,7 +186,7 @@ def test_a_pod_made_later_is_wired_run_and_removed_as_kubelet_would(lab):
     body = probe_pod(cluster._objects, "later-3", "node-1", "later")
     body["spec"]["volumes"].append({"name": "scratch", "emptyDir": {}})
     with pytest.raises(BackendError, match="cannot be configured.*volume scratch \\(empty_dir\\): the lab's "
-                                           "kubelet mounts only secret volumes"):
+                                           "kubelet mounts only secret and configMap volumes"):
         start_pod(cluster.api, cluster.names.prefix, body, timeout=20)
     cluster.delete_pod("later-3")
     assert cluster.runtime_pods.errors == []
