@@ -35,7 +35,6 @@ import os
 import random
 import select
 import socket
-import socketserver
 import ssl
 import stat
 import struct
@@ -71,25 +70,6 @@ def family_of(ip: str) -> int:
 # --- the echo servers -------------------------------------------------------------------------
 
 
-def _tcp_handler(name: str):
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            self.request.settimeout(5)
-            try:
-                hello = self.request.recv(512)
-            except OSError:
-                return
-            peer, port = self.client_address[:2]
-            reply = {"name": name, "seen": plain_ip(peer), "seen_port": port,
-                     "token": hello.decode(errors="replace").strip()}
-            try:
-                self.request.sendall(json.dumps(reply).encode())
-            except OSError:
-                pass
-
-    return Handler
-
-
 def _ipv6_available() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
@@ -99,14 +79,76 @@ def _ipv6_available() -> bool:
         return False
 
 
-def start_tcp_echo(name: str, port: int) -> socketserver.BaseServer:
-    """The TCP echo: one bounded pool (ECHO_WORKERS), each connection given 5 s to say its token."""
+class _TcpEcho:
+    """The TCP echo: each connection says its token (the first bytes, at most 512, within
+    ECHO_TIMEOUT) and is answered with who the agent saw. One event loop serves them all, so a
+    connection costs a socket and nothing more; at most ECHO_CONNECTIONS are open, and a new one
+    beyond that takes the place of the oldest (a flood of silent connections cannot keep a real
+    prober, whose token comes at once, from being answered: refusing it would read as a broken
+    network)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.open: dict[asyncio.StreamWriter, None] = {}  # in the order they came
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.open) >= ECHO_CONNECTIONS:
+            oldest = next(iter(self.open))
+            del self.open[oldest]
+            oldest.transport.abort()
+        self.open[writer] = None
+        try:
+            hello = await asyncio.wait_for(reader.read(512), ECHO_TIMEOUT)
+            peer, port = writer.get_extra_info("peername")[:2]
+            writer.write(json.dumps({"name": self.name, "seen": plain_ip(peer), "seen_port": port,
+                                     "token": hello.decode(errors="replace").strip()}).encode())
+            await asyncio.wait_for(writer.drain(), ECHO_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            self.open.pop(writer, None)
+            writer.close()
+
+
+class RunningEcho:
+    """A TCP echo served by an event loop of its own, on a thread of its own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: asyncio.AbstractServer) -> None:
+        self.loop, self.server = loop, server
+
+    def shutdown(self) -> None:
+        def stop() -> None:
+            self.server.close()
+            self.loop.stop()
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(stop)
+
+    def server_close(self) -> None:  # the socketserver name some callers know; shutdown() did it
+        self.shutdown()
+
+
+def start_tcp_echo(name: str, port: int) -> RunningEcho:
+    """The TCP echo on ``port`` (IPv4 and IPv6 where the host has IPv6), serving once this returns."""
     if _ipv6_available():
-        server = _DualStackTCPServer(("::", port), _tcp_handler(name))
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address = ("::", port)
     else:
-        server = _TCPServer(("0.0.0.0", port), _tcp_handler(name))
-    threading.Thread(target=server.serve_forever, daemon=True, name="tcp-echo").start()
-    return server
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        address = ("0.0.0.0", port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(ECHO_BACKLOG)  # a batch from every pod may arrive at once
+    except OSError:
+        sock.close()
+        raise
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # one peer's trouble is not logged
+    echo = _TcpEcho(name)
+    server = loop.run_until_complete(asyncio.start_server(echo.connection, sock=sock))
+    threading.Thread(target=loop.run_forever, daemon=True, name="tcp-echo").start()
+    return RunningEcho(loop, server)
 
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python 3.11 does not name it
@@ -915,21 +957,27 @@ def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
 TOKEN_HEADER = "X-Netprobe-Token"  # the pod proxy passes it on (Authorization is the caller's own,
 # for the API server; a Bearer token is accepted too, from a client that reaches the probe directly)
 MAX_BODY = 4 << 20  # bytes of a request body (20,000 targets fit); 413 beyond, the body unread
-BODY_BUDGET = 16 << 20  # bytes of bodies read at once over all connections; a body waits for room
+BODY_BUDGET = 8 << 20  # bytes of the bodies whose requests are being served, from the read to the
+# answer written, over all connections; a body waits for room (503 after READ_TIMEOUT)
 MAX_CONTAINERS = 4 * MAX_TARGETS + 64  # JSON arrays and objects in a body (a target has at most 4)
 READ_TIMEOUT = 10.0  # s a client has for its request line and headers (or to idle between requests),
 # and then as much for its body
 MAX_HEADER_LINE = 8192  # bytes of the request line and of each header line
 MAX_HEADERS = 64  # header lines of a request
-CONTROL_CONNECTIONS = 256  # connections open at once; beyond that: 503 at once, and closed
+PENDING_CONNECTIONS = 256  # connections of one listener yet to show the token; a new one beyond that
+# takes the place of the oldest
+CONTROL_CONNECTIONS = 256  # connections of one listener whose requests carried the token; beyond: 503
+MAX_HEAD = 32768  # bytes of a request line and its headers together
+WRITE_TIMEOUT = 30.0  # s a client has to take its answer
 CONTROL_BACKLOG = 128  # connections the kernel holds until the event loop accepts them
 KEEPALIVE_IDLE = 150.0  # s a connection may idle after an answer to the token's holder: longer than
 # the pod proxy keeps an idle connection (90 s), so the proxy always closes first and never sends a
 # request on a connection the agent is closing (a POST it cannot send again)
 LINGER = 2.0  # s a closing connection's last answer is given to arrive (see _close)
-BUSY_LINGER = 0.5  # s as much for a connection beyond the bound (not counted: kept short)
 CONTROL_WORKERS = 16  # threads doing the requests' work (probe batches, self-reports) at once
-ECHO_WORKERS = 256  # TCP echo connections served at once; beyond that (and a backlog): closed
+ECHO_CONNECTIONS = 1024  # TCP echo connections open at once; a new one beyond takes the oldest's place
+ECHO_TIMEOUT = 5.0  # s an echo connection has to say its token (and to take its answer)
+ECHO_BACKLOG = 1024  # connections the kernel holds until the echo's loop accepts them
 PROBE_CAPACITY = MAX_CONCURRENCY  # probe threads of all requests together
 CAPACITY_WAIT = 30.0  # s a request may wait for probe threads before it is refused (503)
 UNAUTHENTICATED = ("healthz",)  # the readiness probe's: it says the agent's name and nothing else
@@ -979,22 +1027,24 @@ class BadRequest(ValueError):
         self.status = status
 
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout",
            411: "Length Required", 413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
            431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
            505: "HTTP Version Not Supported"}
 
 
-def http_answer(status: int, body: dict, close: bool) -> bytes:
-    """One whole HTTP/1.1 answer: a JSON body, always, whatever went wrong."""
-    data = json.dumps(body).encode()
+def http_answer(status: int, body: dict | bytes, close: bool) -> bytes:
+    """One whole HTTP/1.1 answer: a JSON body (``body``, or already encoded), always, whatever
+    went wrong."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
     head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n")
     return head.encode() + data
 
 
-BUSY_REPLY = http_answer(503, {"error": f"busy: {CONTROL_CONNECTIONS} connections are open, the "
-                                        "agent's bound; try again"}, close=True)
+BUSY_REPLY = http_answer(503, {"error": f"busy: {CONTROL_CONNECTIONS} connections of the token's holder "
+                                        "are open, the agent's bound; try again"}, close=True)
 
 
 class _Budget:
@@ -1043,13 +1093,21 @@ def parse_body(data: bytes) -> dict:
     return body
 
 
+ENDPOINTS = ("/healthz", "/self", "/probe", "/icmp-seen")
+HEADER_NAME = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 class Request:
     """One request's head, as the control API reads it."""
 
     def __init__(self, method: str, target: str, version: str, headers: dict[str, list[str]]) -> None:
         self.method, self.target, self.version, self.headers = method, target, version, headers
-        self.endpoint = target.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        path = target.split("?", 1)[0]
+        if path.startswith(("http://", "https://")):  # the absolute form (RFC 9112 3.2.2)
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        self.endpoint = path[1:] if path in ENDPOINTS else None
         self.pipelined = False
+        self.held = 0  # bytes of the body budget it holds until its answer is written
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -1086,8 +1144,9 @@ async def read_head(reader: asyncio.StreamReader, started: list) -> Request | No
     if not line:
         return None
     started.append(True)
+    size = len(line)
     parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[1].startswith("/"):
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[1].startswith(("/", "http://", "https://")):
         raise BadRequest(400, "not an HTTP request line")
     if parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
         raise BadRequest(505, f"{parts[2]!r}: HTTP/1.0 and HTTP/1.1 only")
@@ -1101,59 +1160,124 @@ async def read_head(reader: asyncio.StreamReader, started: list) -> Request | No
             raise BadRequest(400, "the connection ended within the headers")
         if line in (b"\r\n", b"\n"):
             return Request(parts[0], parts[1], parts[2], headers)
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        size += len(line)
+        if size > MAX_HEAD:
+            raise BadRequest(431, f"the request line and headers are longer than {MAX_HEAD} bytes")
+        name, colon, value = line.decode("latin-1").rstrip("\r\n").partition(":")
+        if not colon or not name or not set(name) <= HEADER_NAME or "\r" in value or "\0" in value:
             raise BadRequest(400, "a header line is not 'Name: value'")
         headers.setdefault(name.lower(), []).append(value.strip())
     raise BadRequest(431, f"more than {MAX_HEADERS} header lines")
+
+
+class _Listener:
+    """The connections of one listening socket (the lab's Unix socket is apart from the TCP port,
+    so nothing on the network can crowd out the harness there). Connections that have not yet
+    shown the token are "pending": at most PENDING_CONNECTIONS, and a new one beyond takes the
+    place of the oldest, whose client has had the most time to send its request (a real client
+    sends it at once; a flood would need hundreds of connections within that moment to push it
+    out). Once a request carried the token the connection is its holder's: at most
+    CONTROL_CONNECTIONS of those, beyond which the holder is told 503."""
+
+    def __init__(self) -> None:
+        self.pending: dict[asyncio.StreamWriter, None] = {}  # in the order they came
+        self.trusted = 0
+
+    def admit(self, writer: asyncio.StreamWriter) -> None:
+        if len(self.pending) >= PENDING_CONNECTIONS:
+            oldest = next(iter(self.pending))
+            del self.pending[oldest]
+            oldest.transport.abort()
+        self.pending[writer] = None
+
+
+class _Connection:
+    """One connection's place in its listener: pending until a request carries the token, then
+    its holder's (promoted at once, so a flood that pushes out pending connections cannot take a
+    request being served)."""
+
+    def __init__(self, listener: _Listener, writer: asyncio.StreamWriter) -> None:
+        self.listener, self.writer, self.trusted = listener, writer, False
+
+    def promote(self) -> bool:
+        """Whether the holder's bound has room for it (always, once promoted)."""
+        if not self.trusted:
+            self.listener.pending.pop(self.writer, None)
+            if self.listener.trusted >= CONTROL_CONNECTIONS:
+                return False
+            self.listener.trusted += 1
+            self.trusted = True
+        return True
+
+    def leave(self) -> None:
+        self.listener.pending.pop(self.writer, None)
+        if self.trusted:
+            self.listener.trusted -= 1
+            self.trusted = False
 
 
 class ControlServer:
     """The control API: one event loop serves every connection, so a client that is slow to send
     its request (or sends none) holds a socket and nothing else; the request line and headers,
     and then the body, each have READ_TIMEOUT to arrive whole. The work itself (a probe batch, the
-    self-report) runs on a bounded pool of threads, and a batch whose client went away stops
-    starting targets."""
+    self-report) runs on a bounded pool of threads, and a batch whose (kept-alive) client went
+    away stops starting targets."""
 
     def __init__(self, name: str, watcher: IcmpWatcher, token: str) -> None:
         self.name, self.watcher, self.expected = name, watcher, token.encode()
-        self.open = 0
         self.budget = _Budget(BODY_BUDGET)
         self.pool = ThreadPoolExecutor(max_workers=CONTROL_WORKERS, thread_name_prefix="control")
 
     def authorized(self, request: Request) -> bool:
-        given = request.header(TOKEN_HEADER) or ""
-        authorization = request.header("authorization") or ""
-        if not given and authorization.startswith("Bearer "):
-            given = authorization[len("Bearer "):]
+        tokens = request.headers.get(TOKEN_HEADER.lower(), [])
+        authorization = request.headers.get("authorization", [])
+        if len(tokens) > 1 or len(authorization) > 1:  # which one counts would be anybody's guess
+            raise BadRequest(400, f"more than one {TOKEN_HEADER if len(tokens) > 1 else 'Authorization'}")
+        given = tokens[0] if tokens else ""
+        if not given and authorization and authorization[0].startswith("Bearer "):
+            given = authorization[0][len("Bearer "):]
         return hmac.compare_digest(given.strip().encode(), self.expected)
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.open >= CONTROL_CONNECTIONS:  # told at once, with a short linger (see _close)
-            writer.write(BUSY_REPLY)
-            await _close(writer, reader, linger=BUSY_LINGER)
-            return
-        self.open += 1
+    def serving(self, listener: _Listener):
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self.connection(listener, reader, writer)
+        return connection
+
+    async def connection(self, listener: _Listener, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        listener.admit(writer)
+        conn = _Connection(listener, writer)
+        linger = True
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go at once
             wait = READ_TIMEOUT  # a new connection's first request: whole within READ_TIMEOUT
-            while await self.one_request(reader, writer, wait):
+            while await self.one_request(conn, reader, writer, wait) and not writer.transport.is_closing():
                 wait = KEEPALIVE_IDLE  # after an answer with the token: the client's to keep
         except (OSError, asyncio.IncompleteReadError):  # the client went away
-            pass
+            linger = False
+        except asyncio.TimeoutError:  # an answer it did not take within WRITE_TIMEOUT
+            writer.transport.abort()
+            linger = False
         finally:
-            await _close(writer, reader)
-            self.open -= 1
+            conn.leave()
+            await _close(writer, reader if linger else None)
 
-    async def one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          wait: float) -> bool:
+    async def one_request(self, conn: "_Connection", reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter, wait: float) -> bool:
         """Serve one request whose head arrives within ``wait``; whether the connection may carry
         another."""
         started: list = []
         try:
             request = await asyncio.wait_for(read_head(reader, started), wait)
+            if request is None:
+                return False
+            authorized = self.authorized(request)
+            if request.method not in ("GET", "POST"):
+                raise BadRequest(405, f"{request.method}: GET and POST only")
+            if request.method == "GET" and request.content_length():  # unread, it would be taken for a request
+                raise BadRequest(400, "a GET has no body")
         except asyncio.TimeoutError:
             if started:
                 writer.write(http_answer(408, {"error": f"bad request: the request line and headers did "
@@ -1162,40 +1286,44 @@ class ControlServer:
         except BadRequest as exc:
             writer.write(http_answer(exc.status, {"error": f"bad request: {exc}"}, close=True))
             return False
-        if request is None:
+        if authorized and not conn.promote():  # the holder's own bound: told, and let go
+            writer.write(BUSY_REPLY)
             return False
-        if request.endpoint == "healthz" and request.method == "GET":  # the readiness probe's
-            authorized = self.authorized(request)
-            writer.write(http_answer(200, {"name": self.name, "icmp": self.watcher.error or "ok"},
-                                     close=not (authorized and request.keep_alive)))
-            await writer.drain()
-            return authorized and request.keep_alive
-        if not self.authorized(request):  # nothing more is read: not the body, not a second request
+        if request.endpoint == "healthz" and request.method == "GET":
+            keep = authorized and request.keep_alive  # the readiness probe's: no keep-alive without it
+            writer.write(http_answer(200, {"name": self.name, "icmp": self.watcher.error or "ok"}, close=not keep))
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+            return keep
+        if not authorized:  # nothing more is read: not the body, not a second request
             writer.write(http_answer(401, {"error": f"unauthorized: the run's token is required "
                                                     f"({TOKEN_HEADER})"}, close=True))
             return False
         try:
             status, answer = await self.answer(request, reader, writer)
+            if status is None:  # the client left while its request was served
+                return False
+            keep = request.keep_alive and not request.pipelined and status < 500
+            writer.write(http_answer(status, answer, close=not keep))
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+            return keep
         except BadRequest as exc:  # the framing may be off: the connection is not reused
             writer.write(http_answer(exc.status, {"error": f"bad request: {exc}"}, close=True))
             return False
         except Busy as exc:
             writer.write(http_answer(503, {"error": f"busy: {exc}"}, close=True))
             return False
-        if status is None:  # the client left while its request was served
-            return False
-        keep = request.keep_alive and not request.pipelined and status < 500
-        writer.write(http_answer(status, answer, close=not keep))
-        await writer.drain()
-        return keep
+        finally:
+            if request.held:  # the body's bytes count until its answer is written
+                await self.budget.give(request.held)
+                request.held = 0
 
-    async def answer(self, request: Request, reader, writer) -> tuple[int | None, dict]:
-        """(status, JSON answer); status None when the client left before it."""
+    async def answer(self, request: Request, reader, writer) -> tuple[int | None, bytes]:
+        """(status, the JSON answer encoded); status None when the client left before it."""
         method, endpoint = request.method, request.endpoint
         if (method, endpoint) not in {("GET", "self"), ("POST", "probe"), ("POST", "icmp-seen")}:
             if method == "POST" or request.content_length():  # a body not read: the connection ends
                 raise BadRequest(404, f"no such endpoint {method} {request.target}")
-            return 404, {"error": f"no such endpoint {method} {request.target}"}
+            return 404, json.dumps({"error": f"no such endpoint {method} {request.target}"}).encode()
         if method == "GET" and request.content_length():  # unread, it would be taken for a request
             raise BadRequest(400, "a GET has no body")
         body = await self.body(request, reader, writer) if method == "POST" else {}
@@ -1208,11 +1336,14 @@ class ControlServer:
         try:
             done, _ = await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
             if watch in done:
-                if not watch.result():  # gone: its batch stops starting targets
+                # an end of input from a kept-alive HTTP/1.1 client (the pod proxy, the harness)
+                # is that client gone: its batch stops starting targets. One that asked to close
+                # may have half-closed after its request, and still waits for the answer.
+                if not watch.result() and request.keep_alive:
                     cancelled.set()
                     await asyncio.wait({job})
-                    return None, {}
-                request.pipelined = True  # a byte of a next request, read: no keep-alive after this
+                    return None, b""
+                request.pipelined = True  # a byte of a next request, or the end: no keep-alive
             return await job
         finally:
             watch.cancel()
@@ -1224,8 +1355,9 @@ class ControlServer:
         expect = (request.header("expect") or "").lower()
         if expect and expect != "100-continue":
             raise BadRequest(417, f"Expect: {expect} is not supported")
-        deadline = time.monotonic() + READ_TIMEOUT
         await self.budget.take(length, READ_TIMEOUT)
+        request.held = length
+        deadline = time.monotonic() + READ_TIMEOUT  # from when the body may come
         try:
             if expect:  # authorized, and the body fits: now it may come
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -1234,8 +1366,6 @@ class ControlServer:
             raise BadRequest(408, f"the body did not arrive within {READ_TIMEOUT:g} s") from None
         except asyncio.IncompleteReadError as exc:
             raise BadRequest(400, f"the body ended after {len(exc.partial)} of {length} bytes") from None
-        finally:
-            await self.budget.give(length)
         return await asyncio.get_running_loop().run_in_executor(self.pool, parse_body, data)
 
     def icmp_seen(self, body: dict) -> tuple[int, dict]:
@@ -1245,16 +1375,18 @@ class ControlServer:
         return 200, {"seen": self.watcher.lookup(tokens), "error": self.watcher.error}
 
 
-def _answered(work, cancelled: threading.Event) -> tuple[int, dict]:
-    """The work's (status, answer); a refusal or a failure of it as an answer, never a traceback."""
+def _answered(work, cancelled: threading.Event) -> tuple[int, bytes]:
+    """The work's status and answer, encoded here (not in the event loop: a large answer would
+    hold it); a refusal or a failure of it as an answer, never a traceback."""
     try:
-        return work(cancelled)
+        status, answer = work(cancelled)
     except Busy as exc:
-        return 503, {"error": f"busy: {exc}"}
+        status, answer = 503, {"error": f"busy: {exc}"}
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
-        return 400, {"error": f"bad request: {exc}"}
+        status, answer = 400, {"error": f"bad request: {exc}"}
     except Exception as exc:  # noqa: BLE001
-        return 500, {"error": f"internal: {type(exc).__name__}: {exc}"}
+        status, answer = 500, {"error": f"internal: {type(exc).__name__}: {exc}"}
+    return status, json.dumps(answer).encode()
 
 
 async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader | None = None,
@@ -1290,69 +1422,16 @@ async def _serve_control(server: ControlServer, controls: list[str], announce: s
             path = control[len("unix:"):]
             if os.path.exists(path):
                 os.unlink(path)
-            await asyncio.start_unix_server(server.connection, path + ".tmp", limit=MAX_HEADER_LINE,
+            await asyncio.start_unix_server(server.serving(_Listener()), path + ".tmp", limit=MAX_HEADER_LINE,
                                             backlog=CONTROL_BACKLOG)
             os.chmod(path + ".tmp", 0o600)  # the harness (root) alone
             os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
         else:
             host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
-            await asyncio.start_server(server.connection, host.strip("[]") or "0.0.0.0", int(tcp_port),
+            await asyncio.start_server(server.serving(_Listener()), host.strip("[]") or "0.0.0.0", int(tcp_port),
                                        limit=MAX_HEADER_LINE, backlog=CONTROL_BACKLOG, reuse_address=True)
     print(announce, flush=True)
     await asyncio.Event().wait()  # serve until the process ends
-
-
-class _BoundedServer:
-    """A socketserver mixin for the TCP echo: one pool of ``workers`` threads; at most ``backlog``
-    connections wait for one; a connection beyond that is closed at once."""
-
-    workers, backlog, refusal = ECHO_WORKERS, 1024, b""
-
-    def _bounds(self) -> None:
-        self._slots = threading.BoundedSemaphore(self.workers + self.backlog)
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="served")
-
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            try:
-                request.settimeout(1.0)
-                if self.refusal:
-                    request.sendall(self.refusal)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        self._pool.submit(self._work, request, client_address)
-
-    def _work(self, request, client_address) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - one client's trouble, not the agent's
-            pass
-        finally:
-            self.shutdown_request(request)
-            self._slots.release()
-
-    def handle_error(self, request, client_address) -> None:  # no traceback on stderr
-        pass
-
-
-class _TCPServer(_BoundedServer, socketserver.TCPServer):
-    allow_reuse_address = True
-    request_queue_size = 1024  # a batch from every pod may arrive at once; 5 would drop SYNs
-    workers, backlog = ECHO_WORKERS, 1024
-
-    def __init__(self, address, handler) -> None:
-        super().__init__(address, handler)
-        self._bounds()
-
-
-class _DualStackTCPServer(_TCPServer):
-    address_family = socket.AF_INET6
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
 
 
 def read_token(path: str | None) -> str:

@@ -259,20 +259,40 @@ def test_100_parallel_clients_each_get_an_answer_and_the_agent_stays_up(agent):
     assert agent.valid() < NORMAL
 
 
-def test_a_flood_beyond_the_connection_bound_is_told_busy_at_once(agent):
-    """As many silent connections as the agent keeps open: the next one is answered 503 at once
-    (not queued behind them); once the agent let them go it serves as before."""
-    held = [socket.create_connection(("127.0.0.1", agent.control), timeout=5)
-            for _ in range(netprobe.CONTROL_CONNECTIONS)]
+def test_a_flood_of_silent_connections_cannot_keep_a_real_client_out(agent):
+    """More silent connections than the agent keeps pending (no token needed to open them): each
+    new one takes the place of the oldest, so a client that sends its request at once is served
+    in normal time, and the flood's oldest connections are the ones closed."""
+    flood = [socket.create_connection(("127.0.0.1", agent.control), timeout=5)
+             for _ in range(netprobe.PENDING_CONNECTIONS + 50)]
     try:
         time.sleep(0.3)
         started = time.monotonic()
         answer = agent.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=5)
-        assert answer.startswith(b"HTTP/1.1 503") and b"busy" in answer
-        assert time.monotonic() - started < NORMAL
+        assert answer.startswith(b"HTTP/1.1 200") and time.monotonic() - started < NORMAL
+        assert agent.valid() < NORMAL
+        flood[0].settimeout(2)
+        assert flood[0].recv(100) == b""  # the oldest: pushed out
     finally:
-        for sock in held:
+        for sock in flood:
             sock.close()
+
+
+def test_the_token_holders_connections_have_their_own_bound(agent):
+    """Connections whose requests carried the token are counted apart (a flood cannot push them
+    out); beyond CONTROL_CONNECTIONS of them the holder is told 503."""
+    held = []
+    try:
+        for _ in range(netprobe.CONTROL_CONNECTIONS):
+            conn = http.client.HTTPConnection("127.0.0.1", agent.control, timeout=5)
+            conn.request("GET", "/healthz", headers={TOKEN_HEADER: TOKEN})
+            assert conn.getresponse().read()
+            held.append(conn)
+        status, answer, took = agent.request("POST", "/probe", {"targets": []})
+        assert status == 503 and "connections of the token's holder" in answer["error"] and took < NORMAL
+    finally:
+        for conn in held:
+            conn.close()
     time.sleep(0.5)
     assert agent.valid() < NORMAL
 
@@ -497,3 +517,57 @@ def test_a_get_with_a_body_is_refused_not_taken_for_a_second_request(agent):
     answer = agent.raw(f"GET /self HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\nContent-Length: 40\r\n\r\n"
                        f"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode(), wait=5)
     assert answer.startswith(b"HTTP/1.1 400") and b"a GET has no body" in answer and answer.count(b"HTTP/1.1") == 1
+
+
+def test_a_flood_of_silent_connections_to_the_echo_cannot_make_a_probe_fail(agent):
+    """Silent connections to the TCP echo beyond its bound: a prober's connection, whose token
+    comes at once, takes the place of the oldest and is answered. A refusal would read as a
+    broken network."""
+    flood = [socket.create_connection(("127.0.0.1", agent.echo), timeout=5)
+             for _ in range(netprobe.ECHO_CONNECTIONS + 100)]
+    try:
+        time.sleep(0.3)
+        status, answer, _ = agent.request("POST", "/probe", {"targets": [
+            {"id": f"e{i}", "ip": "127.0.0.1", "port": agent.echo, "proto": "tcp"} for i in range(20)]})
+        assert status == 200 and all(r["ok"] for r in answer["results"]), answer
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+@pytest.mark.parametrize("version, connection", [("HTTP/1.0", ""), ("HTTP/1.1", "Connection: close\r\n")])
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(agent, version, connection):
+    body = json.dumps({"targets": [{"id": "h", "ip": "127.0.0.1", "port": agent.echo, "proto": "tcp"}]})
+    with socket.create_connection(("127.0.0.1", agent.control), timeout=5) as sock:
+        sock.sendall(f"POST /probe {version}\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n{connection}"
+                     f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b'"ok": true' in answer, answer[:300]
+
+
+@pytest.mark.parametrize("request_bytes, status, message", [
+    (f"GET /self HTTP/1.1\r\n{TOKEN_HEADER}: wrong\r\n{TOKEN_HEADER}: {TOKEN}\r\n\r\n", b"400",
+     b"more than one X-Netprobe-Token"),
+    (f"GET /self HTTP/1.1\r\nX-A: x\r{TOKEN_HEADER}: {TOKEN}\r\n\r\n", b"400", b"not 'Name: value'"),
+    (f"GET /self HTTP/1.1\r\nX Y: 1\r\n{TOKEN_HEADER}: {TOKEN}\r\n\r\n", b"400", b"not 'Name: value'"),
+    (f"HEAD /self HTTP/1.1\r\n{TOKEN_HEADER}: {TOKEN}\r\n\r\n", b"405", b"GET and POST only"),
+    (f"GET /healthz HTTP/1.1\r\nContent-Length: 30\r\n\r\nGET /self HTTP/1.1\r\n\r\n", b"400",
+     b"a GET has no body"),
+    (f"POST /x/y/probe HTTP/1.1\r\n{TOKEN_HEADER}: {TOKEN}\r\nContent-Length: 2\r\n\r\n{{}}", b"404",
+     b"no such endpoint"),
+    ("GET /self HTTP/1.1\r\n" + "X-Pad: " + "a" * 8000 + "\r\n" * 1 + ("X-Pad2: " + "b" * 8000 + "\r\n") * 4
+     + "\r\n", b"431", b"longer than 32768 bytes"),
+])
+def test_ambiguous_heads_are_refused_not_guessed(agent, request_bytes, status, message):
+    answer = agent.raw(request_bytes.encode(), wait=5)
+    assert answer.startswith(b"HTTP/1.1 " + status) and message in answer, answer[:300]
+    assert answer.count(b"HTTP/1.1 ") == 1  # and nothing after it is taken for a request
+
+
+def test_an_absolute_form_target_is_the_same_endpoint(agent):
+    answer = agent.raw(f"GET http://probe.example/self HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                       "Connection: close\r\n\r\n".encode(), wait=5)
+    assert answer.startswith(b"HTTP/1.1 200") and b"interfaces" in answer
