@@ -957,8 +957,10 @@ def resolv_conf(path: str = "/etc/resolv.conf") -> dict:
 TOKEN_HEADER = "X-Netprobe-Token"  # the pod proxy passes it on (Authorization is the caller's own,
 # for the API server; a Bearer token is accepted too, from a client that reaches the probe directly)
 MAX_BODY = 4 << 20  # bytes of a request body (20,000 targets fit); 413 beyond, the body unread
-BODY_BUDGET = 8 << 20  # bytes of the bodies whose requests are being served, from the read to the
-# answer written, over all connections; a body waits for room (503 after READ_TIMEOUT)
+BODY_BUDGET = 4 << 20  # bytes of the bodies whose requests are being served, from the read to the
+# answer written, over all connections; a body waits for room (503 after READ_TIMEOUT). A batch's
+# results and answer take about 40 times its body (20,000 targets: 1.2 MB, about 48 MiB), so
+# this lets three such batches run at once under the pod's 256 MiB, not seven
 MAX_CONTAINERS = 4 * MAX_TARGETS + 64  # JSON arrays and objects in a body (a target has at most 4)
 READ_TIMEOUT = 10.0  # s a client has for its request line and headers (or to idle between requests),
 # and then as much for its body
@@ -968,7 +970,7 @@ PENDING_CONNECTIONS = 256  # connections of one listener yet to show the token; 
 # takes the place of the oldest
 CONTROL_CONNECTIONS = 256  # connections of one listener whose requests carried the token; beyond: 503
 MAX_HEAD = 32768  # bytes of a request line and its headers together
-WRITE_TIMEOUT = 30.0  # s a client has to take its answer
+WRITE_TIMEOUT = 10.0  # s a client has to take its answer (the pod proxy and the harness read at once)
 CONTROL_BACKLOG = 128  # connections the kernel holds until the event loop accepts them
 KEEPALIVE_IDLE = 150.0  # s a connection may idle after an answer to the token's holder: longer than
 # the pod proxy keeps an idle connection (90 s), so the proxy always closes first and never sends a
@@ -1234,8 +1236,8 @@ class ControlServer:
         if len(tokens) > 1 or len(authorization) > 1:  # which one counts would be anybody's guess
             raise BadRequest(400, f"more than one {TOKEN_HEADER if len(tokens) > 1 else 'Authorization'}")
         given = tokens[0] if tokens else ""
-        if not given and authorization and authorization[0].startswith("Bearer "):
-            given = authorization[0][len("Bearer "):]
+        if not given and authorization and authorization[0][:7].lower() == "bearer ":  # a scheme
+            given = authorization[0][7:]  # is case-insensitive (RFC 9110 11.1)
         return hmac.compare_digest(given.strip().encode(), self.expected)
 
     def serving(self, listener: _Listener):
@@ -1255,10 +1257,10 @@ class ControlServer:
             wait = READ_TIMEOUT  # a new connection's first request: whole within READ_TIMEOUT
             while await self.one_request(conn, reader, writer, wait) and not writer.transport.is_closing():
                 wait = KEEPALIVE_IDLE  # after an answer with the token: the client's to keep
-        except (OSError, asyncio.IncompleteReadError):  # the client went away
+        except asyncio.TimeoutError:  # an answer it did not take within WRITE_TIMEOUT (caught
+            writer.transport.abort()    # first: a TimeoutError is an OSError too)
             linger = False
-        except asyncio.TimeoutError:  # an answer it did not take within WRITE_TIMEOUT
-            writer.transport.abort()
+        except (OSError, asyncio.IncompleteReadError):  # the client went away
             linger = False
         finally:
             conn.leave()
@@ -1394,7 +1396,8 @@ async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader | No
     """Close a connection so that its last answer arrives: the client may still be sending (the
     rest of a body cut at its bound), and closing with unread bytes would reset the connection,
     which can discard the answer before the client reads it. So: the answer, then end of our
-    side, then what the client still sends is read and dropped for at most LINGER seconds."""
+    side, then what the client still sends is read and dropped for at most ``linger`` seconds;
+    an answer still not taken after that goes with the connection (reset)."""
     try:
         if reader is not None and writer.can_write_eof() and not writer.is_closing():
             await asyncio.wait_for(writer.drain(), linger)
@@ -1405,8 +1408,8 @@ async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader | No
     try:
         writer.close()
         await asyncio.wait_for(writer.wait_closed(), linger)
-    except (OSError, asyncio.TimeoutError):
-        pass
+    except (OSError, asyncio.TimeoutError):  # an answer the client does not take: dropped with it
+        writer.transport.abort()
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:

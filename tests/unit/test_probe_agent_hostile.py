@@ -128,6 +128,9 @@ def test_the_token_also_works_as_a_bearer_and_only_the_health_check_needs_none(a
     status, _, _ = agent.request("POST", "/probe", {"targets": []}, token=None,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200
+    status, _, _ = agent.request("POST", "/probe", {"targets": []}, token=None,
+                                 headers={"Authorization": f"bearer {TOKEN}"})  # the scheme: any case
+    assert status == 200
     status, answer, _ = agent.request("GET", "/healthz", token=None)
     assert status == 200 and answer["name"] == "target"  # the readiness probe's: its name, no more
     assert agent.request("GET", "/self", token=None)[0] == 401
@@ -571,3 +574,36 @@ def test_an_absolute_form_target_is_the_same_endpoint(agent):
     answer = agent.raw(f"GET http://probe.example/self HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
                        "Connection: close\r\n\r\n".encode(), wait=5)
     assert answer.startswith(b"HTTP/1.1 200") and b"interfaces" in answer
+
+
+def test_an_answer_never_read_does_not_keep_its_connection(agent):
+    """A client that sends a batch and never reads: its answer (larger than the kernel's buffers
+    take) cannot be written, and the connection is reset once WRITE_TIMEOUT has passed, not held
+    for as long as the client likes with megabytes queued."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens: each target is refused at once
+    targets = [{"id": f"{i:06d}" + "x" * 94, "ip": "127.0.0.1", "port": port, "proto": "tcp"}
+               for i in range(netprobe.MAX_TARGETS)]
+    body = json.dumps({"concurrency": 256, "targets": targets}, separators=(",", ":")).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", agent.control))
+    try:
+        sock.sendall(f"POST /probe HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(netprobe.WRITE_TIMEOUT + netprobe.LINGER * 2 + 10)  # reading nothing, as a stuck client
+        received, head = 0, b""
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(1 << 20):
+                head = head or chunk[:300]
+                received += len(chunk)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    finally:
+        sock.close()
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) if b"Content-Length: " in head else None
+    assert length is None or received < length, (received, length)  # not the whole answer: dropped
+    assert agent.valid() < NORMAL
