@@ -27,7 +27,6 @@ import asyncio
 import collections
 import contextlib
 import errno
-import functools
 import hmac
 import ipaddress
 import json
@@ -79,6 +78,27 @@ def _ipv6_available() -> bool:
         return False
 
 
+class _NewestKept:
+    """Open connections, at most ``limit``: a new one beyond takes the place of the oldest, which
+    is reset. Its client has had the most time to speak; a real client speaks at once, so a flood
+    of silent connections pushes out its own, not the real one (refusing the newcomer instead
+    would let the flood keep everyone out)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[asyncio.StreamWriter, None] = {}  # in the order they came
+
+    def admit(self, writer: asyncio.StreamWriter) -> None:
+        if len(self.open) >= self.limit:
+            oldest = next(iter(self.open))
+            del self.open[oldest]
+            oldest.transport.abort()
+        self.open[writer] = None
+
+    def discard(self, writer: asyncio.StreamWriter) -> None:
+        self.open.pop(writer, None)
+
+
 class _TcpEcho:
     """The TCP echo: each connection says its token (the first bytes, at most 512, within
     ECHO_TIMEOUT) and is answered with who the agent saw. One event loop serves them all, so a
@@ -89,14 +109,10 @@ class _TcpEcho:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.open: dict[asyncio.StreamWriter, None] = {}  # in the order they came
+        self.connections = _NewestKept(ECHO_CONNECTIONS)
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.open) >= ECHO_CONNECTIONS:
-            oldest = next(iter(self.open))
-            del self.open[oldest]
-            oldest.transport.abort()
-        self.open[writer] = None
+        self.connections.admit(writer)
         try:
             hello = await asyncio.wait_for(reader.read(512), ECHO_TIMEOUT)
             peer, port = writer.get_extra_info("peername")[:2]
@@ -106,7 +122,7 @@ class _TcpEcho:
         except (OSError, asyncio.TimeoutError):
             pass
         finally:
-            self.open.pop(writer, None)
+            self.connections.discard(writer)
             writer.close()
 
 
@@ -122,9 +138,6 @@ class RunningEcho:
             self.loop.stop()
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(stop)
-
-    def server_close(self) -> None:  # the socketserver name some callers know; shutdown() did it
-        self.shutdown()
 
 
 def start_tcp_echo(name: str, port: int) -> RunningEcho:
@@ -1175,22 +1188,13 @@ async def read_head(reader: asyncio.StreamReader, started: list) -> Request | No
 class _Listener:
     """The connections of one listening socket (the lab's Unix socket is apart from the TCP port,
     so nothing on the network can crowd out the harness there). Connections that have not yet
-    shown the token are "pending": at most PENDING_CONNECTIONS, and a new one beyond takes the
-    place of the oldest, whose client has had the most time to send its request (a real client
-    sends it at once; a flood would need hundreds of connections within that moment to push it
-    out). Once a request carried the token the connection is its holder's: at most
-    CONTROL_CONNECTIONS of those, beyond which the holder is told 503."""
+    shown the token are "pending": at most PENDING_CONNECTIONS, a new one beyond taking the place
+    of the oldest (_NewestKept). Once a request carried the token the connection is its holder's:
+    at most CONTROL_CONNECTIONS of those, beyond which the holder is told 503."""
 
     def __init__(self) -> None:
-        self.pending: dict[asyncio.StreamWriter, None] = {}  # in the order they came
+        self.pending = _NewestKept(PENDING_CONNECTIONS)
         self.trusted = 0
-
-    def admit(self, writer: asyncio.StreamWriter) -> None:
-        if len(self.pending) >= PENDING_CONNECTIONS:
-            oldest = next(iter(self.pending))
-            del self.pending[oldest]
-            oldest.transport.abort()
-        self.pending[writer] = None
 
 
 class _Connection:
@@ -1204,7 +1208,7 @@ class _Connection:
     def promote(self) -> bool:
         """Whether the holder's bound has room for it (always, once promoted)."""
         if not self.trusted:
-            self.listener.pending.pop(self.writer, None)
+            self.listener.pending.discard(self.writer)
             if self.listener.trusted >= CONTROL_CONNECTIONS:
                 return False
             self.listener.trusted += 1
@@ -1212,7 +1216,7 @@ class _Connection:
         return True
 
     def leave(self) -> None:
-        self.listener.pending.pop(self.writer, None)
+        self.listener.pending.discard(self.writer)
         if self.trusted:
             self.listener.trusted -= 1
             self.trusted = False
@@ -1247,7 +1251,7 @@ class ControlServer:
 
     async def connection(self, listener: _Listener, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
-        listener.admit(writer)
+        listener.pending.admit(writer)
         conn = _Connection(listener, writer)
         linger = True
         try:
@@ -1323,11 +1327,9 @@ class ControlServer:
         """(status, the JSON answer encoded); status None when the client left before it."""
         method, endpoint = request.method, request.endpoint
         if (method, endpoint) not in {("GET", "self"), ("POST", "probe"), ("POST", "icmp-seen")}:
-            if method == "POST" or request.content_length():  # a body not read: the connection ends
+            if method == "POST":  # a body not read: the connection ends (a GET has none: one_request)
                 raise BadRequest(404, f"no such endpoint {method} {request.target}")
             return 404, json.dumps({"error": f"no such endpoint {method} {request.target}"}).encode()
-        if method == "GET" and request.content_length():  # unread, it would be taken for a request
-            raise BadRequest(400, "a GET has no body")
         body = await self.body(request, reader, writer) if method == "POST" else {}
         work = {"self": lambda cancelled: (200, self_report(self.name)),
                 "probe": lambda cancelled: (200, _bounded_batch(body, cancelled)),

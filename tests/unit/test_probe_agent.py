@@ -80,7 +80,7 @@ def test_a_target_that_must_go_unanswered_settles_until_it_is():
     attempt without an answer ends it (the verdict wants no answer)."""
     port = free_port()
     server = netprobe.start_tcp_echo("probe-old", port)
-    threading.Timer(0.6, lambda: (server.shutdown(), server.server_close())).start()
+    threading.Timer(0.6, server.shutdown).start()
     r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": port, "proto": "tcp",
                                "attempts": 2, "timeout": 1, "settle": 3, "unanswered": True})
     assert r["ok"] is False and r["error"] and r["settled"] >= 1 and r["latency_ms"] >= 600
