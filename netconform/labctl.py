@@ -79,8 +79,9 @@ def _up(args) -> int:
     except UnknownProfile as exc:
         print(f"netconform: {exc}")
         return 4
-    if chosen.backend != "lab":
-        print(f"netconform: --cni {args.cni} is not a lab profile (bridge, ptp, vxlan)")
+    if not chosen.on_lab(kubeconfig_named=False):
+        print(f"netconform: --cni {args.cni} is not one the lab runs (bridge, ptp, vxlan, and the "
+              "installed CNIs: flannel)")
         return 4
     if not 1 <= args.nodes <= 200:
         print(f"netconform: --nodes must be between 1 and 200, not {args.nodes}")
@@ -171,7 +172,8 @@ def _serve(args) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
     cluster = LabCluster(LabSpec(chosen.conflist, nodes=spec["nodes"], overlay=chosen.overlay,
-                                 release=spec["release"], proxy_mode=spec["proxy"], objects=False),
+                                 release=spec["release"], proxy_mode=spec["proxy"], objects=False,
+                                 install=chosen.lab_install),
                          RunNames(spec["run_id"]))
     code = 0
     try:

@@ -27,6 +27,15 @@ class Profile:
     daemonsets: tuple[str, ...] = ()  # live clusters: "namespace/name" of the CNI's node agent
     overlay: str = "routes"  # lab: how nodes reach each other's pod CIDRs, "routes" or "vxlan"
     deviations: tuple[Deviation, ...] = field(default_factory=tuple)
+    # A live-cluster CNI the lab can also run for real, installed from its upstream manifest
+    # (backends/lab/cni_install.py): with no kubeconfig named, --cni=NAME runs on the lab
+    lab_install: str | None = None
+
+    def on_lab(self, kubeconfig_named: bool) -> bool:
+        """Whether a run of this profile is on the lab: a lab profile's always; a live-cluster
+        CNI's that the lab installs when no kubeconfig is named (--kubeconfig, --context or
+        $KUBECONFIG)."""
+        return self.backend == "lab" or (self.lab_install is not None and not kubeconfig_named)
 
     def deviation(self, requirement_id: str) -> Deviation | None:
         return next((d for d in self.deviations if d.requirement == requirement_id), None)
@@ -36,6 +45,12 @@ KUBE_ROUTER_HAIRPIN = Deviation(
     "SVC-HAIRPIN", "kube-router: hairpin mode is off by default; a pod cannot reach itself through "
     "its Service unless the Service is annotated kube-router.io/service.hairpin or "
     "--hairpin-mode=true is set", "https://www.kube-router.io/docs/user-guide/#hairpin-mode")
+
+FLANNEL_MASQUERADES_TO_NODES = Deviation(
+    "SVC-HOSTNET-ENDPOINTS", "flannel with --ip-masq (its release manifest's setting) masquerades pod "
+    "traffic to every address outside the pod network, the nodes' own included: a hostNetwork backend "
+    "on another node sees the client's node IP, not the pod's",
+    "https://github.com/flannel-io/flannel/issues/964")
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("bridge", "lab", "CNI bridge plugin, one Linux bridge per node, host-local IPAM, "
@@ -48,8 +63,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("calico", "kube", "Calico", daemonsets=("kube-system/calico-node",
                                                     "calico-system/calico-node")),
     Profile("cilium", "kube", "Cilium", daemonsets=("kube-system/cilium",)),
-    Profile("flannel", "kube", "Flannel", daemonsets=("kube-flannel/kube-flannel-ds",
-                                                      "kube-system/kube-flannel-ds")),
+    Profile("flannel", "kube", "Flannel (VXLAN); on the lab, v0.28.10 from its release manifest",
+            daemonsets=("kube-flannel/kube-flannel-ds", "kube-system/kube-flannel-ds"),
+            deviations=(FLANNEL_MASQUERADES_TO_NODES,), lab_install="flannel"),
     Profile("antrea", "kube", "Antrea", daemonsets=("kube-system/antrea-agent",)),
     Profile("kube-router", "kube", "kube-router", daemonsets=("kube-system/kube-router",),
             deviations=(KUBE_ROUTER_HAIRPIN,)),

@@ -104,6 +104,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                        "'--lab-fault list' prints every fault and what it breaks")
 
 
+def _on_lab(config: pytest.Config, chosen: Profile) -> bool:
+    """Whether the run is on the lab (Profile.on_lab): a kubeconfig is named by --kubeconfig,
+    --context or $KUBECONFIG."""
+    named = bool(config.getoption("kubeconfig") or config.getoption("context") or os.environ.get("KUBECONFIG"))
+    return chosen.on_lab(named)
+
+
+def _lab_installs() -> str:
+    return ", ".join(name for name, p in PROFILES.items() if p.lab_install)
+
+
 def _names(backend: str) -> str:
     return ", ".join(name for name, p in PROFILES.items() if p.backend == backend)
 
@@ -146,16 +157,18 @@ def pytest_configure(config: pytest.Config) -> None:
         chosen = _profile(config)
         _lab_faults(config)
         not_applicable = _not_applicable(config.getoption("not_applicable"))
-        if config.getoption("backend") == "lab" and chosen.backend == "kube":
+        lab = _on_lab(config, chosen)
+        if config.getoption("backend") == "lab" and not lab:
             raise ValueError(f"--backend=lab with --cni={chosen.name}: the lab runs the lab profiles "
-                             f"({_names('lab')}); {chosen.name} is tested on a live cluster (--backend=kube)")
-        if config.getoption("backend") == "kube" and chosen.backend == "lab":
+                             f"({_names('lab')}) and, with no kubeconfig named, {_lab_installs()}; "
+                             f"{chosen.name} is tested on a live cluster here (--backend=kube)")
+        if config.getoption("backend") == "kube" and lab:
             _refuse_live_options(config)
-        if chosen.backend == "kube":
+        if not lab:
             _kube_options(config)  # bad --node-selector or --tolerations: fail before anything
             if config.getoption("lab_fault"):
                 raise ValueError("--lab-fault injects faults into the lab; a live cluster has its own")
-        elif config.getoption("kubeconfig") or config.getoption("context"):
+        elif chosen.backend == "lab" and (config.getoption("kubeconfig") or config.getoption("context")):
             raise ValueError(f"--kubeconfig/--context name a live cluster, but --cni={chosen.name} is a "
                              "lab profile; on a live cluster name its CNI (kindnet, calico, cilium, "
                              "flannel, antrea, kube-router) or --cni=other")
@@ -258,7 +271,7 @@ def _lock_report_dir(report_dir: Path):
 
 def _backend(config: pytest.Config, chosen: Profile, report_dir: Path) -> Backend:
     opt = config.getoption
-    if chosen.backend == "kube":
+    if not _on_lab(config, chosen):
         from .backends.kube.backend import KubeBackend
         return KubeBackend(chosen, _kube_options(config))
     from .backends.lab.backend import LabBackend
@@ -296,7 +309,7 @@ def _is_kube(config: pytest.Config) -> bool:
         return True
     chosen = config.getoption("cni")
     try:
-        return profile(DEFAULT_CNI if chosen is None else chosen).backend == "kube"
+        return not _on_lab(config, profile(DEFAULT_CNI if chosen is None else chosen))
     except UnknownProfile:
         return False
 

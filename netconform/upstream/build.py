@@ -28,7 +28,7 @@ from pathlib import Path
 
 from netconform.upstream import modules
 from netconform.upstream.components import COMPONENTS, Component
-from netconform.upstream.gotool import GO_TIMEOUT, go_env, require_go, run_go
+from netconform.upstream.gotool import GO_TIMEOUT, go_env, output_go, require_go, run_go
 from netconform.upstream.recipe import recipe
 from netconform.upstream.releases import DEFAULT_RELEASE, Release, get
 
@@ -75,7 +75,8 @@ def is_built(component: Component, release: Release, cache: Path) -> bool:
         record = json.loads((path.parent / "build.json").read_text())
     except (OSError, ValueError):
         return False
-    return path.is_file() and record.get("digest") == _digest(component, release)
+    return path.is_file() and record.get("digest") == _digest(component, release) and \
+        all((path.parent / Path(kept).name).is_file() for kept in component.keep)
 
 
 def binary(component: str, release: str | Release = DEFAULT_RELEASE, cache: Path | None = None) -> Path:
@@ -135,11 +136,14 @@ def _build(go: Path, comp: Component, rel: Release, root: Path, timeout: float) 
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{comp.name}.{os.getpid()}.tmp")
     env = go_env(root)
+    if comp.cgo:
+        env["CGO_ENABLED"] = "1"
     started = time.monotonic()
+    what = f"building {comp.name} {version}" + ("" if comp.pinned else f" (Kubernetes {rel.kubernetes})")
     try:
         run_go(go, rec.go_args(tmp), cwd=module_dir, env=env, timeout=timeout,
-               log=root / "logs" / f"{comp.name}-{version}.log",
-               what=f"building {comp.name} {version} (Kubernetes {rel.kubernetes})")
+               log=root / "logs" / f"{comp.name}-{version}.log", what=what)
+        _keep_sources(go, comp, module_dir, env, final.parent)
         seconds = time.monotonic() - started
         record = {
             "component": comp.name, "version": version, "kubernetes": rel.kubernetes,
@@ -156,6 +160,26 @@ def _build(go: Path, comp: Component, rel: Release, root: Path, timeout: float) 
     finally:
         tmp.unlink(missing_ok=True)
     return seconds
+
+
+def _keep_sources(go: Path, comp: Component, module_dir: Path, env: dict[str, str], into: Path) -> None:
+    """Copy ``comp.keep`` from the upstream module's source, as the go.sum pins it (the module
+    cache holds exactly the hashed zip's files), next to the binary."""
+    if not comp.keep:
+        return
+    found = json.loads(output_go(go, ["list", "-m", "-json", comp.upstream], cwd=module_dir, env=env,
+                                 what=f"finding the source of {comp.upstream}"))
+    for relative in comp.keep:
+        data = (Path(found["Dir"]) / relative).read_bytes()
+        tmp = into / f".{Path(relative).name}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, into / Path(relative).name)
+
+
+def kept_source(component: str, name: str, release: str | Release = DEFAULT_RELEASE,
+                cache: Path | None = None) -> Path:
+    """A file ``keep`` named, next to the built ``component`` (NotBuilt when it is not built)."""
+    return binary(component, release, cache).parent / Path(name).name
 
 
 @contextmanager

@@ -15,17 +15,30 @@ from netconform.upstream.releases import Release
 @dataclass(frozen=True)
 class Component:
     """One binary. ``module`` names its wrapper module family (``kubernetes``, ``etcd``,
-    ``coredns``); ``version_args`` make the binary print its version, and ``version_pattern``
-    captures that version from the output."""
+    ``coredns``, ``flannel``, ``cni-plugins``); ``version_args`` make the binary print its
+    version, and ``version_pattern`` captures that version from the output.
+
+    A CNI's parts are pinned by a version of their own (``pinned``), the same whatever Kubernetes
+    release the lab runs. ``cgo`` builds with cgo and links statically, as the upstream Makefile
+    does where a part needs C (flanneld's UDP backend). ``keep`` names files of the upstream
+    source (the module the go.sum pins) that are copied next to the binary: a CNI's own install
+    manifest, which the lab deploys.
+    """
 
     name: str
     module: str
     package: str
     version_args: tuple[str, ...]
     version_pattern: str
+    pinned: str | None = None
+    upstream: str | None = None  # the upstream module that ``keep`` files come from
+    cgo: bool = False
+    keep: tuple[str, ...] = ()
 
     def version(self, release: Release) -> str:
         """The upstream version of this component in ``release`` (the cache is keyed by it)."""
+        if self.pinned:
+            return self.pinned
         return {"kubernetes": release.kubernetes, "etcd": release.etcd,
                 "coredns": release.coredns}[self.module]
 
@@ -50,6 +63,13 @@ def _kube(name: str) -> Component:
                      r"^Kubernetes (\S+)$")
 
 
+# Flannel as its release manifest (Documentation/kube-flannel.yml) runs it. Its CNI plugin,
+# flannel-io/cni-plugin, is not served by the Go module proxy this project builds from: the lab
+# uses the flannel plugin of containernetworking/plugins v0.9.1, the code flannel-io/cni-plugin was
+# split from (README, "Flannel on the lab").
+FLANNEL = "v0.28.10"
+FLANNEL_CNI = "v0.9.1"
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -63,5 +83,10 @@ COMPONENTS: dict[str, Component] = {
                   r"^etcd Version: (\S+)$"),
         Component("coredns", "coredns", "github.com/coredns/coredns", ("-version",),
                   r"^CoreDNS-(\S+)$"),
+        Component("flanneld", "flannel", "github.com/flannel-io/flannel", ("--version",),
+                  r"^v(\S+)$", pinned=FLANNEL, upstream="github.com/flannel-io/flannel", cgo=True,
+                  keep=("Documentation/kube-flannel.yml",)),
+        Component("flannel-cni", "cni-plugins", "github.com/containernetworking/plugins/plugins/meta/flannel",
+                  (), r"^CNI flannel plugin v(\S+)$", pinned=FLANNEL_CNI),
     )
 }

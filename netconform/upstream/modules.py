@@ -97,17 +97,18 @@ def go_line_tuple(go: str) -> tuple[int, ...]:
 
 
 def stage(name: str, work: Path) -> Path:
-    """Copy the committed module ``name`` to ``work/name`` (only files whose content changed, each
-    replaced atomically) and return that directory, where go runs."""
+    """Copy the committed module ``name`` to ``work/name`` (every file, go.mod, go.sum and a
+    stand-in module it replaces one with; only files whose content changed, each replaced
+    atomically) and return that directory, where go runs."""
     src = committed(name)
     dst = work / name
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in FILES:
-        data = (src / f).read_bytes()
-        target = dst / f
+    for path in sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        data = path.read_bytes()
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file() and target.read_bytes() == data:
             continue
-        tmp = dst / f".{f}.{os.getpid()}"
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, target)
     return dst

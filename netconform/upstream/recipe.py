@@ -26,6 +26,9 @@ from netconform.upstream.releases import Release, semver
 KUBERNETES_TAGS = "selinux,notest,grpcnotrace"
 VERSION_PACKAGES = ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
 STRIP = "-s -w"
+# Where a CNI's Makefile stamps its version (flannel's TAG, the CNI plugins' build_linux.sh).
+VERSION_VARIABLE = {"flannel": "github.com/flannel-io/flannel/pkg/version.Version",
+                    "cni-plugins": "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion"}
 
 
 def kubernetes_version_vars(release: Release) -> dict[str, str]:
@@ -64,10 +67,16 @@ class Recipe:
         return ["build", *self.flags, "-o", str(output), self.component.package]
 
     def digest(self, module_dir: Path) -> str:
-        """sha256 over the flags, the package and the wrapper module's go.mod and go.sum."""
-        h = hashlib.sha256(json.dumps([self.component.package, self.flags]).encode())
+        """sha256 over the flags, the package, cgo, and every file of the wrapper module (go.mod,
+        go.sum, and a stand-in module it replaces one with)."""
+        cgo = ["cgo"] if self.component.cgo else []
+        h = hashlib.sha256(json.dumps([self.component.package, self.flags, *cgo]).encode())
         for name in ("go.mod", "go.sum"):
             h.update((module_dir / name).read_bytes())
+        for path in sorted(p for p in module_dir.rglob("*") if p.is_file()):
+            if path.name not in ("go.mod", "go.sum") or path.parent != module_dir:
+                h.update(str(path.relative_to(module_dir)).encode())
+                h.update(path.read_bytes())
         return h.hexdigest()
 
 
@@ -78,6 +87,9 @@ def recipe(component: Component, release: Release) -> Recipe:
         flags += ["-tags", KUBERNETES_TAGS, "-ldflags", kubernetes_ldflags(release)]
     elif component.module == "coredns":
         flags += ["-ldflags", coredns_ldflags(release)]
+    elif component.module in VERSION_VARIABLE:
+        static = ' -extldflags "-static"' if component.cgo else ""
+        flags += ["-ldflags", f"{STRIP} -X {VERSION_VARIABLE[component.module]}={component.pinned}{static}"]
     else:
         flags += ["-ldflags", STRIP]
     return Recipe(component, release, tuple(flags))

@@ -12,6 +12,7 @@ import pytest
 
 from netconform.upstream import build
 from netconform.upstream.build import NotBuilt, binary, ensure_built
+from netconform.upstream.components import COMPONENTS
 from netconform.upstream.gotool import GoError
 from netconform.upstream.releases import DEFAULT_RELEASE, RELEASES
 
@@ -155,7 +156,7 @@ def test_the_command_line_builds_shows_versions_and_says_what_is_missing(fake_go
 
     assert main(["version"]) == 4
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 7 and out[0] == (f"kube-apiserver: not built ({REL.kubernetes}; run: python -m "
+    assert len(out) == len(COMPONENTS) and out[0] == (f"kube-apiserver: not built ({REL.kubernetes}; run: python -m "
                                         f"netconform.upstream build --release {REL.minor})")
     assert main(["build", "--only", "kube-proxy"]) == 0
     assert capsys.readouterr().out.startswith(f"upstream {REL.kubernetes[1:]}: kube-proxy built in ")

@@ -87,6 +87,8 @@ OUTPUTS = {
     "etcd": "etcd Version: 3.6.4\nGit SHA: Not provided (use ./build instead of go build)\n"
             "Go Version: go1.26.8\nGo OS/Arch: linux/amd64",
     "coredns": "CoreDNS-1.12.1\nlinux/amd64, go1.26.8, 707c7c1",
+    "flanneld": "v0.28.10",
+    "flannel-cni": "CNI flannel plugin v0.9.1",
 }
 
 

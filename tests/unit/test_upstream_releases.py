@@ -56,6 +56,9 @@ def test_every_wrapper_has_a_go_sum_with_the_hash_of_each_required_module(rel: R
         sums = {tuple(line.split()[:2]) for line in (path / "go.sum").read_text().splitlines()}
         for name, version in mod.requires.items():
             target, tv = mod.replaces.get(name, (name, version))
+            if target.startswith("./"):  # a stand-in committed beside it (flannel's): no hash
+                assert (path / target / "go.mod").is_file(), f"{path.name}: no {target}"
+                continue
             assert (target, tv + "/go.mod") in sums, f"{path.name}: no go.sum hash of {target} {tv}"
 
 

@@ -138,8 +138,13 @@ class ClusterDns:
                 continue  # its ReplicaSet's pods are the lab's to make and run (below)
             _create(api, body)
         deployment = next(o for o in self.objects if o["kind"] == "Deployment")
-        for node in self.nodes:
-            self.pods[node] = _create(api, bound_pod(deployment, f"{deployment['metadata']['name']}-{node}", node))
+        for node, name in self.pod_names().items():
+            self.pods[node] = _create(api, bound_pod(deployment, name, node))
+
+    def pod_names(self) -> dict[str, str]:
+        """node -> the name of the CoreDNS pod create() makes there."""
+        deployment = next(o for o in self.objects if o["kind"] == "Deployment")
+        return {node: f"{deployment['metadata']['name']}-{node}" for node in self.nodes}
 
     def start(self, api: KubeApi, pod_netns: dict[str, str], ca_cert: Path) -> None:
         """Run each pod's container: its root, a token bound to the pod, the in-cluster env."""

@@ -30,7 +30,8 @@ class LabBackend(Backend):
         self.profile = profile
         self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults,
                             overlay=profile.overlay, cni_path=cni_path, cni_timeout=cni_timeout,
-                            logs_kept_in=logs_kept_in, release=release, proxy_mode=proxy_mode)
+                            logs_kept_in=logs_kept_in, release=release, proxy_mode=proxy_mode,
+                            install=profile.lab_install)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:

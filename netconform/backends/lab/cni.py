@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 from . import netns
 from .conflists import is_bare_name
+from .nodefs import INNER, NodeFs
 
 PLUGIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")  # as CNI_PATH; --lab-cni-path
 DEFAULT_TIMEOUT = 20.0  # seconds one plugin call may take; --lab-cni-timeout
@@ -64,13 +65,23 @@ class CniRuntime:
 
     def __init__(self, conflist: dict, node_netns: str | None, cache_dir: Path,
                  plugin_dirs: tuple[str, ...] = PLUGIN_DIRS,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, node_fs: "NodeFs | None" = None) -> None:
         self.conflist = conflist
         self.node_netns = node_netns
         self.cache_dir = cache_dir
         # Plugins call their IPAM plugin through CNI_PATH from another working directory.
         self.plugin_dirs = tuple(os.path.abspath(folder) for folder in plugin_dirs)
         self.timeout = timeout
+        # A node of a CNI install: plugins run in a root of the node's own (nodefs.py), where its
+        # /opt/cni/bin (which the CNI's install filled) comes first on CNI_PATH, then the lab's
+        # plugin directories, mounted at paths of their own.
+        self.node_fs = node_fs
+        self._inside: dict[str, str] = {}  # plugin directory on the host -> its path in the root
+        if node_fs is not None:
+            self._inside = {str(node_fs.host("/opt/cni/bin")): "/opt/cni/bin"}
+            self._inside.update({folder: f"{INNER}/cni/{n}" for n, folder in enumerate(self.plugin_dirs)
+                                 if os.path.isdir(folder)})
+            self.plugin_dirs = tuple(self._inside)
         for plugin in conflist["plugins"]:
             find_plugin(plugin["type"], self.plugin_dirs)  # fail before anything is created
 
@@ -102,7 +113,11 @@ class CniRuntime:
         kind = plugin["type"]
         binary = find_plugin(kind, self.plugin_dirs)
         stdin = json.dumps(self._config(plugin, previous, capability_args))
-        argv = [binary] if self.node_netns is None else ["ip", "netns", "exec", self.node_netns, binary]
+        if self.node_fs is not None:
+            folder = os.path.dirname(binary)
+            argv = self.node_fs.command(self.node_netns, [f"{self._inside[folder]}/{kind}"], self._mounted())
+        else:
+            argv = [binary] if self.node_netns is None else ["ip", "netns", "exec", self.node_netns, binary]
         try:
             done = run_bounded(argv, stdin, self._environment(command, pod), self.timeout)
         except subprocess.TimeoutExpired:
@@ -114,6 +129,10 @@ class CniRuntime:
         if command == "DEL":
             return previous
         return parse_result(kind, command, done)
+
+    def _mounted(self) -> dict[str, Path]:
+        """The lab's plugin directories, at their paths in the node's root."""
+        return {inside: Path(folder) for folder, inside in self._inside.items() if inside.startswith(INNER)}
 
     def _config(self, plugin: dict, previous: dict | None, capability_args: dict | None) -> dict:
         config = dict(plugin, name=self.conflist["name"], cniVersion=self.conflist["cniVersion"])
@@ -133,7 +152,7 @@ class CniRuntime:
             "CNI_CONTAINERID": pod.container_id,
             "CNI_NETNS": netns.path(pod.netns),
             "CNI_IFNAME": pod.ifname,
-            "CNI_PATH": ":".join(self.plugin_dirs),
+            "CNI_PATH": ":".join(self._inside.values() if self._inside else self.plugin_dirs),
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={pod.namespace};"
                         f"K8S_POD_NAME={pod.pod_name};K8S_POD_INFRA_CONTAINER_ID={pod.container_id}",
         }

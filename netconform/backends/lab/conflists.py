@@ -57,6 +57,28 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     return conf
 
 
+def load_dir(directory: Path) -> dict:
+    """The network configuration a runtime uses from a CNI config directory, as libcni's
+    ``ConfListFromFile`` order has it: the first file (by name) ending .conf, .conflist or .json.
+    A real CNI's install writes it there; it is taken as written (no values filled in)."""
+    try:
+        names = sorted(p for p in directory.iterdir() if p.suffix in (".conf", ".conflist", ".json")
+                       and p.is_file())
+    except OSError as exc:
+        raise ConflistError(f"cannot read the CNI config directory {directory}: {exc.strerror}") from None
+    if not names:
+        raise ConflistError(f"no CNI configuration in {directory}")
+    try:
+        conf = json.loads(names[0].read_text())
+    except (OSError, ValueError) as exc:
+        raise ConflistError(f"CNI config {names[0]}: {exc}") from None
+    if not isinstance(conf, dict) or not isinstance(conf.get("plugins"), list) or not all(
+            isinstance(p, dict) and isinstance(p.get("type"), str) for p in conf["plugins"]):
+        raise ConflistError(f"CNI config {names[0]}: not a conflist with plugins that have a 'type'")
+    _check_types(names[0], conf["plugins"])
+    return conf
+
+
 def _check_types(path: Path, plugins: list[dict]) -> None:
     """Refuse a plugin type that is not a bare name, before any plugin is looked up or run."""
     for number, plugin in enumerate(plugins, 1):

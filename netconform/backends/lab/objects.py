@@ -70,15 +70,18 @@ class RunObjects:
         return {s.metadata.name: s.spec.cluster_ip for s in created
                 if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName have none
 
-    def create_pods(self, nodes: list[str]) -> dict[str, dict]:
+    def pods(self, nodes: list[str]) -> list[dict]:
         """One pod per DaemonSet and node, and the standalone pods (bound to their node in the
-        manifest); returns them by planned name (``node-1/probe-a``)."""
-        self._ensure_service_account()
-        api, pods = self.api, {}
+        manifest), as create_pods makes them."""
         made = [pod_for(daemonset, node) for daemonset in self.objects if daemonset["kind"] == "DaemonSet"
                 for node in nodes]
-        made += [copy.deepcopy(o) for o in self.objects if o["kind"] == "Pod"]
-        for pod in made:
+        return made + [copy.deepcopy(o) for o in self.objects if o["kind"] == "Pod"]
+
+    def create_pods(self, nodes: list[str]) -> dict[str, dict]:
+        """The pods; returns them by planned name (``node-1/probe-a``)."""
+        self._ensure_service_account()
+        api, pods = self.api, {}
+        for pod in self.pods(nodes):
             self._call(f"create Pod {pod['metadata']['name']}",
                        lambda pod=pod: api.core.create_namespaced_pod(self.namespace, pod))
             pods[f"{pod['spec']['nodeName']}/{pod['metadata']['labels'][ROLE_LABEL]}"] = pod

@@ -84,6 +84,10 @@ class RuntimePods:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.daemons = None  # a CNI install's pods (daemon_pods.DaemonPods), when the lab has one
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def start(self) -> None:
         self._spawn(self._watch, "lab-kubelet-pods")
@@ -150,6 +154,9 @@ class RuntimePods:
     def _run(self, pod, state: RunningPod) -> None:
         name, namespace, node = pod.metadata.name, pod.metadata.namespace, state.node
         try:
+            if self.daemons is not None and self.daemons.runs(pod):
+                self._run_daemon(pod, state)
+                return
             images = sorted({c.image for c in pod.spec.containers} - {IMAGE, STOCK_PYTHON})
             if images:
                 self._waiting(pod, "ErrImagePull", f"image {', '.join(images)} is not one the lab "
@@ -190,6 +197,17 @@ class RuntimePods:
         finally:
             state.started.set()
 
+    def _run_daemon(self, pod, state: RunningPod) -> None:
+        from .daemon_pods import PodFailed
+        try:
+            ip = self.daemons.run(pod, state)
+        except PodFailed as exc:
+            self._note(f"pod {pod.metadata.namespace}/{pod.metadata.name}: {exc}")
+            self._waiting(pod, exc.reason, exc.message)
+            return
+        self.cluster.kubelet.pod_running(pod.metadata.namespace, pod.metadata.name, state.node, ip,
+                                         container_names(pod))
+
     def _volumes(self, pod, state: "RunningPod") -> dict[str, Path]:
         """Each volume of the pod as a directory of the lab's (volume name -> directory). The lab
         kubelet supports the kinds the probes' contract uses: a Secret and a ConfigMap, their keys
@@ -197,10 +215,8 @@ class RuntimePods:
         cannot be read, is the pod's error, as kubelet's failed mount would be."""
         found: dict[str, Path] = {}
         for volume in pod.spec.volumes or []:
-            files = self._volume_files(volume, pod.metadata.namespace)
-            source = volume.secret or volume.config_map
+            files, mode = self.volume_contents(volume, pod.metadata.namespace)
             directory = self.cluster.volume_dir(pod.metadata.namespace, pod.metadata.name, state.uid, volume.name)
-            mode = source.default_mode if source.default_mode is not None else 0o644
             for key, value in files.items():
                 path = directory / key
                 path.touch(mode=0o600)
@@ -209,8 +225,13 @@ class RuntimePods:
             found[volume.name] = directory
         return found
 
+    def volume_contents(self, volume, namespace: str) -> tuple[dict[str, bytes], int]:
+        """The files of a Secret or ConfigMap volume (key -> content), and their mode."""
+        files = self._volume_files(volume, namespace)
+        source = volume.secret or volume.config_map
+        return files, source.default_mode if source.default_mode is not None else 0o644
+
     def _volume_files(self, volume, namespace: str) -> dict[str, bytes]:
-        """The files of a Secret or ConfigMap volume (key -> content)."""
         if volume.secret is not None:
             kind, name, read = "Secret", volume.secret.secret_name, self.api.core.read_namespaced_secret
         elif volume.config_map is not None:
