@@ -52,7 +52,7 @@ def test_a_lab_stays_up_serves_runs_through_its_kubeconfig_and_goes_with_down(tm
 
 def test_bad_input_is_one_line_and_exit_4():
     for args, words in ((("up", "--nodes", "0"), "--nodes must be between 1 and 200"),
-                        (("up", "--cni", "calico"), "not a lab profile"),
+                        (("up", "--cni", "calico"), "is not one the lab runs"),
                         (("up", "--release", "0.1"), "pinned releases are"),
                         (("down", "netconform-000000"), "no lab named 'netconform-000000' is up"),
                         (("frobnicate",), "invalid choice")):

@@ -123,3 +123,22 @@ def test_a_hard_coded_subnet_overlaps_across_nodes(tmp_path):
                for node in ("node-1", "node-2")}
     with pytest.raises(ConflistError, match="pod subnets overlap"):
         check_subnets(by_node, LAB)
+
+
+def test_a_cni_install_s_conflist_is_the_first_config_file_by_name_as_libcni_reads_it(tmp_path):
+    from netconform.backends.lab.conflists import ConflistError, load_dir
+    net_d = tmp_path / "net.d"
+    net_d.mkdir()
+    with pytest.raises(ConflistError, match="no CNI configuration in"):
+        load_dir(net_d)
+    (net_d / "README").write_text("not a config")
+    (net_d / "20-other.conflist").write_text('{"cniVersion": "1.0.0", "name": "b", "plugins": [{"type": "ptp"}]}')
+    (net_d / "10-flannel.conflist").write_text('{"cniVersion": "0.4.0", "name": "cbr0", "plugins": '
+                                               '[{"type": "flannel"}, {"type": "portmap"}]}')
+    assert [p["type"] for p in load_dir(net_d)["plugins"]] == ["flannel", "portmap"]
+    (net_d / "00-evil.conflist").write_text('{"cniVersion": "1.0.0", "name": "e", "plugins": [{"type": "../../bin/sh"}]}')
+    with pytest.raises(ConflistError, match="not a bare file name"):
+        load_dir(net_d)
+    (net_d / "00-evil.conflist").write_text("{")
+    with pytest.raises(ConflistError, match="00-evil.conflist"):
+        load_dir(net_d)

@@ -90,3 +90,19 @@ def test_coredns_from_its_wrapper_module_answers_a_query(rel: Release, tmp_path:
     finally:
         os.killpg(proc.pid, 9)
         proc.wait(10)
+
+
+def test_flannels_release_manifest_runs_only_images_and_copies_the_lab_knows():
+    """The kept kube-flannel.yml (from the module the go.sum pins): every image it runs is one the
+    lab maps to a pinned build, every init container is one of the copies the lab's kubelet does,
+    and flanneld uses the Kubernetes subnet manager with the VXLAN backend, as the README says."""
+    from netconform.backends.lab.cni_install import FLANNEL
+    objects = FLANNEL.objects("10.244.0.0/16")
+    daemonset = next(o for o in objects if o["kind"] == "DaemonSet")
+    spec = daemonset["spec"]["template"]["spec"]
+    images = {c["image"] for c in spec["initContainers"] + spec["containers"]}
+    assert images == set(FLANNEL.images)
+    assert all(c["command"][0] in FLANNEL.copy_commands for c in spec["initContainers"])
+    assert "--kube-subnet-mgr" in spec["containers"][0]["args"] and spec["hostNetwork"] is True
+    net = json.loads(next(o for o in objects if o["kind"] == "ConfigMap")["data"]["net-conf.json"])
+    assert net["Backend"] == {"Type": "vxlan"}
