@@ -337,11 +337,15 @@ def _cleanup_kube(config: pytest.Config) -> int:
 
 
 def _lab_faults(config: pytest.Config) -> tuple:
-    from .backends.lab.faults import fault, mode_refusal
+    from .backends.lab.faults import cni_refusal, fault, mode_refusal
     chosen = tuple(fault(name) for name in dict.fromkeys(config.getoption("lab_fault")))
     mode = config.getoption("lab_proxy")
     for unable in (f for f in chosen if mode not in f.modes):
         raise ValueError(mode_refusal(unable, mode))
+    if chosen:
+        install = _profile(config).lab_install
+        for refusal in filter(None, (cni_refusal(f, install) for f in chosen)):
+            raise ValueError(refusal)
     return chosen
 
 

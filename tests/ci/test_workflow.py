@@ -70,6 +70,9 @@ def test_the_workflow_runs_nightly_over_every_cni_and_publishes_the_matrix():
     assert publish["needs"] == "conformance" and publish["if"] == "always()"
     assert any(step.get("uses", "").startswith("actions/deploy-pages@") for step in publish["steps"])
     assert any("reports/matrix.py" in step.get("run", "") for step in publish["steps"])
+    lab = {step.get("name", step.get("uses")): step for step in workflow["jobs"]["lab-matrix"]["steps"]}
+    assert lab["Run the lab suite once per lab CNI"]["run"].endswith("./run matrix")  # as locally
+    assert lab["Upload the lab matrix"]["with"]["path"] == "reports/matrix/"
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             if "uses" in step:

@@ -635,6 +635,9 @@ class LabCluster:
             raise BackendError(f"fault {fault.name} is injected already")
         if self.spec.proxy_mode not in fault.modes:
             raise BackendError(faults.mode_refusal(fault, self.spec.proxy_mode))
+        refusal = faults.cni_refusal(fault, self.spec.install)
+        if refusal:
+            raise BackendError(refusal)
         undo: list[tuple[str, list[str]]] = []
         self._undo[fault.name] = undo  # before the first command: a fault that fails half-way
         self._injected[fault.name] = fault  # is still reverted by what it did

@@ -42,6 +42,9 @@ class Fault:
     proxy_frozen: bool = False  # every kube-proxy stopped (SIGSTOP): its rules stay as they are
     nft: tuple["NftChain", ...] = ()  # chains of the fault's own nftables table on on_nodes
     modes: tuple[str, ...] = ("iptables", "nftables")  # the kube-proxy modes it has a mechanism for
+    # The real CNIs (cni_install.py) it is made for, acting on their datapath from outside the
+    # daemon; empty: any lab CNI
+    cnis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,13 @@ DNS_ROWS = ("DNS-SVC", "DNS-HEADLESS", "DNS-SRV", "DNS-EXTERNALNAME", "DNS-POD-A
 # ride on (ClusterIPs, NodePorts, names) breaks with the faults that break pod traffic
 CHANGING_ROWS = ("SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS", "SVC-ENDPOINTSLICE-MANUAL")
 
+# What crosses between the first node and the others, when that node is cut off below the CNI
+FIRST_NODE_CUT_OFF = ("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD",
+                      "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
+                      "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT", "HOSTNET-SVC",
+                      "HOSTPORT", "POD-APISERVER", "APISERVER-POD", "UDP-LARGE", *DNS_ROWS, "SVC-MULTIPORT",
+                      *CHANGING_ROWS)
+
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("snat-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
           "nodes masquerade pod traffic leaving for other nodes",
@@ -192,6 +202,18 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("localhost-split", ("LOCALHOST",),
           "the duo pod's second container runs in a network namespace of its own", also=("SVC-MULTIPORT", "SVC-ENDPOINTSLICE-MANUAL"),  # duo's c2 (port 81 of multiport, manual) is gone
           split_duo=True),
+    Fault("flannel-vxlan-dropped", ("POD-POD-CROSS",),
+          "the first node's firewall drops flannel's VXLAN packets (UDP 8472), in and out, below flanneld",
+          also=FIRST_NODE_CUT_OFF, on_nodes="first", cnis=("flannel",),
+          nft=(NftChain("type filter hook input priority filter - 10", (("udp", "dport", "8472", "drop"),)),
+               NftChain("type filter hook output priority filter - 10", (("udp", "dport", "8472", "drop"),)))),
+    Fault("flannel-masquerade-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
+          "a misconfigured masquerade agent on every node masquerades pod traffic to other nodes' "
+          "pods, before flannel's own rules (out of flannel.1, which a rule for eth0 would miss)",
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-SOURCE-IP"), cnis=("flannel",),
+          nft=(NftChain("type nat hook postrouting priority srcnat - 1",
+                        (("ip", "saddr", "${POD_CIDR}", "ip", "daddr", "${CLUSTER_CIDR}", "ip", "daddr",
+                          "!=", "${POD_CIDR}", "masquerade"),)),)),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
@@ -334,6 +356,15 @@ class UnknownFault(ValueError):
 def mode_refusal(fault: Fault, mode: str) -> str:
     return (f"--lab-fault {fault.name} has no mechanism for kube-proxy's {mode} mode (it has one "
             f"for: {', '.join(fault.modes)}); run it with --lab-proxy {fault.modes[0]}")
+
+
+def cni_refusal(fault: Fault, cni: str | None) -> str | None:
+    """Why ``fault`` cannot be injected into a lab whose installed CNI is ``cni`` (None: the
+    conflist alone), or None when it can."""
+    if fault.cnis and cni not in fault.cnis:
+        return (f"--lab-fault {fault.name} acts on {', '.join(fault.cnis)}'s datapath; run it with "
+                f"--cni={fault.cnis[0]}")
+    return None
 
 
 def fault(name: str) -> Fault:

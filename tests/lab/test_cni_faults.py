@@ -1,0 +1,71 @@
+"""The mutation test on a real CNI: a lab running the pinned flannel from its release manifest,
+and the faults that real CNIs suffer, injected from outside the daemon (a table of the fault's own
+at an earlier hook, below flanneld, which restores what it owns): each turns exactly its declared
+requirements red, judged through the engine as tests/lab/test_faults.py judges the conflist labs.
+"""
+import pytest
+
+from netconform.backends.base import BackendError
+from netconform.backends.lab.cluster import LabCluster, LabSpec
+from netconform.backends.lab.faults import FAULTS
+from netconform.profiles import profile
+
+from .conftest import leftovers, needs_root
+from .test_faults import CONTROLS, FAULT_SETTLE, failing, judge_everything
+
+pytestmark = needs_root
+# flannel's own faults, and the generic ones that act below any CNI and were measured on it
+FLANNEL_FAULTS = [name for name, f in FAULTS.items() if "flannel" in f.cnis] + ["mtu-black-hole"]
+KNOWN = {"SVC-HOSTNET-ENDPOINTS"}  # flannel's declared deviation (profiles.py): red before any fault
+
+
+@pytest.fixture(scope="module")
+def flannel_lab():
+    chosen = profile("flannel")
+    cluster = LabCluster(LabSpec(chosen.conflist, install=chosen.lab_install))
+    try:
+        live = cluster.build(lambda message: None)
+    except BaseException:
+        cluster.teardown()
+        raise
+    try:
+        yield cluster, live
+    finally:
+        assert cluster.teardown() == []
+        assert leftovers(cluster.names.prefix) == []
+
+
+def test_the_flannel_lab_passes_every_check_but_its_known_deviation_before_any_fault(flannel_lab):
+    outcomes = judge_everything(*flannel_lab)
+    assert failing(outcomes) == KNOWN, {r: c.reasons[:3] for r, c in outcomes.items() if c.reasons}
+    assert not any(c["error"] for c in outcomes.values())
+
+
+@pytest.mark.parametrize("name", FLANNEL_FAULTS)
+def test_a_fault_turns_its_requirements_red_on_flannel_and_spares_the_rest(flannel_lab, name):
+    cluster, live = flannel_lab
+    fault = FAULTS[name]
+    try:
+        cluster.inject(fault, live)
+        judged = set(fault.breaks) | (CONTROLS - set(fault.also))
+        outcomes = judge_everything(cluster, live, attempts=1, only=judged, settle=FAULT_SETTLE)
+        unexpected = failing(outcomes) - set(fault.breaks + fault.also)
+        if unexpected:
+            outcomes.update(judge_everything(cluster, live, attempts=2, only=unexpected))
+    finally:
+        cluster.revert(fault, live)
+    assert not any(c["error"] for c in outcomes.values()), {r: c.reasons for r, c in outcomes.items() if c["error"]}
+    red = failing(outcomes)
+    assert set(fault.breaks) <= red, (fault.breaks, outcomes)
+    assert not red - set(fault.breaks + fault.also), {r: outcomes[r] for r in red - set(fault.breaks + fault.also)}
+
+
+def test_the_flannel_lab_is_as_before_once_every_fault_is_reverted(flannel_lab):
+    outcomes = judge_everything(*flannel_lab)
+    assert failing(outcomes) == KNOWN and not any(c["error"] for c in outcomes.values())
+
+
+def test_a_flannel_fault_is_refused_on_a_lab_without_flannel():
+    cluster = LabCluster(LabSpec(profile("bridge").conflist))
+    with pytest.raises(BackendError, match="acts on flannel's datapath; run it with --cni=flannel"):
+        cluster.inject(FAULTS["flannel-vxlan-dropped"], None)
