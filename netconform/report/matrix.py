@@ -26,6 +26,7 @@ def column(path: Path, output_dir: Path) -> dict:
     return {
         "name": meta.get("cni", path.parent.name),
         "where": meta.get("backend", ""),
+        "proxy_mode": meta.get("proxy_mode"),
         "verdict": document["verdict"],
         "css": VERDICT_CSS[document["verdict"]],
         "reasons": document["verdict_reasons"],
@@ -44,11 +45,17 @@ def cell(row: dict | None) -> dict:
 
 def build(paths: list[Path], output: Path) -> dict:
     columns = [column(Path(p), output.parent) for p in paths]
-    seen: dict[str, int] = {}
-    for col in columns:  # two runs of one CNI (say two lab conflists): tell them apart
-        seen[col["name"]] = seen.get(col["name"], 0) + 1
-        if seen[col["name"]] > 1:
-            col["name"] = f"{col['name']} ({seen[col['name']]})"
+    by_name: dict[str, list[dict]] = {}
+    for col in columns:
+        by_name.setdefault(col["name"], []).append(col)
+    for name, same in by_name.items():  # two runs of one CNI: tell them apart
+        modes = [col["proxy_mode"] for col in same]
+        if len(same) > 1 and None not in modes and len(set(modes)) == len(modes):
+            for col in same:  # by kube-proxy's mode, when that is what differs (./run matrix)
+                col["name"] = f"{name} ({col['proxy_mode']})"
+        else:  # by number (say two lab conflists)
+            for number, col in enumerate(same[1:], 2):
+                col["name"] = f"{name} ({number})"
     groups = []
     for level in LEVELS:
         rows = [{"id": req.id, "title": req.title,

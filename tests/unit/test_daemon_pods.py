@@ -29,8 +29,8 @@ def daemons(tmp_path: Path) -> DaemonPods:
     plugin.parent.mkdir()
     plugin.write_bytes(b"\x7fELF")
     plugin.chmod(0o755)
-    cluster = SimpleNamespace(spec=SimpleNamespace(release="1.37"))
-    return DaemonPods(cluster, SimpleNamespace(api=None), Install({"/flannel": plugin}))
+    cni = SimpleNamespace(install=Install({"/flannel": plugin}), release="1.37")
+    return DaemonPods(SimpleNamespace(), SimpleNamespace(api=None), cni)
 
 
 def pod(*containers: V1Container) -> V1Pod:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from kubernetes import utils
 from kubernetes.client.exceptions import ApiException
 from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after_delay,
                       wait_fixed)
@@ -45,9 +44,9 @@ from ..kube.manifests import AGENT_SOURCE, CONTROL_PORT
 from . import addons, cleanup, conflists, faults, hostlimits, netns, proxyrules
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
-from .cni_install import INSTALLS, LabInstall
+from .cni_install import INSTALLS
+from .cni_nodes import CniNodes
 from .daemon_pods import DaemonPods
-from .nodefs import NodeFs
 from .controlplane.node import ControlPlane, ControlPlaneSpec
 from .faults import Fault
 from .kubelet import LabKubelet, host_node_info
@@ -158,11 +157,8 @@ class LabCluster:
         self._objects: list[dict] = []  # the run's objects as rendered (a runtime pod's template)
         self.runtime_pods: RuntimePods | None = None  # the kubelet's part for pods made later
         self.probe_token = secrets.token_urlsafe(32)  # every probe wants it on its control API
-        self.install: LabInstall | None = INSTALLS[spec.install] if spec.install else None
-        self._node_fs: dict[str, NodeFs] = {}  # a CNI install's nodes: their own copies of host paths
-        self.cni_timings: dict[str, float] = {}
-        self._node_logs: dict[int, Path] = {}  # pid of a node process -> its log
-        self._node_processes: list[subprocess.Popen] = []  # a CNI's daemons (start_node_process)
+        # a real CNI installed from its manifest (cni_nodes.py), or None: the conflist alone
+        self.cni = CniNodes(INSTALLS[spec.install], self.names, spec.release) if spec.install else None
 
     # --- paths ---
 
@@ -201,13 +197,13 @@ class LabCluster:
                                          name="control-plane", daemon=True)
         self._control_plane_thread = control_plane  # before it runs: teardown must see it
         control_plane.start()
-        if self.install is None:  # the conflist alone: pods are wired while the control plane starts
+        if self.cni is None:  # the conflist alone: pods are wired while the control plane starts
             pod_ips = self._wire_and_start(progress)
         control_plane.join(self.spec.ready_timeout + 30)
         if self.api is None:
             raise self._control_plane_error or BackendError("lab: the control plane did not start")
         self._route_pods_from(self.control_plane.netns)  # the API server answers pods directly
-        if self.install is not None:  # the CNI's daemons first: they make the pod network
+        if self.cni is not None:  # the CNI's daemons first: they make the pod network
             self._register_nodes()
             self._install_cni(progress)
             pod_ips = self._wire_and_start(progress)
@@ -238,73 +234,16 @@ class LabCluster:
         return pod_ips
 
     def _install_cni(self, progress: Progress) -> None:
-        """The CNI's manifest applied (cni_install.py), its daemon ready on every node, and each
-        node's conflist read from that node's /etc/cni/net.d, as containerd reads it."""
-        install, started = self.install, time.monotonic()
-        self.runtime_pods.daemons = DaemonPods(self, self.runtime_pods, install)
-        objects = install.objects(CLUSTER_CIDR, self.spec.release)
-        for obj in objects:
+        """The CNI's daemon ready on every node (cni_nodes.py), and each node's conflist read
+        from that node's /etc/cni/net.d, as containerd reads it."""
+        self.runtime_pods.daemons = DaemonPods(self, self.runtime_pods, self.cni)
+        nodes = [n.name for n in self.topology.nodes]
+        self.cni.wait_ready(self.api, nodes, self.runtime_pods.errors, self.spec.ready_timeout, progress)
+        for node in nodes:
             try:
-                utils.create_from_dict(self.api.client, obj)
-            except utils.FailToCreateError as exc:
-                raise BackendError(f"lab: {install.name}: cannot create {obj['kind']} "
-                                   f"{obj['metadata']['name']}: {exc.api_exceptions[0].reason}") from None
-        progress(f"lab: {install.name}: manifest applied ({len(objects)} objects); waiting for its "
-                 f"daemon on {self.spec.nodes} node(s) (at most {self.spec.ready_timeout:.0f}s)")
-        waiting = {n.name for n in self.topology.nodes}
-        deadline = time.monotonic() + self.spec.ready_timeout
-        while waiting:
-            for node in sorted(waiting):
-                fs = self.node_fs(node)
-                if all((fs.directory / "fs" / path.lstrip("/")).is_file() for path in install.ready_files):
-                    waiting.discard(node)
-            problems = [p for p in self.runtime_pods.errors if install.name in p or "kube-" in p]
-            if waiting and (time.monotonic() > deadline or problems):
-                node = sorted(waiting)[0]
-                missing = [p for p in install.ready_files
-                           if not (self.node_fs(node).directory / "fs" / p.lstrip("/")).is_file()]
-                raise BackendError(f"lab: {install.name} did not get ready on {node}: "
-                                   f"{problems[0] if problems else 'no ' + ', '.join(missing)} after "
-                                   f"{time.monotonic() - started:.0f}s; its logs are kept in "
-                                   f"{self.spec.logs_kept_in or self.state_dir / 'logs'}")
-            if waiting:
-                time.sleep(0.2)
-        for node in self.topology.nodes:
-            fs = self.node_fs(node.name)
-            try:
-                conf = conflists.load_dir(fs.directory / "fs" / "etc/cni/net.d")
-                self._runtimes[node.name] = self._runtime(conf, node.name)
-            except (conflists.ConflistError, CniError) as exc:
-                raise BackendError(f"lab: {install.name} on {node.name}: {exc}") from None
-        self.cni_timings[install.name] = round(time.monotonic() - started, 2)
-        progress(f"lab: {install.name} ready on {self.spec.nodes} node(s) in {time.monotonic() - started:.1f}s")
-
-    def node_fs(self, node: str) -> NodeFs:
-        """The node's own copies of host paths (nodefs.py)."""
-        if node not in self._node_fs:
-            self._node_fs[node] = NodeFs(self.state_dir / "nodes" / node)
-            self._node_fs[node].host("/var/lib/cni")  # the plugins' own state (host-local's leases)
-        return self._node_fs[node]
-
-    def start_node_process(self, node: str, log_name: str, argv: list[str], mounts: dict[str, Path],
-                           env: dict[str, str]) -> subprocess.Popen:
-        """A container of a CNI's pod on ``node``: in the node's namespace, chrooted into a root
-        with the node's paths and ``mounts`` (nodefs.py); stopped with the run."""
-        path = self.state_dir / "logs" / f"{log_name}.log"
-        with open(path, "ab") as log:
-            process = subprocess.Popen(self.node_fs(node).command(self.names.node(node), argv, mounts),
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env=env, start_new_session=True)
-        self._node_processes.append(process)
-        self._node_logs[process.pid] = path
-        return process
-
-    def process_log_tail(self, process: subprocess.Popen) -> str:
-        """The end of a node process's log (start_node_process), for an error message."""
-        try:
-            return self._node_logs[process.pid].read_text(errors="replace").strip()[-600:] or "(no output)"
-        except (KeyError, OSError):
-            return "(no log)"
+                self._runtimes[node] = self._runtime(self.cni.conflist(node), node)
+            except CniError as exc:
+                raise BackendError(f"lab: {self.cni.install.name} on {node}: {exc}") from None
 
     _control_plane_error: BaseException | None = None
     _control_plane_thread: threading.Thread | None = None
@@ -388,7 +327,7 @@ class LabCluster:
         # The pods the lab makes itself are known (added as they are made) and left alone; in the
         # run's namespace it runs the ones made later, and with no objects of its own (the kube
         # backend's) or with a CNI install (its DaemonSet's), every pod bound to its nodes.
-        scope = self.names.prefix if self.spec.objects and self.install is None else None
+        scope = self.names.prefix if self.spec.objects and self.cni is None else None
         self.runtime_pods = RuntimePods(self, self.api, scope, {n.name for n in self.topology.nodes},
                                         set(), self.spec.ready_timeout)
         self.runtime_pods.start()
@@ -479,12 +418,12 @@ class LabCluster:
             raise BackendError("the lab needs the 'conntrack' command (Debian package conntrack)")
         if shutil.which("nft") is None:  # kube-proxy's nftables mode, and faults' own tables
             raise BackendError("the lab needs the 'nft' command (Debian package nftables)")
-        for component in (*UPSTREAM_COMPONENTS, *sorted(self.install.components() if self.install else ())):
+        for component in (*UPSTREAM_COMPONENTS, *sorted(self.cni.install.components() if self.cni else ())):
             try:  # before anything exists: one line, exit 4
                 binary(component, self.spec.release)
             except NotBuilt as exc:
                 raise BackendError(f"lab: {exc}") from None
-        if self.install is not None:
+        if self.cni is not None:
             return  # the CNI's own install writes each node's conflist (_install_cni)
         subnets = {}
         for index, node in enumerate(self.topology.nodes, 1):
@@ -506,7 +445,7 @@ class LabCluster:
         """A CNI runtime for the node, with the run's plugin path and per-call timeout."""
         return CniRuntime(conf, self.names.node(node), self.state_dir / "cni-cache",
                           self.spec.cni_path, self.spec.cni_timeout,
-                          self.node_fs(node) if self.install is not None and conf is not LOOPBACK else None)
+                          self.cni.node_fs(node) if self.cni is not None and conf is not LOOPBACK else None)
 
     def _write_owner(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -538,7 +477,7 @@ class LabCluster:
         commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
         others = [other for other in range(1, self.spec.nodes + 1) if other != index]
         fdb = []
-        if self.install is not None:
+        if self.cni is not None:
             pass  # the CNI routes between nodes itself
         elif self.spec.overlay == "vxlan":
             vxlan, fdb = vxlan_commands(index, others)
@@ -961,7 +900,7 @@ class LabCluster:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=3)
-        for running in (self._processes, self._node_processes):
+        for running in (self._processes, self.cni.processes if self.cni else []):
             if process in running:
                 running.remove(process)
 
@@ -1024,9 +963,9 @@ class LabCluster:
         meta = {"lab_prefix": self.names.prefix, "namespace": self.names.prefix,
                 "kubernetes_service_ip": KUBERNETES_SERVICE_IP, "cluster_dns": addons.DNS_IP,
                 "lab_nodes": self.spec.nodes, "lab_control_plane_node": CONTROL_PLANE_NODE,
-                "overlay": self.install.name if self.install else self.spec.overlay,
+                "overlay": self.cni.install.name if self.cni else self.spec.overlay,
                 "lab_pods_per_node": self.spec.pods_per_node,
-                "conflist": "each node's /etc/cni/net.d, as the CNI's install wrote it" if self.install
+                "conflist": "each node's /etc/cni/net.d, as the CNI's install wrote it" if self.cni
                 else str(self.spec.conflist),
                 "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
                 if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],
@@ -1034,11 +973,13 @@ class LabCluster:
                 "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings),
                 "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0,
                 "lab_kubelet_pod_problems": list(self.runtime_pods.errors) if self.runtime_pods else []}
-        if self.install is not None:
-            meta["lab_cni_install"] = {"cni": self.install.name, "components": {
-                c: self._component_version(c) for c in sorted(self.install.components())},
-                "changed_from_upstream": list(self.install.changes)}
-            meta["lab_timings"].update({f"{name}_ready": t for name, t in self.cni_timings.items()})
+        if self.cni is not None:
+            install = self.cni.install
+            meta["lab_cni_install"] = {"cni": install.name, "components": {
+                c: self._component_version(c) for c in sorted(install.components())},
+                "changed_from_upstream": list(install.changes)}
+            if self.cni.ready_in is not None:
+                meta["lab_timings"][f"{install.name}_ready"] = round(self.cni.ready_in, 2)
         if self.control_plane.started_in is not None:
             meta["lab_timings"]["control_plane_up"] = round(self.control_plane.started_in, 2)
         return meta
@@ -1072,10 +1013,11 @@ class LabCluster:
             self.runtime_pods.stop()
         if self.kubelet:
             self.kubelet.stop()
-        for process in [*self._processes, *self._node_processes]:
+        daemons = self.cni.processes if self.cni else []
+        for process in [*self._processes, *daemons]:
             if process.poll() is None:
                 process.terminate()
-        for process in [*self._processes, *self._node_processes]:
+        for process in [*self._processes, *daemons]:
             try:
                 process.wait(timeout=3)
             except subprocess.TimeoutExpired:

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import netns
-from .cni_install import LabInstall
 from .naming import KUBERNETES_SERVICE_IP
 from .runtime_pods import CannotRun, UnsupportedVolume, expand
 
 if TYPE_CHECKING:
     from .cluster import LabCluster
+    from .cni_nodes import CniNodes
     from .runtime_pods import RunningPod, RuntimePods
 
 TOKEN_SECONDS = 3607  # what the API server's admission asks for a projected token
@@ -52,16 +52,17 @@ class PodFailed(Exception):
 
 
 class DaemonPods:
-    def __init__(self, cluster: "LabCluster", pods: "RuntimePods", install: LabInstall) -> None:
+    def __init__(self, cluster: "LabCluster", pods: "RuntimePods", cni: "CniNodes") -> None:
         self.cluster = cluster
         self.pods = pods
         self.api = pods.api
-        self.install = install
+        self.cni = cni
+        self.install = cni.install
 
     def runs(self, pod) -> bool:
         """Whether every image of the pod is one of the install's."""
         images = {c.image for c in [*(pod.spec.init_containers or []), *pod.spec.containers]}
-        return all(self.install.image_files(image, self.cluster.spec.release) is not None for image in images)
+        return all(self.install.image_files(image, self.cni.release) is not None for image in images)
 
     def run(self, pod, state: "RunningPod") -> str:
         """Run the pod on its node; its IP (the node's). PodFailed says why it cannot."""
@@ -82,7 +83,7 @@ class DaemonPods:
 
     def _volumes(self, pod, state: "RunningPod") -> dict[str, Path]:
         found: dict[str, Path] = {}
-        fs = self.cluster.node_fs(state.node)
+        fs = self.cni.node_fs(state.node)
         for volume in pod.spec.volumes or []:
             try:
                 if volume.host_path is not None:
@@ -177,7 +178,7 @@ class DaemonPods:
                 any(a not in ("-f",) for a in argv[1:] if a.startswith("-")):
             raise PodFailed("CrashLoopBackOff", f"init container {container.name}: {argv} is not a copy "
                             f"the lab's kubelet does ({', '.join(self.install.copy_commands)} SRC DST)")
-        files = self.install.image_files(container.image, self.cluster.spec.release) or {}
+        files = self.install.image_files(container.image, self.cni.release) or {}
         mounts = self._mounts(container, volumes)
         source = files.get(paths[0]) or _under(paths[0], mounts)
         target = _under(paths[1], mounts)
@@ -196,7 +197,7 @@ class DaemonPods:
     # --- containers ---
 
     def _start(self, container, pod, node: str, ip: str, volumes: dict[str, Path]):
-        files = self.install.image_files(container.image, self.cluster.spec.release) or {}
+        files = self.install.image_files(container.image, self.cni.release) or {}
         argv = [expand(a, container, pod, ip) for a in [*(container.command or []), *(container.args or [])]]
         if not argv or argv[0] not in files:
             raise PodFailed("CrashLoopBackOff", f"container {container.name}: command {argv[:1]} is not a "
@@ -209,8 +210,8 @@ class DaemonPods:
             if value is not None:
                 env[variable.name] = value
         mounts = {**self._mounts(container, volumes), **files}
-        return self.cluster.start_node_process(node, f"{pod.metadata.namespace}_{pod.metadata.name}_{container.name}",
-                                               argv, mounts, env)
+        return self.cni.start_process(node, f"{pod.metadata.namespace}_{pod.metadata.name}_{container.name}",
+                                      argv, mounts, env)
 
     def _wait_ready(self, pod, node: str, ip: str, state: "RunningPod") -> None:
         """Until every container's readiness probe (httpGet) passes, asked from the node."""
@@ -234,13 +235,13 @@ class DaemonPods:
             for process, container in zip(state.processes, pod.spec.containers):
                 if process.poll() is not None:
                     raise PodFailed("CrashLoopBackOff", f"container {container.name} exited with code "
-                                    f"{process.returncode}: {self.cluster.process_log_tail(process)}")
+                                    f"{process.returncode}: {self.cni.log_tail(process)}")
             if all(netns.http_get(self.cluster.names.node(node), url, timeout=1.0, limit=4096)[0] == 200
                    for url in checks):
                 return
             if time.monotonic() > deadline or self.pods.stopping():
                 raise PodFailed("CrashLoopBackOff", f"not ready after {self.pods.ready_timeout:.0f}s "
-                                f"({', '.join(checks)}): {self.cluster.process_log_tail(state.processes[0])}")
+                                f"({', '.join(checks)}): {self.cni.log_tail(state.processes[0])}")
             time.sleep(READY_POLL)
 
 

@@ -1,0 +1,117 @@
+"""A real CNI on one running lab (cni_install.py says how it is installed): its manifest applied to
+the lab's API server, each node's own copies of host paths (nodefs.py), the processes of its pods'
+containers, and the wait until every node is set up and has its conflist.
+
+The lab's kubelet (daemon_pods.py) starts those processes here; the cluster stops them with the
+run, and reads each node's conflist from here to wire the pods.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from kubernetes import utils
+
+from ..base import BackendError, Progress
+from ..kube.api import KubeApi
+from . import conflists
+from .cni_install import LabInstall
+from .naming import CLUSTER_CIDR, RunNames
+from .nodefs import NodeFs
+
+LOG_TAIL = 600  # characters of a daemon's log quoted in an error
+POLL = 0.2  # s between two looks at the nodes' ready files
+
+
+class CniNodes:
+    def __init__(self, install: LabInstall, names: RunNames, release: str) -> None:
+        self.install = install
+        self.names = names
+        self.release = release
+        self.processes: list[subprocess.Popen] = []  # every container started (start_process)
+        self.ready_in: float | None = None  # s from the manifest applied to every node set up
+        self._fs: dict[str, NodeFs] = {}
+        self._logs: dict[int, Path] = {}  # pid -> its log
+
+    @property
+    def logs(self) -> Path:
+        return self.names.state_dir / "logs"
+
+    def node_fs(self, node: str) -> NodeFs:
+        """The node's own copies of host paths (nodefs.py), with /var/lib/cni among them: the
+        plugins' own state (host-local's leases, flannel's saved delegate configs)."""
+        if node not in self._fs:
+            self._fs[node] = NodeFs(self.names.state_dir / "nodes" / node)
+            self._fs[node].host("/var/lib/cni")
+        return self._fs[node]
+
+    def start_process(self, node: str, log_name: str, argv: list[str], mounts: dict[str, Path],
+                      env: dict[str, str]) -> subprocess.Popen:
+        """A container of the CNI's pod on ``node``: in the node's namespace, chrooted into a root
+        with the node's paths and ``mounts``; stopped with the run (or with its pod)."""
+        path = self.logs / f"{log_name}.log"
+        with open(path, "ab") as log:
+            process = subprocess.Popen(self.node_fs(node).command(self.names.node(node), argv, mounts),
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)
+        self.processes.append(process)
+        self._logs[process.pid] = path
+        return process
+
+    def log_tail(self, process: subprocess.Popen) -> str:
+        """The end of a container's log, for an error message."""
+        try:
+            return self._logs[process.pid].read_text(errors="replace").strip()[-LOG_TAIL:] or "(no output)"
+        except (KeyError, OSError):
+            return "(no log)"
+
+    def apply(self, api: KubeApi) -> list[dict]:
+        """The install's objects (its manifest, edited for the lab) created in the API server."""
+        objects = self.install.objects(CLUSTER_CIDR, self.release)
+        for obj in objects:
+            try:
+                utils.create_from_dict(api.client, obj)
+            except utils.FailToCreateError as exc:
+                raise BackendError(f"lab: {self.install.name}: cannot create {obj['kind']} "
+                                   f"{obj['metadata']['name']}: {exc.api_exceptions[0].reason}") from None
+        return objects
+
+    def wait_ready(self, api: KubeApi, nodes: list[str], pod_problems: list[str], timeout: float,
+                   progress: Progress) -> None:
+        """Apply the manifest, then wait until every node has the install's ready files (its
+        daemon set the node up), within ``timeout``. ``pod_problems`` is the lab kubelet's list of
+        what it could not run: a problem with one of the CNI's pods ends the wait at once, with it."""
+        started = time.monotonic()
+        objects = self.apply(api)
+        name = self.install.name
+        progress(f"lab: {name}: manifest applied ({len(objects)} objects); waiting for its daemon on "
+                 f"{len(nodes)} node(s) (at most {timeout:.0f}s)")
+        of_its_pods = tuple(f"pod {namespace}/" for namespace in
+                            sorted({o["metadata"].get("namespace") for o in objects} - {None}))
+        waiting = set(nodes)
+        while waiting:
+            waiting = {node for node in waiting if self.missing(node)}
+            problems = [p for p in pod_problems if p.startswith(of_its_pods)]
+            if waiting and (problems or time.monotonic() - started > timeout):
+                node = sorted(waiting)[0]
+                why = problems[0] if problems else f"no {', '.join(self.missing(node))}"
+                raise BackendError(f"lab: {name} did not get ready on {node}: {why} after "
+                                   f"{time.monotonic() - started:.0f}s; its logs are kept with the run's")
+            if waiting:
+                time.sleep(POLL)
+        self.ready_in = time.monotonic() - started
+        progress(f"lab: {name} ready on {len(nodes)} node(s) in {self.ready_in:.1f}s")
+
+    def missing(self, node: str) -> list[str]:
+        """The install's ready files the node does not have yet."""
+        fs = self.node_fs(node)
+        return [path for path in self.install.ready_files
+                if not (fs.directory / "fs" / path.lstrip("/")).is_file()]
+
+    def conflist(self, node: str) -> dict:
+        """The node's network configuration, as its install wrote it into /etc/cni/net.d."""
+        try:
+            return conflists.load_dir(self.node_fs(node).directory / "fs" / "etc" / "cni" / "net.d")
+        except conflists.ConflistError as exc:
+            raise BackendError(f"lab: {self.install.name} on {node}: {exc}") from None
