@@ -83,6 +83,11 @@ def test_a_fault_with_no_mechanism_for_the_proxy_mode_is_refused_by_name(tmp_pat
     (("--backend=kube", "--probe-image=busybox:1"), "--probe-image choose(s) things on a live cluster"),
     (("--backend=kube", "--lab-fault=localhost-split"), "it moves a container the lab starts itself"),
     (("--backend=lab", "--cni=calico"), "--backend=lab with --cni=calico: the lab runs the lab profiles"),
+    # a kubeconfig named: flannel is the live cluster's, which the lab cannot be
+    (("--backend=lab", "--cni=flannel", "--kubeconfig=/nonexistent"),
+     "--backend=lab with --cni=flannel: the lab runs the lab profiles (bridge, ptp, vxlan) and, with no "
+     "kubeconfig named, flannel"),
+    (("--lab-fault=flannel-vxlan-dropped",), "acts on flannel's datapath; run it with --cni=flannel"),
     (("--backend=foo",), "invalid choice: 'foo'"),
 ])
 def test_backend_options_that_cannot_go_together_are_refused(tmp_path, untouched, args, message):
