@@ -23,6 +23,8 @@ def test_flannel_from_its_release_manifest_is_conformant_with_its_known_deviatio
     meta = run.results["meta"]
     assert meta["overlay"] == "flannel" and meta["cni_plugins"] == ["flannel", "portmap"]
     assert meta["lab_cni_install"]["components"] == {"flanneld": "v0.28.10", "flannel-cni": "v0.9.1"}
+    assert len(meta["lab_cni_logs"]) == 3  # flanneld on each worker node, its log kept with the report
+    assert all("Installing signal handlers" in (tmp_path / log).read_text() for log in meta["lab_cni_logs"])
     for row in run.results["summary"]:
         if row["level"] in ("MUST", "SHOULD") and row["total"]:
             # flannel masquerades pod traffic to node IPs (its issue 964): declared, so xfail

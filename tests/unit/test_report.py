@@ -62,3 +62,13 @@ def test_html_has_the_summary_and_the_failure_evidence():
     assert 'id="summary"' in page and 'data-verdict="NOT CONFORMANT"' in page
     assert "failed: POD-POD-CROSS" in page
     assert "NAT: saw 172.18.0.2" in page and "10.244.2.0/24 via 172.18.0.3 dev eth0" in page
+
+
+def test_a_failed_run_on_a_real_cni_links_its_daemons_logs_and_a_passing_one_only_lists_them():
+    logs = ["logs/kube-flannel_kube-flannel-ds-abcde_kube-flannel.log"]
+    meta = {"backend": "lab", "cni": "flannel", "lab_cni_logs": logs}
+    failed = html.render(results.build(meta, [record(outcome="failed", kind="timeout", reason="no answer")]))
+    assert 'id="cni-logs"' in failed and f'<a href="{logs[0]}">' in failed
+    passed = html.render(results.build(meta, [record()]))
+    assert 'id="cni-logs"' not in passed and f'<a href="{logs[0]}">' in passed  # the meta table's row
+    assert "['logs/" not in passed  # a list, not its Python repr

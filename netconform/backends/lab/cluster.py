@@ -978,6 +978,7 @@ class LabCluster:
             meta["lab_cni_install"] = {"cni": install.name, "components": {
                 c: self._component_version(c) for c in sorted(install.components())},
                 "changed_from_upstream": list(install.changes)}
+            meta["lab_cni_logs"] = [f"logs/{name}" for name in self.cni.log_names()]
             if self.cni.ready_in is not None:
                 meta["lab_timings"][f"{install.name}_ready"] = round(self.cni.ready_in, 2)
         if self.control_plane.started_in is not None:

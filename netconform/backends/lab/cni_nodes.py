@@ -66,6 +66,10 @@ class CniNodes:
         except (KeyError, OSError):
             return "(no log)"
 
+    def log_names(self) -> list[str]:
+        """The file names of its containers' logs (kept with the run's report, under logs/)."""
+        return sorted({path.name for path in self._logs.values()})
+
     def apply(self, api: KubeApi) -> list[dict]:
         """The install's objects (its manifest, edited for the lab) created in the API server."""
         objects = self.install.objects(CLUSTER_CIDR, self.release)
