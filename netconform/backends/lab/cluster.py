@@ -237,9 +237,10 @@ class LabCluster:
         """The CNI's daemon ready on every node (cni_nodes.py), and each node's conflist read
         from that node's /etc/cni/net.d, as containerd reads it."""
         self.runtime_pods.daemons = DaemonPods(self, self.runtime_pods, self.cni)
-        nodes = [n.name for n in self.topology.nodes]
-        self.cni.wait_ready(self.api, nodes, self.runtime_pods.errors, self.spec.ready_timeout, progress)
-        for node in nodes:
+        cidrs = {n.name: pod_cidr(i) for i, n in enumerate(self.topology.nodes, 1)}
+        routes = {node: [cidr for other, cidr in cidrs.items() if other != node] for node in cidrs}
+        self.cni.wait_ready(self.api, routes, self.runtime_pods.errors, self.spec.ready_timeout, progress)
+        for node in cidrs:
             try:
                 self._runtimes[node] = self._runtime(self.cni.conflist(node), node)
             except CniError as exc:

@@ -15,7 +15,7 @@ from kubernetes import utils
 
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi
-from . import conflists
+from . import conflists, netns
 from .cni_install import LabInstall
 from .naming import CLUSTER_CIDR, RunNames
 from .nodefs import NodeFs
@@ -33,6 +33,7 @@ class CniNodes:
         self.ready_in: float | None = None  # s from the manifest applied to every node set up
         self._fs: dict[str, NodeFs] = {}
         self._logs: dict[int, Path] = {}  # pid -> its log
+        self._routes: dict[str, list[str]] = {}  # node -> the pod CIDRs it must have a route to
 
     @property
     def logs(self) -> Path:
@@ -81,11 +82,15 @@ class CniNodes:
                                    f"{obj['metadata']['name']}: {exc.api_exceptions[0].reason}") from None
         return objects
 
-    def wait_ready(self, api: KubeApi, nodes: list[str], pod_problems: list[str], timeout: float,
-                   progress: Progress) -> None:
-        """Apply the manifest, then wait until every node has the install's ready files (its
-        daemon set the node up), within ``timeout``. ``pod_problems`` is the lab kubelet's list of
-        what it could not run: a problem with one of the CNI's pods ends the wait at once, with it."""
+    def wait_ready(self, api: KubeApi, routes: dict[str, list[str]], pod_problems: list[str],
+                   timeout: float, progress: Progress) -> None:
+        """Apply the manifest, then wait until every node has the install's ready files and a route
+        to each pod CIDR ``routes`` names for it (the other nodes': the daemon has set the node
+        up and learnt its peers, by VXLAN leases or BGP), within ``timeout``. ``pod_problems`` is
+        the lab kubelet's list of what it could not run: a problem with one of the CNI's pods ends
+        the wait at once, with it."""
+        self._routes = routes
+        nodes = list(routes)
         started = time.monotonic()
         objects = self.apply(api)
         name = self.install.name
@@ -108,10 +113,16 @@ class CniNodes:
         progress(f"lab: {name} ready on {len(nodes)} node(s) in {self.ready_in:.1f}s")
 
     def missing(self, node: str) -> list[str]:
-        """The install's ready files the node does not have yet."""
+        """What the node does not have yet: ready files, routes to the other nodes' pods."""
         fs = self.node_fs(node)
-        return [path for path in self.install.ready_files
-                if not (fs.directory / "fs" / path.lstrip("/")).is_file()]
+        found = [path for path in self.install.ready_files
+                 if not (fs.directory / "fs" / path.lstrip("/")).is_file()]
+        wanted = self._routes.get(node, [])
+        if wanted:
+            table = netns.run(self.names.node(node), ["ip", "-o", "route", "show"]).stdout.split("\n")
+            have = {line.split()[0] for line in table if line.strip()}
+            found += [f"route to {cidr}" for cidr in wanted if cidr not in have]
+        return found
 
     def conflist(self, node: str) -> dict:
         """The node's network configuration, as its install wrote it into /etc/cni/net.d."""
