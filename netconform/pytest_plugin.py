@@ -31,7 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("netconform", "Kubernetes network model conformance")
     group.addoption("--cni", default=None, metavar="NAME",
                     help=f"CNI profile to test: lab profiles {_names('lab')} (default: {DEFAULT_CNI}, "
-                         f"on the lab); live-cluster profiles {_names('kube')}")
+                         f"on the lab); live-cluster profiles {_names('kube')} ({_lab_installs()}: "
+                         "installed for real on the lab when no kubeconfig is named)")
     group.addoption("--report-dir", metavar="DIR", type=path_value,
                     help="where results.json, report.html and the probe logs go (default: "
                          "reports/<cni>); created and tested for writing before the run")

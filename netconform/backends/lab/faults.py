@@ -379,4 +379,5 @@ def listing() -> str:
     width = max(len(name) for name in FAULTS)
     return "\n".join(f"{f.name:<{width}}  breaks {', '.join(f.breaks)}"
                      f"{' (also ' + ', '.join(f.also) + ')' if f.also else ''}: {f.description}"
+                     f"{' [--cni=' + '|'.join(f.cnis) + ' only]' if f.cnis else ''}"
                      for f in FAULTS.values())
