@@ -111,7 +111,7 @@ def _up(args) -> int:
                 up = json.loads(ready.read_text())
                 print(f"netconform: lab {names.prefix} is up\n  kubeconfig: {up['kubeconfig']}\n"
                       f"  run the suite against it: pytest suites --kubeconfig={up['kubeconfig']} "
-                      f"--cni=other\n  stop it: ./run lab-down {names.prefix}")
+                      f"--cni={chosen.name if chosen.lab_install else 'other'}\n  stop it: ./run lab-down {names.prefix}")
                 return 0
             if process.poll() is not None:
                 _follow(log.name, shown)

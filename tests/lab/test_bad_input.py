@@ -94,3 +94,15 @@ def test_backend_options_that_cannot_go_together_are_refused(tmp_path, untouched
     """Was: --backend=kube on the lab silently ignored the live-cluster options."""
     run, seconds = timed(tmp_path, *args)
     assert run.returncode == 4 and message in run.output and seconds < 15, run.output[-2000:]
+
+
+def test_a_cni_install_without_the_loopback_plugin_is_one_line_not_a_traceback(tmp_path, untouched):
+    """Was: with --cni=flannel the conflist comes from the install, so the lab's preflight does not
+    look the plugins up, and a CNI path without `loopback` ended in an INTERNALERROR."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "portmap").symlink_to("/usr/lib/cni/portmap")
+    run = run_suite(tmp_path / "report", "--cni=flannel", f"--lab-cni-path={plugins}", "-m", "LOCALHOST",
+                    timeout=180)
+    assert run.returncode == 4, run.output[-2000:]
+    assert "CNI plugin 'loopback' not found in" in run.output and "INTERNALERROR" not in run.output

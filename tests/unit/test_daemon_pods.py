@@ -109,3 +109,8 @@ def test_flannels_manifest_gets_the_cluster_cidr_and_the_cni_version_its_plugin_
     assert json.loads(data["cni-conf.json"])["cniVersion"] == "0.4.0"
     assert [o["kind"] for o in objects] == ["ConfigMap", "Namespace"]
     assert "10.244.0.0/16" in (tmp_path / "kube-flannel.yml").read_text()  # the kept file is untouched
+
+
+def test_a_container_killed_by_a_signal_exits_as_kubelet_reports_it():
+    from netconform.backends.lab.daemon_pods import exit_code
+    assert exit_code(-9) == 137 and exit_code(1) == 1 and exit_code(0) == 0

@@ -61,3 +61,17 @@ def test_a_host_path_is_absolute_and_stays_in_the_nodes_directory(tmp_path: Path
         with pytest.raises(ValueError):
             fs.host(bad)
     assert set(fs.mounts()) == {"/run/flannel", "/run/xtables.lock"} or os.path.islink("/run")
+
+
+def test_a_dangling_symlink_on_the_way_goes_from_the_overlay_and_the_hosts_shared_directories_stay_as_they_are(tmp_path: Path):
+    """Was: a dangling /run/flannel symlink on the host made `mkdir -p` fail in the root (and one
+    that resolved into /usr would have made directories on the host itself)."""
+    root = tmp_path / "root"
+    script = root_script(root, {"/run/flannel": tmp_path, "/lib/modules": Path("/lib/modules")},
+                         [("run", "dir"), ("lib", "dir")], [])
+    lines = script.splitlines()
+    removal = f"if [ -L {root}/run/flannel ]; then rm {root}/run/flannel; fi"
+    assert removal in lines and lines.index(removal) < lines.index(f"mkdir -p {root}/run/flannel")
+    assert not any("/lib/modules" in line for line in lines)  # the host's already, by the rbind of /lib
+    with pytest.raises(ValueError, match="nothing is mounted under the host's shared"):
+        root_script(root, {"/usr/local/x": tmp_path}, [("usr", "dir")], [])

@@ -71,6 +71,9 @@ class LabBackend(Backend):
         if self.cluster is None:
             return []
         problems = []
+        # the logs of an earlier run into the same report directory are not this report's (a CNI's
+        # pods have new names each run, so they would pile up beside the new ones)
+        shutil.rmtree(destination, ignore_errors=True)
         for source, target in ((self.cluster.state_dir / "logs", destination),
                                (self.cluster.control_plane.layout.logs, destination / "control-plane")):
             if source.is_dir():

@@ -512,7 +512,10 @@ class LabCluster:
     def _create_pods(self, node: str) -> dict[str, str]:
         """Create each pod's namespace and call CNI ADD for it; return {pod: pod IP}."""
         runtime = self._runtimes[node]
-        loopback = self._runtime(LOOPBACK, node)
+        try:
+            loopback = self._runtime(LOOPBACK, node)
+        except CniError as exc:  # the loopback plugin missing from the CNI path: one line, exit 4
+            raise BackendError(f"lab: {node}: {exc}") from None
         pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
                        if e.node == node and e.kind in IN_POD_NETWORK}) if self.spec.objects else []
         if node in self.dns.nodes:

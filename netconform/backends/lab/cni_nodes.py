@@ -61,11 +61,15 @@ class CniNodes:
         return process
 
     def log_tail(self, process: subprocess.Popen) -> str:
-        """The end of a container's log, for an error message."""
+        """The end of a container's log (its last whole lines), for an error message."""
         try:
-            return self._logs[process.pid].read_text(errors="replace").strip()[-LOG_TAIL:] or "(no output)"
+            text = self._logs[process.pid].read_text(errors="replace").strip()
         except (KeyError, OSError):
             return "(no log)"
+        tail = text[-LOG_TAIL:]
+        if len(text) > LOG_TAIL and "\n" in tail:
+            tail = tail.split("\n", 1)[1]
+        return " | ".join(tail.splitlines()) or "(no output)"
 
     def log_names(self) -> list[str]:
         """The file names of its containers' logs (kept with the run's report, under logs/)."""
@@ -102,11 +106,14 @@ class CniNodes:
         while waiting:
             waiting = {node for node in waiting if self.missing(node)}
             problems = [p for p in pod_problems if p.startswith(of_its_pods)]
-            if waiting and (problems or time.monotonic() - started > timeout):
-                node = sorted(waiting)[0]
-                why = problems[0] if problems else f"no {', '.join(self.missing(node))}"
-                raise BackendError(f"lab: {name} did not get ready on {node}: {why} after "
+            if waiting and problems:  # the pod names its node; the first node waiting may be another
+                raise BackendError(f"lab: {name} did not get ready: {problems[0]} after "
                                    f"{time.monotonic() - started:.0f}s; its logs are kept with the run's")
+            if waiting and time.monotonic() - started > timeout:
+                node = sorted(waiting)[0]
+                raise BackendError(f"lab: {name} did not get ready on {node}: no "
+                                   f"{', '.join(self.missing(node))} after {time.monotonic() - started:.0f}s; "
+                                   "its logs are kept with the run's")
             if waiting:
                 time.sleep(POLL)
         self.ready_in = time.monotonic() - started

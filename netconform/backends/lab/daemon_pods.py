@@ -88,8 +88,8 @@ class DaemonPods:
             try:
                 if volume.host_path is not None:
                     path = volume.host_path.path
-                    found[volume.name] = Path(path) if path.startswith(SHARED_HOST_PATHS) else \
-                        fs.host(path, volume.host_path.type or "")
+                    shared = any(path == s or path.startswith(s + "/") for s in SHARED_HOST_PATHS)
+                    found[volume.name] = Path(path) if shared else fs.host(path, volume.host_path.type or "")
                     continue
                 files, mode = (self._projected(volume, pod), 0o644) if volume.projected is not None \
                     else self.pods.volume_contents(volume, pod.metadata.namespace)
@@ -235,7 +235,7 @@ class DaemonPods:
             for process, container in zip(state.processes, pod.spec.containers):
                 if process.poll() is not None:
                     raise PodFailed("CrashLoopBackOff", f"container {container.name} exited with code "
-                                    f"{process.returncode}: {self.cni.log_tail(process)}")
+                                    f"{exit_code(process.returncode)}: {self.cni.log_tail(process)}")
             if all(netns.http_get(self.cluster.names.node(node), url, timeout=1.0, limit=4096)[0] == 200
                    for url in checks):
                 return
@@ -243,6 +243,11 @@ class DaemonPods:
                 raise PodFailed("CrashLoopBackOff", f"not ready after {self.pods.ready_timeout:.0f}s "
                                 f"({', '.join(checks)}): {self.cni.log_tail(state.processes[0])}")
             time.sleep(READY_POLL)
+
+
+def exit_code(returncode: int) -> int:
+    """A container's exit code as kubelet reports it: 128 + the signal for one killed by it."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _under(path: str, mounts: dict[str, Path]) -> Path | None:

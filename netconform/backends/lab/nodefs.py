@@ -80,7 +80,17 @@ def root_script(root: Path, mounts: dict[str, Path], host_entries: list[tuple[st
         else:
             lines += [f"mkdir -p {q(inside)}", f"mount --rbind {q('/' + name)} {q(inside)}"]
     for target, source in sorted(mounts.items()):
+        if f"/{target.split('/')[1]}" in SHARED:
+            if source == Path(target):
+                continue  # the host's own, which the root has already (a hostPath of /lib/modules)
+            raise ValueError(f"{target}: nothing is mounted under the host's shared {', '.join(SHARED)}")
         inside = root_path(root, target)
+        # a symlink left on the way is a dangling one (resolved() followed the others): it goes,
+        # from the overlay's upper layer only, so the mount point is made where it was
+        parts = target.strip("/").split("/")
+        for depth in range(2, len(parts) + 1):
+            step = q(root_path(root, "/".join(parts[:depth])))
+            lines.append(f"if [ -L {step} ]; then rm {step}; fi")
         make = f"mkdir -p {q(inside)}" if source.is_dir() else \
             f"mkdir -p {q(str(Path(inside).parent))} && touch {q(inside)}"
         lines += [make, f"mount --bind {q(str(source))} {q(inside)}"]

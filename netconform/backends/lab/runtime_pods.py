@@ -202,7 +202,7 @@ class RuntimePods:
         try:
             ip = self.daemons.run(pod, state)
         except PodFailed as exc:
-            self._note(f"pod {pod.metadata.namespace}/{pod.metadata.name}: {exc}")
+            self._note(f"pod {pod.metadata.namespace}/{pod.metadata.name} on {state.node}: {exc}")
             self._waiting(pod, exc.reason, exc.message)
             return
         self.cluster.kubelet.pod_running(pod.metadata.namespace, pod.metadata.name, state.node, ip,
