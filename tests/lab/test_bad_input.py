@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from .conftest import REPO, lab_namespaces, made_since, needs_root, run_suite, suite_command
+from .conftest import REPO, lab_namespaces, leftovers, made_since, needs_root, run_suite, suite_command
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_backend_options_that_cannot_go_together_are_refused(tmp_path, untouched
     assert run.returncode == 4 and message in run.output and seconds < 15, run.output[-2000:]
 
 
-def test_a_cni_install_without_the_loopback_plugin_is_one_line_not_a_traceback(tmp_path, untouched):
+def test_a_cni_install_without_the_loopback_plugin_is_one_line_not_a_traceback(tmp_path):
     """Was: with --cni=flannel the conflist comes from the install, so the lab's preflight does not
     look the plugins up, and a CNI path without `loopback` ended in an INTERNALERROR."""
     plugins = tmp_path / "plugins"
@@ -106,3 +106,5 @@ def test_a_cni_install_without_the_loopback_plugin_is_one_line_not_a_traceback(t
                     timeout=180)
     assert run.returncode == 4, run.output[-2000:]
     assert "CNI plugin 'loopback' not found in" in run.output and "INTERNALERROR" not in run.output
+    # its own lab, by its prefix: other tests' labs come and go meanwhile (pytest-xdist)
+    assert run.prefix and leftovers(run.prefix) == []
