@@ -11,7 +11,7 @@ from netconform.backends.lab.faults import FAULTS
 from netconform.profiles import profile
 
 from .conftest import leftovers, needs_root
-from .test_faults import CONTROLS, FAULT_SETTLE, failing, judge_everything
+from .test_faults import assert_turns_exactly_its_requirements_red, failing, judge_everything
 
 pytestmark = needs_root
 # flannel's own faults, and the generic ones that act below any CNI and were measured on it
@@ -37,21 +37,7 @@ def flannel_lab():
 
 @pytest.mark.parametrize("name", FLANNEL_FAULTS)
 def test_a_fault_turns_its_requirements_red_on_flannel_and_spares_the_rest(flannel_lab, name):
-    cluster, live = flannel_lab
-    fault = FAULTS[name]
-    try:
-        cluster.inject(fault, live)
-        judged = set(fault.breaks) | (CONTROLS - set(fault.also))
-        outcomes = judge_everything(cluster, live, attempts=1, only=judged, settle=FAULT_SETTLE)
-        unexpected = failing(outcomes) - set(fault.breaks + fault.also)
-        if unexpected:
-            outcomes.update(judge_everything(cluster, live, attempts=2, only=unexpected))
-    finally:
-        cluster.revert(fault, live)
-    assert not any(c["error"] for c in outcomes.values()), {r: c.reasons for r, c in outcomes.items() if c["error"]}
-    red = failing(outcomes)
-    assert set(fault.breaks) <= red, (fault.breaks, outcomes)
-    assert not red - set(fault.breaks + fault.also), {r: outcomes[r] for r in red - set(fault.breaks + fault.also)}
+    assert_turns_exactly_its_requirements_red(*flannel_lab, FAULTS[name])
 
 
 def test_the_flannel_lab_passes_every_check_but_its_known_deviation_once_every_fault_is_reverted(flannel_lab):

@@ -203,8 +203,12 @@ FAULT_RUNS = [pytest.param(mode, name, id=f"{name}" if mode == "iptables" else f
 
 @pytest.mark.parametrize("mode, name", FAULT_RUNS)
 def test_fault_turns_its_requirements_red_and_spares_the_rest(labs, mode, name):
-    cluster, live = labs(mode)
-    fault = FAULTS[name]
+    assert_turns_exactly_its_requirements_red(*labs(mode), FAULTS[name])
+
+
+def assert_turns_exactly_its_requirements_red(cluster: LabCluster, live, fault) -> None:
+    """Inject ``fault``, judge what it breaks and the controls, revert it; its ``breaks`` must be
+    red, nothing outside ``breaks`` and ``also`` may be, and nothing may be a harness error."""
     try:
         cluster.inject(fault, live)  # in the try: a fault that fails half-way is reverted too
         # One attempt per connection, and a short settle after each Service change: what the
