@@ -228,15 +228,38 @@ def api_server_to_pods(topology: Topology) -> list[Pair]:
     return [(api[0], pod) for pod in topology.of_kind(POD)] if api else []
 
 
-def pods_to_service(name: str, backends_only: bool = False,
+OTHERS, BACKENDS, ALL = "others", "backends", "all"  # pods_to_service's clients
+
+
+def backend_pods(topology: Topology, service: str) -> set[str]:
+    """The pods behind a Service (a backend's containers share its pod)."""
+    return {topology.endpoint(b).pod for b in topology.services[service].backends}
+
+
+def not_backing(topology: Topology, service: str, sources: list[Endpoint]) -> list[Endpoint]:
+    """``sources`` less the Service's own backends: a backend's connection to its own Service may
+    land on itself, which is hairpin traffic (SVC-HAIRPIN, a SHOULD), as upstream conformance keeps
+    its clients apart from its backends. A MUST row must not turn red for a SHOULD behaviour. With
+    one probe pod per node every pod is a backend: then every source stays (the hairpin
+    connections included, as the README says of --lab-pods-per-node=1)."""
+    behind = backend_pods(topology, service)
+    others = [src for src in sources if src.kind != POD or src.pod not in behind]
+    return others if any(src.kind == POD for src in others) or not sources else sources
+
+
+def pods_to_service(name: str, clients: str = OTHERS,
                     sources: tuple[str, ...] = (POD,)) -> Callable[[Topology], list[Pair]]:
-    """Every pod (or every backend of the Service, or every endpoint of the ``sources`` kinds,
-    e.g. the hostNetwork probes) to the Service's ClusterIP."""
+    """The endpoints of the ``sources`` kinds (the probe pods, or the hostNetwork probes) to the
+    Service's ClusterIP: ``clients`` OTHERS are those that are not its backends (not_backing),
+    BACKENDS only its backends (SVC-HAIRPIN), ALL every one (DNS rows that only ask, never connect)."""
     def build(topology: Topology) -> list[Pair]:
         service = next(e for e in topology.of_kind(SERVICE) if e.serves == name)
-        backends = topology.services[name].backends
-        return [(src, service) for src in topology.endpoints if src.kind in sources
-                if not backends_only or src.name in backends]
+        chosen = [src for src in topology.endpoints if src.kind in sources]
+        if clients == OTHERS:
+            chosen = not_backing(topology, name, chosen)
+        elif clients == BACKENDS:
+            chosen = [src for src in chosen if src.name in topology.services[name].backends]
+        return [(src, service) for src in chosen]
     return build
 
 
@@ -253,7 +276,10 @@ def to_every_node(kind: str, serving: str | None = None,
     """Node hosts and the outside client to every node's NodePort or hostPort target."""
     def build(topology: Topology) -> list[Pair]:
         targets = [e for e in topology.of_kind(kind) if serving in (None, e.serves)]
-        return [(src, dst) for src in topology.endpoints if src.kind in sources for dst in targets]
+        chosen = [src for src in topology.endpoints if src.kind in sources]
+        if kind == NODEPORT and serving is not None:
+            chosen = not_backing(topology, serving, chosen)  # a NodePort landing on its client: hairpin
+        return [(src, dst) for src in chosen for dst in targets]
     return build
 
 

@@ -1,7 +1,7 @@
 """Cluster DNS: Service, headless, SRV, PTR, pod and ExternalName records, asked by pods (and by
 hostNetwork pods with dnsPolicy ClusterFirstWithHostNet) through their own resolv.conf, over UDP
 and TCP."""
-from netconform.checks import check, pods_to_service
+from netconform.checks import ALL, check, pods_to_service
 from netconform.dns import (EXTERNAL_CHANGES, EXTERNAL_RESTORE, external_rounds, headless_a, next_pod,
                             pod_a, pod_hostname, pods_to_named, ptr, service_a, srv)
 from netconform.probing.dns_verdicts import answered_as_expected
@@ -11,13 +11,13 @@ UDP_TCP = ("udp", "tcp")
 
 test_dns_svc = check("DNS-SVC", pods_to_service("web"), UDP_TCP, answered_as_expected, queries=service_a)
 
-test_dns_headless = check("DNS-HEADLESS", pods_to_service("web-headless"), UDP_TCP, answered_as_expected,
+test_dns_headless = check("DNS-HEADLESS", pods_to_service("web-headless", clients=ALL), UDP_TCP, answered_as_expected,
                           queries=headless_a)
 
-test_dns_srv = check("DNS-SRV", lambda t: pods_to_service("web")(t) + pods_to_service("web-headless")(t), UDP_TCP,
+test_dns_srv = check("DNS-SRV", lambda t: pods_to_service("web", clients=ALL)(t) + pods_to_service("web-headless", clients=ALL)(t), UDP_TCP,
                      answered_as_expected, queries=srv)
 
-test_dns_ptr = check("DNS-PTR", pods_to_service("web"), UDP_TCP, answered_as_expected, queries=ptr)
+test_dns_ptr = check("DNS-PTR", pods_to_service("web", clients=ALL), UDP_TCP, answered_as_expected, queries=ptr)
 
 test_dns_pod_a = check("DNS-POD-A", next_pod, UDP_TCP, answered_as_expected, queries=pod_a)
 

@@ -1,5 +1,5 @@
 """Pod-to-Service and external-to-Service: kube-proxy's (or its replacement's) Service semantics."""
-from netconform.checks import (OUTSIDE_CLIENT, SECOND_NODE, BackendCycle, api_server_to_pods, check, hostports, nodeports,
+from netconform.checks import (BACKENDS, OUTSIDE_CLIENT, SECOND_NODE, BackendCycle, api_server_to_pods, check, hostports, nodeports,
                                pods_to_api_server, pods_to_each_port, pods_to_service, shared_hostports)
 from netconform.probing.service_verdicts import (backend_followed, client_ip_kept, client_pod_ip_seen, each_port_reaches_its_target,
                                                  held_then_released, only_local_backends, reached_through_api,
@@ -36,7 +36,7 @@ test_pod_nodeport = check("POD-NODEPORT", nodeports("web", sources=(POD,)), TCP_
 test_hostnet_svc = check("HOSTNET-SVC", pods_to_service("web", sources=(HOST,)), TCP_UDP,
                          reached_a_backend)
 
-test_svc_hairpin = check("SVC-HAIRPIN", pods_to_service("web", backends_only=True), TCP_UDP,
+test_svc_hairpin = check("SVC-HAIRPIN", pods_to_service("web", clients=BACKENDS), TCP_UDP,
                          lands_on_itself, repeat=enough_to_see_every_backend)
 
 test_svc_affinity = check("SVC-AFFINITY", pods_to_service("web-affinity"), TCP_UDP, answered_as_expected,

@@ -301,3 +301,27 @@ def test_a_fault_without_a_mechanism_for_the_proxy_mode_is_refused_by_name():
     message = faults.mode_refusal(only_iptables[0], "nftables")
     assert "svc-no-affinity has no mechanism for kube-proxy's nftables mode" in message
     assert message.endswith("--lab-proxy iptables")
+
+
+def _clients(pairs) -> list[str]:
+    return sorted({src.name for src, _ in pairs})
+
+
+def test_a_service_rows_clients_are_not_its_backends_so_no_must_row_needs_hairpin():
+    """SVC-CLUSTERIP and the rows like it take their clients from the pods that do not back the
+    Service: a backend's connection may land on itself, which only SVC-HAIRPIN (SHOULD) judges."""
+    from netconform.checks import ALL, BACKENDS as ONLY_BACKENDS, nodeports
+    others = _clients(pods_to_service("web")(TOPO))
+    assert others == ["node-1/probe-b", "node-2/probe-b", "node-3/probe-b"]
+    assert _clients(pods_to_service("web", clients=ONLY_BACKENDS)(TOPO)) == BACKENDS
+    assert _clients(pods_to_service("web", clients=ALL)(TOPO)) == sorted(BACKENDS + others)
+    assert _clients(nodeports("web", sources=("pod",))(TOPO)) == others  # POD-NODEPORT
+    assert {src.kind for src, _ in nodeports("web")(TOPO)} == {"host", "outside"}  # SVC-NODEPORT: unchanged
+
+
+def test_with_one_pod_per_node_every_pod_stays_a_client():
+    plain = topology(2, 1)
+    one = add_services(plain, outside=False).with_addresses(
+        {e.pod: e.ip for e in plain.endpoints if e.kind != "host"}, {n.name: n.ip for n in plain.nodes},
+        {"web": "10.96.0.10"}, {})
+    assert _clients(pods_to_service("web")(one)) == ["node-1/probe-a", "node-2/probe-a"]
