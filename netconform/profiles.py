@@ -67,8 +67,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             daemonsets=("kube-flannel/kube-flannel-ds", "kube-system/kube-flannel-ds"),
             deviations=(FLANNEL_MASQUERADES_TO_NODES,), lab_install="flannel"),
     Profile("antrea", "kube", "Antrea", daemonsets=("kube-system/antrea-agent",)),
-    Profile("kube-router", "kube", "kube-router", daemonsets=("kube-system/kube-router",),
-            deviations=(KUBE_ROUTER_HAIRPIN,)),
+    Profile("kube-router", "kube", "kube-router (BGP between nodes, kube-proxy kept); on the lab, "
+            "v2.1.0 from its kubeadm manifest", daemonsets=("kube-system/kube-router",),
+            deviations=(KUBE_ROUTER_HAIRPIN,), lab_install="kube-router"),
     Profile("other", "kube", "any CNI: the run does not check which one the cluster runs"),
 ]}
 

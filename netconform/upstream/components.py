@@ -69,6 +69,8 @@ def _kube(name: str) -> Component:
 # split from (README, "Flannel on the lab").
 FLANNEL = "v0.28.10"
 FLANNEL_CNI = "v0.9.1"
+# kube-router: v2.1.0 is the only version the Go module proxy serves here (README, "Real CNIs").
+KUBE_ROUTER = "v2.1.0"
 
 COMPONENTS: dict[str, Component] = {
     c.name: c
@@ -88,5 +90,9 @@ COMPONENTS: dict[str, Component] = {
                   keep=("Documentation/kube-flannel.yml",)),
         Component("flannel-cni", "cni-plugins", "github.com/containernetworking/plugins/plugins/meta/flannel",
                   (), r"^CNI flannel plugin v(\S+)$", pinned=FLANNEL_CNI),
+        Component("kube-router", "kube-router", "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+                  ("--version",), r" version v([^,\s]+),", pinned=KUBE_ROUTER,
+                  upstream="github.com/cloudnativelabs/kube-router/v2",
+                  keep=("daemonset/kubeadm-kuberouter.yaml",)),
     )
 }

@@ -28,7 +28,8 @@ VERSION_PACKAGES = ("k8s.io/client-go/pkg/version", "k8s.io/component-base/versi
 STRIP = "-s -w"
 # Where a CNI's Makefile stamps its version (flannel's TAG, the CNI plugins' build_linux.sh).
 VERSION_VARIABLE = {"flannel": "github.com/flannel-io/flannel/pkg/version.Version",
-                    "cni-plugins": "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion"}
+                    "cni-plugins": "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion",
+                    "kube-router": "github.com/cloudnativelabs/kube-router/v2/pkg/version.Version"}
 
 
 def kubernetes_version_vars(release: Release) -> dict[str, str]:

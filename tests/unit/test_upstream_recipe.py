@@ -89,6 +89,7 @@ OUTPUTS = {
     "coredns": "CoreDNS-1.12.1\nlinux/amd64, go1.26.8, 707c7c1",
     "flanneld": "v0.28.10",
     "flannel-cni": "CNI flannel plugin v0.9.1",
+    "kube-router": "Running /usr/local/bin/kube-router version v2.1.0, built on , go1.26.8",
 }
 
 

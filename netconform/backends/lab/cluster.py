@@ -424,6 +424,10 @@ class LabCluster:
                 binary(component, self.spec.release)
             except NotBuilt as exc:
                 raise BackendError(f"lab: {exc}") from None
+        for tool in self.cni.install.host_tools if self.cni else ():
+            if shutil.which(tool) is None:
+                raise BackendError(f"lab: {self.cni.install.name} runs the '{tool}' command: install it "
+                                   f"(Debian package {tool})")
         if self.cni is not None:
             return  # the CNI's own install writes each node's conflist (_install_cni)
         subnets = {}

@@ -46,6 +46,8 @@ class LabInstall:
     ready_files: tuple[str, ...]
     edit: Callable[[list[dict], str], None]
     changes: tuple[str, ...] = field(default_factory=tuple)  # what differs from upstream, and why
+    entrypoints: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image -> its ENTRYPOINT
+    host_tools: tuple[str, ...] = ()  # commands the daemon runs that the host must have (ipset)
 
     def objects(self, cluster_cidr: str, release: str = DEFAULT_RELEASE) -> list[dict]:
         """The manifest's objects, edited for the lab."""
@@ -71,6 +73,13 @@ def config_map(objects: list[dict], name: str) -> dict:
     found = [o for o in objects if o.get("kind") == "ConfigMap" and o["metadata"]["name"] == name]
     if len(found) != 1:
         raise ValueError(f"the manifest has {len(found)} ConfigMap(s) named {name}, not one")
+    return found[0]
+
+
+def daemonset(objects: list[dict]) -> dict:
+    found = [o for o in objects if o.get("kind") == "DaemonSet"]
+    if len(found) != 1:
+        raise ValueError(f"the manifest has {len(found)} DaemonSets, not one")
     return found[0]
 
 
@@ -110,4 +119,40 @@ FLANNEL = LabInstall(
     ),
 )
 
-INSTALLS: dict[str, LabInstall] = {i.name: i for i in (FLANNEL,)}
+PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+
+
+def _edit_kube_router(objects: list[dict], cluster_cidr: str) -> None:
+    """kubeadm-kuberouter.yaml with its network policy controller off (the issue's choice: on only
+    when asked for) and portmap chained after bridge, as its own hostport manifest
+    (kubeadm-kuberouter-all-features-hostport.yaml) does: hostPort is a MUST row. Its pod CIDRs are
+    the nodes' spec.podCIDR, inside ``cluster_cidr`` already."""
+    container = daemonset(objects)["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = ["--run-firewall=false" if a == "--run-firewall=true" else a for a in container["args"]]
+    data = config_map(objects, "kube-router-cfg")["data"]
+    conf = json.loads(data["cni-conf.json"])
+    conf["plugins"].append(dict(PORTMAP))
+    data["cni-conf.json"] = json.dumps(conf, indent=2) + "\n"
+
+
+KUBE_ROUTER = LabInstall(
+    name="kube-router",
+    manifest=("kube-router", "kubeadm-kuberouter.yaml"),
+    images={"docker.io/cloudnativelabs/kube-router": {"/usr/local/bin/kube-router": "kube-router"}},
+    entrypoints={"docker.io/cloudnativelabs/kube-router": ("/usr/local/bin/kube-router",)},
+    copy_commands=(),
+    ready_files=("/etc/cni/net.d/10-kuberouter.conflist",),
+    edit=_edit_kube_router,
+    host_tools=("ipset",),
+    changes=(
+        "v2.1.0, the only version the Go module proxy serves here; the manifest names the image "
+        "untagged (latest), which the lab runs as that build",
+        "--run-firewall=false: the network policy controller is off unless asked for",
+        "portmap chained after bridge, as kube-router's own hostport manifest does (hostPort is a MUST row)",
+        "the init container's script runs with the host's shell and tools in the pod's root",
+        "the DaemonSet's pod on the control-plane node stays Pending: the lab's control plane reaches "
+        "the pods by routes of its own",
+    ),
+)
+
+INSTALLS: dict[str, LabInstall] = {i.name: i for i in (FLANNEL, KUBE_ROUTER)}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +74,10 @@ class DaemonPods:
         ip = self.cluster.node_address(node)
         volumes = self._volumes(pod, state)
         for container in pod.spec.init_containers or []:
-            self._copy(container, pod, volumes)
+            if _command(container)[:1] and _command(container)[0] in HOST_SHELLS:
+                self._run_to_completion(container, pod, node, ip, volumes)
+            else:
+                self._copy(container, pod, volumes)
         for container in pod.spec.containers:
             state.processes.append(self._start(container, pod, node, ip, volumes))
         self._wait_ready(pod, node, ip, state)
@@ -170,9 +174,24 @@ class DaemonPods:
 
     # --- init containers ---
 
+    def _run_to_completion(self, container, pod, node: str, ip: str, volumes: dict[str, Path]) -> None:
+        """An init container that runs a shell script: with the host's shell and tools (the
+        image's userland), in the pod's root, until it exits; anything but 0 is the pod's failure."""
+        process = self._start(container, pod, node, ip, volumes)
+        try:
+            code = process.wait(timeout=self.pods.ready_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+            raise PodFailed("CrashLoopBackOff", f"init container {container.name} did not end within "
+                            f"{self.pods.ready_timeout:.0f}s: {self.cni.log_tail(process)}") from None
+        if code != 0:
+            raise PodFailed("CrashLoopBackOff", f"init container {container.name} exited with code {code}: "
+                            f"{self.cni.log_tail(process)}")
+
     def _copy(self, container, pod, volumes: dict[str, Path]) -> None:
         """An init container that copies one file onto the node (the install's copy commands)."""
-        argv = [expand(a, container, pod) for a in [*(container.command or []), *(container.args or [])]]
+        argv = [expand(a, container, pod) for a in _command(container)]
         paths = [a for a in argv[1:] if not a.startswith("-")]
         if not argv or argv[0] not in self.install.copy_commands or len(paths) != 2 or \
                 any(a not in ("-f",) for a in argv[1:] if a.startswith("-")):
@@ -198,8 +217,10 @@ class DaemonPods:
 
     def _start(self, container, pod, node: str, ip: str, volumes: dict[str, Path]):
         files = self.install.image_files(container.image, self.cni.release) or {}
-        argv = [expand(a, container, pod, ip) for a in [*(container.command or []), *(container.args or [])]]
-        if not argv or argv[0] not in files:
+        argv = [expand(a, container, pod, ip) for a in _command(container, self.install.entrypoints)]
+        if argv[:1] and argv[0] in HOST_SHELLS:
+            pass  # the image's userland is the host's
+        elif not argv or argv[0] not in files:
             raise PodFailed("CrashLoopBackOff", f"container {container.name}: command {argv[:1]} is not a "
                             f"binary of {container.image} the lab has ({', '.join(files) or 'none'})")
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
@@ -248,6 +269,15 @@ class DaemonPods:
 def exit_code(returncode: int) -> int:
     """A container's exit code as kubelet reports it: 128 + the signal for one killed by it."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+HOST_SHELLS = ("/bin/sh", "sh", "/bin/bash")  # an image's shell: the host's, in the pod's root
+
+
+def _command(container, entrypoints: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """What the container runs: its command (else the image's ENTRYPOINT) and its args."""
+    command = container.command or list((entrypoints or {}).get(container.image, ()))
+    return [*command, *(container.args or [])]
 
 
 def _under(path: str, mounts: dict[str, Path]) -> Path | None:
