@@ -27,6 +27,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "vxlan": ("--cni=vxlan",),
     "flannel": ("--cni=flannel",),
     "flannel-nftables": ("--cni=flannel", "--lab-proxy=nftables"),
+    "kube-router": ("--cni=kube-router",),
 }
 RUN_TIMEOUT = 1800  # s for one run; a run that outlives it is stopped and listed as not run
 NOT_RUN = 3

@@ -46,6 +46,13 @@ KUBE_ROUTER_HAIRPIN = Deviation(
     "its Service unless the Service is annotated kube-router.io/service.hairpin or "
     "--hairpin-mode=true is set", "https://www.kube-router.io/docs/user-guide/#hairpin-mode")
 
+KUBE_ROUTER_ACCEPTS_BEFORE_REJECT = Deviation(
+    "SVC-NO-ENDPOINTS", "kube-router inserts 'ACCEPT' rules for traffic from and to kube-bridge at the "
+    "top of the filter FORWARD chain (enableForwarding), ahead of kube-proxy's iptables-mode jump to the "
+    "reject rules of Services without endpoints: a pod's connection to such a Service times out instead "
+    "of being refused (kube-proxy's nftables mode rejects in a table of its own, which those rules do "
+    "not skip)", "https://github.com/cloudnativelabs/kube-router/pull/596")
+
 FLANNEL_MASQUERADES_TO_NODES = Deviation(
     "SVC-HOSTNET-ENDPOINTS", "flannel with --ip-masq (its release manifest's setting) masquerades pod "
     "traffic to every address outside the pod network, the nodes' own included: a hostNetwork backend "
@@ -69,7 +76,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("antrea", "kube", "Antrea", daemonsets=("kube-system/antrea-agent",)),
     Profile("kube-router", "kube", "kube-router (BGP between nodes, kube-proxy kept); on the lab, "
             "v2.1.0 from its kubeadm manifest", daemonsets=("kube-system/kube-router",),
-            deviations=(KUBE_ROUTER_HAIRPIN,), lab_install="kube-router"),
+            deviations=(KUBE_ROUTER_HAIRPIN, KUBE_ROUTER_ACCEPTS_BEFORE_REJECT), lab_install="kube-router"),
     Profile("other", "kube", "any CNI: the run does not check which one the cluster runs"),
 ]}
 

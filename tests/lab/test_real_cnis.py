@@ -13,6 +13,8 @@ from .conftest import leftovers, needs_root, run_suite
 pytestmark = needs_root
 HOST_PATHS = ("/run/flannel", "/etc/cni/net.d", "/var/lib/cni/flannel", "/etc/kube-flannel",
               "/run/secrets/kubernetes.io")
+KUBE_ROUTER_HOST_PATHS = ("/etc/cni/net.d/10-kuberouter.conflist", "/var/lib/kube-router", "/etc/kube-router",
+                          "/run/secrets/kubernetes.io")
 
 
 def test_flannel_from_its_release_manifest_is_conformant_with_its_known_deviation(tmp_path):
@@ -33,6 +35,26 @@ def test_flannel_from_its_release_manifest_is_conformant_with_its_known_deviatio
     assert run.summary["MTU"]["passed"] == run.summary["MTU"]["total"] > 0  # through flannel's VXLAN
     assert leftovers(run.prefix) == []
     assert {p for p in HOST_PATHS if Path(p).exists()} == before  # every node's paths were its own
+
+
+def test_kube_router_from_its_kubeadm_manifest_routes_pods_by_bgp_and_is_conformant_with_its_known_deviations(tmp_path):
+    before = {p for p in KUBE_ROUTER_HOST_PATHS if Path(p).exists()}
+    run = run_suite(tmp_path, "--cni=kube-router", timeout=600)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "kube-router on lab: CONFORMANT" in run.output
+    meta = run.results["meta"]
+    assert meta["overlay"] == "kube-router" and meta["cni_plugins"] == ["bridge", "portmap"]
+    assert meta["lab_cni_install"]["components"] == {"kube-router": "v2.1.0"}
+    daemons = [log for log in meta["lab_cni_logs"] if log.endswith("_kube-router.log")]
+    assert len(daemons) == 3  # one per worker node, and its init container's log beside it
+    for log in daemons:  # each node's GoBGP peered with both others: pod routes came by BGP
+        assert (tmp_path / log).read_text().count('msg="Peer Up"') >= 2, log
+    declared = {"SVC-HAIRPIN", "SVC-NO-ENDPOINTS"}  # kube-router's hairpin mode; its FORWARD accepts
+    for row in run.results["summary"]:
+        if row["level"] in ("MUST", "SHOULD") and row["total"]:
+            assert row["verdict"] == ("known deviation" if row["id"] in declared else "pass"), row
+    assert leftovers(run.prefix) == []
+    assert {p for p in KUBE_ROUTER_HOST_PATHS if Path(p).exists()} == before
 
 
 def test_a_process_on_a_node_sees_the_nodes_own_paths_and_the_pods_namespaces_and_leaves_the_host_alone(tmp_path):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from . import netns
 from .naming import KUBERNETES_SERVICE_IP
+from .nodefs import image_path
 from .runtime_pods import CannotRun, UnsupportedVolume, expand
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class DaemonPods:
             raise PodFailed("CrashLoopBackOff", f"init container {container.name} did not end within "
                             f"{self.pods.ready_timeout:.0f}s: {self.cni.log_tail(process)}") from None
         if code != 0:
-            raise PodFailed("CrashLoopBackOff", f"init container {container.name} exited with code {code}: "
+            raise PodFailed("CrashLoopBackOff", f"init container {container.name} exited with code {exit_code(code)}: "
                             f"{self.cni.log_tail(process)}")
 
     def _copy(self, container, pod, volumes: dict[str, Path]) -> None:
@@ -230,7 +231,9 @@ class DaemonPods:
             value = variable.value if variable.value is not None else _field(variable, pod, node, ip)
             if value is not None:
                 env[variable.name] = value
-        mounts = {**self._mounts(container, volumes), **files}
+        mounts = {**self._mounts(container, volumes), **{image_path(path): source for path, source in files.items()}}
+        if argv[0] in files:
+            argv[0] = image_path(argv[0])
         return self.cni.start_process(node, f"{pod.metadata.namespace}_{pod.metadata.name}_{container.name}",
                                       argv, mounts, env)
 

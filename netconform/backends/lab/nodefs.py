@@ -24,6 +24,19 @@ from pathlib import Path
 # Host paths outside every node's own copy: read from the host as they are.
 SHARED = ("/proc", "/sys", "/dev", "/usr", "/lib", "/lib64", "/bin", "/sbin")
 INNER = "/.netconform"  # inside a root: the tmpfs's own room (overlay layers, extra directories)
+IMAGE_ROOT = f"{INNER}/image"  # where an image's files that belong under SHARED are put instead
+
+
+def shared(path: str) -> bool:
+    """Whether ``path`` lies in one of the host's SHARED directories."""
+    return f"/{path.split('/')[1]}" in SHARED
+
+
+def image_path(path: str) -> str:
+    """Where an image's file at ``path`` is mounted in a root: the path itself, or under
+    IMAGE_ROOT when it lies in a SHARED directory (kube-router's /usr/local/bin/kube-router), which
+    the root takes from the host unchanged."""
+    return f"{IMAGE_ROOT}{path}" if shared(path) else path
 
 
 def _unescape(field: str) -> str:
@@ -80,8 +93,8 @@ def root_script(root: Path, mounts: dict[str, Path], host_entries: list[tuple[st
         else:
             lines += [f"mkdir -p {q(inside)}", f"mount --rbind {q('/' + name)} {q(inside)}"]
     for target, source in sorted(mounts.items()):
-        if f"/{target.split('/')[1]}" in SHARED:
-            if source == Path(target):
+        if shared(target):
+            if os.path.realpath(source) == os.path.realpath(target):
                 continue  # the host's own, which the root has already (a hostPath of /lib/modules)
             raise ValueError(f"{target}: nothing is mounted under the host's shared {', '.join(SHARED)}")
         inside = root_path(root, target)

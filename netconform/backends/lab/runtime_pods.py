@@ -192,7 +192,7 @@ class RuntimePods:
                 return
             self.cluster.kubelet.pod_running(namespace, name, node, ip, container_names(pod))
         except Exception as exc:  # noqa: BLE001 - the pod's failure, reported on the pod
-            self._note(f"pod {name}: {exc}")
+            self._note(f"pod {namespace}/{name} on {node}: {exc}")
             self._waiting(pod, "CreateContainerError", f"the lab could not start it: {exc}")
         finally:
             state.started.set()
