@@ -247,16 +247,18 @@ def not_backing(topology: Topology, service: str, sources: list[Endpoint]) -> li
     return others if any(src.kind == POD for src in others) or not sources else sources
 
 
-def pods_to_service(name: str, clients: str = OTHERS,
-                    sources: tuple[str, ...] = (POD,)) -> Callable[[Topology], list[Pair]]:
+def pods_to_service(name: str, clients: str = OTHERS, sources: tuple[str, ...] = (POD,),
+                    apart_from: tuple[str, ...] = ()) -> Callable[[Topology], list[Pair]]:
     """The endpoints of the ``sources`` kinds (the probe pods, or the hostNetwork probes) to the
-    Service's ClusterIP: ``clients`` OTHERS are those that are not its backends (not_backing),
-    BACKENDS only its backends (SVC-HAIRPIN), ALL every one (DNS rows that only ask, never connect)."""
+    Service's ClusterIP: ``clients`` OTHERS are those that are not its backends (not_backing), nor
+    backends of the ``apart_from`` Services (where the row's positive control connects), BACKENDS
+    only its backends (SVC-HAIRPIN), ALL every one (DNS rows that only ask, never connect)."""
     def build(topology: Topology) -> list[Pair]:
         service = next(e for e in topology.of_kind(SERVICE) if e.serves == name)
         chosen = [src for src in topology.endpoints if src.kind in sources]
         if clients == OTHERS:
-            chosen = not_backing(topology, name, chosen)
+            for other in (name, *apart_from):
+                chosen = not_backing(topology, other, chosen)
         elif clients == BACKENDS:
             chosen = [src for src in chosen if src.name in topology.services[name].backends]
         return [(src, service) for src in chosen]

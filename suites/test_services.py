@@ -8,7 +8,7 @@ from netconform.probing.service_verdicts import (backend_followed, client_ip_kep
                                                  real_client_ip_on_local_backend, refused_promptly,
                                                  tls_handshake_completed)
 from netconform.probing.dns_verdicts import answered_as_expected
-from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_EXPIRY_CHANGES, AFFINITY_RESTORE,
+from netconform.service_changes import (AFFINITY_CHANGES, AFFINITY_EXPIRY_CHANGES, AFFINITY_RESTORE, CONTROL_SERVICE,
                                         PROTOCOL_CHANGES, PROTOCOL_RESTORE, TYPE_CHANGES, TYPE_RESTORE,
                                         affinity_rounds, affinity_timeout_rounds, itp_local_rounds,
                                         protocol_rounds, released, type_change_rounds)
@@ -73,7 +73,9 @@ test_pod_apiserver = check("POD-APISERVER", pods_to_api_server, ("tls",), tls_ha
 test_svc_hostnet_endpoints = check("SVC-HOSTNET-ENDPOINTS", pods_to_service("hostnet"), TCP_UDP,
                                    client_pod_ip_seen, repeat=enough_to_see_every_backend)
 
-test_svc_itp_local = check("SVC-ITP-LOCAL", pods_to_service("itp-local"), TCP_UDP, only_local_backends,
+# its positive control connects to web: from a pod that is not one of web's backends (no hairpin)
+test_svc_itp_local = check("SVC-ITP-LOCAL", pods_to_service("itp-local", apart_from=(CONTROL_SERVICE,)), TCP_UDP,
+                           only_local_backends,
                            rounds=itp_local_rounds)
 
 test_apiserver_pod = check("APISERVER-POD", api_server_to_pods, (VIA_API,), reached_through_api)

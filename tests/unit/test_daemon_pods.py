@@ -16,6 +16,7 @@ from netconform.backends.lab.daemon_pods import DaemonPods, PodFailed
 
 class Install:
     copy_commands = ("cp", "/opt/bin/install-conf")
+    entrypoints = {"cni:1": ("/usr/local/bin/agent",)}
 
     def __init__(self, files: dict[str, Path]) -> None:
         self.files = files
@@ -29,7 +30,7 @@ def daemons(tmp_path: Path) -> DaemonPods:
     plugin.parent.mkdir()
     plugin.write_bytes(b"\x7fELF")
     plugin.chmod(0o755)
-    cni = SimpleNamespace(install=Install({"/flannel": plugin}), release="1.37")
+    cni = SimpleNamespace(install=Install({"/flannel": plugin, "/usr/local/bin/agent": plugin}), release="1.37")
     return DaemonPods(SimpleNamespace(), SimpleNamespace(api=None), cni)
 
 
@@ -79,6 +80,28 @@ def test_a_container_runs_only_a_binary_of_its_image(tmp_path: Path):
         d._start(V1Container(name="c", image="cni:1", command=["/bin/sh"]), pod(), "node-1", "172.18.0.2", {})
 
 
+def test_an_image_binary_under_the_hosts_shared_dirs_runs_from_a_room_of_its_own(tmp_path: Path):
+    """kube-router's image runs /usr/local/bin/kube-router (its ENTRYPOINT): /usr is the host's in
+    a node's root, so the binary is mounted under /.netconform/image and run from there."""
+    d, started = daemons(tmp_path), []
+    d.cni.start_process = lambda node, log, argv, mounts, env: started.append((argv, mounts))
+    d._start(V1Container(name="c", image="cni:1", args=["--run-router=true"]), pod(), "node-1", "172.18.0.2", {})
+    argv, mounts = started[0]
+    assert argv == ["/.netconform/image/usr/local/bin/agent", "--run-router=true"]
+    assert mounts["/.netconform/image/usr/local/bin/agent"] == tmp_path / "built" / "flannel-cni" and "/flannel" in mounts
+    assert "/usr/local/bin/agent" not in mounts
+
+
+def test_only_an_init_container_may_run_the_hosts_shell(tmp_path: Path):
+    d, started = daemons(tmp_path), []
+    d.cni.start_process = lambda node, log, argv, mounts, env: started.append(argv)
+    script = V1Container(name="install-cni", image="cni:1", command=["/bin/sh", "-c"], args=["set -e; true"])
+    d._start(script, pod(), "node-1", "172.18.0.2", {}, shell=True)
+    assert started == [["/bin/sh", "-c", "set -e; true"]]
+    with pytest.raises(PodFailed, match="is not a binary of cni:1"):
+        d._start(script, pod(), "node-1", "172.18.0.2", {})
+
+
 def test_a_pod_on_a_pod_network_is_refused(tmp_path: Path):
     p = pod(V1Container(name="c", image="cni:1", command=["/flannel"]))
     p.spec.host_network = False
@@ -114,3 +137,33 @@ def test_flannels_manifest_gets_the_cluster_cidr_and_the_cni_version_its_plugin_
 def test_a_container_killed_by_a_signal_exits_as_kubelet_reports_it():
     from netconform.backends.lab.daemon_pods import exit_code
     assert exit_code(-9) == 137 and exit_code(1) == 1 and exit_code(0) == 0
+
+
+KUBE_ROUTER_MANIFEST = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kube-router-cfg, namespace: kube-system}
+data:
+  cni-conf.json: '{"cniVersion": "0.3.0", "name": "mynet", "plugins": [{"type": "bridge", "bridge": "kube-bridge"}]}'
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: kube-router, namespace: kube-system}
+spec:
+  template:
+    spec:
+      containers:
+      - name: kube-router
+        image: docker.io/cloudnativelabs/kube-router
+        args: ["--run-router=true", "--run-firewall=true", "--run-service-proxy=false"]
+"""
+
+
+def test_kube_routers_manifest_gets_portmap_a_short_graceful_restart_and_no_policy_controller(tmp_path, monkeypatch):
+    (tmp_path / "kubeadm-kuberouter.yaml").write_text(KUBE_ROUTER_MANIFEST)
+    monkeypatch.setattr(cni_install, "kept_source", lambda component, name, release: tmp_path / name)
+    objects = cni_install.KUBE_ROUTER.objects("10.123.0.0/16")
+    args = cni_install.daemonset(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["--run-router=true", "--run-firewall=false", "--run-service-proxy=false", "--bgp-graceful-restart-time=10s"]
+    conf = json.loads(cni_install.config_map(objects, "kube-router-cfg")["data"]["cni-conf.json"])
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap"]

@@ -245,6 +245,7 @@ def test_every_fault_command_has_an_exact_undo():
     assert faults.undo(["ip", "route", "del", "10.244.3.0/24"], "10.244.3.0/24 via 172.18.0.4 dev eth0") == \
         ["ip", "route", "add", "10.244.3.0/24", "via", "172.18.0.4", "dev", "eth0"]
     assert faults.undo(["ip", "link", "set", "p1", "mtu", "1400"], "1500") == ["ip", "link", "set", "p1", "mtu", "1500"]
+    assert faults.undo(["ss", "-K", "sport = :179"]) == []  # ended connections: their programs reconnect
     with pytest.raises(faults.NotReversible):
         faults.undo(["iptables", "-t", "nat", "-F", "CNI-HOSTPORT-DNAT"])
     with pytest.raises(faults.NotReversible):
@@ -317,6 +318,8 @@ def test_a_service_rows_clients_are_not_its_backends_so_no_must_row_needs_hairpi
     assert _clients(pods_to_service("web", clients=ALL)(TOPO)) == sorted(BACKENDS + others)
     assert _clients(nodeports("web", sources=("pod",))(TOPO)) == others  # POD-NODEPORT
     assert {src.kind for src, _ in nodeports("web")(TOPO)} == {"host", "outside"}  # SVC-NODEPORT: unchanged
+    # SVC-ITP-LOCAL's positive control connects to web: its clients back neither Service
+    assert _clients(pods_to_service("itp-local", apart_from=("web",))(TOPO)) == others
 
 
 def test_with_one_pod_per_node_every_pod_stays_a_client():

@@ -65,6 +65,10 @@ NSSWITCH = "hosts: files dns\n"  # a container image's (Debian's base image has 
 DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
 CONTROL_PLANE_NODE = "control-plane"  # the Node of the control plane's namespace
 CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # its label and taint, as kubeadm's
+# A fault's routes_withdrawn: the graceful restart time (cni_install.py: 10 s) and the withdrawal,
+# at most; the routes back after revert: a restarted agent peers at once, a peer whose sessions were
+# cut tries again after GoBGP's idle hold time (30 s) and, failing that, its connect retry (120 s)
+WITHDRAW_TIMEOUT, ROUTED_AGAIN_TIMEOUT = 40.0, 180.0
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
 
@@ -154,6 +158,7 @@ class LabCluster:
         self._split: set[str] = set()  # injected faults that keep duo's containers apart
         self._pods: dict[str, dict] = {}
         self._patched: dict[str, list[tuple[str, str, dict]]] = {}  # fault -> patches that undo it
+        self._killed: dict[str, list[str]] = {}  # fault -> the nodes whose CNI daemon it killed
         self._objects: list[dict] = []  # the run's objects as rendered (a runtime pod's template)
         self.runtime_pods: RuntimePods | None = None  # the kubelet's part for pods made later
         self.probe_token = secrets.token_urlsafe(32)  # every probe wants it on its control API
@@ -590,11 +595,7 @@ class LabCluster:
         self._injected[fault.name] = fault  # is still reverted by what it did
         count = len(self.topology.nodes)
         chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
-        for index in chosen[fault.on_nodes] if fault.node_commands else ():
-            node = self.names.node(self.topology.nodes[index - 1].name)
-            values = self._fault_values(live, index, node, fault.node_commands)
-            for command in fault.node_commands:
-                self._fault_commands(fault, node, command, values, undo)
+        # the fault's own table first: its commands may end what it then keeps from coming back
         for index in chosen[fault.on_nodes] if fault.nft else ():
             node = self.names.node(self.topology.nodes[index - 1].name)
             rules = tuple(rule for chain in fault.nft for rule in chain.rules)
@@ -603,6 +604,11 @@ class LabCluster:
             if done.returncode:
                 raise BackendError(f"fault {fault.name} in {node}: nft: {done.stderr.strip()}")
             undo.append((node, faults.nft_undo(fault.name)))
+        for index in chosen[fault.on_nodes] if fault.node_commands else ():
+            node = self.names.node(self.topology.nodes[index - 1].name)
+            values = self._fault_values(live, index, node, fault.node_commands)
+            for command in fault.node_commands:
+                self._fault_commands(fault, node, command, values, undo)
         if fault.control_plane_commands:
             values = self._fault_values(live, 1, None, fault.control_plane_commands)
             for command in fault.control_plane_commands:
@@ -625,6 +631,14 @@ class LabCluster:
             self._wait_dns_endpoints(live, progress)
         if fault.proxy_frozen:
             self.proxies.signal(signal.SIGSTOP)
+        affected = [self.topology.nodes[index - 1].name for index in chosen[fault.on_nodes]]
+        if fault.agent_killed:
+            self._killed[fault.name] = affected
+            for node in affected:
+                self.runtime_pods.daemons.kill(node)
+        if fault.routes_withdrawn:
+            cidrs = [pod_cidr(index) for index in chosen[fault.on_nodes]]
+            self.cni.wait_withdrawn(cidrs, WITHDRAW_TIMEOUT, progress)
         self._forget_connections()
         progress(f"lab: fault injected: {fault.name} ({fault.description})")
 
@@ -659,6 +673,16 @@ class LabCluster:
                 self._write_resolv_conf(node.name)
         if any(namespace == addons.NAMESPACE for namespace, _, _ in fault.service_patches):
             self._wait_dns_endpoints(live, progress)
+        for node in self._killed.pop(fault.name, []):
+            self.runtime_pods.daemons.restart(node)
+        if fault.revert_restarts_agent:
+            count = len(self.topology.nodes)
+            for index in {"all": range(1, count + 1), "first": [1], "last": [count]}[fault.on_nodes]:
+                node = self.topology.nodes[index - 1].name
+                self.runtime_pods.daemons.kill(node)
+                self.runtime_pods.daemons.restart(node)
+        if fault.agent_killed or fault.routes_withdrawn:
+            self.cni.wait_routed(ROUTED_AGAIN_TIMEOUT, progress)
         if fault.proxy_frozen:  # it catches up with what changed meanwhile
             self.proxies.signal(signal.SIGCONT)
             self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
@@ -777,7 +801,8 @@ class LabCluster:
             if done.returncode:
                 raise BackendError(f"fault {fault.name} in {namespace}: {' '.join(argv)}: "
                                    f"{done.stderr.strip()}")
-            undo.append((namespace, reverse))
+            if reverse:
+                undo.append((namespace, reverse))
 
     def _namespace_of(self, endpoint: Endpoint) -> str:
         if endpoint.kind == HOST:

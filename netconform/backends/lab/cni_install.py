@@ -122,13 +122,20 @@ FLANNEL = LabInstall(
 PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
 
 
+# How long a node's BGP peers keep its routes once its session ends (the manifest turns graceful
+# restart on; kube-router's default time is 90 s). v2.1.0's --bgp-holdtime applies to external peers
+# only: between nodes GoBGP's 90 s hold time stays.
+GRACEFUL_RESTART_TIME = "10s"
+
+
 def _edit_kube_router(objects: list[dict], cluster_cidr: str) -> None:
     """kubeadm-kuberouter.yaml with its network policy controller off (the issue's choice: on only
-    when asked for) and portmap chained after bridge, as its own hostport manifest
+    when asked for), a short graceful restart time, and portmap chained after bridge, as its own hostport manifest
     (kubeadm-kuberouter-all-features-hostport.yaml) does: hostPort is a MUST row. Its pod CIDRs are
     the nodes' spec.podCIDR, inside ``cluster_cidr`` already."""
     container = daemonset(objects)["spec"]["template"]["spec"]["containers"][0]
     container["args"] = ["--run-firewall=false" if a == "--run-firewall=true" else a for a in container["args"]]
+    container["args"].append(f"--bgp-graceful-restart-time={GRACEFUL_RESTART_TIME}")
     data = config_map(objects, "kube-router-cfg")["data"]
     conf = json.loads(data["cni-conf.json"])
     conf["plugins"].append(dict(PORTMAP))
@@ -148,6 +155,9 @@ KUBE_ROUTER = LabInstall(
         "v2.1.0, the only version the Go module proxy serves here; the manifest names the image "
         "untagged (latest), which the lab runs as that build",
         "--run-firewall=false: the network policy controller is off unless asked for",
+        f"--bgp-graceful-restart-time={GRACEFUL_RESTART_TIME} (default 90s): a node whose agent or BGP "
+        "session is gone loses its routes on the other nodes within seconds, so the faults that do it are "
+        "seen in a short run",
         "portmap chained after bridge, as kube-router's own hostport manifest does (hostPort is a MUST row)",
         "the init container's script runs with the host's shell and tools in the pod's root",
         "the DaemonSet's pod on the control-plane node stays Pending: the lab's control plane reaches "

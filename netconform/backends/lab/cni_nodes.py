@@ -119,6 +119,32 @@ class CniNodes:
         self.ready_in = time.monotonic() - started
         progress(f"lab: {name} ready on {len(nodes)} node(s) in {self.ready_in:.1f}s")
 
+    def wait_withdrawn(self, cidrs: list[str], timeout: float, progress: Progress) -> None:
+        """Until no other node has a route to ``cidrs`` (its peers withdrew them), within ``timeout``."""
+        started = time.monotonic()
+        others = [node for node, wanted in self._routes.items() if set(cidrs) <= set(wanted)]
+        while True:
+            kept = [node for node in others
+                    if not {f"route to {cidr}" for cidr in cidrs} <= set(self.missing(node))]
+            if not kept:
+                progress(f"lab: {', '.join(others)} lost their route(s) to {', '.join(cidrs)} in "
+                         f"{time.monotonic() - started:.1f}s")
+                return
+            if time.monotonic() - started > timeout:
+                raise BackendError(f"lab: {kept[0]} still routes to {', '.join(cidrs)} after {timeout:.0f}s")
+            time.sleep(POLL)
+
+    def wait_routed(self, timeout: float, progress: Progress) -> None:
+        """Until every node has its routes to the other nodes' pods again, within ``timeout``."""
+        started = time.monotonic()
+        while missing := {node: gone for node in self._routes if (gone := self.missing(node))}:
+            if time.monotonic() - started > timeout:
+                node = sorted(missing)[0]
+                raise BackendError(f"lab: {self.install.name} did not restore {node}'s "
+                                   f"{', '.join(missing[node])} within {timeout:.0f}s")
+            time.sleep(POLL)
+        progress(f"lab: {self.install.name} routes every node again after {time.monotonic() - started:.1f}s")
+
     def missing(self, node: str) -> list[str]:
         """What the node does not have yet: ready files, routes to the other nodes' pods."""
         fs = self.node_fs(node)

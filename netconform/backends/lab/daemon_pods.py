@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +62,10 @@ class DaemonPods:
         self.api = pods.api
         self.cni = cni
         self.install = cni.install
+        # node -> its daemon's containers, each [container, pod, ip, volumes, state, process]: what
+        # it takes to kill one and start it again (a fault's agent_killed)
+        self._agents: dict[str, list[list]] = {}
+        self._lock = threading.Lock()
 
     def runs(self, pod) -> bool:
         """Whether every image of the pod is one of the install's."""
@@ -80,9 +86,40 @@ class DaemonPods:
             else:
                 self._copy(container, pod, volumes)
         for container in pod.spec.containers:
-            state.processes.append(self._start(container, pod, node, ip, volumes))
+            process = self._start(container, pod, node, ip, volumes)
+            state.processes.append(process)
+            with self._lock:
+                self._agents.setdefault(node, []).append([container, pod, ip, volumes, state, process])
         self._wait_ready(pod, node, ip, state)
         return ip
+
+    # --- a fault's agent killed, and started again ---
+
+    def kill(self, node: str) -> int:
+        """SIGKILL every container of the CNI's daemon on ``node`` (as an OOM kill would: no
+        clean-up of its own); how many were killed."""
+        with self._lock:
+            agents = list(self._agents.get(node, []))
+        for agent in agents:
+            process = agent[5]
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)  # its own session: the daemon under the wrappers
+                except ProcessLookupError:
+                    pass
+            process.wait(timeout=10)
+        return len(agents)
+
+    def restart(self, node: str) -> None:
+        """Start the daemon's containers on ``node`` again, as kubelet restarts a killed one."""
+        with self._lock:
+            agents = list(self._agents.get(node, []))
+        for agent in agents:
+            container, pod, ip, volumes, state, old = agent
+            if old.poll() is None:
+                continue
+            agent[5] = self._start(container, pod, node, ip, volumes)
+            state.processes[:] = [agent[5] if p is old else p for p in state.processes]
 
     # --- volumes ---
 
@@ -178,7 +215,7 @@ class DaemonPods:
     def _run_to_completion(self, container, pod, node: str, ip: str, volumes: dict[str, Path]) -> None:
         """An init container that runs a shell script: with the host's shell and tools (the
         image's userland), in the pod's root, until it exits; anything but 0 is the pod's failure."""
-        process = self._start(container, pod, node, ip, volumes)
+        process = self._start(container, pod, node, ip, volumes, shell=True)
         try:
             code = process.wait(timeout=self.pods.ready_timeout)
         except subprocess.TimeoutExpired:
@@ -216,10 +253,11 @@ class DaemonPods:
 
     # --- containers ---
 
-    def _start(self, container, pod, node: str, ip: str, volumes: dict[str, Path]):
+    def _start(self, container, pod, node: str, ip: str, volumes: dict[str, Path], shell: bool = False):
+        """A container's process; ``shell``: an init container's script may run the host's shell."""
         files = self.install.image_files(container.image, self.cni.release) or {}
         argv = [expand(a, container, pod, ip) for a in _command(container, self.install.entrypoints)]
-        if argv[:1] and argv[0] in HOST_SHELLS:
+        if shell and argv[:1] and argv[0] in HOST_SHELLS:
             pass  # the image's userland is the host's
         elif not argv or argv[0] not in files:
             raise PodFailed("CrashLoopBackOff", f"container {container.name}: command {argv[:1]} is not a "

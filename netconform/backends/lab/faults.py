@@ -45,6 +45,15 @@ class Fault:
     # The real CNIs (cni_install.py) it is made for, acting on their datapath from outside the
     # daemon; empty: any lab CNI
     cnis: tuple[str, ...] = ()
+    # The CNI's daemon on on_nodes killed (SIGKILL, as an OOM kill would); revert starts it again,
+    # as kubelet restarts a container
+    agent_killed: bool = False
+    # The other nodes lose their routes to on_nodes' pods (BGP peers withdraw them once the hold
+    # time runs out): inject waits until they have, revert until every node has its routes again
+    routes_withdrawn: bool = False
+    # revert also restarts the CNI's daemon on on_nodes, as an operator would: a peer whose sessions
+    # were refused is tried again only at GoBGP's connect retry (120 s), a restarted one at once
+    revert_restarts_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,8 @@ class NotReversible(ValueError):
 
 
 def undo(argv: list[str], before: str = "") -> list[str]:
-    """The command that takes ``argv`` back, so that a fault can be reverted on a running lab:
-    an inserted iptables rule is deleted; a deleted route is added again as ``before`` (what
+    """The command that takes ``argv`` back (empty: none is needed), so that a fault can be
+    reverted on a running lab: an inserted iptables rule is deleted; a deleted route is added again as ``before`` (what
     ``ip route show`` printed for it); a changed MTU is set back to ``before``."""
     if argv[0] == "iptables" and "-I" in argv:
         at = argv.index("-I")
@@ -118,6 +127,8 @@ def undo(argv: list[str], before: str = "") -> list[str]:
         if rest and rest[0].isdigit():  # a position: -D takes the rule without it
             rest = rest[1:]
         return [*argv[:at], "-D", argv[at + 1], *rest]
+    if argv[:2] == ["ss", "-K"]:
+        return []  # connections ended stay ended: their programs open new ones
     if argv[:3] == ["ip", "route", "del"] and before:
         return ["ip", "route", "add", *before.split()]
     if argv[:3] == ["ip", "link", "set"] and "mtu" in argv and before:
@@ -214,6 +225,30 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           nft=(NftChain("type nat hook postrouting priority srcnat - 1",
                         (("ip", "saddr", "${POD_CIDR}", "ip", "daddr", "${CLUSTER_CIDR}", "ip", "daddr",
                           "!=", "${POD_CIDR}", "masquerade"),)),)),
+    Fault("flannel-agent-killed", (),
+          "flanneld killed on the first node: its VXLAN device, forwarding entries and routes stay "
+          "in the kernel and its subnet lease outlives it, so nothing may break while it is down",
+          on_nodes="first", cnis=("flannel",), agent_killed=True),
+    Fault("kube-router-agent-killed", ("POD-POD-CROSS",),
+          "kube-router killed on the first node: its peers keep its routes for the graceful restart "
+          "time (nothing breaks meanwhile), then withdraw its pod CIDR, and the other nodes' pods can "
+          "no longer reach its pods, nor it theirs (their replies have no way back)",
+          also=FIRST_NODE_CUT_OFF, on_nodes="first", cnis=("kube-router",), agent_killed=True,
+          routes_withdrawn=True),
+    Fault("kube-router-bgp-blocked", ("POD-POD-CROSS",),
+          "the first node's firewall resets BGP (TCP 179), in and out, below kube-router, and its "
+          "sessions are ended: once the graceful restart time is over its peers withdraw its pod CIDR",
+          also=FIRST_NODE_CUT_OFF, on_nodes="first", cnis=("kube-router",), routes_withdrawn=True,
+          revert_restarts_agent=True,
+          node_commands=(("ss", "-K", "sport = :179 or dport = :179"),),  # its sessions now, not at a keepalive
+          # its resets go out (the ended sessions' and the rejects'): the peers learn at once
+          nft=(NftChain("type filter hook input priority filter - 10",
+                        (("tcp", "dport", "179", "reject", "with", "tcp", "reset"),
+                         ("tcp", "sport", "179", "reject", "with", "tcp", "reset"))),
+               NftChain("type filter hook output priority filter - 10",
+                        (("tcp", "flags", "&", "rst", "==", "rst", "accept"),
+                         ("tcp", "dport", "179", "reject", "with", "tcp", "reset"),
+                         ("tcp", "sport", "179", "reject", "with", "tcp", "reset"))))),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
@@ -240,10 +275,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "another program's source NAT, ahead of kube-proxy's, gives a backend's connection to "
           "itself through a Service its own address, so kube-proxy's hairpin masquerade never "
           "applies (a connection is source-NATed once)",
-          # backends are clients there too, and a backend's NodePort connection can land on itself
-          # DNS-SVC: a backend connecting to web by name lands on itself
-          also=("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT", "POD-NODEPORT", "DNS-SVC",
-                "SVC-TYPE-CHANGE", "SVC-PORT-PROTOCOLS"),
+          # no other row's client is a backend of the Service it connects to (checks.not_backing)
           nft=(NftChain("type nat hook postrouting priority srcnat - 1",
                         (("ip", "saddr", "${BACKEND_IP}", "ip", "daddr", "${BACKEND_IP}",
                           "snat", "ip", "to", "${BACKEND_IP}"),)),)),
@@ -377,7 +409,7 @@ def fault(name: str) -> Fault:
 
 def listing() -> str:
     width = max(len(name) for name in FAULTS)
-    return "\n".join(f"{f.name:<{width}}  breaks {', '.join(f.breaks)}"
+    return "\n".join(f"{f.name:<{width}}  breaks {', '.join(f.breaks) or 'nothing'}"
                      f"{' (also ' + ', '.join(f.also) + ')' if f.also else ''}: {f.description}"
                      f"{' [--cni=' + '|'.join(f.cnis) + ' only]' if f.cnis else ''}"
                      for f in FAULTS.values())
