@@ -1,9 +1,15 @@
 """The cross-CNI matrix: many runs' results.json in, one HTML page out. Rows are requirements,
 grouped by level; columns are CNIs; each cell is the run's verdict with its counts, linking to that
-run's own report."""
+run's own report. Given the columns expected (the nightly's CNIs), one without results stays on the
+page as "not run" instead of vanishing from it.
+
+    python -m netconform.report.matrix [RESULTS.json...] [--expect CNI...] [--output FILE]
+"""
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -35,6 +41,13 @@ def column(path: Path, output_dir: Path) -> dict:
     }
 
 
+def not_run(name: str) -> dict:
+    """An expected column whose run left no results.json (its job failed before the suite ended)."""
+    return {"name": name, "where": "", "proxy_mode": None, "verdict": "not run", "css": "not-run",
+            "reasons": ["no results.json: the run did not happen or did not finish"], "link": None,
+            "rows": {}}
+
+
 def cell(row: dict | None) -> dict:
     if row is None or row["verdict"] == "not run":
         return {"text": "not run", "css": "not-run", "counts": ""}
@@ -43,8 +56,15 @@ def cell(row: dict | None) -> dict:
     return {"text": row["verdict"], "css": CSS.get(row["verdict"], "none"), "counts": counts}
 
 
-def build(paths: list[Path], output: Path) -> dict:
+def build(paths: list[Path], output: Path, expect: list[str] | None = None) -> dict:
+    """The page's data. With ``expect``, columns come in that order, each expected name without a
+    run as "not run", and runs of other names after them."""
     columns = [column(Path(p), output.parent) for p in paths]
+    if expect:
+        rank = {name: n for n, name in enumerate(expect)}
+        found = {col["name"] for col in columns}
+        columns += [not_run(name) for name in expect if name not in found]
+        columns.sort(key=lambda col: rank.get(col["name"], len(rank)))  # stable: runs keep their order
     by_name: dict[str, list[dict]] = {}
     for col in columns:
         by_name.setdefault(col["name"], []).append(col)
@@ -65,7 +85,36 @@ def build(paths: list[Path], output: Path) -> dict:
     return {"columns": columns, "groups": groups}
 
 
-def write(paths: list[Path], output: Path) -> None:
+def write(paths: list[Path], output: Path, expect: list[str] | None = None) -> dict:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    page = build(paths, output, expect)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(env.get_template("matrix.html.j2").render(**build(paths, output)))
+    output.write_text(env.get_template("matrix.html.j2").render(**page))
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m netconform.report.matrix",
+                                     description="One HTML page comparing CNIs.")
+    # none at all is a page too: every expected column "not run" says more than no page
+    parser.add_argument("results", nargs="*", type=Path, help="results.json of each run")
+    parser.add_argument("--expect", nargs="+", default=None, metavar="CNI",
+                        help="the columns the page must show, in this order; one without results "
+                             "reads \"not run\"")
+    parser.add_argument("--output", type=Path, default=Path("reports/matrix.html"))
+    args = parser.parse_args(argv)
+    if not args.results and not args.expect:
+        parser.error("give results.json files, --expect, or both")
+    try:
+        page = write(args.results, args.output, args.expect)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
+    missing = [col["name"] for col in page["columns"] if col["verdict"] == "not run"]
+    print(f"matrix of {len(args.results)} run(s): {args.output}"
+          + (f" (not run: {', '.join(missing)})" if missing else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

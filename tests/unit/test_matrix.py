@@ -58,3 +58,38 @@ def test_a_file_that_is_not_a_results_document_is_refused(tmp_path):
     bogus.write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="not a netconform results file"):
         matrix.build([bogus], tmp_path / "index.html")
+
+
+def test_an_expected_cni_without_results_is_a_not_run_column_in_the_expected_order(runs, tmp_path):
+    expect = ["kindnet", "calico", "cilium", "kube-router"]
+    page = matrix.build(runs, tmp_path / "index.html", expect=expect)
+    # expected columns first, in the order given; a run nobody expected ("broken") keeps its column
+    assert [c["name"] for c in page["columns"]] == ["kindnet", "calico", "cilium", "kube-router", "broken"]
+    assert [c["verdict"] for c in page["columns"]] == ["not run", "INCOMPLETE", "not run", "INCOMPLETE",
+                                                       "NOT CONFORMANT"]
+    assert [c["link"] for c in page["columns"]][:3] == [None, "results-calico/report.html", None]
+    assert cells(page, "POD-POD-CROSS") == [("not run", ""), ("pass", "4/4"), ("not run", ""),
+                                            ("pass", "4/4"), ("fail", "2/4")]
+
+
+def test_the_page_of_no_results_at_all_still_shows_every_expected_cni(tmp_path):
+    output = tmp_path / "site" / "index.html"
+    assert matrix.main(["--expect", "kindnet", "flannel", "--output", str(output)]) == 0
+    html = output.read_text()
+    header = html[html.index("<thead>"):html.index("</thead>")]
+    assert "kindnet" in header and "flannel" in header
+    verdicts = html[html.index('<tr class="conformance">'):]
+    assert verdicts.count(">not run</td>") == 2
+
+
+def test_the_command_takes_results_and_the_expected_columns(runs, tmp_path, capsys):
+    output = tmp_path / "index.html"
+    assert matrix.main([*map(str, runs[:2]), "--expect", "calico", "flannel", "kube-router",
+                        "--output", str(output)]) == 0
+    assert "(not run: flannel)" in capsys.readouterr().out
+    html = output.read_text()
+    header = html[html.index("<thead>"):html.index("</thead>")]
+    assert header.index("calico") < header.index("flannel") < header.index("kube-router")
+    assert '<a href="results-calico/report.html">calico</a>' in header
+    with pytest.raises(SystemExit):  # neither results nor expected columns: nothing to show
+        matrix.main(["--output", str(output)])
