@@ -240,11 +240,14 @@ def not_backing(topology: Topology, service: str, sources: list[Endpoint]) -> li
     """``sources`` less the Service's own backends: a backend's connection to its own Service may
     land on itself, which is hairpin traffic (SVC-HAIRPIN, a SHOULD), as upstream conformance keeps
     its clients apart from its backends. A MUST row must not turn red for a SHOULD behaviour. With
-    one probe pod per node every pod is a backend: then every source stays (the hairpin
-    connections included, as the README says of --lab-pods-per-node=1)."""
+    one probe pod per node every probe pod is a backend: the first container of each node's duo
+    pod (which backs only multiport and manual) is then the client instead."""
     behind = backend_pods(topology, service)
     others = [src for src in sources if src.kind != POD or src.pod not in behind]
-    return others if any(src.kind == POD for src in others) or not sources else sources
+    if any(src.kind == POD for src in others) or not any(src.kind == POD for src in sources):
+        return others
+    stand_ins = [e for e in topology.of_kind(CONTAINER) if e.role == "duo/c1" and e.pod not in behind]
+    return [src for src in others if src.kind != POD] + stand_ins or sources
 
 
 def pods_to_service(name: str, clients: str = OTHERS, sources: tuple[str, ...] = (POD,),

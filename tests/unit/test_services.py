@@ -322,9 +322,13 @@ def test_a_service_rows_clients_are_not_its_backends_so_no_must_row_needs_hairpi
     assert _clients(pods_to_service("itp-local", apart_from=("web",))(TOPO)) == others
 
 
-def test_with_one_pod_per_node_every_pod_stays_a_client():
+def test_with_one_pod_per_node_each_nodes_duo_pod_is_the_client_not_a_backend():
+    """--lab-pods-per-node=1: every probe pod backs web; duo's first container, on every node, is
+    no backend of it, so SVC-CLUSTERIP still needs no hairpin."""
+    from netconform.checks import nodeports
     plain = topology(2, 1)
     one = add_services(plain, outside=False).with_addresses(
         {e.pod: e.ip for e in plain.endpoints if e.kind != "host"}, {n.name: n.ip for n in plain.nodes},
         {"web": "10.96.0.10"}, {})
-    assert _clients(pods_to_service("web")(one)) == ["node-1/probe-a", "node-2/probe-a"]
+    assert _clients(pods_to_service("web")(one)) == ["node-1/duo/c1", "node-2/duo/c1"]
+    assert _clients(nodeports("web", sources=("pod",))(one)) == ["node-1/duo/c1", "node-2/duo/c1"]
