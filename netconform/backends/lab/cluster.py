@@ -595,7 +595,7 @@ class LabCluster:
         self._injected[fault.name] = fault  # is still reverted by what it did
         count = len(self.topology.nodes)
         chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
-        # the fault's own table first: its commands may end what it then keeps from coming back
+        # the commands after the fault's own table: they may end what the table keeps from coming back
         for index in chosen[fault.on_nodes] if fault.nft else ():
             node = self.names.node(self.topology.nodes[index - 1].name)
             rules = tuple(rule for chain in fault.nft for rule in chain.rules)

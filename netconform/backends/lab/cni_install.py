@@ -1,6 +1,6 @@
 """A real CNI on the lab, installed from its upstream manifest as on any cluster.
 
-A lab profile with an install (``--cni=flannel``) brings up the nodes with no pod network of their
+A lab profile with an install (``--cni=flannel``, ``--cni=kube-router``) brings up the nodes with no pod network of their
 own (no routes, no overlay between them), then does what a user of that CNI does: applies its
 pinned release manifest (Namespace, RBAC, ConfigMap, DaemonSet) to the lab's API server with the
 edits its documentation asks for (the pod network equal to the cluster CIDR). The DaemonSet
@@ -130,9 +130,9 @@ GRACEFUL_RESTART_TIME = "10s"
 
 def _edit_kube_router(objects: list[dict], cluster_cidr: str) -> None:
     """kubeadm-kuberouter.yaml with its network policy controller off (the issue's choice: on only
-    when asked for), a short graceful restart time, and portmap chained after bridge, as its own hostport manifest
-    (kubeadm-kuberouter-all-features-hostport.yaml) does: hostPort is a MUST row. Its pod CIDRs are
-    the nodes' spec.podCIDR, inside ``cluster_cidr`` already."""
+    when asked for), a short graceful restart time, and portmap chained after bridge, as its own
+    hostport manifest (kubeadm-kuberouter-all-features-hostport.yaml) does: hostPort is a MUST row.
+    Its pod CIDRs are the nodes' spec.podCIDR, inside ``cluster_cidr`` already."""
     container = daemonset(objects)["spec"]["template"]["spec"]["containers"][0]
     container["args"] = ["--run-firewall=false" if a == "--run-firewall=true" else a for a in container["args"]]
     container["args"].append(f"--bgp-graceful-restart-time={GRACEFUL_RESTART_TIME}")

@@ -9,13 +9,18 @@ For one pod bound to a lab node, in order, as kubelet does:
   ``kube-root-ca.crt``, the namespace);
 - its init containers, one after the other: each is one of the install's copy commands (``cp -f
   /flannel /opt/cni/bin/flannel``: a file of the image, or of a volume, onto a hostPath), which the
-  lab's kubelet does itself;
-- its containers: the image's file the command names is the upstream build, started in the node's
-  network namespace (the pods are hostNetwork), chrooted into a root where each volume is mounted
-  at its mountPath and the image's files at theirs, with the container's environment and the
+  lab's kubelet does itself, or a shell script (kube-router's ``sh -c``), run to its end with the
+  host's shell and tools standing for the image's userland;
+- its containers: the image's file the command (or the image's ENTRYPOINT) names is the upstream
+  build, started in the node's network namespace (the pods are hostNetwork), chrooted into a root
+  where each volume is mounted at its mountPath and the image's files at theirs (under
+  ``/.netconform/image`` where that path is in the host's shared ``/usr`` and the like), with the
+  container's environment and the
   in-cluster one (``KUBERNETES_SERVICE_HOST``: the ``kubernetes`` Service, which the node's
   kube-proxy serves);
 - its readiness probe (httpGet, asked from the node as kubelet asks it), then Running and Ready.
+
+A fault may kill a daemon's containers (SIGKILL) and start them again (kill, restart).
 
 Anything else (a pod network, another volume kind, a command that is not an image's binary) is the
 pod's failure, reported on the pod as kubelet would (CreateContainerConfigError, CrashLoopBackOff).

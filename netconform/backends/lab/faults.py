@@ -48,8 +48,9 @@ class Fault:
     # The CNI's daemon on on_nodes killed (SIGKILL, as an OOM kill would); revert starts it again,
     # as kubelet restarts a container
     agent_killed: bool = False
-    # The other nodes lose their routes to on_nodes' pods (BGP peers withdraw them once the hold
-    # time runs out): inject waits until they have, revert until every node has its routes again
+    # The other nodes lose their routes to on_nodes' pods (BGP peers withdraw them once the session
+    # has ended and the graceful restart time run out): inject waits until they have, revert until
+    # every node has its routes again
     routes_withdrawn: bool = False
     # revert also restarts the CNI's daemon on on_nodes, as an operator would: a peer whose sessions
     # were refused is tried again only at GoBGP's connect retry (120 s), a restarted one at once
@@ -119,7 +120,8 @@ class NotReversible(ValueError):
 
 def undo(argv: list[str], before: str = "") -> list[str]:
     """The command that takes ``argv`` back (empty: none is needed), so that a fault can be
-    reverted on a running lab: an inserted iptables rule is deleted; a deleted route is added again as ``before`` (what
+    reverted on a running lab: an inserted iptables rule is deleted; a deleted route is added again
+    as ``before`` (what
     ``ip route show`` printed for it); a changed MTU is set back to ``before``."""
     if argv[0] == "iptables" and "-I" in argv:
         at = argv.index("-I")
