@@ -594,9 +594,9 @@ class LabCluster:
         self._undo[fault.name] = undo  # before the first command: a fault that fails half-way
         self._injected[fault.name] = fault  # is still reverted by what it did
         count = len(self.topology.nodes)
-        chosen = {"all": range(1, count + 1), "first": [1], "last": [count]}
+        on_nodes = self._on_nodes(fault)
         # the commands after the fault's own table: they may end what the table keeps from coming back
-        for index in chosen[fault.on_nodes] if fault.nft else ():
+        for index in on_nodes if fault.nft else ():
             node = self.names.node(self.topology.nodes[index - 1].name)
             rules = tuple(rule for chain in fault.nft for rule in chain.rules)
             script = faults.nft_script(fault.name, fault.nft, self._fault_values(live, index, node, rules))
@@ -604,7 +604,7 @@ class LabCluster:
             if done.returncode:
                 raise BackendError(f"fault {fault.name} in {node}: nft: {done.stderr.strip()}")
             undo.append((node, faults.nft_undo(fault.name)))
-        for index in chosen[fault.on_nodes] if fault.node_commands else ():
+        for index in on_nodes if fault.node_commands else ():
             node = self.names.node(self.topology.nodes[index - 1].name)
             values = self._fault_values(live, index, node, fault.node_commands)
             for command in fault.node_commands:
@@ -623,7 +623,7 @@ class LabCluster:
             self._split.add(fault.name)
             self._restart_split_containers(live)
         if fault.resolv_search is not None:
-            for index in chosen[fault.on_nodes]:
+            for index in on_nodes:
                 self._write_resolv_conf(self.topology.nodes[index - 1].name, fault.resolv_search)
         for namespace, name, patch in fault.service_patches:
             self._patch_service(fault, namespace or self.names.prefix, name, patch)
@@ -631,16 +631,21 @@ class LabCluster:
             self._wait_dns_endpoints(live, progress)
         if fault.proxy_frozen:
             self.proxies.signal(signal.SIGSTOP)
-        affected = [self.topology.nodes[index - 1].name for index in chosen[fault.on_nodes]]
+        affected = [self.topology.nodes[index - 1].name for index in on_nodes]
         if fault.agent_killed:
             self._killed[fault.name] = affected
             for node in affected:
                 self.runtime_pods.daemons.kill(node)
         if fault.routes_withdrawn:
-            cidrs = [pod_cidr(index) for index in chosen[fault.on_nodes]]
+            cidrs = [pod_cidr(index) for index in on_nodes]
             self.cni.wait_withdrawn(cidrs, WITHDRAW_TIMEOUT, progress)
         self._forget_connections()
         progress(f"lab: fault injected: {fault.name} ({fault.description})")
+
+    def _on_nodes(self, fault: Fault) -> list[int]:
+        """The 1-based indexes of the nodes the fault's ``on_nodes`` names."""
+        count = len(self.topology.nodes)
+        return list({"all": range(1, count + 1), "first": [1], "last": [count]}[fault.on_nodes])
 
     def revert(self, fault: Fault, live: Topology, progress: Progress = lambda message: None) -> None:
         """Take an injected fault back: its commands undone in reverse order, kube-proxy's
@@ -676,8 +681,7 @@ class LabCluster:
         for node in self._killed.pop(fault.name, []):
             self.runtime_pods.daemons.restart(node)
         if fault.revert_restarts_agent:
-            count = len(self.topology.nodes)
-            for index in {"all": range(1, count + 1), "first": [1], "last": [count]}[fault.on_nodes]:
+            for index in self._on_nodes(fault):
                 node = self.topology.nodes[index - 1].name
                 self.runtime_pods.daemons.kill(node)
                 self.runtime_pods.daemons.restart(node)
