@@ -262,6 +262,9 @@ def backend_followed(obs: Observation) -> Verdict:
                 "datagrams": sent}  # the timeline: when each was sent, who answered, or the error
     stream = f"{what}, one datagram every {cycle['interval']:g} s from source port {cycle['source_port']}"
     first = pods["first"]
+    silent = _silent(sent, first["ready_at"], within, what, "the first backend was Ready", observed)
+    if silent:
+        return silent
     if not _answered(sent, first, first["ready_at"] + within):
         kind, why = _why(sent, first["ready_at"], within, after="appeared")
         return Verdict(False, kind, f"{stream}: the first backend {first['name']} ({first['ip']}) was Ready "
@@ -271,31 +274,52 @@ def backend_followed(obs: Observation) -> Verdict:
     if second is None or first.get("deleted_at") is None:
         return Verdict(False, "harness", f"{what}: the second backend was not made; the network was "
                        "not judged", observed, harness=True)
+    silent = _silent(sent, first["deleted_at"], within, what, "the first backend was deleted", observed)
+    if silent:
+        return silent
     if not _answered(sent, second, first["deleted_at"] + within):
-        kind, why = _why(sent, first["deleted_at"], within, after="was deleted")
+        kind, why = _why(sent, first["deleted_at"], within, after="was deleted", old=_responder_of(first))
         return Verdict(False, kind, f"{stream}: after {first['name']} was deleted at {first['deleted_at']:g} s, "
                        f"no datagram reached the new backend {second['name']} ({second['ip']}) in "
                        f"{within:g} s ({_outcomes(sent, first['deleted_at'], within)}){why}", observed)
     return Verdict(True, "pass", "", observed)
 
 
-def _why(sent: list[dict], start: float, within: float, after: str) -> tuple[str, str]:
+def _why(sent: list[dict], start: float, within: float, after: str, old: str | None = None) -> tuple[str, str]:
     """What the datagrams of a window say went wrong: every one refused (the proxy still rejects
-    as for a Service without endpoints: the change never reached its rules), every one lost (the
-    flow kept a conntrack entry from before the backend {after}, or a drop on the way), or else."""
+    as for a Service without endpoints: the change never reached its rules), every one lost or
+    still answered by the deleted backend ``old`` (the flow kept a conntrack entry from before the
+    backend {after}, or a drop on the way; a datagram sent as the deletion ended may still have
+    reached the old pod), or else."""
     window = [d for d in sent if start <= d["at"] <= start + within]
-    errors = {d.get("error") for d in window if not d["responder"]}
-    if window and errors == {"refused"} and not any(d["responder"] for d in window):
+    unanswered = {d.get("error") for d in window if not d["responder"]}
+    others = [d for d in window if d["responder"] and d["responder"] != old]
+    if window and unanswered == {"refused"} and not any(d["responder"] for d in window):
         return "not-programmed", ": the proxy kept rejecting them, as for a Service without endpoints"
-    if window and errors == {"timeout"} and not any(d["responder"] for d in window):
-        return "stale-entry", (f": every one was lost, as when the flow keeps a conntrack entry from "
-                               f"before the backend {after} (or a drop on the way)")
+    if window and unanswered == {"timeout"} and not others:
+        return "stale-entry", (f": every one was lost{' or answered by the deleted backend' if old else ''}, "
+                               f"as when the flow keeps a conntrack entry from before the backend {after} "
+                               f"(or a drop on the way)")
     return "not-reached", ""
 
 
+def _silent(sent: list[dict], start: float, within: float, what: str, event: str,
+            observed: dict) -> Verdict | None:
+    """A window in which the client sent nothing (its thread starved, its probe slow to answer)
+    says nothing about the network: the item is the harness's error, never a failure."""
+    if any(start <= d["at"] <= start + within for d in sent):
+        return None
+    return Verdict(False, "harness", f"{what}: the client sent no datagram in the {within:g} s after "
+                   f"{event} (at {start:g} s); the network was not judged", observed, harness=True)
+
+
+def _responder_of(pod: dict) -> str:
+    """The name a cycled pod's probe answers with: ``<node>/<pod name>``."""
+    return f"{pod['node']}/{pod['name']}"
+
+
 def _answered(sent: list[dict], pod: dict, by: float) -> bool:
-    responder = f"{pod['node']}/{pod['name']}"
-    return any(d["responder"] == responder and d["at"] <= by for d in sent)
+    return any(d["responder"] == _responder_of(pod) and d["at"] <= by for d in sent)
 
 
 def _outcomes(sent: list[dict], start: float, within: float) -> str:
