@@ -17,7 +17,7 @@ from .test_faults import assert_turns_exactly_its_requirements_red, failing, jud
 pytestmark = needs_root
 # each CNI's own faults, and the generic ones that act below any CNI and were measured on it
 CNI_FAULTS = {"flannel": [name for name, f in FAULTS.items() if "flannel" in f.cnis] + ["mtu-black-hole"],
-              "kube-router": [name for name, f in FAULTS.items() if "kube-router" in f.cnis]}
+              "kube-router": [name for name, f in FAULTS.items() if "kube-router" in f.cnis] + ["mtu-black-hole"]}
 # the declared deviations (profiles.py): red before any fault
 KNOWN = {"flannel": {"SVC-HOSTNET-ENDPOINTS"}, "kube-router": {"SVC-HAIRPIN", "SVC-NO-ENDPOINTS"}}
 

@@ -157,6 +157,13 @@ FIRST_NODE_CUT_OFF = ("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-IT
                       "HOSTPORT", "POD-APISERVER", "APISERVER-POD", "UDP-LARGE", *DNS_ROWS, "SVC-MULTIPORT",
                       *CHANGING_ROWS)
 
+# A masquerade agent's rule ahead of the CNI's (srcnat - 1): whatever device the CNI sends through
+# (flannel.1, eth0), pod traffic to another node's pods leaves with the node's address
+MASQUERADE_TO_OTHER_NODES_PODS = (
+    NftChain("type nat hook postrouting priority srcnat - 1",
+             (("ip", "saddr", "${POD_CIDR}", "ip", "daddr", "${CLUSTER_CIDR}", "ip", "daddr", "!=", "${POD_CIDR}",
+               "masquerade"),)),)
+
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("snat-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
           "nodes masquerade pod traffic leaving for other nodes",
@@ -223,10 +230,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("flannel-masquerade-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
           "a misconfigured masquerade agent on every node masquerades pod traffic to other nodes' "
           "pods, before flannel's own rules (out of flannel.1, which a rule for eth0 would miss)",
-          also=("SVC-HOSTNET-ENDPOINTS", "SVC-SOURCE-IP"), cnis=("flannel",),
-          nft=(NftChain("type nat hook postrouting priority srcnat - 1",
-                        (("ip", "saddr", "${POD_CIDR}", "ip", "daddr", "${CLUSTER_CIDR}", "ip", "daddr",
-                          "!=", "${POD_CIDR}", "masquerade"),)),)),
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-SOURCE-IP"), cnis=("flannel",), nft=MASQUERADE_TO_OTHER_NODES_PODS),
     Fault("flannel-agent-killed", (),
           "flanneld killed on the first node: its VXLAN device, forwarding entries and routes stay "
           "in the kernel and its subnet lease outlives it, so nothing may break while it is down",
@@ -251,6 +255,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
                         (("tcp", "flags", "&", "rst", "==", "rst", "accept"),
                          ("tcp", "dport", "179", "reject", "with", "tcp", "reset"),
                          ("tcp", "sport", "179", "reject", "with", "tcp", "reset"))))),
+    Fault("kube-router-masquerade-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
+          "a misconfigured masquerade agent on every node masquerades pod traffic to other nodes' "
+          "pods, before kube-router's own rules (its pod-egress masquerade leaves pod CIDRs alone)",
+          also=("SVC-SOURCE-IP",), cnis=("kube-router",), nft=MASQUERADE_TO_OTHER_NODES_PODS),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
