@@ -146,6 +146,9 @@ class Check:
     until: Callable[[Case, dict[str, dict]], bool] | None = None
     # Backend pods created and deleted while the clients keep sending (SVC-UDP-BACKEND-CHANGE)
     cycle: BackendCycle | None = None
+    # Other batches whose results the verdict reads, as (check, protocol): the runner runs them
+    # and hands their results in with the observation (POD-IP-SELF: what its peers saw)
+    evidence: tuple[tuple["Check", str], ...] = ()
 
     def missing(self, topology: Topology) -> str | None:
         """Why this check cannot apply to the topology (its items are skipped with this reason)."""

@@ -69,7 +69,7 @@ def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
 
 def _control_backends(obs: Observation, ip: str) -> set[str]:
     """Who may answer a positive control: the backends of the Service at its ClusterIP."""
-    topology = obs.runner.topology
+    topology = obs.topology
     return {b for s in topology.services.values() if s.cluster_ip == ip for b in s.backends}
 
 

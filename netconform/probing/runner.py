@@ -13,12 +13,13 @@ import math
 import threading
 import time
 import uuid
+from types import MappingProxyType
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from ..checks import INSPECT, Case, Change, Check, Connection, DnsNames, Query
-from ..topology import POD, Endpoint, Topology
+from ..topology import HOST, POD, PROBE_KINDS, Endpoint, Topology
 from .channel import ProbeChannel, ProbeUnavailable
 from .cycle import PodControl, run_cycle
 
@@ -47,18 +48,45 @@ class ProbeSettings:
 
 @dataclass
 class Observation:
-    """Everything a verdict may look at for one case."""
+    """Everything a verdict may look at for one case, gathered before it is judged: a verdict is a
+    pure function of this, and asks nothing of the cluster."""
 
     case: Case
     check: Check
     source: Endpoint
     destination: Endpoint | None
     results: list[dict]  # the probe's record of each connection (none for inspections)
-    runner: "Runner"
+    topology: Topology
+    # The self-reports (interfaces, addresses, routes) of the source, the destination and every
+    # node's host probe, by endpoint name; one that could not be read carries "error"
+    reports: Mapping[str, dict] = field(default_factory=dict)
+    # The results of the other batches the check declares as its evidence, by (check, protocol)
+    evidence: Mapping[tuple[Check, str], dict[str, dict]] = field(default_factory=dict)
 
     @property
     def result(self) -> dict | None:
         return self.results[0] if self.results else None
+
+    def report(self, endpoint: Endpoint) -> dict:
+        return self.reports.get(endpoint.name) or {
+            "error": f"no self-report of {endpoint.name} was gathered", "interfaces": [], "routes": []}
+
+    def addresses(self, endpoint: Endpoint) -> list[str]:
+        """The endpoint's own addresses, as read from inside its namespace (no loopback, no link-local)."""
+        return own_addresses(self.report(endpoint))
+
+    def node_addresses(self, node: str) -> list[str]:
+        return self.addresses(self.topology.host_of(node))
+
+
+def own_addresses(report: dict) -> list[str]:
+    found = []
+    for interface in report["interfaces"]:
+        for cidr in interface["addresses"]:
+            ip = ipaddress.ip_interface(cidr).ip
+            if not (ip.is_loopback or ip.is_link_local):
+                found.append(str(ip))
+    return found
 
 
 @dataclass
@@ -87,6 +115,7 @@ class Runner:
         self.requests: collections.Counter[str] = collections.Counter()
         self._batches: dict[tuple, dict[str, dict]] = {}
         self._reports: dict[str, dict] = {}
+        self._hosts_read = False  # every node's host probe has been asked for its self-report
         self._lock = threading.RLock()
         self._run_token = uuid.uuid4().hex[:8]
 
@@ -99,7 +128,23 @@ class Runner:
         if case.protocol != INSPECT:
             batch = self.batch(check, case.protocol)
             results = [batch[target_id] for target_id in self._target_ids(check, case)]
-        return Observation(case, check, source, destination, results, self)
+        evidence = {(other, protocol): self.batch(other, protocol) for other, protocol in check.evidence}
+        return Observation(case, check, source, destination, results, self.topology,
+                           self._reports_of(source, destination), evidence)
+
+    def _reports_of(self, *endpoints: Endpoint | None) -> Mapping[str, dict]:
+        """The self-reports a verdict may read: these endpoints', and every node's host probe's
+        (a verdict names the node an address it saw belongs to), each read once per run. A
+        read-only view: entries are only ever added, so what a verdict saw stays as it saw it."""
+        with self._lock:
+            if not self._hosts_read:
+                for endpoint in self.topology.of_kind(HOST):
+                    self.report(endpoint)
+                self._hosts_read = True
+        for endpoint in endpoints:
+            if endpoint is not None and endpoint.kind in PROBE_KINDS:
+                self.report(endpoint)
+        return MappingProxyType(self._reports)
 
     def batch(self, check: Check, protocol: str) -> dict[str, dict]:
         with self._lock:
@@ -122,13 +167,7 @@ class Runner:
 
     def addresses(self, endpoint: Endpoint) -> list[str]:
         """The endpoint's own addresses, read from inside its namespace (no loopback, no link-local)."""
-        found = []
-        for interface in self.report(endpoint)["interfaces"]:
-            for cidr in interface["addresses"]:
-                ip = ipaddress.ip_interface(cidr).ip
-                if not (ip.is_loopback or ip.is_link_local):
-                    found.append(str(ip))
-        return found
+        return own_addresses(self.report(endpoint))
 
     def mtu(self, endpoint: Endpoint) -> int:
         """The MTU of the interface that holds the endpoint's IP, read from inside (1500 if unknown)."""

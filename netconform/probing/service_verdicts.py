@@ -17,7 +17,7 @@ PROMPT_MS = 1000.0  # a reject must come back within a second: a timeout is no r
 def may_answer(obs: Observation) -> set[str]:
     dst = obs.destination
     if dst.kind in (SERVICE, NODEPORT):
-        return set(obs.runner.topology.services[dst.serves].backends)
+        return set(obs.topology.services[dst.serves].backends)
     if dst.kind == HOSTPORT:
         return {dst.serves}
     return {dst.name}
@@ -40,7 +40,7 @@ def _answered_by(obs: Observation) -> Counter:
 def each_port_reaches_its_target(obs: Observation) -> Verdict:
     """SVC-MULTIPORT: a Service port is answered by the container listening on its own target
     port (duo's c1 on 8080 behind port 80, c2 on 8081 behind port 81), in any backend pod."""
-    topo, dst = obs.runner.topology, obs.destination
+    topo, dst = obs.topology, obs.destination
     service = topo.services[dst.serves]
     target = service.target_of(dst.port)
     backend_pods = {topo.endpoint(b).pod for b in service.backends}
@@ -70,7 +70,7 @@ def client_ip_kept(obs: Observation) -> Verdict:
     failed = _all_connected(obs)
     if failed:
         return failed
-    topo, src = obs.runner.topology, obs.source
+    topo, src = obs.topology, obs.source
     remote = [r for r in obs.results if topo.endpoint(r["responder"]).node != src.node]
     if not remote:
         return Verdict(False, "unobserved", f"none of {len(obs.results)} connections reached a "
@@ -90,7 +90,7 @@ def client_pod_ip_seen(obs: Observation) -> Verdict:
     failed = _all_connected(obs)
     if failed:
         return failed
-    topo, src = obs.runner.topology, obs.source
+    topo, src = obs.topology, obs.source
     for r in obs.results:
         if r["seen"] != src.ip:
             return Verdict(False, "nat", f"NAT: {r['responder']} saw the connection through "
@@ -146,7 +146,7 @@ def real_client_ip_on_local_backend(obs: Observation) -> Verdict:
     failed = _all_connected(obs)
     if failed:
         return failed
-    topo, node = obs.runner.topology, obs.destination.node
+    topo, node = obs.topology, obs.destination.node
     for r in obs.results:
         if topo.endpoint(r["responder"]).node != node:
             return Verdict(False, "not-local", f"{target_text(obs)} forwarded to {r['responder']} "
@@ -189,7 +189,7 @@ def only_local_backends(obs: Observation) -> Verdict:
     verdict = answered_as_expected(obs)
     if not verdict.ok:
         return verdict
-    topo, src = obs.runner.topology, obs.source
+    topo, src = obs.topology, obs.source
     for r in obs.results:
         c = r.get("connection") or {}
         if c.get("answered", True) and not c.get("control") and r.get("responder") and \

@@ -138,14 +138,14 @@ def reached_from_pod_ip(obs: Observation) -> Verdict:
     if failed:
         return failed
     r, src, dst = obs.result, obs.source, obs.destination
-    seen, topo = r.get("seen"), obs.runner.topology
+    seen, topo = r.get("seen"), obs.topology
     if seen is None:
         return _unobserved(obs)
     if seen != src.ip:
         return Verdict(False, "nat", f"NAT: {dst.name} saw the connection come from {seen} "
                        f"({topo.who_has(seen, _node_addresses(obs))}), expected {src.ip}, the pod "
                        f"IP of {src.pod}", {"seen": seen, "local": r.get("local")})
-    own = obs.runner.addresses(src)
+    own = obs.addresses(src)
     if r.get("local") != src.ip or src.ip not in own:
         return Verdict(False, "mismatch", f"{src.name} sent from {r.get('local')} and has "
                        f"{own} on its interfaces, but the cluster reports its pod IP as {src.ip}",
@@ -161,9 +161,9 @@ def reached_from_node_address(obs: Observation) -> Verdict:
     seen, node = obs.result.get("seen"), obs.source.node
     if seen is None:
         return _unobserved(obs)
-    addresses = obs.runner.node_addresses(node)
+    addresses = obs.node_addresses(node)
     if seen not in addresses:
-        topo = obs.runner.topology
+        topo = obs.topology
         return Verdict(False, "nat", f"NAT: {obs.destination.name} saw the connection come from "
                        f"{seen} ({topo.who_has(seen, _node_addresses(obs))}), which is not an "
                        f"address of node {node} ({', '.join(addresses)})",
@@ -172,7 +172,7 @@ def reached_from_node_address(obs: Observation) -> Verdict:
 
 
 def _node_addresses(obs: Observation) -> dict[str, list[str]]:
-    return {n.name: obs.runner.node_addresses(n.name) for n in obs.runner.topology.nodes}
+    return {n.name: obs.node_addresses(n.name) for n in obs.topology.nodes}
 
 
 def _interfaces(report: dict) -> list[tuple]:
@@ -181,7 +181,7 @@ def _interfaces(report: dict) -> list[tuple]:
 
 def same_network_namespace(obs: Observation) -> Verdict:
     """LOCALHOST: both containers see the same interfaces, with the same IPs and MACs."""
-    a, b = obs.runner.report(obs.source), obs.runner.report(obs.destination)
+    a, b = obs.report(obs.source), obs.report(obs.destination)
     for report in (a, b):
         if "error" in report:
             return Verdict(False, "probe unavailable", report["error"], harness=True)
@@ -200,17 +200,18 @@ PEERS = Check("POD-IP-SELF", _all_pods, ("tcp",), reached)
 
 
 def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
-    """POD-IP-SELF: reported IP == the IP on the pod's interface == the source its peers see."""
-    src, runner = obs.source, obs.runner
-    report = runner.report(src)
+    """POD-IP-SELF: reported IP == the IP on the pod's interface == the source its peers see (the
+    PEERS batch, which the check declares as its evidence)."""
+    src = obs.source
+    report = obs.report(src)
     if "error" in report:
         return Verdict(False, "probe unavailable", report["error"], harness=True)
-    own = runner.addresses(src)
+    own = obs.addresses(src)
     if src.ip not in own:
         return Verdict(False, "mismatch", f"the cluster reports {src.name} at {src.ip}, but its "
                        f"interfaces carry {own or 'no address'}", {"own": own})
     seen = {}
-    for case_id, result in runner.batch(PEERS, "tcp").items():
+    for case_id, result in obs.evidence[(PEERS, "tcp")].items():
         if case_id.startswith(f"tcp:{src.name}->") and result["ok"]:
             seen[case_id.split("->", 1)[1]] = result["seen"]
     if not seen:

@@ -62,6 +62,15 @@ class FakeRunner:
         return self.batches[protocol]
 
 
+def observation(case, check, source, destination, results, runner: "FakeRunner"):
+    """The Observation a Runner would hand a verdict: the self-reports of every probe and the
+    batches the check declares as evidence, answered by ``runner``'s dictionaries."""
+    from netconform.probing.runner import Observation
+    reports = {e.name: runner.report(e) for e in runner.topology.probes()}
+    evidence = {(other, protocol): runner.batch(other, protocol) for other, protocol in check.evidence}
+    return Observation(case, check, source, destination, results, runner.topology, reports, evidence)
+
+
 class StandInChannel:
     """A probe's channel on a stand-in cluster: its self-report (with the run's search list, so DNS
     names can be made), and every probe request answered by ``probe(endpoint, body)``."""

@@ -7,11 +7,11 @@ import pytest
 from netconform import dns
 from netconform.checks import Case, Check, DnsNames, pods_to_service
 from netconform.probing import dns_verdicts
-from netconform.probing.runner import CHANGE_SETTLE, Observation, Runner
+from netconform.probing.runner import CHANGE_SETTLE, Runner
 from netconform.services import add_services
 from netconform.topology import SERVICE
 
-from .fakes import FakeRunner, StandInChannel, self_report, topology
+from .fakes import FakeRunner, StandInChannel, observation, self_report, topology
 
 NAMES = DnsNames("netconform-x", "cluster.local", "10.96.0.1")
 TOPO = add_services(topology(nodes=3), outside=False).with_addresses(
@@ -85,7 +85,7 @@ def observe(queries, answers, protocol="udp", destination=WEB):
     results = [{"id": q.label, "query": dataclasses.asdict(q), "attempts": 1, "errors": [], **a}
                for q, a in zip(queries, answers)]
     case = Case("DNS-SVC", protocol, A.name, destination.name)
-    return dns_verdicts.answered_as_expected(Observation(case, check, A, destination, results, FakeRunner(TOPO)))
+    return dns_verdicts.answered_as_expected(observation(case, check, A, destination, results, FakeRunner(TOPO)))
 
 
 def ok(answers, rcode="NOERROR", **extra):

@@ -6,11 +6,10 @@ import pytest
 from netconform.backends.lab import faults
 from netconform.checks import Case, Check, pods_to_service
 from netconform.probing import service_verdicts as sv
-from netconform.probing.runner import Observation
 from netconform.services import add_services, minimum_connections
 from netconform.topology import OUTSIDE
 
-from .fakes import FakeRunner, result, topology
+from .fakes import FakeRunner, observation, result, topology
 
 _PLAIN = topology(3, 2)
 TOPO = add_services(_PLAIN, outside=True).with_addresses(
@@ -176,7 +175,7 @@ def test_every_fault_names_known_requirements_and_lists_itself():
 def observe(verdict, source, destination, results):
     check = Check("SVC-CLUSTERIP", pods_to_service("web"), ("tcp",), verdict)
     case = Case(check.requirement, "tcp", source, destination)
-    return verdict(Observation(case, check, TOPO.endpoint(source),
+    return verdict(observation(case, check, TOPO.endpoint(source),
                                TOPO.endpoint(destination), results, FakeRunner(TOPO)))
 
 
@@ -264,9 +263,7 @@ def test_kube_proxy_has_synced_when_every_family_has_a_last_sync_time():
 
 def test_each_port_of_a_two_port_service_must_reach_its_own_target_port():
     from netconform.checks import Case, Check, pods_to_each_port
-    from netconform.probing.runner import Observation
     from netconform.probing.service_verdicts import each_port_reaches_its_target
-    from .fakes import FakeRunner, result
     topo = two_node_topology()
     check = Check("SVC-MULTIPORT", pods_to_each_port("multiport"), ("tcp",), each_port_reaches_its_target)
     source = topo.endpoint("node-1/probe-a")
@@ -274,7 +271,7 @@ def test_each_port_of_a_two_port_service_must_reach_its_own_target_port():
 
     def judge(destination, responder):
         case = Case("SVC-MULTIPORT", "tcp", source.name, destination.name)
-        return each_port_reaches_its_target(Observation(
+        return each_port_reaches_its_target(observation(
             case, check, source, destination, [result(seen=source.ip, responder=responder)], FakeRunner(topo)))
 
     assert judge(first, "node-2/duo/c1").ok and judge(second, "node-1/duo/c2").ok

@@ -3,20 +3,20 @@ import pytest
 
 from netconform.checks import Case, Check, loopback, pod_pairs
 from netconform.probing import verdicts
-from netconform.probing.runner import Observation
 
-from .fakes import FakeRunner, result, self_report, topology
+from .fakes import FakeRunner, observation, result, self_report, topology
 
 TOPO = topology()
 A, B = TOPO.endpoint("node-1/probe-a"), TOPO.endpoint("node-2/probe-a")
 HOST1 = TOPO.endpoint("node-1/host")
 
 
-def observe(source, destination, outcome, protocol="tcp", runner=None, verdict=None, address=None):
+def observe(source, destination, outcome, protocol="tcp", runner=None, verdict=None, address=None,
+            evidence=()):
     check = Check("POD-POD-CROSS", pod_pairs(False), (protocol,), verdict or verdicts.reached,
-                  **({"address": address} if address else {}))
+                  evidence=evidence, **({"address": address} if address else {}))
     case = Case(check.requirement, protocol, source.name, destination.name if destination else None)
-    return Observation(case, check, source, destination, [outcome] if outcome else [],
+    return observation(case, check, source, destination, [outcome] if outcome else [],
                        runner or FakeRunner(TOPO))
 
 
@@ -89,19 +89,22 @@ def test_containers_in_two_namespaces_fail_the_shared_namespace_rule():
     assert (v.ok, v.kind) == (False, "mismatch")
 
 
+PEERS = ((verdicts.PEERS, "tcp"),)  # POD-IP-SELF's evidence: what its peers saw
+
+
 def _peers(seen_by_b: str) -> dict:
     return {"tcp": {f"tcp:{A.name}->{B.name}": result(seen=seen_by_b, responder=B.name),
                     f"tcp:{A.name}->node-2/probe-b": result(seen=A.ip, responder="node-2/probe-b")}}
 
 
 def test_pod_ip_self_passes_when_interface_report_and_peers_agree():
-    v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self",
+    v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self", evidence=PEERS,
                                                 runner=FakeRunner(TOPO, batches=_peers(A.ip))))
     assert v.ok
 
 
 def test_pod_ip_self_names_the_peer_that_saw_another_address():
-    v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self",
+    v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self", evidence=PEERS,
                                                 runner=FakeRunner(TOPO, batches=_peers("172.18.0.2"))))
     assert (v.ok, v.kind) == (False, "nat")
     assert f"172.18.0.2 (at {B.name})" in v.reason
@@ -110,18 +113,18 @@ def test_pod_ip_self_names_the_peer_that_saw_another_address():
 def test_pod_ip_self_fails_when_the_interface_lacks_the_reported_ip():
     runner = FakeRunner(TOPO, reports={A.name: self_report(A.name, ["10.244.1.77"])},
                         batches=_peers(A.ip))
-    v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self", runner=runner))
+    v = verdicts.pod_ip_is_own_and_seen(observe(A, None, None, "self", runner=runner, evidence=PEERS))
     assert (v.ok, v.kind) == (False, "mismatch")
 
 
 LARGE = Check("UDP-LARGE", pod_pairs(same_node=False), ("udp",), verdicts.arrived_whole, payload=2000)
 
 
-def large_observation(**fields) -> Observation:
+def large_observation(**fields):
     topo = topology(nodes=2)
     src, dst = topo.endpoint("node-1/probe-a"), topo.endpoint("node-2/probe-a")
     r = {**result(responder=dst.name, seen=src.ip, local=src.ip), **fields}
-    return Observation(Case("UDP-LARGE", "udp", src.name, dst.name), LARGE, src, dst, [r], FakeRunner(topo))
+    return observation(Case("UDP-LARGE", "udp", src.name, dst.name), LARGE, src, dst, [r], FakeRunner(topo))
 
 
 def test_a_large_datagram_that_arrives_whole_passes():

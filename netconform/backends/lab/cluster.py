@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -28,52 +27,43 @@ from pathlib import Path
 from typing import Callable
 
 from kubernetes.client.exceptions import ApiException
-from tenacity import (RetryCallState, retry, retry_if_exception_type, stop_after_delay,
-                      wait_fixed)
 
-from ...probing.channel import ProbeUnavailable, UnixSocketChannel
+from ...probing.channel import UnixSocketChannel
 from ...plan import probe_plan
 from ...services import host_ports, hostport_role
-from ...topology import CONTAINER, HOST, IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, POD, Endpoint, Topology
+from ...topology import IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, Endpoint, Topology
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
 from ..kube.channel import reach_through_api
 from ..kube import pods
-from ..kube.manifests import AGENT_SOURCE, CONTROL_PORT
-from . import addons, cleanup, conflists, faults, hostlimits, netns, proxyrules
+from ..kube.manifests import CONTROL_PORT
+from . import addons, cleanup, conflists, hostlimits, netns
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
                   pod_ip)
 from .cni_install import INSTALLS
 from .cni_nodes import CniNodes
 from .daemon_pods import DaemonPods
 from .controlplane.node import ControlPlane, ControlPlaneSpec
+from .fault_injector import FaultInjector
 from .faults import Fault
+from .interconnect import INTERCONNECTS, CniRouted
 from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, CONTROL_PLANE_IP, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
                      node_ip, pod_cidr)
 from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
 from .runtime_pods import RuntimePods
-from .proxy import NodeProxies, ProxySpec, merged
+from .proxy import NodeProxies, ProxySpec
 from .underlay import Port, Underlay
+from .pod_dns import PodResolvConfs
+from .probe_fleet import PROBE_SCRIPT, ProbeFleet, stop_process
 
-PROBE_SCRIPT = AGENT_SOURCE  # probes/netprobe.py
-VXLAN_DEVICE = "vxlan.nc"  # inside the node namespaces only: no prefix needed
 UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
                        "coredns")
-NSSWITCH = "hosts: files dns\n"  # a container image's (Debian's base image has the same for hosts)
 DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
 CONTROL_PLANE_NODE = "control-plane"  # the Node of the control plane's namespace
 CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # its label and taint, as kubeadm's
-# A fault's routes_withdrawn: the graceful restart time (cni_install.py: 10 s) and the withdrawal,
-# at most; the routes back after revert: a restarted agent peers at once, a peer whose sessions were
-# cut tries again after GoBGP's idle hold time (30 s) and, failing that, its connect retry (120 s)
-WITHDRAW_TIMEOUT, ROUTED_AGAIN_TIMEOUT = 40.0, 180.0
 LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
-
-
-class _NotReady(Exception):
-    pass
 
 
 @dataclass
@@ -84,7 +74,7 @@ class LabSpec:
     ready_timeout: float = 60.0
     faults: tuple[Fault, ...] = ()
     python: str = sys.executable
-    overlay: str = "routes"  # "routes" (kubenet, a cloud route table) or "vxlan" (flannel-like)
+    overlay: str = "routes"  # between nodes, with a conflist alone: interconnect.py ("routes", "vxlan")
     cni_path: tuple[str, ...] = PLUGIN_DIRS  # where plugins are looked up, as CNI_PATH
     cni_timeout: float = 20.0  # seconds one plugin call may take
     logs_kept_in: Path | None = None  # where the probes' logs are copied before teardown removes them
@@ -106,28 +96,6 @@ def plan(spec: LabSpec) -> Topology:
                       outside=True)
 
 
-def vxlan_commands(index: int, others: list[int]) -> tuple[list[str], list[str]]:
-    """A flannel-style VXLAN overlay: one VTEP per node addressed x.y.N.0 of its pod CIDR, and for
-    every other node a route to its pod CIDR through its VTEP, with static ARP and FDB entries.
-    Returns the `ip` commands and the `bridge fdb` commands."""
-    commands = [f"link add {VXLAN_DEVICE} address {vtep_mac(index)} type vxlan id 1 dev eth0 "
-                f"dstport 4789 nolearning", f"addr add {vtep_ip(index)}/32 dev {VXLAN_DEVICE}",
-                f"link set {VXLAN_DEVICE} up"]
-    for other in others:
-        commands += [f"route add {pod_cidr(other)} via {vtep_ip(other)} dev {VXLAN_DEVICE} onlink",
-                     f"neigh add {vtep_ip(other)} lladdr {vtep_mac(other)} dev {VXLAN_DEVICE} nud permanent"]
-    fdb = [f"fdb append {vtep_mac(other)} dev {VXLAN_DEVICE} dst {node_ip(other)}" for other in others]
-    return commands, fdb
-
-
-def vtep_ip(index: int) -> str:
-    return pod_cidr(index).split("/")[0]
-
-
-def vtep_mac(index: int) -> str:
-    return f"02:6e:63:00:{index // 256:02x}:{index % 256:02x}"
-
-
 class LabCluster:
     def __init__(self, spec: LabSpec, names: RunNames | None = None) -> None:
         if not 1 <= spec.nodes <= 200:
@@ -140,7 +108,6 @@ class LabCluster:
         self.topology = plan(spec)
         self._runtimes: dict[str, CniRuntime] = {}
         self._sandboxes: list[tuple[str, PodSandbox]] = []
-        self._processes: list[subprocess.Popen] = []
         self._capabilities: dict[str, dict | None] = {}
         self._stop_building = threading.Event()  # set when the build is abandoned
         self.underlay = Underlay(self.names)
@@ -153,15 +120,16 @@ class LabCluster:
         self._dns_ips: dict[str, str] = {}  # node -> the IP of the CoreDNS pod on it
         self._dns_ready: list[str] = []  # the nodes whose CoreDNS pod passed its readiness probe
         self.timings: dict[str, float] = {}  # phase -> seconds, for the report and the README
-        self._undo: dict[str, list[tuple[str, list[str]]]] = {}  # injected fault -> how to undo it
-        self._injected: dict[str, Fault] = {}  # faults in force now, by name
-        self._split: set[str] = set()  # injected faults that keep duo's containers apart
         self._pods: dict[str, dict] = {}
-        self._patched: dict[str, list[tuple[str, str, dict]]] = {}  # fault -> patches that undo it
-        self._killed: dict[str, list[str]] = {}  # fault -> the nodes whose CNI daemon it killed
         self._objects: list[dict] = []  # the run's objects as rendered (a runtime pod's template)
         self.runtime_pods: RuntimePods | None = None  # the kubelet's part for pods made later
         self.probe_token = secrets.token_urlsafe(32)  # every probe wants it on its control API
+        # the lab's parts, each with one job
+        self.resolv = PodResolvConfs(self.state_dir / "dns", self.names.prefix,
+                                     [n.name for n in self.topology.nodes])
+        self.probes = ProbeFleet(self.names, spec.python, spec.ready_timeout, spec.logs_kept_in,
+                                 self.resolv, self.probe_token)
+        self.injector = FaultInjector(self)
         # a real CNI installed from its manifest (cni_nodes.py), or None: the conflist alone
         self.cni = CniNodes(INSTALLS[spec.install], self.names, spec.release) if spec.install else None
 
@@ -172,15 +140,10 @@ class LabCluster:
         return self.names.state_dir
 
     def socket_path(self, endpoint: Endpoint) -> Path:
-        return self.state_dir / "sockets" / f"{endpoint.name.replace('/', '_')}.sock"
-
-    @property
-    def token_file(self) -> Path:
-        """The run's probe token, as each probe the lab starts reads it (a live run's Secret)."""
-        return self.state_dir / "probe-token"
+        return self.probes.socket_path(endpoint)
 
     def channel(self, endpoint: Endpoint) -> UnixSocketChannel:
-        return UnixSocketChannel(endpoint.name, str(self.socket_path(endpoint)), self.probe_token)
+        return self.probes.channel(endpoint)
 
     def _pod_netns(self, node: str, pod: str) -> str:
         return self.names.pod(node, pod)
@@ -215,9 +178,9 @@ class LabCluster:
         live = self._register(pod_ips)
         self._report_pods(live)
         self._report_dns(progress)
-        synced = self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
+        synced = self.proxies.wait_synced(live, self.proxied_namespaces(), self.names.prefix,
                                           self.spec.proxy_sync_timeout, progress,
-                                          others=self._dns_endpoints())
+                                          others=self.dns_endpoints())
         self.timings["kube_proxy_synced"] = round(synced, 2)
         progress(f"lab: kube-proxy ({self.spec.proxy_mode} mode) on {self.spec.nodes} node(s) "
                  f"programmed {len(live.services)} Services in {synced:.1f}s")
@@ -234,8 +197,8 @@ class LabCluster:
         chain = " → ".join(self.metadata()["cni_plugins"])
         progress(f"lab: {len(pod_ips)} pods wired by CNI ({chain})")
         if self.spec.objects:
-            self._start_probes(self.topology)  # they need no address; the control plane may still start
-            self._wait_ready(self.topology, progress)
+            self.probes.start_all(self.topology)  # they need no address; the control plane may still start
+            self.probes.wait_ready(self.topology, progress)
         return pod_ips
 
     def _install_cni(self, progress: Progress) -> None:
@@ -347,7 +310,7 @@ class LabCluster:
                                    self.state_dir / "logs")
         kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
                                                           "system:kube-proxy")
-        self.proxies.start(self._proxied_namespaces(), kubeconfig)
+        self.proxies.start(self.proxied_namespaces(), kubeconfig)
 
     def _route_pods_from(self, namespace: str) -> None:
         """Routes to every node's pod CIDR via that node, for a namespace on the underlay that is
@@ -359,11 +322,11 @@ class LabCluster:
         """Start CoreDNS once its nodes' kube-proxy routes the ``kubernetes`` Service (before that
         its first connection to the API server would wait out a SYN retransmission); report Ready
         the pods whose readiness probe passes from their node, so kube-dns gets those endpoints."""
-        self.proxies.wait_routed(self._node_namespaces(), self.dns.nodes, "default/kubernetes:https",
+        self.proxies.wait_routed(self.node_namespaces(), self.dns.nodes, "default/kubernetes:https",
                                  self.spec.proxy_sync_timeout)
         self.dns.start(self.api, {node: self._pod_netns(node, DNS_POD) for node in self.dns.nodes},
                        self.control_plane.layout.cert("ca"))
-        ready = self.dns.wait_ready(self._node_namespaces(),
+        ready = self.dns.wait_ready(self.node_namespaces(),
                                     {n: self._pod_netns(n, DNS_POD) for n in self.dns.nodes},
                                     self._dns_ips, self.spec.ready_timeout, progress)
         for node in ready:
@@ -372,38 +335,17 @@ class LabCluster:
         self._dns_ready = ready
         self.timings["coredns_ready"] = round(self.dns.started_in or 0.0, 2)
 
-    def _dns_endpoints(self) -> dict[str, set[str]]:
+    def dns_endpoints(self) -> dict[str, set[str]]:
         """kube-dns's ports as kube-proxy names them, each to reach every CoreDNS pod."""
         ips = {self._dns_ips[node] for node in self._dns_ready}
         return {f"{addons.NAMESPACE}/kube-dns:{port}": ips for port in ("dns", "dns-tcp")}
 
-    def _nsswitch(self) -> Path:
-        path = self.state_dir / "dns" / "nsswitch.conf"
-        if not path.exists():
-            path.write_text(NSSWITCH)
-        return path
-
-    def resolv_conf(self, node: str) -> Path:
-        """The resolv.conf of the pods on ``node`` (bind-mounted over their /etc/resolv.conf)."""
-        return self.state_dir / "dns" / f"resolv-{node}.conf"
-
-    def _write_resolv_confs(self) -> None:
-        for node in self.topology.nodes:
-            self.resolv_conf(node.name).parent.mkdir(exist_ok=True)
-            self._write_resolv_conf(node.name)
-
-    def _write_resolv_conf(self, node: str, search: tuple[str, ...] | None = None) -> None:
-        """Written in place (same inode): the pods' bind mounts see each change at once."""
-        searched = None if search is None else [s.replace("${DOMAIN}", addons.DOMAIN) for s in search]
-        with open(self.resolv_conf(node), "w") as conf:
-            conf.write(addons.cluster_first(self.names.prefix, search=searched))
-
-    def _node_namespaces(self) -> dict[str, str]:
+    def node_namespaces(self) -> dict[str, str]:
         return {n.name: self.names.node(n.name) for n in self.topology.nodes}
 
-    def _proxied_namespaces(self) -> dict[str, str]:
+    def proxied_namespaces(self) -> dict[str, str]:
         """Where a kube-proxy runs: every worker, and the control-plane node."""
-        return {**self._node_namespaces(), CONTROL_PLANE_NODE: self.control_plane.netns}
+        return {**self.node_namespaces(), CONTROL_PLANE_NODE: self.control_plane.netns}
 
     def _report_pods(self, live: Topology) -> None:
         """Every pod's probes answer: the lab kubelet reports them Running and Ready."""
@@ -462,8 +404,7 @@ class LabCluster:
         (self.state_dir / "sockets").mkdir(exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         cleanup.write_owner(self.state_dir)
-        self.token_file.touch(mode=0o600)
-        self.token_file.write_text(self.probe_token)
+        self.probes.write_token()
 
     def _build_world(self) -> None:
         ports = [Port(self.names.underlay_port(i), self.names.node(n.name))
@@ -479,21 +420,16 @@ class LabCluster:
                                      [n.name for n in self.topology.nodes],
                                      releases.get(self.spec.release).coredns)
         self.dns.start_upstream(self.names.outside)
-        self._write_resolv_confs()
+        self.resolv.write_all()
 
     def _configure_node(self, index: int, node: str) -> None:
-        """Address the node on the underlay and route every other node's pod CIDR to it (kubenet)."""
+        """Address the node on the underlay and reach every other node's pod CIDR (interconnect.py)."""
         name = self.names.node(node)
         commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
         others = [other for other in range(1, self.spec.nodes + 1) if other != index]
-        fdb = []
-        if self.cni is not None:
-            pass  # the CNI routes between nodes itself
-        elif self.spec.overlay == "vxlan":
-            vxlan, fdb = vxlan_commands(index, others)
-            commands += vxlan
-        else:
-            commands += [f"route add {pod_cidr(other)} via {node_ip(other)}" for other in others]
+        way = CniRouted() if self.cni is not None else INTERCONNECTS[self.spec.overlay]
+        between, fdb = way.commands(index, others)
+        commands += between
         commands.append(f"route add default via {UNDERLAY_GATEWAY}")
         netns.ip_batch(name, commands)
         if fdb:
@@ -567,8 +503,8 @@ class LabCluster:
         """After the kube backend made the run's objects (--backend=kube): wait until every
         kube-proxy programs them (always: the first checks would otherwise race it), then inject
         ``chosen``."""
-        self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
-                                 self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
+        self.proxies.wait_synced(live, self.proxied_namespaces(), self.names.prefix,
+                                 self.spec.proxy_sync_timeout, progress, others=self.dns_endpoints())
         for fault in chosen:
             self.inject(fault, live, progress)
 
@@ -581,118 +517,12 @@ class LabCluster:
     # --- faults on a running lab ---
 
     def inject(self, fault: Fault, live: Topology, progress: Progress = lambda message: None) -> None:
-        """Break the running lab as ``fault`` says; revert(fault) takes it back (each command's
-        undo is worked out as it runs, so a fault can be reverted whatever it changed)."""
-        if fault.name in self._undo:
-            raise BackendError(f"fault {fault.name} is injected already")
-        if self.spec.proxy_mode not in fault.modes:
-            raise BackendError(faults.mode_refusal(fault, self.spec.proxy_mode))
-        refusal = faults.cni_refusal(fault, self.spec.install)
-        if refusal:
-            raise BackendError(refusal)
-        undo: list[tuple[str, list[str]]] = []
-        self._undo[fault.name] = undo  # before the first command: a fault that fails half-way
-        self._injected[fault.name] = fault  # is still reverted by what it did
-        count = len(self.topology.nodes)
-        on_nodes = self._on_nodes(fault)
-        # the commands after the fault's own table: they may end what the table keeps from coming back
-        for index in on_nodes if fault.nft else ():
-            node = self.names.node(self.topology.nodes[index - 1].name)
-            rules = tuple(rule for chain in fault.nft for rule in chain.rules)
-            script = faults.nft_script(fault.name, fault.nft, self._fault_values(live, index, node, rules))
-            done = netns.run(node, ["nft", "-f", "-"], stdin=script)  # one transaction: all or none
-            if done.returncode:
-                raise BackendError(f"fault {fault.name} in {node}: nft: {done.stderr.strip()}")
-            undo.append((node, faults.nft_undo(fault.name)))
-        for index in on_nodes if fault.node_commands else ():
-            node = self.names.node(self.topology.nodes[index - 1].name)
-            values = self._fault_values(live, index, node, fault.node_commands)
-            for command in fault.node_commands:
-                self._fault_commands(fault, node, command, values, undo)
-        if fault.control_plane_commands:
-            values = self._fault_values(live, 1, None, fault.control_plane_commands)
-            for command in fault.control_plane_commands:
-                self._fault_commands(fault, self.control_plane.netns, command, values, undo)
-        for index in range(1, count + 1) if fault.port_commands else ():
-            values = self._fault_values(live, index, None, fault.port_commands)
-            for command in fault.port_commands:
-                self._fault_commands(fault, self.names.world, command, values, undo)
-        if fault.proxy:
-            self._reconfigure_proxies(live, progress)
-        if fault.split_duo:
-            self._split.add(fault.name)
-            self._restart_split_containers(live)
-        if fault.resolv_search is not None:
-            for index in on_nodes:
-                self._write_resolv_conf(self.topology.nodes[index - 1].name, fault.resolv_search)
-        for namespace, name, patch in fault.service_patches:
-            self._patch_service(fault, namespace or self.names.prefix, name, patch)
-        if any(namespace == addons.NAMESPACE for namespace, _, _ in fault.service_patches):
-            self._wait_dns_endpoints(live, progress)
-        if fault.proxy_frozen:
-            self.proxies.signal(signal.SIGSTOP)
-        affected = [self.topology.nodes[index - 1].name for index in on_nodes]
-        if fault.agent_killed:
-            self._killed[fault.name] = affected
-            for node in affected:
-                self.runtime_pods.daemons.kill(node)
-        if fault.routes_withdrawn:
-            cidrs = [pod_cidr(index) for index in on_nodes]
-            self.cni.wait_withdrawn(cidrs, WITHDRAW_TIMEOUT, progress)
-        self._forget_connections()
-        progress(f"lab: fault injected: {fault.name} ({fault.description})")
-
-    def _on_nodes(self, fault: Fault) -> list[int]:
-        """The 1-based indexes of the nodes the fault's ``on_nodes`` names."""
-        count = len(self.topology.nodes)
-        return list({"all": range(1, count + 1), "first": [1], "last": [count]}[fault.on_nodes])
+        """Break the running lab as ``fault`` says (fault_injector.py)."""
+        self.injector.inject(fault, live, progress)
 
     def revert(self, fault: Fault, live: Topology, progress: Progress = lambda message: None) -> None:
-        """Take an injected fault back: its commands undone in reverse order, kube-proxy's
-        configuration put back, duo's containers together again."""
-        if fault.name not in self._injected:
-            raise BackendError(f"fault {fault.name} is not injected")
-        failed, problems = [], []
-        for namespace, argv in reversed(self._undo[fault.name]):  # every undo is tried
-            done = netns.run(namespace, argv)
-            if done.returncode:
-                failed.insert(0, (namespace, argv))
-                problems.append(f"{namespace}: {' '.join(argv)}: {done.stderr.strip()}")
-        if problems:  # what could not be undone stays recorded, so a second revert tries again
-            self._undo[fault.name] = failed
-            raise BackendError(f"fault {fault.name} not reverted: {'; '.join(problems)}")
-        self._undo[fault.name] = []  # all undone: a second revert (after a failed patch) redoes none
-        while self._patched.get(fault.name):  # each undone patch is struck off only once it is done
-            namespace, name, patch = self._patched[fault.name][-1]
-            self._service(namespace, name, patch)
-            self._patched[fault.name].pop()
-        self._patched.pop(fault.name, None)
-        del self._undo[fault.name], self._injected[fault.name]
-        if fault.proxy:
-            self._reconfigure_proxies(live, progress)
-        if fault.split_duo:
-            self._split.discard(fault.name)
-            self._restart_split_containers(live)
-        if fault.resolv_search is not None:
-            for node in self.topology.nodes:
-                self._write_resolv_conf(node.name)
-        if any(namespace == addons.NAMESPACE for namespace, _, _ in fault.service_patches):
-            self._wait_dns_endpoints(live, progress)
-        for node in self._killed.pop(fault.name, []):
-            self.runtime_pods.daemons.restart(node)
-        if fault.revert_restarts_agent:
-            for index in self._on_nodes(fault):
-                node = self.topology.nodes[index - 1].name
-                self.runtime_pods.daemons.kill(node)
-                self.runtime_pods.daemons.restart(node)
-        if fault.agent_killed or fault.routes_withdrawn:
-            self.cni.wait_routed(ROUTED_AGAIN_TIMEOUT, progress)
-        if fault.proxy_frozen:  # it catches up with what changed meanwhile
-            self.proxies.signal(signal.SIGCONT)
-            self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
-                                     self.spec.proxy_sync_timeout, progress, others=self._dns_endpoints())
-        self._forget_connections()
-        progress(f"lab: fault reverted: {fault.name}")
+        """Take an injected fault back (fault_injector.py)."""
+        self.injector.revert(fault, live, progress)
 
     def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
         """APISERVER-POD: the lab's API server reaches a pod's probe at its pod IP through its pod
@@ -702,162 +532,14 @@ class LabCluster:
 
     def change_service(self, name: str, patch: dict | None) -> dict:
         """One of the run's Services read, or changed by a JSON merge patch; its spec as now."""
-        return self._service(self.names.prefix, name, patch)
+        return self.service(self.names.prefix, name, patch)
 
-    def _patch_service(self, fault: Fault, namespace: str, name: str, patch: dict) -> None:
-        """Patch a Service's spec, keeping the fields' values before it for revert."""
-        spec = self._service(namespace, name)
-        back = {"spec": {key: spec.get(key) for key in patch.get("spec", {})}}
-        self._patched.setdefault(fault.name, []).append((namespace, name, back))
-        self._service(namespace, name, patch)
-
-    def _service(self, namespace: str, name: str, patch: dict | None = None) -> dict:
+    def service(self, namespace: str, name: str, patch: dict | None = None) -> dict:
         try:
             return self.api.service_spec(namespace, name, patch)
         except ApiException as exc:
             raise BackendError(f"lab: cannot {'read' if patch is None else 'patch'} Service "
                                f"{namespace}/{name}: {status_message(exc)}") from None
-
-    def _frozen(self) -> bool:
-        """A fault has stopped every kube-proxy: nothing can be waited for from them."""
-        return any(f.proxy_frozen for f in self._injected.values())
-
-    def _wait_dns_endpoints(self, live: Topology, progress: Progress) -> None:
-        """Until every kube-proxy sends kube-dns where its selector now leads (nowhere, or back);
-        not while a fault keeps them stopped (they would never)."""
-        if self._frozen():
-            return
-        selector = self._service(addons.NAMESPACE, "kube-dns").get("selector")
-        serving = selector == {"k8s-app": "kube-dns"}
-        expected = self._dns_endpoints() if serving else \
-            {key: set() for key in self._dns_endpoints()}
-        self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
-                                 self.spec.proxy_sync_timeout, progress, others=expected)
-
-    def _forget_connections(self) -> None:
-        """Forget every node's tracked UDP and ICMP flows: a flow reusing an earlier one's ports
-        would otherwise keep the NAT chosen before the change, and a fault's rules in the nat
-        table would not see it (TCP connections stay: netns.flush_conntrack says why)."""
-        for namespace in self._node_namespaces().values():
-            problem = netns.flush_conntrack(namespace)
-            if problem:
-                raise BackendError(f"lab: {problem}")
-
-    def _reconfigure_proxies(self, live: Topology, progress: Progress) -> None:
-        """kube-proxy restarted with the settings of every fault injected now, merged."""
-        settings: dict = {}
-        for fault in self._injected.values():
-            settings = merged(settings, fault.proxy)
-        self.proxies.restart(settings)
-        self.proxies.wait_synced(live, self._proxied_namespaces(), self.names.prefix,
-                                 self.spec.proxy_sync_timeout, progress)
-        if self._frozen():  # the restarted processes are stopped again, as the fault wants them
-            self.proxies.signal(signal.SIGSTOP)
-
-    def _restart_split_containers(self, live: Topology) -> None:
-        """duo's second containers, started again where _namespace_of now puts them."""
-        for endpoint in live.probes():
-            if endpoint.kind == CONTAINER and endpoint.role.endswith("/c2"):
-                self._stop_probe(endpoint.name)
-                self._start_probe(endpoint)
-        self._wait_ready(live, lambda message: None)
-
-    def _fault_values(self, live: Topology, index: int, node_ns: str | None,
-                      commands: tuple[tuple[str, ...], ...]) -> dict[str, list[str]]:
-        """What each placeholder of a fault's commands stands for on one node (faults.py); the
-        node's rules are read only when a command asks for kube-proxy's affinity lists."""
-        backends = [live.endpoint(name).ip for name in live.services["web"].backends]
-        values = {"${POD_CIDR}": [pod_cidr(index)], "${LAST_POD_CIDR}": [pod_cidr(len(self.topology.nodes))],
-                  "${CLUSTER_CIDR}": [CLUSTER_CIDR], "${SERVICE_CIDR}": [SERVICE_CIDR],
-                  "${PORT}": [self.names.underlay_port(index)],
-                  "${OUTSIDE_IP}": [OUTSIDE_IP], "${BACKEND_IP}": backends,
-                  "${KUBERNETES_IP}": [live.endpoint(f"svc/{KUBERNETES_SERVICE}").ip],
-                  "${LAST_BACKEND_IP}": backends[-1:]}
-        values.update({faults.cluster_ip_placeholder(name): [service.cluster_ip]
-                       for name, service in live.services.items()})
-        values.update({faults.backend_ips_placeholder(name): [live.endpoint(b).ip for b in service.backends]
-                       for name, service in live.services.items()})
-        if node_ns is not None and any("${AFFINITY_LIST}" in part for c in commands for part in c):
-            values["${AFFINITY_LIST}"] = proxyrules.affinity_lists(
-                self.spec.proxy_mode, self.proxies.rules_text(node_ns))
-        return values
-
-    def _fault_commands(self, fault: Fault, namespace: str, command: tuple[str, ...],
-                        values: dict[str, list[str]], undo: list[tuple[str, list[str]]]) -> None:
-        argvs = faults.expand(command, values)
-        if not argvs:  # e.g. no affinity list yet: the fault would silently do nothing
-            raise BackendError(f"fault {fault.name} in {namespace}: nothing to apply "
-                               f"{' '.join(command)} to")
-        for argv in argvs:
-            if argv[0] == "iptables":  # wait for the xtables lock every kube-proxy also takes
-                argv = [argv[0], "-w", "5", *argv[1:]]
-            before = ""
-            if argv[:3] == ["ip", "route", "del"]:
-                before = netns.run(namespace, ["ip", "route", "show", argv[3]]).stdout.strip()
-            elif argv[:3] == ["ip", "link", "set"] and "mtu" in argv:
-                shown = netns.run(namespace, ["ip", "-o", "link", "show", argv[3]]).stdout.split()
-                before = shown[shown.index("mtu") + 1] if "mtu" in shown else ""
-            try:
-                reverse = faults.undo(argv, before)
-            except faults.NotReversible as exc:
-                raise BackendError(f"fault {fault.name} in {namespace}: {exc}") from None
-            done = netns.run(namespace, argv)
-            if done.returncode:
-                raise BackendError(f"fault {fault.name} in {namespace}: {' '.join(argv)}: "
-                                   f"{done.stderr.strip()}")
-            if reverse:
-                undo.append((namespace, reverse))
-
-    def _namespace_of(self, endpoint: Endpoint) -> str:
-        if endpoint.kind == HOST:
-            return self.names.node(endpoint.node)
-        if endpoint.kind == OUTSIDE:
-            return self.names.outside
-        if endpoint.kind == CONTAINER and endpoint.role.endswith("/c2") and self._split:
-            return self._split_netns(endpoint.node)
-        return self._pod_netns(endpoint.node, endpoint.pod.split("/", 1)[1])
-
-    def _split_netns(self, node: str) -> str:
-        """Fault localhost-split: a namespace of its own (loopback only) for duo's second container."""
-        name = self._pod_netns(node, "duo-split")
-        if not netns.exists(name):
-            netns.create(name, record=self.names.registry)
-            netns.ip_batch(name, ["link set lo up"])
-        return name
-
-    def _start_probes(self, live: Topology) -> None:
-        for endpoint in live.probes():
-            self._start_probe(endpoint)
-
-    def _start_probe(self, endpoint: Endpoint) -> None:
-        self._spawn_probe(self._namespace_of(endpoint),
-                          None if endpoint.kind == OUTSIDE else self.resolv_conf(endpoint.node),
-                          endpoint.name.replace('/', '_'),
-                          ["serve", "--name", endpoint.name, "--port", str(endpoint.port),
-                           "--control", f"unix:{self.socket_path(endpoint)}", "--token-file", str(self.token_file),
-                           # a pod's probe is also reached at its pod IP, by the API server's pod proxy
-                           *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])])
-
-    def _spawn_probe(self, where: str, resolv_conf: Path | None, log_name: str, args: list[str],
-                     script: Path = PROBE_SCRIPT, flags: tuple[str, ...] = ("-I", "-S")) -> subprocess.Popen:
-        """The probe agent ``script`` with ``args``, in namespace ``where``, run by the lab's Python
-        with ``flags`` (-I -S: the standard library alone, as the stock image on a cluster runs
-        it); with ``resolv_conf``, seeing that file as its /etc/resolv.conf (the one kubelet
-        writes for the pod)."""
-        log = open(self.state_dir / "logs" / f"{log_name}.log", "ab")
-        # Pods (and the hostNetwork probe, dnsPolicy ClusterFirstWithHostNet) see the resolv.conf
-        # kubelet writes, and the nsswitch.conf of a container image (hosts: files dns, whatever
-        # the machine's says), bind-mounted in the private mount namespace `ip netns exec` makes.
-        dns = [] if resolv_conf is None else [
-            "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/nsswitch.conf '
-            '&& shift && exec "$@"', str(resolv_conf), str(self._nsswitch())]
-        with log:
-            process = subprocess.Popen(
-                ["ip", "netns", "exec", where, *dns, self.spec.python, *flags, str(script), *args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)  # Ctrl-C reaches the harness, which stops them in order
-        self._processes.append(process)
-        return process
 
     # --- the lab kubelet's runtime, for pods made while the run goes on (runtime_pods.py) ---
 
@@ -880,14 +562,8 @@ class LabCluster:
         return node_ip(self._node_index(node))
 
     def pod_resolv_conf(self, namespace: str, node: str) -> Path:
-        """The resolv.conf kubelet writes for a ClusterFirst pod of ``namespace`` (the lab's own
-        run namespace's is the per-node file faults may rewrite)."""
-        if namespace == self.names.prefix:
-            return self.resolv_conf(node)
-        path = self.state_dir / "dns" / f"resolv-{namespace}.conf"
-        if not path.exists():
-            path.write_text(addons.cluster_first(namespace))
-        return path
+        """The resolv.conf kubelet writes for a ClusterFirst pod of ``namespace`` (pod_dns.py)."""
+        return self.resolv.for_namespace(namespace, node)
 
     def unwire_pod(self, node: str, sandbox: PodSandbox) -> str | None:
         """CNI DEL and the namespace removed; what went wrong, or None."""
@@ -915,10 +591,10 @@ class LabCluster:
         return directory / volume
 
     def runtime_socket(self, pod: str, container: str) -> Path:
-        return self.state_dir / "sockets" / f"rt_{pod}_{container}.sock"
+        return self.probes.runtime_socket(pod, container)
 
     def runtime_channel(self, pod: str, container: str) -> UnixSocketChannel:
-        return UnixSocketChannel(f"{pod}/{container}", str(self.runtime_socket(pod, container)), self.probe_token)
+        return self.probes.runtime_channel(pod, container)
 
     def start_container(self, where: str, resolv_conf: Path | None, pod: str, container: str,
                         args: list[str], script: Path = PROBE_SCRIPT,
@@ -926,18 +602,13 @@ class LabCluster:
         """The agent ``script`` (the probe image's entrypoint, or the file a stock Python is told
         to run) with the container's args, in namespace ``where`` (the pod's, or the node's for a
         hostNetwork pod); the lab reaches it on a control socket of its own."""
-        return self._spawn_probe(where, resolv_conf, f"rt_{pod}_{container}",
+        return self.probes.spawn(where, resolv_conf, f"rt_{pod}_{container}",
                                  [*args, "--control", f"unix:{self.runtime_socket(pod, container)}"],
                                  script, flags)
 
     def stop_process(self, process: subprocess.Popen) -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=3)
-        for running in (self._processes, self.cni.processes if self.cni else []):
+        stop_process(process)
+        for running in (self.probes.processes, self.cni.processes if self.cni else []):
             if process in running:
                 running.remove(process)
 
@@ -948,53 +619,6 @@ class LabCluster:
 
     def delete_pod(self, name: str) -> None:
         pods.delete_pod(self.api, self.names.prefix, name)
-
-    def _stop_probe(self, name: str) -> None:
-        for process in [p for p in self._processes if p.args[p.args.index("--name") + 1] == name]:
-            self.stop_process(process)
-
-    def _wait_ready(self, live: Topology, progress: Progress) -> None:
-        """Poll every probe's health endpoint until all answer, a probe dies, or time runs out."""
-        waiting = {e.name: e for e in live.probes()}
-        total = len(waiting)
-        progress(f"lab: waiting for {total} probes (at most {self.spec.ready_timeout:.0f}s)")
-
-        def still_waiting(state: RetryCallState) -> None:
-            if state.attempt_number % 20 == 0:
-                progress(f"lab: {total - len(waiting)}/{total} probes ready")
-
-        @retry(stop=stop_after_delay(self.spec.ready_timeout), wait=wait_fixed(0.1),
-               retry=retry_if_exception_type(_NotReady), after=still_waiting, reraise=True)
-        def poll() -> None:
-            for process in self._processes:
-                if process.poll() is not None:
-                    name = process.args[process.args.index("--name") + 1]
-                    raise BackendError(f"probe {name} exited with code {process.returncode}: "
-                                       f"{self._log_tail(name)}")
-            for name, endpoint in list(waiting.items()):
-                try:
-                    self.channel(endpoint).call("healthz", timeout=2)
-                    del waiting[name]
-                except ProbeUnavailable:
-                    pass
-            if waiting:
-                raise _NotReady()
-
-        try:
-            poll()
-        except _NotReady:
-            raise BackendError(f"{len(waiting)} probe(s) not ready after "
-                               f"{self.spec.ready_timeout:.0f}s: {', '.join(sorted(waiting))}; "
-                               f"their logs are kept in {self.spec.logs_kept_in or self.state_dir / 'logs'}"
-                               ) from None
-        progress(f"lab: {total}/{total} probes ready")
-
-    def _log_tail(self, name: str) -> str:
-        log = self.state_dir / "logs" / f"{name.replace('/', '_')}.log"
-        try:
-            return log.read_text(errors="replace").strip()[-800:] or "(no output)"
-        except OSError:
-            return "(no log)"
 
     def metadata(self) -> dict:
         meta = {"lab_prefix": self.names.prefix, "namespace": self.names.prefix,
@@ -1052,10 +676,10 @@ class LabCluster:
         if self.kubelet:
             self.kubelet.stop()
         daemons = self.cni.processes if self.cni else []
-        for process in [*self._processes, *daemons]:
+        for process in [*self.probes.processes, *daemons]:
             if process.poll() is None:
                 process.terminate()
-        for process in [*self._processes, *daemons]:
+        for process in [*self.probes.processes, *daemons]:
             try:
                 process.wait(timeout=3)
             except subprocess.TimeoutExpired:
