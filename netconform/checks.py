@@ -12,8 +12,8 @@ import pytest
 
 from .requirements import requirement
 from .services import shared_protocol
-from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, NODEPORT, OUTSIDE, POD, SERVICE, STANDALONE,
-                       Endpoint, Topology)
+from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, IPV4, NODEPORT, OUTSIDE, POD, SERVICE,
+                       STANDALONE, Endpoint, Topology)
 
 Pair = tuple[Endpoint, "Endpoint | None"]
 INSPECT = "self"  # the pseudo-protocol of checks that read self-reports instead of connecting
@@ -22,18 +22,20 @@ SECOND_NODE, OUTSIDE_CLIENT = "a second node", "an outside client"  # what a che
 
 @dataclass(frozen=True)
 class Case:
-    """One pytest item: a check between two named endpoints over one protocol."""
+    """One pytest item: a check between two named endpoints over one protocol, in one IP family."""
 
     requirement: str
     protocol: str
     source: str
     destination: str | None
+    family: str = IPV4
 
     @property
     def id(self) -> str:
-        """The part in brackets of 'POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]'."""
+        """The part in brackets of 'POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-b]'
+        ('POD-IP-SELF[ipv4:node-1/probe-a]' for an inspection)."""
         pair = self.source if self.destination is None else f"{self.source}->{self.destination}"
-        return pair if self.protocol == INSPECT else f"{self.protocol}:{pair}"
+        return f"{self.family}:{pair}" if self.protocol == INSPECT else f"{self.protocol}/{self.family}:{pair}"
 
     @property
     def full_id(self) -> str:
@@ -55,7 +57,7 @@ class Query:
     """One DNS question of a DNS check, asked by the source probe through its own resolver
     settings (``search``: the resolv.conf search list and ndots apply, as ``dig +search``)."""
 
-    label: str  # its part of the target id: 'DNS-SVC[udp:node-1/probe-a->svc/web@short]'
+    label: str  # its part of the target id: 'DNS-SVC[udp/ipv4:node-1/probe-a->svc/web@short]'
     name: str
     type: str = "A"
     search: bool = True
@@ -77,7 +79,7 @@ class Connection:
     """One connection of a round (see Check.rounds) to an address the round learnt from the
     Service as changed (a NodePort the API server allocated), over the item's protocol."""
 
-    label: str  # its part of the target id: 'SVC-TYPE-CHANGE[tcp:…@nodeport/node-port]'
+    label: str  # its part of the target id: 'SVC-TYPE-CHANGE[tcp/ipv4:…@nodeport/node-port]'
     ip: str
     port: int
     answered: bool = True  # False: it must get no answer (a reject or a timeout): a removed port
@@ -96,7 +98,7 @@ class Change:
     """A change a check makes to one of the run's Services between two rounds of questions, as a
     user's ``kubectl patch`` would (a JSON merge patch; ``None`` removes a field)."""
 
-    label: str  # the round after it: 'DNS-EXTERNALNAME[udp:…@renamed/short]'
+    label: str  # the round after it: 'DNS-EXTERNALNAME[udp/ipv4:…@renamed/short]'
     service: str
     patch: dict | None = field(compare=False)  # a dict cannot be hashed; a check is (a batch key);
     # None: nothing changes, the round only comes later
@@ -163,9 +165,12 @@ class Check:
         return self.repeat(topology, destination) if callable(self.repeat) else self.repeat
 
     def cases(self, topology: Topology, protocol: str | None = None) -> list[Case]:
-        return [Case(self.requirement, proto, src.name, dst.name if dst else None)
+        """One case per family the checks run in, protocol and pair."""
+        pairs = self.pairs(topology)
+        return [Case(self.requirement, proto, src.name, dst.name if dst else None, family)
+                for family in topology.families
                 for proto in self.protocols if protocol in (None, proto)
-                for src, dst in self.pairs(topology)]
+                for src, dst in pairs]
 
 
 def check(requirement_id: str, pairs: Callable[[Topology], list[Pair]],

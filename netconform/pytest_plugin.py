@@ -17,6 +17,7 @@ from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, pro
 from .pytest_run import NetconformRun
 from .requirements import CATALOG, LEVELS
 from .session import Conformance, Judgement
+from .topology import FAMILIES
 from .upstream.releases import DEFAULT_RELEASE, RELEASES
 
 PROXY_MODES = ("iptables", "nftables")  # the lab's kube-proxy modes (backends/lab/proxy.py)
@@ -153,6 +154,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{req.id}: {req.level} — {req.title}")
     for level in LEVELS:
         config.addinivalue_line("markers", f"{level}: every requirement of level {level}")
+    for family in FAMILIES:
+        config.addinivalue_line("markers", f"{family}: every item in the {family} family")
     try:
         _refuse_parallel_suites(config)
         chosen = _profile(config)
@@ -363,7 +366,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     topology = run.planned()
     missing = spec.missing(topology)
     cases = [] if missing else spec.cases(topology)
-    params = [pytest.param(c, id=c.id, marks=marks) for c in cases] or [pytest.param(
+    params = [pytest.param(c, id=c.id, marks=[*marks, getattr(pytest.mark, c.family)])
+              for c in cases] or [pytest.param(
         Case(spec.requirement, INSPECT, "none", None), id="none", marks=pytest.mark.skip(
             reason=missing or "this cluster offers no pair to check"))]
     metafunc.parametrize("netconform_case", params)

@@ -158,7 +158,8 @@ class NetconformRun:
             meta["cleanup_problems"] = problems
         selection = Selection(dict(Counter(c.requirement for c in self.cases.values())),
                               dict(Counter(c.requirement for c in self.selected.values())),
-                              self.not_applicable)
+                              self.not_applicable,
+                              self._planned.untested_families if self._planned else ())
         self.document = results.build(meta, list(self.records.values()), selection, interrupted,
                                       self.config.getoption("fail_on"))
         self._write()

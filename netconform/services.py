@@ -111,7 +111,8 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     endpoints.append(Endpoint("svc", KUBERNETES_SERVICE, APISERVER, 443))
     if outside:
         endpoints.append(OUTSIDE_CLIENT)
-    return Topology(topology.nodes, endpoints, dict(topology.meta), services)
+    return Topology(topology.nodes, endpoints, dict(topology.meta), services, topology.families,
+                    topology.cluster_families)
 
 
 def minimum_connections(backends: int, miss_probability: float = 1e-6) -> int:

@@ -88,7 +88,7 @@ class Conformance:
             kind=verdict.kind if verdict else ("error" if outcome == "error" else ""),
             reason=verdict.reason if verdict else why,
             observed=verdict.observed if verdict else {}, evidence=evidence,
-            deviation=deviation, duration=round(duration, 4))
+            deviation=deviation, duration=round(duration, 4), family=case.family)
 
     def _describe(self, name: str | None) -> dict | None:
         if name is None:
@@ -111,6 +111,9 @@ class Conformance:
             "kernel": platform.release(), "started": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "nodes": [n.name for n in self.topology.nodes] if self.topology else [],
+            # the families the items ran in, and the ones the cluster has (a gap: every row incomplete)
+            "ip_families": list(self.topology.families) if self.topology else [],
+            "cluster_ip_families": list(self.topology.cluster_families) if self.topology else [],
             "probe_timeout_s": self.settings.timeout, "probe_attempts": self.settings.attempts,
             "control_requests": dict(self.runner.requests) if self.runner else {},
             "phases": dict(self.phases),

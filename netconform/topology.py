@@ -5,6 +5,7 @@ collect one item per pair) and then *starts* it, filling in addresses.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 
 # Endpoints with a probe agent behind them (STANDALONE: the one-of-a-kind pods on the first node,
@@ -19,6 +20,16 @@ IN_POD_NETWORK = (POD, CONTAINER, STANDALONE)  # their own pod network namespace
 
 
 KUBERNETES_SERVICE = "kubernetes"  # its name in cluster_ips (with_addresses)
+
+# The IP families (shared/docs/network-model.md: every MUST and SHOULD check runs per family the
+# cluster has); the words are the ones in item ids, markers and results.json
+IPV4, IPV6 = "ipv4", "ipv6"
+FAMILIES = (IPV4, IPV6)
+
+
+def family_of(ip: str) -> str:
+    """The family of an address: 'ipv4' or 'ipv6' (ValueError for what is no address)."""
+    return IPV4 if ipaddress.ip_address(ip).version == 4 else IPV6
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,14 @@ class Topology:
     endpoints: list[Endpoint]
     meta: dict = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
+    # The families the checks run in (each case is one family), and the families the cluster has:
+    # a family the cluster has and the suite cannot probe yet leaves every row incomplete
+    families: tuple[str, ...] = (IPV4,)
+    cluster_families: tuple[str, ...] = (IPV4,)
+
+    @property
+    def untested_families(self) -> tuple[str, ...]:
+        return tuple(f for f in self.cluster_families if f not in self.families)
 
     def endpoint(self, name: str) -> Endpoint:
         for endpoint in self.endpoints:
@@ -131,7 +150,7 @@ class Topology:
 
         endpoints = [replace(e, ip=address(e)) for e in self.endpoints]
         nodes = [Node(n.name, node_ips[n.name]) for n in self.nodes]
-        return Topology(nodes, endpoints, dict(self.meta), services)
+        return Topology(nodes, endpoints, dict(self.meta), services, self.families, self.cluster_families)
 
     def who_has(self, ip: str | None, node_addresses: dict[str, list[str]] | None = None) -> str:
         """Name the owner of an address, for failure messages: 'node-1/probe-a' or 'node node-1'."""

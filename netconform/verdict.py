@@ -25,6 +25,8 @@ class Selection:
     planned: dict[str, int] = field(default_factory=dict)
     selected: dict[str, int] = field(default_factory=dict)
     not_applicable: dict[str, str] = field(default_factory=dict)  # ID -> the user's reason
+    # IP families the cluster has that this version cannot probe yet: no row can pass for them
+    untested_families: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ def row_status(req: Requirement, outcomes: list[str], skip_reasons: list[str],
                                        f"{'; '.join(sorted(set(skip_reasons)))}")
     if selected < planned:
         return RowStatus("incomplete", f"{selected} of {planned} item(s) selected")
+    if selection.untested_families:
+        return RowStatus("incomplete", f"not implemented: the cluster also has "
+                                       f"{' and '.join(selection.untested_families)}, which this version "
+                                       f"does not probe yet; a requirement holds only in every family")
     return RowStatus("pass", "")
 
 

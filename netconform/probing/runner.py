@@ -515,6 +515,6 @@ def _harness_errors(cases: list[Case], reason: str) -> dict[str, dict]:
 
 
 def _target_ids(check: Check, topology: Topology, case: Case) -> list[str]:
-    """One connection per pair, or ``repeat`` numbered ones ('tcp:a->b#0', 'tcp:a->b#1', …)."""
+    """One connection per pair, or ``repeat`` numbered ones ('tcp/ipv4:a->b#0', 'tcp/ipv4:a->b#1', …)."""
     count = check.connections(topology, topology.endpoint(case.destination))
     return [case.id] if count == 1 else [f"{case.id}#{i}" for i in range(count)]

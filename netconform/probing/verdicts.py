@@ -211,9 +211,11 @@ def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
         return Verdict(False, "mismatch", f"the cluster reports {src.name} at {src.ip}, but its "
                        f"interfaces carry {own or 'no address'}", {"own": own})
     seen = {}
-    for case_id, result in obs.evidence[(PEERS, "tcp")].items():
-        if case_id.startswith(f"tcp:{src.name}->") and result["ok"]:
-            seen[case_id.split("->", 1)[1]] = result["seen"]
+    peers = obs.evidence[(PEERS, "tcp")]
+    for case in PEERS.cases(obs.topology, "tcp"):
+        found = peers.get(case.id) if case.source == src.name and case.family == obs.case.family else None
+        if found and found["ok"]:
+            seen[case.destination] = found["seen"]
     if not seen:
         return Verdict(False, "unobserved", f"no peer of {src.name} could be reached, so none "
                        "could observe its address (POD-POD-* say why)", {"own": own}, harness=True)

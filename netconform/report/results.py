@@ -14,7 +14,7 @@ SCHEMA = "netconform/results/v2"  # v2: verdict, verdict_reasons, exit_code, row
 
 @dataclass
 class ItemRecord:
-    id: str  # 'POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]'
+    id: str  # 'POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-b]'
     nodeid: str  # pytest's node id
     requirement: str
     level: str
@@ -29,6 +29,7 @@ class ItemRecord:
     evidence: dict = field(default_factory=dict)  # routes and interfaces of the nodes involved
     deviation: str | None = None
     duration: float = 0.0
+    family: str = "ipv4"  # the IP family of the addresses the item used: ipv4 or ipv6
 
 
 def requirement_summary(records: list[ItemRecord], selection: Selection | None = None) -> list[dict]:

@@ -85,7 +85,7 @@ def test_a_harness_error_is_an_error_not_a_failure(tmp_path):
     run = run_suite(tmp_path, "-m", "POD-POD-CROSS or SVC-CLUSTERIP", "-p", "tests.lab.kill_probe",
                     env=env, timeout=180)
     assert run.returncode == 2, run.output[-3000:]
-    item = next(i for i in run.results["items"] if i["id"] == "SVC-CLUSTERIP[tcp:node-2/probe-b->svc/web]")
+    item = next(i for i in run.results["items"] if i["id"] == "SVC-CLUSTERIP[tcp/ipv4:node-2/probe-b->svc/web]")
     assert item["outcome"] == "error" and item["kind"] == "probe unavailable"
     row = {r["id"]: r for r in run.results["summary"]}["SVC-CLUSTERIP"]
     assert row["verdict"] == "error" and row["failed"] == 0 and row["error"] > 0

@@ -250,3 +250,29 @@ def test_an_answer_that_breaks_off_is_asked_for_once_more_then_the_break_is_the_
                                                        r"off 2 times in a row: .*IncompleteRead"):
                 channel.call("probe", {"targets": []})
             assert breaks["asked"] == 2  # bounded: never a third time
+
+
+def _dual_stack(item: dict, ipv6: str, first: bool = False) -> dict:
+    """A Node whose kubelet reports an InternalIP per family (the IPv6 one first when ``first``)."""
+    addresses = item["status"]["addresses"]
+    v6 = {"type": "InternalIP", "address": ipv6}
+    item["status"]["addresses"] = [v6, *addresses] if first else [addresses[0], v6, *addresses[1:]]
+    return item
+
+
+def test_the_families_are_read_from_the_nodes_and_one_not_probed_is_named(tmp_path):
+    dual = [_dual_stack(n, f"fc00:f853:ccd:e793::{i}") for i, n in enumerate(workers(2), 2)]
+    with FakeApiServer(World(dual, existing=[KINDNET])) as api:
+        planned = backend(api, tmp_path).plan()
+        assert (planned.families, planned.cluster_families) == (("ipv4",), ("ipv4", "ipv6"))
+        assert planned.untested_families == ("ipv6",)
+    with FakeApiServer(World(workers(2), existing=[KINDNET])) as api:
+        planned = backend(api, tmp_path).plan()
+        assert (planned.families, planned.untested_families) == (("ipv4",), ())
+
+
+def test_nodes_of_two_primary_families_are_refused_by_name(tmp_path):
+    one, two = workers(2)
+    with FakeApiServer(World([one, _dual_stack(two, "fc00::3", first=True)], existing=[KINDNET])) as api:
+        with pytest.raises(BackendError, match="first InternalIPs are of both families"):
+            backend(api, tmp_path).plan()

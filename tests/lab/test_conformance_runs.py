@@ -72,11 +72,16 @@ def test_one_item_per_requirement_pair_and_protocol(bridge_run):
     items = bridge_run.results["items"]
     ids = {i["id"] for i in items}
     assert len(ids) == len(items)
-    assert "POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]" in ids
-    assert "POD-POD-CROSS[icmp:node-3/probe-b->node-1/probe-a]" in ids
-    assert "LOCALHOST[udp:node-2/duo/c2->node-2/duo/c1]" in ids
+    assert "POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-b]" in ids
+    assert "POD-POD-CROSS[icmp/ipv4:node-3/probe-b->node-1/probe-a]" in ids
+    assert "LOCALHOST[udp/ipv4:node-2/duo/c2->node-2/duo/c1]" in ids
+    assert "POD-IP-SELF[ipv4:node-1/probe-a]" in ids
     cross = [i for i in items if i["requirement"] == "POD-POD-CROSS"]
     assert len(cross) == 3 * (6 * 4)  # 3 protocols x 6 pods x 4 pods on other nodes
+    # one family on the lab for now, in every record and in the run's metadata
+    assert {i["family"] for i in items} == {"ipv4"}
+    meta = bridge_run.results["meta"]
+    assert (meta["ip_families"], meta["cluster_ip_families"]) == (["ipv4"], ["ipv4"])
 
 
 @SHARED_RUNS
@@ -89,7 +94,7 @@ def test_ip_masquerade_fails_pod_pod_cross_with_the_node_address(ipmasq_run):
     for unaffected in ("POD-POD-SAME", "NODE-POD", "HOSTNET-POD", "LOCALHOST"):
         assert summary[unaffected]["verdict"] == "pass", summary[unaffected]
     failure = next(i for i in run.results["items"]
-                   if i["id"] == "POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-a]")
+                   if i["id"] == "POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-a]")
     assert failure["kind"] == "nat" and failure["observed"]["seen"] == "172.18.0.2"
     assert ("NAT: node-2/probe-a saw the connection come from 172.18.0.2 (node node-1), "
             f"expected {failure['source']['ip']}") in run.output

@@ -25,7 +25,7 @@ def test_a_probe_that_dies_mid_run_errors_its_items_and_nothing_hangs(tmp_path):
                     "-p", "tests.lab.kill_probe", env=env, timeout=180)  # a hang raises, not blocks
     assert run.returncode == 2, run.output[-3000:]  # errors, not failures: INCOMPLETE
     assert run.summary["POD-POD-CROSS"]["verdict"] == "pass"  # before the kill
-    assert "SVC-CLUSTERIP[tcp:node-2/probe-b->svc/web]" in run.output  # it should have asked
+    assert "SVC-CLUSTERIP[tcp/ipv4:node-2/probe-b->svc/web]" in run.output  # it should have asked
     assert "could not be asked to connect" in run.output  # what it says: the probe is gone
     assert leftovers(run.prefix) == []
 

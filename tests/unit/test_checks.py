@@ -18,8 +18,8 @@ def test_pairs_split_same_node_and_cross_node():
 
 def test_ids_name_protocol_and_exact_pair():
     case = Case("POD-POD-CROSS", "tcp", "node-1/probe-a", "node-2/probe-b")
-    assert case.full_id == "POD-POD-CROSS[tcp:node-1/probe-a->node-2/probe-b]"
-    assert Case("POD-IP-SELF", "self", "node-1/probe-a", None).full_id == "POD-IP-SELF[node-1/probe-a]"
+    assert case.full_id == "POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-b]"
+    assert Case("POD-IP-SELF", "self", "node-1/probe-a", None).full_id == "POD-IP-SELF[ipv4:node-1/probe-a]"
 
 
 def test_check_marks_the_test_with_its_requirement_and_level():
@@ -27,7 +27,7 @@ def test_check_marks_the_test_with_its_requirement_and_level():
     names = {mark.name for mark in test.pytestmark}
     assert names == {"NODE-POD", "MUST"}
     assert [c.id for c in test.netconform_check.cases(topology(1, 1))] == [
-        "tcp:node-1/host->node-1/probe-a", "udp:node-1/host->node-1/probe-a"]
+        "tcp/ipv4:node-1/host->node-1/probe-a", "udp/ipv4:node-1/host->node-1/probe-a"]
 
 
 def test_an_unknown_requirement_fails_at_declaration():

@@ -6,7 +6,7 @@ from netconform.report.results import ItemRecord
 
 
 def record(req="POD-POD-CROSS", src="node-1", dst="node-2", outcome="passed", **extra):
-    return ItemRecord(id=f"{req}[tcp:{src}/probe-a->{dst}/probe-a]", nodeid="n", requirement=req,
+    return ItemRecord(id=f"{req}[tcp/ipv4:{src}/probe-a->{dst}/probe-a]", nodeid="n", requirement=req,
                       level="SHOULD" if req.startswith("SVC") else "MUST", protocol="tcp",
                       source={"name": f"{src}/probe-a", "node": src, "ip": "10.244.1.2"},
                       destination={"name": f"{dst}/probe-a", "node": dst, "ip": "10.244.2.2"},

@@ -57,10 +57,10 @@ def test_a_dead_probe_fails_its_own_pairs_with_the_reason_and_spares_the_others(
     topo = topology(2, 1)
     runner = Runner(topo, EchoingProbes(topo, dead={"node-1/probe-a"}))
     results = runner.batch(CROSS, "tcp")
-    dead = results["tcp:node-1/probe-a->node-2/probe-a"]
+    dead = results["tcp/ipv4:node-1/probe-a->node-2/probe-a"]
     assert not dead["ok"] and dead["error"] == "probe unavailable"
     assert "connection refused" in dead["detail"]
-    assert results["tcp:node-2/probe-a->node-1/probe-a"]["ok"]
+    assert results["tcp/ipv4:node-2/probe-a->node-1/probe-a"]["ok"]
 
 
 def test_icmp_sources_come_from_the_receivers_capture():

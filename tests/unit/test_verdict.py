@@ -84,3 +84,14 @@ def test_row_status_from_items_and_selection():
     assert status(["passed"], not_applicable={MUST.id: "why"}).status == "not applicable"
     assert status([], req=Requirement("DNS-SVC", "MUST", "t", "r", implemented=False)).status == \
         "not implemented"
+
+
+def test_a_family_the_cluster_has_and_the_run_cannot_probe_leaves_every_row_incomplete():
+    """A requirement holds only in every family the cluster has: passing in IPv4 alone on a
+    dual-stack cluster says nothing of IPv6, so no row passes; a failure in IPv4 still fails."""
+    selection = Selection({MUST.id: 2}, {MUST.id: 2}, {}, ("ipv6",))
+    gap = row_status(MUST, ["passed", "passed"], [], selection)
+    assert gap.status == "incomplete" and "not implemented" in gap.note and "ipv6" in gap.note
+    assert row_status(MUST, ["passed", "failed"], [], selection).status == "fail"
+    verdict = decide([row(verdict=gap.status, note=gap.note)])
+    assert verdict.word == INCOMPLETE and any("ipv6" in reason for reason in verdict.reasons)

@@ -93,8 +93,8 @@ PEERS = ((verdicts.PEERS, "tcp"),)  # POD-IP-SELF's evidence: what its peers saw
 
 
 def _peers(seen_by_b: str) -> dict:
-    return {"tcp": {f"tcp:{A.name}->{B.name}": result(seen=seen_by_b, responder=B.name),
-                    f"tcp:{A.name}->node-2/probe-b": result(seen=A.ip, responder="node-2/probe-b")}}
+    return {"tcp": {f"tcp/ipv4:{A.name}->{B.name}": result(seen=seen_by_b, responder=B.name),
+                    f"tcp/ipv4:{A.name}->node-2/probe-b": result(seen=A.ip, responder="node-2/probe-b")}}
 
 
 def test_pod_ip_self_passes_when_interface_report_and_peers_agree():

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from ...plan import DUO_CONTAINERS, probe_plan
 from ...probing.channel import ProbeChannel
 from ...profiles import Profile
-from ...topology import KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology
+from ...topology import KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology, family_of
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
@@ -22,7 +22,7 @@ from . import pods, services_ready
 from .discovery import cluster_facts
 from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
                         STOCK_PYTHON, DeploySpec, render, render_endpoint_slices, run_setup)
-from .nodes import ClusterNode, select_nodes
+from .nodes import ClusterNode, select_nodes, with_families
 from .readiness import wait_ready
 
 NODE_PORT_RANGE = range(30000, 32768)
@@ -76,8 +76,9 @@ class KubeBackend(Backend):
             self.nodes = select_nodes(items, self.options.node_selector, self.options.tolerations)
             chosen = {n.name for n in self.nodes}
             self._node_items = [item for item in items if item.metadata.name in chosen]
-            self._planned = probe_plan([n.name for n in self.nodes], self.options.pods_per_node,
-                                       outside=False, host_port=HOST_ECHO_PORT)
+            planned = probe_plan([n.name for n in self.nodes], self.options.pods_per_node,
+                                 outside=False, host_port=HOST_ECHO_PORT)
+            self._planned = with_families(planned, self._node_items, self.nodes)
         return self._planned
 
     def start(self, progress: Progress) -> Topology:
@@ -185,6 +186,11 @@ class KubeBackend(Backend):
                           for e in live.endpoints]
         live.services = {name: replace(s, node_port=node_ports.get(name))
                          for name, s in live.services.items()}
+        other = [f"{e.name} {e.ip}" for e in live.endpoints if e.ip and family_of(e.ip) not in live.families]
+        if other:  # the items are named by the family they run in: an address of another is refused
+            raise BackendError(f"the checks run in {'/'.join(live.families)} (the nodes' first InternalIP), "
+                               f"but the cluster gave {', '.join(other[:3])}"
+                               f"{f' and {len(other) - 3} more' if len(other) > 3 else ''}")
         return live
 
     def _kubernetes_service_ip(self) -> str | None:

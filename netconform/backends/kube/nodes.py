@@ -56,3 +56,22 @@ def _tolerates(toleration: dict, taint) -> bool:
 
 def _taint(taint) -> str:
     return f"{taint.key}{'=' + taint.value if taint.value else ''}:{taint.effect}"
+
+
+def with_families(planned, items: list, chosen: list[ClusterNode]):
+    """The planned topology with its IP families: the checks run in the family of the chosen
+    nodes' first InternalIP (the one the probes are addressed by, as a pod's podIP is its primary
+    family's), and the cluster has every family its chosen nodes' InternalIPs have (a dual-stack
+    node lists one per family). ``items``: the chosen nodes' Node objects."""
+    from dataclasses import replace
+
+    from ...topology import FAMILIES, family_of
+    tested = {family_of(node.internal_ip) for node in chosen}
+    has = {family_of(a.address) for item in items for a in (item.status.addresses or [])
+           if a.type == "InternalIP"} | tested
+    if len(tested) > 1:
+        raise BackendError("the chosen nodes' first InternalIPs are of both families ("
+                           + ", ".join(f"{n.name} {n.internal_ip}" for n in chosen[:4])
+                           + "): choose nodes of one primary family with --node-selector")
+    return replace(planned, families=tuple(f for f in FAMILIES if f in tested),
+                   cluster_families=tuple(f for f in FAMILIES if f in has))
