@@ -55,6 +55,8 @@ _LOOKUPS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="getaddrinfo") 
 # the caller: a lookup glibc keeps retrying ends on its own, its answer unused
 ICMP_MEMORY = 50000
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2  # Linux: set the DF bit, never fragment locally
+IPV6_MTU_DISCOVER, IPV6_DONTFRAG = 23, 62  # Linux: the same for IPv6 (routers never fragment it)
+ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY, ICMP6_UNREACHABLE, ICMP6_TOO_BIG = 128, 129, 1, 2
 
 
 def plain_ip(address: str) -> str:
@@ -213,33 +215,43 @@ def _reply_from(ancillary: list) -> list:
 
 
 class IcmpWatcher:
-    """Remembers the source address of every tagged ICMP echo request this namespace receives.
+    """Remembers the source address of every tagged ICMP echo request this namespace receives, in
+    either family.
 
     A raw ICMP socket gets a copy of each ICMP packet delivered locally, IP header included, read
-    with struct. This is how the receiver of a ping reports who sent it.
+    with struct; a raw ICMPv6 socket gets the ICMPv6 message alone, its source from recvfrom. This
+    is how the receiver of a ping reports who sent it. Without IPv6 in the namespace, only IPv4 is
+    watched (and ``error6`` says why).
     """
 
     def __init__(self) -> None:
         self.seen: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.lock = threading.Lock()
         self.error: str | None = None
+        self.error6: str | None = None
         try:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         except OSError as exc:  # no CAP_NET_RAW: ICMP verdicts say so instead of guessing
             self.sock = None
             self.error = f"cannot open a raw ICMP socket: {exc}"
             return
-        threading.Thread(target=self._run, daemon=True, name="icmp-watch").start()
+        threading.Thread(target=self._run, args=(self.sock, False), daemon=True, name="icmp-watch").start()
+        try:
+            sock6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        except OSError as exc:
+            self.error6 = f"cannot open a raw ICMPv6 socket: {exc}"
+            return
+        threading.Thread(target=self._run, args=(sock6, True), daemon=True, name="icmp6-watch").start()
 
-    def _run(self) -> None:
+    def _run(self, sock: socket.socket, six: bool) -> None:
         while True:
             try:
-                data = self.sock.recv(65535)
+                data, address = sock.recvfrom(65535)
             except OSError:
                 time.sleep(0.01)
                 continue
-            parsed = parse_icmp(data)
-            if parsed is None or parsed[1] != 8:  # echo requests only
+            parsed = parse_icmp6(data, address[0]) if six else parse_icmp(data)
+            if parsed is None or parsed[1] != (ICMP6_ECHO_REQUEST if six else 8):  # echo requests only
                 continue
             source, _, _, _, payload = parsed
             if not payload.startswith(TOKEN_PREFIX):
@@ -360,12 +372,29 @@ def parse_icmp(packet: bytes) -> tuple[str, int, int, int, bytes] | None:
     return socket.inet_ntoa(packet[12:16]), kind, ident, seq, packet[ihl + 8:]
 
 
+def echo_request6(ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMPv6 echo request (type 128); the kernel fills in the checksum of a raw ICMPv6
+    socket (RFC 3542), since it covers the IPv6 pseudo-header."""
+    return struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ident, seq) + payload
+
+
+def parse_icmp6(message: bytes, source: str) -> tuple[str, int, int, int, bytes] | None:
+    """(source address, type, id, seq, what follows the header) of an ICMPv6 message as a raw
+    ICMPv6 socket receives it (no IPv6 header: ``source`` is recvfrom's); None if too short."""
+    if len(message) < 8:
+        return None
+    kind, _, _, ident, seq = struct.unpack("!BBHHH", message[:8])
+    return plain_ip(source.split("%", 1)[0]), kind, ident, seq, message[8:]
+
+
 def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> dict:
     """One echo request, sent and answered through the kernel's routing.
 
     With ``size``, the IP packet is padded to exactly that many bytes and marked Don't Fragment:
     a path that cannot carry it must say so (ICMP) or it is a black hole.
     """
+    if family_of(ip) == socket.AF_INET6:
+        return _icmp6_once(ip, token, timeout, size)
     ident, seq = random.randrange(1, 0xFFFF), random.randrange(1, 0xFFFF)
     payload = TOKEN_PREFIX + token.encode()
     if size:
@@ -389,6 +418,41 @@ def _icmp_once(ip: str, token: str, timeout: float, size: int | None = None) -> 
             # destination unreachable, about the packet we sent (its IP header follows)
             if kind == 3 and len(rest) >= 20 and socket.inet_ntoa(rest[16:20]) == ip:
                 raise OSError(errno.EHOSTUNREACH, "ICMP destination unreachable")
+    raise socket.timeout("no echo reply")
+
+
+def _icmp6_once(ip: str, token: str, timeout: float, size: int | None = None) -> dict:
+    """_icmp_once in IPv6: an ICMPv6 echo request; with ``size``, never fragmented by the sender
+    (IPv6 routers never fragment), so a path that cannot carry it must send Packet Too Big."""
+    ident, seq = random.randrange(1, 0xFFFF), random.randrange(1, 0xFFFF)
+    payload = TOKEN_PREFIX + token.encode()
+    if size:
+        payload += b"\0" * max(0, size - 40 - 8 - len(payload))  # IPv6 header 40, ICMPv6 header 8
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+        if size:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IP_PMTUDISC_DO)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1)
+        sock.connect((ip, 0))
+        local = sock.getsockname()[0]
+        sock.send(echo_request6(ident, seq, payload))
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            data, address = sock.recvfrom(65535)
+            parsed = parse_icmp6(data, address[0])
+            if parsed is None:
+                continue
+            _, kind, got_id, got_seq, rest = parsed
+            if kind == ICMP6_ECHO_REPLY and (got_id, got_seq) == (ident, seq):
+                return {"local": plain_ip(local), "seen": None, "responder": None}
+            # about the packet we sent: it follows the 8-byte header (whose second half is unused,
+            # or the path's MTU), its IPv6 destination at bytes 24..40
+            if kind in (ICMP6_UNREACHABLE, ICMP6_TOO_BIG) and len(rest) >= 40 and \
+                    socket.inet_ntop(socket.AF_INET6, rest[24:40]) == str(ipaddress.ip_address(ip)):
+                if kind == ICMP6_TOO_BIG:
+                    raise OSError(errno.EMSGSIZE, "ICMPv6 packet too big")
+                raise OSError(errno.EHOSTUNREACH, "ICMPv6 destination unreachable")
     raise socket.timeout("no echo reply")
 
 

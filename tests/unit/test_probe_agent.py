@@ -306,3 +306,38 @@ class _TcpChannel(HTTPChannel):
     def connection(self, timeout: float):
         import http.client
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _ipv6_loopback(), reason="raw ICMPv6 sockets need root and ::1")
+def test_icmpv6_echo_is_answered_and_captured_by_the_receiver():
+    watcher = netprobe.IcmpWatcher()
+    assert watcher.error6 is None
+    r = netprobe.probe_target({"id": "t", "token": "tok-6", "ip": "::1", "proto": "icmp"})
+    assert r["ok"] and r["local"] == "::1", r
+    for _ in range(50):
+        if watcher.lookup(["tok-6"])["tok-6"]:
+            break
+        threading.Event().wait(0.02)
+    assert watcher.lookup(["tok-6"]) == {"tok-6": "::1"}
+    # full-size and never fragmented: loopback's MTU carries it, one byte more is refused at once
+    mtu = next(i["mtu"] for i in netprobe.self_report("x")["interfaces"] if i["name"] == "lo")
+    assert netprobe.probe_target({"id": "m", "token": "tok-m", "ip": "::1", "proto": "icmp", "size": mtu})["ok"]
+    too_big = netprobe.probe_target({"id": "b", "token": "tok-b", "ip": "::1", "proto": "icmp", "size": mtu + 1,
+                                     "attempts": 1})
+    assert not too_big["ok"] and too_big["error"] != "timeout", too_big
+
+
+def test_icmpv6_messages_are_built_and_read_with_the_standard_library():
+    request = netprobe.echo_request6(5, 6, b"netprobe:x")
+    assert request[:1] == bytes([128]) and request[2:4] == b"\0\0"  # the kernel sums it
+    assert netprobe.parse_icmp6(request, "fe80::1%eth0") == ("fe80::1", 128, 5, 6, b"netprobe:x")
+    assert netprobe.parse_icmp6(b"\x81\0\0", "::1") is None
