@@ -221,7 +221,8 @@ def containers_of_one_pod(both_ways: bool) -> Callable[[Topology], list[Pair]]:
 
 
 def loopback(endpoint: Endpoint) -> str:
-    return "127.0.0.1"
+    """LOCALHOST's address in the family the endpoint is seen in: 127.0.0.1 or ::1."""
+    return "::1" if endpoint.ip and ":" in endpoint.ip else "127.0.0.1"
 
 
 def pods_to_api_server(topology: Topology) -> list[Pair]:

@@ -172,7 +172,7 @@ class NetconformRun:
         if exitstatus != pytest.ExitCode.INTERRUPTED:
             return None
         by = INTERRUPTED_BY[0] if INTERRUPTED_BY else "Ctrl-C (SIGINT)"
-        if self.conformance.runner is None:
+        if not self.conformance.runners:
             return f"by {by} while the cluster was being brought up"
         where = f"during {self.running}" if self.running else "before the first item"
         return f"by {by} {where}, after {len(self.records)} of {len(self.selected)} item(s)"

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ class Conformance:
         self.backend = backend
         self.settings = settings
         self.progress = progress
-        self.runner: Runner | None = None
+        self.runners: dict[str, Runner] = {}  # one per IP family the checks run in
         self.topology: Topology | None = None
         self.verdicts: dict[str, tuple[Verdict, dict]] = {}
         self.phases: dict[str, float] = {}
@@ -51,27 +52,35 @@ class Conformance:
 
     def start(self) -> None:
         """Bring the cluster up once; a cluster that cannot come up raises BackendError."""
-        if self.runner is None:
+        if not self.runners:
             self.starting = True
             began = time.monotonic()
             self.topology = self.backend.start(self.progress)
             self.phases["setup"] = time.monotonic() - began
-            self.runner = Runner(self.topology, self.backend.channel, self.settings,
-                                 self.backend.host_watch(), self.backend.change_service,
-                                 self.backend.reach_through_api,
-                                 PodControl(self.backend.start_pod, self.backend.delete_pod))
+            reports: dict[str, dict] = {}  # the probes' self-reports hold every family: read once
+            for family in self.topology.families:  # each family's checks see the cluster in it
+                self.runners[family] = Runner(
+                    self.topology.in_family(family), self.backend.channel, self.settings,
+                    self.backend.host_watch(), self.backend.change_service, self.backend.reach_through_api,
+                    PodControl(self.backend.start_pod, self.backend.delete_pod), reports=reports)
             self._probing_began = time.monotonic()
+
+    @property
+    def runner(self) -> Runner | None:
+        """The runner of the first family (None before the cluster is up)."""
+        return next(iter(self.runners.values()), None)
 
     def judge(self, spec: Check, case: Case) -> Judgement:
         """Probe (one batch per check and protocol, shared by its cases) and judge one case."""
-        verdict = spec.verdict(self.runner.observe(spec, case))
+        runner = self.runners[case.family]
+        verdict = spec.verdict(runner.observe(spec, case))
         evidence = {}
         if not verdict.ok and not verdict.harness:
             nodes = {self.topology.endpoint(case.source).node}
             if case.destination:
                 nodes.add(self.topology.endpoint(case.destination).node)
             nodes &= {node.name for node in self.topology.nodes}  # not 'svc' or the outside
-            evidence = {n: self.runner.node_evidence(n) for n in sorted(nodes)}
+            evidence = {n: runner.node_evidence(n) for n in sorted(nodes)}
         self.verdicts[case.full_id] = (verdict, evidence)
         return Judgement(verdict, f"{case.full_id}: {verdict.reason}{_routes(evidence)}")
 
@@ -83,20 +92,22 @@ class Conformance:
         return ItemRecord(
             id=case.full_id, nodeid=nodeid, requirement=case.requirement,
             level=requirement(case.requirement).level, protocol=case.protocol,
-            source=self._describe(case.source), destination=self._describe(case.destination),
+            source=self._describe(case.source, case.family),
+            destination=self._describe(case.destination, case.family),
             outcome=outcome, flaky=bool(verdict and verdict.kind == "flaky"),
             kind=verdict.kind if verdict else ("error" if outcome == "error" else ""),
             reason=verdict.reason if verdict else why,
             observed=verdict.observed if verdict else {}, evidence=evidence,
             deviation=deviation, duration=round(duration, 4), family=case.family)
 
-    def _describe(self, name: str | None) -> dict | None:
+    def _describe(self, name: str | None, family: str) -> dict | None:
+        """The endpoint's name, node and address in the item's family."""
         if name is None:
             return None
         node, ip = name.split("/", 1)[0], None
-        if self.topology is not None:
+        if family in self.runners:
             try:
-                endpoint: Endpoint = self.topology.endpoint(name)
+                endpoint: Endpoint = self.runners[family].topology.endpoint(name)
             except KeyError:  # the placeholder of a check with nothing to check here
                 return {"name": name, "node": None, "ip": None}
             node, ip = endpoint.node, endpoint.ip
@@ -115,7 +126,7 @@ class Conformance:
             "ip_families": list(self.topology.families) if self.topology else [],
             "cluster_ip_families": list(self.topology.cluster_families) if self.topology else [],
             "probe_timeout_s": self.settings.timeout, "probe_attempts": self.settings.attempts,
-            "control_requests": dict(self.runner.requests) if self.runner else {},
+            "control_requests": dict(sum((r.requests for r in self.runners.values()), Counter())),
             "phases": dict(self.phases),
         })
         return meta

@@ -25,6 +25,7 @@ KUBERNETES_SERVICE = "kubernetes"  # its name in cluster_ips (with_addresses)
 # cluster has); the words are the ones in item ids, markers and results.json
 IPV4, IPV6 = "ipv4", "ipv6"
 FAMILIES = (IPV4, IPV6)
+Addresses = "str | list[str]"  # one address, or one per family (the primary family's first)
 
 
 def family_of(ip: str) -> str:
@@ -41,8 +42,13 @@ class Endpoint:
     role: str  # "probe-a", "host", "duo/c1", "web", "nodeport/web", "hostport/probe-b"
     kind: str
     port: int = 8080  # its TCP and UDP echo port, or the port it forwards
-    ip: str | None = None  # pod IP as the cluster reports it; node IP; ClusterIP
+    ip: str | None = None  # pod IP as the cluster reports it; node IP; ClusterIP (in the family
+    # of the view it is seen in: Topology.in_family; the primary family's in the full topology)
     serves: str | None = None  # what a forwarding target leads to: a Service or a pod name
+    addresses: tuple[tuple[str, str], ...] = ()  # (family, address) of each family it has
+
+    def address_in(self, family: str) -> str | None:
+        return dict(self.addresses).get(family)
 
     @property
     def name(self) -> str:
@@ -60,6 +66,7 @@ class Endpoint:
 class Node:
     name: str
     ip: str | None = None  # the node's InternalIP (the underlay address on the lab)
+    addresses: tuple[tuple[str, str], ...] = ()  # (family, InternalIP) of each family it has
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class Service:
     manual: bool = False  # no selector: the run makes its EndpointSlices, one per port and pod
     cycled: bool = False  # its backends are pods a check creates and deletes (none at the start)
     cluster_ip: str | None = None
+    cluster_ips: tuple[tuple[str, str], ...] = ()  # (family, ClusterIP) of each of its families
 
     @property
     def port_names(self) -> tuple[str, ...]:
@@ -114,6 +122,20 @@ class Topology:
     def untested_families(self) -> tuple[str, ...]:
         return tuple(f for f in self.cluster_families if f not in self.families)
 
+    def in_family(self, family: str) -> "Topology":
+        """The cluster as the checks of one family see it: the same names, each ``ip`` (and each
+        Service's ``cluster_ip``) its address in ``family`` (None where it has none), and that
+        family alone to run in. Every check, batch and verdict then works unchanged per family."""
+        def pick(ip: str | None, addresses: tuple[tuple[str, str], ...]) -> str | None:
+            if not addresses:  # addresses not known per family: the one address, if in the family
+                return ip if ip is not None and family_of(ip) == family else None
+            return dict(addresses).get(family)
+        endpoints = [replace(e, ip=pick(e.ip, e.addresses)) for e in self.endpoints]
+        nodes = [replace(n, ip=pick(n.ip, n.addresses)) for n in self.nodes]
+        services = {name: replace(s, cluster_ip=pick(s.cluster_ip, s.cluster_ips))
+                    for name, s in self.services.items()}
+        return Topology(nodes, endpoints, dict(self.meta), services, (family,), self.cluster_families)
+
     def endpoint(self, name: str) -> Endpoint:
         for endpoint in self.endpoints:
             if endpoint.name == name:
@@ -130,26 +152,37 @@ class Topology:
         """The endpoints with a probe agent behind them (the rest only forward)."""
         return [e for e in self.endpoints if e.kind in PROBE_KINDS]
 
-    def with_addresses(self, pod_ips: dict[str, str], node_ips: dict[str, str],
-                       cluster_ips: dict[str, str] | None = None,
-                       outside_ips: dict[str, str] | None = None) -> "Topology":
-        """The started topology: the same names, now with the addresses the cluster reports."""
-        services = {name: replace(svc, cluster_ip=(cluster_ips or {}).get(name))
-                    for name, svc in self.services.items()}
+    def with_addresses(self, pod_ips: dict[str, Addresses], node_ips: dict[str, Addresses],
+                       cluster_ips: dict[str, Addresses] | None = None,
+                       outside_ips: dict[str, Addresses] | None = None) -> "Topology":
+        """The started topology: the same names, now with the addresses the cluster reports: one
+        per name, or (dual-stack) a list, the primary family's first (a pod's ``podIPs``, a
+        Service's ``clusterIPs``)."""
+        def both(value: Addresses | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+            found = [value] if isinstance(value, str) else list(value or [])
+            return (found[0] if found else None), tuple((family_of(ip), ip) for ip in found)
 
-        def address(e: Endpoint) -> str | None:
+        services = {}
+        for name, svc in self.services.items():
+            ip, ips = both((cluster_ips or {}).get(name))
+            services[name] = replace(svc, cluster_ip=ip, cluster_ips=ips)
+
+        def address(e: Endpoint) -> Addresses | None:
             if e.kind in IN_POD_NETWORK:
                 return pod_ips[e.pod]
             if e.kind == SERVICE:
-                return services[e.serves].cluster_ip
+                return [ip for _, ip in services[e.serves].cluster_ips]
             if e.kind == APISERVER:  # None when the backend could not read it
                 return (cluster_ips or {}).get(KUBERNETES_SERVICE)
             if e.kind == OUTSIDE:
                 return (outside_ips or {})[e.name]
             return node_ips[e.node]
 
-        endpoints = [replace(e, ip=address(e)) for e in self.endpoints]
-        nodes = [Node(n.name, node_ips[n.name]) for n in self.nodes]
+        endpoints = []
+        for e in self.endpoints:
+            ip, ips = both(address(e))
+            endpoints.append(replace(e, ip=ip, addresses=ips))
+        nodes = [Node(n.name, *both(node_ips[n.name])) for n in self.nodes]
         return Topology(nodes, endpoints, dict(self.meta), services, self.families, self.cluster_families)
 
     def who_has(self, ip: str | None, node_addresses: dict[str, list[str]] | None = None) -> str:

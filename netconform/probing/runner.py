@@ -104,8 +104,8 @@ class Runner:
                  settings: ProbeSettings | None = None, host: HostWatch | None = None,
                  services: ServiceChanger | None = None,
                  through_api: Callable[[Endpoint, float], dict] | None = None,
-                 pods: PodControl | None = None) -> None:
-        self.topology = topology
+                 pods: PodControl | None = None, reports: dict[str, dict] | None = None) -> None:
+        self.topology = topology  # as the checks of its family see the cluster (Topology.in_family)
         self.pods = pods  # creates and deletes backend pods while the run goes on (cycle.py)
         self.services = services  # reads (patch None) or changes one of the run's Services
         self.through_api = through_api  # asks a probe's health through the API server's pod proxy
@@ -114,7 +114,7 @@ class Runner:
         self.host = host
         self.requests: collections.Counter[str] = collections.Counter()
         self._batches: dict[tuple, dict[str, dict]] = {}
-        self._reports: dict[str, dict] = {}
+        self._reports: dict[str, dict] = {} if reports is None else reports  # shared across families
         self._hosts_read = False  # every node's host probe has been asked for its self-report
         self._lock = threading.RLock()
         self._run_token = uuid.uuid4().hex[:8]

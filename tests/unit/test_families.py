@@ -1,0 +1,89 @@
+"""The IP family as an axis, through the engine: on a dual-stack stand-in cluster every case is one
+family's, its connections go to that family's addresses, and a fault of one family turns only that
+family's items red (shared/docs/network-model.md: a requirement holds only in every family)."""
+from dataclasses import replace
+
+from netconform.checks import Check, loopback, pod_pairs
+from netconform.probing.runner import Runner
+from netconform.probing.verdicts import reached_from_pod_ip
+from netconform.topology import IPV4, IPV6, Topology, family_of
+
+from .fakes import result, self_report, topology
+
+CROSS = Check("POD-POD-CROSS", pod_pairs(same_node=False), ("tcp", "udp"), reached_from_pod_ip)
+
+
+def dual_stack() -> Topology:
+    """fakes.topology's cluster with an IPv6 address beside each IPv4 one (fd00::<the IPv4 as hex>)."""
+    plain = topology(nodes=2, pods=2)
+
+    def six(ip: str) -> str:
+        a, b, c, d = (int(x) for x in ip.split("."))
+        return f"fd00::{a:x}:{b:x}:{c:x}:{d:x}"
+    pods = {e.pod: [e.ip, six(e.ip)] for e in plain.endpoints if e.pod}
+    nodes = {n.name: [n.ip, six(n.ip)] for n in plain.nodes}
+    bare = Topology([replace(n, ip=None) for n in plain.nodes], [replace(e, ip=None) for e in plain.endpoints],
+                    families=(IPV4, IPV6), cluster_families=(IPV4, IPV6))
+    return bare.with_addresses(pods, nodes)
+
+
+class DualStackChannel:
+    """A probe on the stand-in: answers every connection with the source the receiver saw, its
+    own address in the target's family; ``nat6`` rewrites IPv6 sources to the node's address."""
+
+    def __init__(self, topo: Topology, endpoint, nat6: bool = False, asked: list | None = None) -> None:
+        self.topo, self.endpoint, self.nat6, self.asked = topo, endpoint, nat6, asked
+
+    def call(self, what, body=None, timeout=10):
+        me = self.topo.endpoint(self.endpoint.name)
+        if what == "self":
+            return self_report(me.name, [ip for _, ip in me.addresses])
+        answers = []
+        for target in body["targets"]:
+            family = family_of(target["ip"])
+            seen = me.address_in(family)
+            if self.nat6 and family == IPV6:
+                seen = dict(self.topo.host_of(me.node).addresses)[IPV6]
+            if self.asked is not None:
+                self.asked.append((target["id"], target["ip"]))
+            responder = next(e.name for e in self.topo.endpoints if target["ip"] in dict(e.addresses).values()
+                             and e.port == target["port"])
+            answers.append(result(target["id"], seen=seen, local=me.address_in(family), responder=responder))
+        return {"results": answers}
+
+
+def judge_all(topo: Topology, nat6: bool = False, asked: list | None = None) -> dict[str, bool]:
+    """Every case of CROSS judged as the session does: one runner per family, on its view."""
+    reports: dict = {}
+    runners = {f: Runner(topo.in_family(f), lambda e: DualStackChannel(topo, e, nat6, asked), reports=reports)
+               for f in topo.families}
+    return {case.full_id: CROSS.verdict(runners[case.family].observe(CROSS, case)).ok for case in CROSS.cases(topo)}
+
+
+def test_each_case_is_one_familys_and_connects_to_that_familys_address():
+    topo = dual_stack()
+    asked: list = []
+    verdicts = judge_all(topo, asked=asked)
+    assert all(verdicts.values()), [k for k, ok in verdicts.items() if not ok]
+    assert {k.split("[")[1].split(":")[0] for k in verdicts} == {"tcp/ipv4", "tcp/ipv6", "udp/ipv4", "udp/ipv6"}
+    assert len(verdicts) == 2 * 2 * (2 * 2 * 2)  # families x protocols x (2 pods x 2 on the other node, both ways)
+    for target_id, ip in asked:
+        assert family_of(ip) == target_id.split("/")[1].split(":")[0], (target_id, ip)
+
+
+def test_a_fault_of_one_family_turns_only_that_familys_items_red():
+    verdicts = judge_all(dual_stack(), nat6=True)
+    assert {k for k, ok in verdicts.items() if not ok} == {k for k in verdicts if "/ipv6:" in k}
+    assert any("/ipv6:" in k for k in verdicts) and any("/ipv4:" in k for k in verdicts)
+
+
+def test_a_familys_view_gives_each_name_its_address_in_that_family():
+    topo = dual_stack()
+    four, six = topo.in_family(IPV4), topo.in_family(IPV6)
+    assert four.endpoint("node-1/probe-a").ip == "10.244.1.2" and four.nodes[0].ip == "172.18.0.2"
+    assert six.endpoint("node-1/probe-a").ip == "fd00::a:f4:1:2" and six.nodes[0].ip == "fd00::ac:12:0:2"
+    assert (four.families, six.families) == ((IPV4,), (IPV6,))
+    assert (loopback(four.endpoint("node-1/duo/c1")), loopback(six.endpoint("node-1/duo/c1"))) == ("127.0.0.1", "::1")
+    single = topology()  # addresses not known per family: the one address, where it is of the family
+    assert single.in_family(IPV4).endpoint("node-1/probe-a").ip == "10.244.1.2"
+    assert single.in_family(IPV6).endpoint("node-1/probe-a").ip is None
