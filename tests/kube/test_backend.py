@@ -31,6 +31,7 @@ def test_topology_is_discovered_from_the_api(fake_cluster, tmp_path):
     assert [n.name for n in live.nodes] == ["kind-worker1", "kind-worker2", "kind-worker3"]
     assert live.nodes[1].ip == "172.18.0.3"
     assert live.endpoint("kind-worker2/probe-b").ip == pods[("kind-worker2", "probe-b")]["status"]["podIP"]
+    assert live.endpoint("kind-worker2/probe-b").addresses == (("ipv4", live.endpoint("kind-worker2/probe-b").ip),)
     assert live.endpoint("kind-worker2/duo/c2").ip == live.endpoint("kind-worker2/duo/c1").ip
     assert live.endpoint("kind-worker3/host").ip == "172.18.0.4"  # hostNetwork: the node's IP
     services = {s["metadata"]["name"]: s for s in fake_cluster.objects("services", kube.namespace)}
@@ -263,9 +264,14 @@ def _dual_stack(item: dict, ipv6: str, first: bool = False) -> dict:
 def test_the_families_are_read_from_the_nodes_and_one_not_probed_is_named(tmp_path):
     dual = [_dual_stack(n, f"fc00:f853:ccd:e793::{i}") for i, n in enumerate(workers(2), 2)]
     with FakeApiServer(World(dual, existing=[KINDNET])) as api:
-        planned = backend(api, tmp_path).plan()
+        kube = backend(api, tmp_path)
+        planned = kube.plan()
         assert (planned.families, planned.cluster_families) == (("ipv4",), ("ipv4", "ipv6"))
         assert planned.untested_families == ("ipv6",)
+        live = kube.start(lambda message: None)  # each node's address in each family is kept
+        assert live.nodes[0].addresses == (("ipv4", "172.18.0.2"), ("ipv6", "fc00:f853:ccd:e793::2"))
+        assert live.in_family("ipv6").endpoint("kind-worker1/host").ip == "fc00:f853:ccd:e793::2"
+        assert kube.close() == []
     with FakeApiServer(World(workers(2), existing=[KINDNET])) as api:
         planned = backend(api, tmp_path).plan()
         assert (planned.families, planned.untested_families) == (("ipv4",), ())

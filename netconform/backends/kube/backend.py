@@ -165,7 +165,8 @@ class KubeBackend(Backend):
         pod_ips = {}
         for pod in pods:
             role, node = pod.metadata.labels["netconform.io/role"], pod.spec.node_name
-            pod_ips[f"{node}/{role}"] = pod.status.pod_ip
+            # every family's address (status.podIPs, the primary first), or the one podIP
+            pod_ips[f"{node}/{role}"] = [p.ip for p in pod.status.pod_ips or []] or pod.status.pod_ip
             if role == "host":
                 self._channels[f"{node}/host"] = (pod.metadata.name, HOST_CONTROL_PORT)
             elif role == "duo":
@@ -177,15 +178,17 @@ class KubeBackend(Backend):
         if missing:
             raise BackendError(f"no ready probe pod for {', '.join(missing)}")
         services = api.call("list Services", api.core.list_namespaced_service, self.namespace).items
-        cluster_ips = {s.metadata.name: s.spec.cluster_ip for s in services
+        cluster_ips = {s.metadata.name: s.spec.cluster_ips or s.spec.cluster_ip for s in services
                        if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName: none
         cluster_ips[KUBERNETES_SERVICE] = self._kubernetes_service_ip()  # the API server's own
-        live = planned.with_addresses(pod_ips, {n.name: n.internal_ip for n in self.nodes}, cluster_ips)
+        live = planned.with_addresses(pod_ips, {n.name: list(n.internal_ips) or n.internal_ip for n in self.nodes},
+                                      cluster_ips)
         live.meta.update(namespace=self.namespace, kubernetes_service_ip=cluster_ips[KUBERNETES_SERVICE])
         live.endpoints = [replace(e, port=node_ports[e.serves]) if e.kind == NODEPORT else e
                           for e in live.endpoints]
         live.services = {name: replace(s, node_port=node_ports.get(name))
                          for name, s in live.services.items()}
+        # the primary address of each: the one the items of the family it runs in are named by
         other = [f"{e.name} {e.ip}" for e in live.endpoints if e.ip and family_of(e.ip) not in live.families]
         if other:  # the items are named by the family they run in: an address of another is refused
             raise BackendError(f"the checks run in {'/'.join(live.families)} (the nodes' first InternalIP), "

@@ -10,7 +10,8 @@ from ..base import BackendError
 @dataclass(frozen=True)
 class ClusterNode:
     name: str
-    internal_ip: str
+    internal_ip: str  # its first InternalIP: the primary family's
+    internal_ips: tuple[str, ...] = ()  # every InternalIP it reports (one per family), first first
 
 
 def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict]) -> list[ClusterNode]:
@@ -33,10 +34,10 @@ def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict])
         if blocking:
             tainted.append(f"{node.metadata.name} ({', '.join(_taint(t) for t in blocking)})")
             continue
-        address = next((a.address for a in (node.status.addresses or []) if a.type == "InternalIP"), None)
-        if address is None:
+        internal = [a.address for a in (node.status.addresses or []) if a.type == "InternalIP"]
+        if not internal:
             raise BackendError(f"node {node.metadata.name} reports no InternalIP address")
-        chosen.append(ClusterNode(node.metadata.name, address))
+        chosen.append(ClusterNode(node.metadata.name, internal[0], tuple(internal)))
     if not_ready:
         raise BackendError(f"node(s) not Ready: {'; '.join(not_ready)}; wait for them, or leave them "
                            "out with --node-selector")
