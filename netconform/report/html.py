@@ -13,14 +13,16 @@ BAD = ("failed", "error")
 
 
 def matrices(items: list[dict]) -> list[dict]:
-    """For each requirement with pairs: cells[source node][destination node] = counts and kinds."""
-    by_requirement: dict[str, list[dict]] = defaultdict(list)
+    """For each requirement with pairs, and each IP family it ran in: cells[source node][destination
+    node] = counts and kinds."""
+    by_requirement: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for item in items:
         if item["destination"]:
-            by_requirement[item["requirement"]].append(item)
+            by_requirement[(item["requirement"], item.get("family", "ipv4"))].append(item)
     found = []
-    for requirement in [r for r in CATALOG if r in by_requirement]:
-        mine = by_requirement[requirement]
+    for requirement, family in sorted(by_requirement, key=lambda k: (list(CATALOG).index(k[0])
+                                                                     if k[0] in CATALOG else len(CATALOG), k[1])):
+        mine = by_requirement[(requirement, family)]
         nodes = sorted({i["source"]["node"] for i in mine} | {i["destination"]["node"] for i in mine},
                        key=_natural)
         cells: dict[tuple, dict] = {}
@@ -35,7 +37,7 @@ def matrices(items: list[dict]) -> list[dict]:
                 cell["known"] += 1
         rows = [{"node": src, "cells": [_cell(cells.get((src, dst))) for dst in nodes]}
                 for src in nodes]
-        found.append({"requirement": requirement, "nodes": nodes, "rows": rows})
+        found.append({"requirement": requirement, "family": family, "nodes": nodes, "rows": rows})
     return found
 
 

@@ -45,10 +45,20 @@ def requirement_summary(records: list[ItemRecord], selection: Selection | None =
         verdict = "flaky" if status.status == "pass" and flaky else status.status
         rows.append({"id": req.id, "level": req.level, "title": req.title, "rule": req.rule,
                      "verdict": verdict, "note": status.note, "gaps": req.gaps,
-                     "total": len(mine), "flaky": flaky,
+                     "total": len(mine), "flaky": flaky, "families": _by_family(mine),
                      **{k: counts[k] for k in ("passed", "failed", "error", "xfailed",
                                                "xpassed", "skipped")}})
     return rows
+
+
+def _by_family(records: list[ItemRecord]) -> dict[str, dict[str, int]]:
+    """Per IP family: its items, and how many passed (a requirement holds only in every family)."""
+    found: dict[str, dict[str, int]] = {}
+    for record in records:
+        counts = found.setdefault(record.family, {"total": 0, "passed": 0})
+        counts["total"] += 1
+        counts["passed"] += record.outcome == "passed"
+    return dict(sorted(found.items()))
 
 
 def _selection_of(records: list[ItemRecord]) -> Selection:

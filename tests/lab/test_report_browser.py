@@ -17,7 +17,8 @@ def test_the_browser_shows_every_must_and_service_requirement_passing(bridge_run
     for requirement in ("POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD",
                         "HOSTNET-POD", "LOCALHOST"):
         assert by_id[requirement][1] == "MUST" and by_id[requirement][3] == "pass"
-    assert by_id["POD-POD-CROSS"][-2] == "72"  # total items: 3 protocols x 24 pairs (then "why")
+    assert by_id["POD-POD-CROSS"][-3] == "72"  # total items: 3 protocols x 24 pairs (then per family, "why")
+    assert by_id["POD-POD-CROSS"][-2] == "ipv4 72/72"
     for requirement in ("SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-HAIRPIN",
                         "SVC-AFFINITY", "SVC-NO-ENDPOINTS", "SVC-ETP-LOCAL", "HOSTPORT"):
         assert by_id[requirement][3] == "pass", by_id[requirement]  # Services beside the MUST rows
@@ -27,7 +28,7 @@ def test_the_browser_shows_every_must_and_service_requirement_passing(bridge_run
         assert by_id[requirement][3] == "pass", by_id[requirement]  # the rows that change Services
     assert by_id["SVC-UDP-BACKEND-CHANGE"][3] == "pass"  # pods made and deleted while the run goes on
     assert by_id["SCTP"][3] == "not implemented"  # a MAY row, not yet
-    matrix = TableReader("matrix-POD-POD-CROSS")
+    matrix = TableReader("matrix-POD-POD-CROSS-ipv4")
     matrix.feed(browser_dom(bridge_run.report_dir / "report.html"))
     assert matrix.rows[0] == ["from \\ to", "node-1", "node-2", "node-3"]
     assert matrix.rows[1] == ["node-1", "", "12/12", "12/12"]

@@ -72,3 +72,15 @@ def test_a_failed_run_on_a_real_cni_links_its_daemons_logs_and_a_passing_one_onl
     passed = html.render(results.build(meta, [record()]))
     assert 'id="cni-logs"' not in passed and f'<a href="{logs[0]}">' in passed  # the meta table's row
     assert "['logs/" not in passed  # a list, not its Python repr
+
+
+def test_each_family_has_its_own_matrix_and_its_count_in_the_summary(tmp_path):
+    six = dict(family="ipv6", outcome="failed", kind="nat")
+    doc = results.build({}, [record(), record(**six), record(src="node-2", dst="node-1", **six)])
+    four, v6 = html.matrices(doc["items"])
+    assert (four["family"], v6["family"]) == ("ipv4", "ipv6")
+    assert four["rows"][0]["cells"][1]["text"] == "1/1" and v6["rows"][0]["cells"][1]["text"] == "0/1"
+    row = next(r for r in doc["summary"] if r["id"] == "POD-POD-CROSS")
+    assert row["families"] == {"ipv4": {"total": 1, "passed": 1}, "ipv6": {"total": 2, "passed": 0}}
+    page = html.render(doc)
+    assert "ipv4 1/1, ipv6 0/2" in page and 'id="matrix-POD-POD-CROSS-ipv6"' in page
