@@ -17,7 +17,7 @@ from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, pro
 from .pytest_run import NetconformRun
 from .requirements import CATALOG, LEVELS
 from .session import Conformance, Judgement
-from .topology import FAMILIES
+from .topology import FAMILIES, IP_FAMILY_CHOICES
 from .upstream.releases import DEFAULT_RELEASE, RELEASES
 
 PROXY_MODES = ("iptables", "nftables")  # the lab's kube-proxy modes (backends/lab/proxy.py)
@@ -46,6 +46,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--not-applicable", action="append", default=[], metavar="ID=REASON",
                     help="declare a requirement not applicable to this cluster, with the reason "
                          "(repeatable); the verdict lists it")
+    group.addoption("--ip-family", choices=tuple(IP_FAMILY_CHOICES), default=None,
+                    help="the IP families you expect the cluster to have: ipv4, ipv6 or dual; on a live "
+                         "cluster a different answer from its nodes is an error (default: as found). The "
+                         "lab builds ipv4 in this version")
     group.addoption("--fail-on", choices=("must", "should", "may"), default="must",
                     help="the lowest level whose failure makes the exit code 1 (default must)")
     group.addoption("--cleanup-only", action="store_true",
@@ -168,6 +172,9 @@ def pytest_configure(config: pytest.Config) -> None:
                              f"{chosen.name} is tested on a live cluster here (--backend=kube)")
         if config.getoption("backend") == "kube" and lab:
             _refuse_live_options(config)
+        if lab and config.getoption("ip_family") not in (None, "ipv4"):
+            raise ValueError(f"--ip-family={config.getoption('ip_family')}: the lab builds IPv4 clusters only "
+                             "in this version (an IPv6 or dual-stack lab is not implemented yet)")
         if not lab:
             _kube_options(config)  # bad --node-selector or --tolerations: fail before anything
             if config.getoption("lab_fault"):
@@ -325,7 +332,7 @@ def _kube_options(config: pytest.Config):
     return KubeOptions(opt("kubeconfig"), opt("context"), opt("probe_image"),
                        opt("image_pull_secret"), parse_node_selector(opt("node_selector")),
                        parse_tolerations(opt("tolerations")), opt("namespace_prefix"), opt("keep"),
-                       opt("ready_timeout"))
+                       opt("ready_timeout"), ip_family=opt("ip_family"))
 
 
 def _cleanup_kube(config: pytest.Config) -> int:

@@ -25,6 +25,8 @@ KUBERNETES_SERVICE = "kubernetes"  # its name in cluster_ips (with_addresses)
 # cluster has); the words are the ones in item ids, markers and results.json
 IPV4, IPV6 = "ipv4", "ipv6"
 FAMILIES = (IPV4, IPV6)
+# --ip-family: the families a user expects the cluster to have
+IP_FAMILY_CHOICES = {IPV4: (IPV4,), IPV6: (IPV6,), "dual": (IPV4, IPV6)}
 Addresses = "str | list[str]"  # one address, or one per family (the primary family's first)
 
 

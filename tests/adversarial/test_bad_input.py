@@ -34,6 +34,8 @@ def untouched():
     (["--lab-ready-timeout=-5"], "argument --lab-ready-timeout: -5 is out of range: 1..3600 s"),
     (["--lab-cni-timeout=0"], "argument --lab-cni-timeout: 0 is out of range: 1..600 s"),
     (["--fail-on=sometimes"], "argument --fail-on: invalid choice: 'sometimes'"),
+    (["--ip-family=ipv5"], "argument --ip-family: invalid choice: 'ipv5'"),
+    (["--ip-family=dual"], "netconform: --ip-family=dual: the lab builds IPv4 clusters only"),
     (["--lab-nodes=200"], "200 nodes with 400 probe pods make about "),  # the count: the next test
     (["--report-dir=/proc/netconform-x"], "netconform: --report-dir /proc/netconform-x: cannot write there"),
     ([f"--lab-cni-conf={EXAMPLES}"], f"netconform: --lab-cni-conf {EXAMPLES} is a directory"),

@@ -282,3 +282,19 @@ def test_nodes_of_two_primary_families_are_refused_by_name(tmp_path):
     with FakeApiServer(World([one, _dual_stack(two, "fc00::3", first=True)], existing=[KINDNET])) as api:
         with pytest.raises(BackendError, match="first InternalIPs are of both families"):
             backend(api, tmp_path).plan()
+
+
+@pytest.mark.parametrize("expected, nodes, refused", [
+    ("dual", "ipv4", "--ip-family=dual expects ipv4 and ipv6, but the chosen nodes' InternalIPs are ipv4"),
+    ("ipv4", "dual", "--ip-family=ipv4 expects ipv4, but the chosen nodes' InternalIPs are ipv4 and ipv6"),
+    ("dual", "dual", None), ("ipv4", "ipv4", None)])
+def test_ip_family_asserts_what_the_cluster_has(tmp_path, expected, nodes, refused):
+    items = workers(2) if nodes == "ipv4" else \
+        [_dual_stack(n, f"fc00::{i}") for i, n in enumerate(workers(2), 2)]
+    with FakeApiServer(World(items, existing=[KINDNET])) as api:
+        kube = backend(api, tmp_path, ip_family=expected)
+        if refused:
+            with pytest.raises(BackendError, match=re.escape(refused)):
+                kube.plan()
+        else:
+            assert kube.plan().cluster_families == (("ipv4",) if nodes == "ipv4" else ("ipv4", "ipv6"))

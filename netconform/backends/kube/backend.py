@@ -13,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 from ...plan import DUO_CONTAINERS, probe_plan
 from ...probing.channel import ProbeChannel
 from ...profiles import Profile
-from ...topology import KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology, family_of
+from ...topology import (IP_FAMILY_CHOICES, KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology,
+                         family_of)
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
@@ -42,6 +43,7 @@ class KubeOptions:
     keep: bool = False
     ready_timeout: float = 180.0
     pods_per_node: int = 2
+    ip_family: str | None = None  # --ip-family: what the user expects the cluster to have (None: as found)
 
 
 class KubeBackend(Backend):
@@ -79,6 +81,12 @@ class KubeBackend(Backend):
             planned = probe_plan([n.name for n in self.nodes], self.options.pods_per_node,
                                  outside=False, host_port=HOST_ECHO_PORT)
             self._planned = with_families(planned, self._node_items, self.nodes)
+            expected = IP_FAMILY_CHOICES.get(self.options.ip_family)
+            if expected and expected != self._planned.cluster_families:
+                raise BackendError(
+                    f"--ip-family={self.options.ip_family} expects {' and '.join(expected)}, but the "
+                    f"chosen nodes' InternalIPs are {' and '.join(self._planned.cluster_families)} "
+                    f"({', '.join(n.name + ' ' + ' '.join(n.internal_ips) for n in self.nodes[:3])})")
         return self._planned
 
     def start(self, progress: Progress) -> Topology:
