@@ -13,9 +13,15 @@ import ipaddress
 
 from .checks import Change, DnsNames, Pair, Query
 from .services import EXTERNAL_NAME, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN
-from .topology import POD, STANDALONE, Endpoint, Topology
+from .topology import IPV6, POD, STANDALONE, Endpoint, Topology, family_of
 
 UNKNOWN_POD_IP = "192.0.2.123"  # TEST-NET-1 (RFC 5737): an address no pod has
+UNKNOWN_POD_IP6 = "2001:db8::123"  # the documentation prefix (RFC 3849): the same, in IPv6
+
+
+def address_type(topology: Topology) -> str:
+    """The record type of addresses in the family a check runs in (its view: Topology.in_family)."""
+    return "AAAA" if topology.families[0] == IPV6 else "A"
 
 
 def fqdn(service: str, names: DnsNames) -> str:
@@ -33,15 +39,18 @@ def search_forms(service: str, names: DnsNames) -> list[tuple[str, str, bool]]:
 def service_a(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-SVC, DNS-HOSTNET: ``kubernetes.default`` and the Service by every name resolve to the
     ClusterIP, and the name connects to a backend."""
-    queries = [Query(label, name, search=search, expect=(service.ip,), connect=service.port)
+    rtype = address_type(topology)
+    queries = [Query(label, name, rtype, search=search, expect=(service.ip,), connect=service.port)
                for label, name, search in search_forms(service.serves, names)]
-    return [Query("kubernetes.default", "kubernetes.default", expect=(names.kubernetes_ip,)), *queries]
+    if names.kubernetes_ip is None:  # the kubernetes Service has no address in this family
+        return queries
+    return [Query("kubernetes.default", "kubernetes.default", rtype, expect=(names.kubernetes_ip,)), *queries]
 
 
 def headless_a(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-HEADLESS: the headless Service's name resolves to exactly its ready backends' pod IPs."""
     ips = tuple(sorted(topology.endpoint(b).ip for b in topology.services[service.serves].backends))
-    return [Query(label, name, search=search, expect=ips)
+    return [Query(label, name, address_type(topology), search=search, expect=ips)
             for label, name, search in search_forms(service.serves, names) if label in ("short", "fqdn")]
 
 
@@ -73,16 +82,19 @@ def pod_a(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) 
     insecure``, kubeadm's default): the verdict accepts either and says which."""
     def name(ip: str) -> str:
         return f"{ip.replace('.', '-').replace(':', '-')}.{names.namespace}.pod.{names.domain}."
-    return [Query("pod", name(pod.ip), search=False, expect=(pod.ip,)),
-            Query("unknown", name(UNKNOWN_POD_IP), search=False, expect=("NXDOMAIN", UNKNOWN_POD_IP))]
+    rtype = address_type(topology)
+    unknown = UNKNOWN_POD_IP6 if rtype == "AAAA" else UNKNOWN_POD_IP
+    return [Query("pod", name(pod.ip), rtype, search=False, expect=(pod.ip,)),
+            Query("unknown", name(unknown), rtype, search=False, expect=("NXDOMAIN", unknown))]
 
 
 def pod_hostname(topology: Topology, source: Endpoint, pod: Endpoint, names: DnsNames) -> list[Query]:
     """DNS-POD-HOSTNAME: the standalone pod's ``<hostname>.<subdomain>`` (the search list
     completes it) and its FQDN ``<hostname>.<subdomain>.<ns>.svc.<domain>`` resolve to its IP."""
     name = f"{NAMED_HOSTNAME}.{NAMED_SUBDOMAIN}"
-    return [Query("short", name, expect=(pod.ip,)),
-            Query("fqdn", f"{name}.{names.namespace}.svc.{names.domain}.", search=False, expect=(pod.ip,))]
+    rtype = address_type(topology)
+    return [Query("short", name, rtype, expect=(pod.ip,)),
+            Query("fqdn", f"{name}.{names.namespace}.svc.{names.domain}.", rtype, search=False, expect=(pod.ip,))]
 
 
 RENAMED = f"renamed.{EXTERNAL_NAME.split('.', 1)[1]}"
@@ -105,7 +117,10 @@ def external_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
     query returns its external name as it is now; once a ClusterIP Service, an A query returns
     the ClusterIP the API server gave it."""
     external = spec.get("type") == "ExternalName"
-    rtype, expect = ("CNAME", f"{spec.get('externalName')}.") if external else ("A", spec.get("clusterIP"))
+    family = topology.families[0]
+    in_family = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and family_of(ip) == family]
+    rtype, expect = ("CNAME", f"{spec.get('externalName')}.") if external else \
+        (address_type(topology), in_family[0] if in_family else spec.get("clusterIP"))
     return [Query(label, name, rtype, search=search, expect=(expect,))
             for label, name, search in search_forms(service.serves, names) if label in ("short", "fqdn")]
 

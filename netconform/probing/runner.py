@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from ..checks import INSPECT, Case, Change, Check, Connection, DnsNames, Query
-from ..topology import HOST, POD, PROBE_KINDS, Endpoint, Topology
+from ..topology import APISERVER, HOST, POD, PROBE_KINDS, Endpoint, Topology, family_of
 from .channel import ProbeChannel, ProbeUnavailable
 from .cycle import PodControl, run_cycle
 
@@ -194,10 +194,16 @@ class Runner:
             domain = next((s[len(prefix):].rstrip(".") for s in search if s.startswith(prefix)), None)
             if domain and not self.topology.meta.get("kubernetes_service_ip"):
                 return "the ClusterIP of the kubernetes Service (default/kubernetes) could not be read"
-            if domain:
-                return DnsNames(namespace, domain, self.topology.meta["kubernetes_service_ip"])
+            if domain:  # the kubernetes Service's address in this runner's family (None: it has none)
+                apiserver = next(iter(self.topology.of_kind(APISERVER)), None)
+                return DnsNames(namespace, domain, apiserver.ip if apiserver and apiserver.ip else
+                                self._kubernetes_ip_in_family())
         return (f"no probe's resolv.conf searches {prefix}<domain>, so the cluster domain is unknown "
                 f"(search lists: {'; '.join(searched[:3]) or 'no pod probes'})")
+
+    def _kubernetes_ip_in_family(self) -> str | None:
+        ip = self.topology.meta["kubernetes_service_ip"]
+        return ip if family_of(ip) in self.topology.families else None
 
     def node_evidence(self, node: str) -> dict:
         report = self.report(self.topology.host_of(node))

@@ -87,3 +87,26 @@ def test_a_familys_view_gives_each_name_its_address_in_that_family():
     single = topology()  # addresses not known per family: the one address, where it is of the family
     assert single.in_family(IPV4).endpoint("node-1/probe-a").ip == "10.244.1.2"
     assert single.in_family(IPV6).endpoint("node-1/probe-a").ip is None
+
+
+def test_the_dns_questions_of_an_ipv6_view_ask_for_aaaa_records_of_its_addresses():
+    from netconform.checks import DnsNames
+    from netconform.dns import UNKNOWN_POD_IP6, pod_a, service_a
+    from netconform.services import add_services
+    plain = add_services(topology(nodes=2, pods=2), outside=False)
+    names = {e.pod: [e.ip, "fd00::" + e.ip.split(".")[-1]] for e in plain.endpoints if e.pod}
+    dual = replace(plain, families=(IPV4, IPV6)).with_addresses(
+        names, {n.name: n.ip for n in plain.nodes}, {"web": ["10.96.0.10", "fd00:96::10"],
+                                                     "kubernetes": "10.96.0.1"})
+    six, four = dual.in_family(IPV6), dual.in_family(IPV4)
+    dns = DnsNames("ns", "cluster.local", None)  # the kubernetes Service has no IPv6 address
+    web6 = next(e for e in six.endpoints if e.serves == "web" and e.kind == "service")
+    asked = service_a(six, six.endpoint("node-1/probe-a"), web6, dns)
+    assert {q.type for q in asked} == {"AAAA"} and {q.expect for q in asked} == {("fd00:96::10",)}
+    assert "kubernetes.default" not in {q.label for q in asked}  # not asked where it has no address
+    web4 = next(e for e in four.endpoints if e.serves == "web" and e.kind == "service")
+    asked4 = service_a(four, four.endpoint("node-1/probe-a"), web4, DnsNames("ns", "cluster.local", "10.96.0.1"))
+    assert {q.type for q in asked4} == {"A"} and ("10.96.0.1",) in {q.expect for q in asked4}
+    pod, unknown = pod_a(six, six.endpoint("node-1/probe-a"), six.endpoint("node-2/probe-a"), dns)
+    assert (pod.type, pod.expect, pod.name.split(".")[0]) == ("AAAA", ("fd00::2",), "fd00--2")
+    assert unknown.expect == ("NXDOMAIN", UNKNOWN_POD_IP6)
