@@ -84,3 +84,16 @@ def test_each_family_has_its_own_matrix_and_its_count_in_the_summary(tmp_path):
     assert row["families"] == {"ipv4": {"total": 1, "passed": 1}, "ipv6": {"total": 2, "passed": 0}}
     page = html.render(doc)
     assert "ipv4 1/1, ipv6 0/2" in page and 'id="matrix-POD-POD-CROSS-ipv6"' in page
+
+
+def test_the_run_metadata_reads_as_words_and_tables_never_as_python_reprs():
+    meta = {"cni_plugins": ["bridge", "portmap"], "lab_faults": [], "lab_timings": {"lab_up": 9.59},
+            "node_info": {"node-1": {"kernel": "6.18"}}, "keep": False, "cni_daemonset": None,
+            "phases": {"setup": 9.5}}
+    page = html.render(results.build(meta, [record()]))
+    table = page[page.index('<table id="meta">'):page.index("</table>\n", page.index('<table id="meta">'))]
+    for repr_mark in ("['", "{'", "[]", "None", "False"):
+        assert repr_mark not in table, (repr_mark, table)
+    assert "<th>cni plugins</th><td>bridge, portmap</td>" in table
+    assert "<th>lab faults</th><td>none</td>" in table and "<th>keep</th><td>no</td>" in table
+    assert "<th>lab up</th><td>9.59</td>" in table and "<th>kernel</th><td>6.18</td>" in table
