@@ -53,12 +53,18 @@ def test_the_apiservers_raw_version_has_the_release_date_and_tree_state(rel: Rel
 
 
 def _free_port() -> int:
-    """A port free on 127.0.0.1 for UDP and TCP alike (CoreDNS listens on both)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        udp.bind(("127.0.0.1", 0))
-        tcp.bind(("127.0.0.1", udp.getsockname()[1]))
-        return udp.getsockname()[1]
+    """A port free on 127.0.0.1 for UDP and TCP alike (CoreDNS listens on both): the kernel picks
+    one free for UDP, which other tests' processes may hold for TCP; then another is tried."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            udp.bind(("127.0.0.1", 0))
+            try:
+                tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            except OSError:
+                continue
+            return udp.getsockname()[1]
+    raise OSError("no port on 127.0.0.1 was free for both UDP and TCP in 50 tries")
 
 
 def _query(port: int, name: str, qid: int) -> bytes:
