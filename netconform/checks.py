@@ -151,6 +151,9 @@ class Check:
     # Other batches whose results the verdict reads, as (check, protocol): the runner runs them
     # and hands their results in with the observation (POD-IP-SELF: what its peers saw)
     evidence: tuple[tuple["Check", str], ...] = ()
+    # Run in the cluster's primary family only: what it checks exists in that family alone (the
+    # kubernetes Service is single-stack; a hostPort bound to a hostIP binds that address alone)
+    primary_family_only: bool = False
 
     def missing(self, topology: Topology) -> str | None:
         """Why this check cannot apply to the topology (its items are skipped with this reason)."""
@@ -167,8 +170,9 @@ class Check:
     def cases(self, topology: Topology, protocol: str | None = None) -> list[Case]:
         """One case per family the checks run in, protocol and pair."""
         pairs = self.pairs(topology)
+        families = topology.families[:1] if self.primary_family_only else topology.families
         return [Case(self.requirement, proto, src.name, dst.name if dst else None, family)
-                for family in topology.families
+                for family in families
                 for proto in self.protocols if protocol in (None, proto)
                 for src, dst in pairs]
 

@@ -63,8 +63,9 @@ def srv(topology: Topology, source: Endpoint, service: Endpoint, names: DnsNames
     prefix = "_tcp._tcp"  # the Services' TCP port is named "tcp"
     forms = [("fqdn", f"{prefix}.{fqdn(svc.name, names)}.", False), ("short", f"{prefix}.{svc.name}", True),
              ("ns", f"{prefix}.{svc.name}.{names.namespace}", True)]
-    if svc.headless:
-        expect = tuple(f"{svc.target_port} *.{fqdn(svc.name, names)}." for _ in svc.backends)
+    if svc.headless:  # a record per ready endpoint address: per backend and family the cluster has
+        expect = tuple(f"{svc.target_port} *.{fqdn(svc.name, names)}." for _ in svc.backends
+                       for _ in topology.cluster_families)
     else:
         expect = (f"{svc.port} {fqdn(svc.name, names)}.",)
     return [Query(label, name, "SRV", search=search, expect=expect) for label, name, search in forms]
@@ -102,7 +103,8 @@ RENAMED = f"renamed.{EXTERNAL_NAME.split('.', 1)[1]}"
 # then to a ClusterIP Service (no selector: only its name is asked); afterwards, put back.
 EXTERNAL_CHANGES = (
     Change("renamed", "external", {"spec": {"externalName": RENAMED}}),
-    Change("clusterip", "external", {"spec": {"type": "ClusterIP", "externalName": None, "ports": [
+    Change("clusterip", "external", {"spec": {"type": "ClusterIP", "externalName": None,
+                                              "ipFamilyPolicy": "PreferDualStack", "ports": [
         {"name": "tcp", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}),
 )
 EXTERNAL_RESTORE = Change("restored", "external", {"spec": {

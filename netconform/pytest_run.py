@@ -158,8 +158,7 @@ class NetconformRun:
             meta["cleanup_problems"] = problems
         selection = Selection(dict(Counter(c.requirement for c in self.cases.values())),
                               dict(Counter(c.requirement for c in self.selected.values())),
-                              self.not_applicable,
-                              self._planned.untested_families if self._planned else ())
+                              self.not_applicable, self._untested_families())
         self.document = results.build(meta, list(self.records.values()), selection, interrupted,
                                       self.config.getoption("fail_on"))
         self._write()
@@ -167,6 +166,14 @@ class NetconformRun:
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
                           pytest.ExitCode.INTERRUPTED, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = self.document["exit_code"]
+
+    def _untested_families(self) -> tuple[str, ...]:
+        """The families the cluster has (as found when it started, else as planned) that no item
+        was collected for: a requirement holds only in every family, so none can pass."""
+        if self._planned is None:
+            return ()
+        found = self.conformance.topology or self._planned
+        return tuple(f for f in found.cluster_families if f not in self._planned.families)
 
     def _interruption(self, exitstatus: int) -> str | None:
         if exitstatus != pytest.ExitCode.INTERRUPTED:

@@ -27,19 +27,30 @@ from __future__ import annotations
 
 from .checks import Change, Connection, DnsNames, Query
 from .services import AFFINITY_TIMEOUT, minimum_connections
-from .dns import search_forms
+from .dns import address_type, search_forms
 from .services import EXTERNAL_NAME
-from .topology import SERVICE, Endpoint, Topology
+from .topology import SERVICE, Endpoint, Topology, family_of
 
 RETYPED = "retyped"
 TO_EXTERNAL_NAME = {"spec": {"type": "ExternalName", "externalName": EXTERNAL_NAME}}
+# a ClusterIP per family the cluster has, as the run's other Services (manifests/kube/services.yaml.j2)
 TYPE_CHANGES = (
-    Change("clusterip", RETYPED, {"spec": {"type": "ClusterIP", "externalName": None}}),
+    Change("clusterip", RETYPED, {"spec": {"type": "ClusterIP", "externalName": None,
+                                           "ipFamilyPolicy": "PreferDualStack"}}),
     Change("externalname", RETYPED, TO_EXTERNAL_NAME),
-    Change("nodeport", RETYPED, {"spec": {"type": "NodePort", "externalName": None}}),
+    Change("nodeport", RETYPED, {"spec": {"type": "NodePort", "externalName": None,
+                                          "ipFamilyPolicy": "PreferDualStack"}}),
     Change("externalname-again", RETYPED, TO_EXTERNAL_NAME),
 )
 TYPE_RESTORE = Change("restored", RETYPED, TO_EXTERNAL_NAME)
+
+
+def cluster_ip(spec: dict, topology: Topology) -> str | None:
+    """The Service's ClusterIP in the family the check runs in (its view: Topology.in_family),
+    from ``clusterIPs`` (or ``clusterIP``); None when it has none in that family."""
+    listed = spec.get("clusterIPs") or [spec.get("clusterIP")]
+    found = [ip for ip in listed if ip and ip != "None" and family_of(ip) == topology.families[0]]
+    return found[0] if found else None
 
 
 def node_port(spec: dict, protocol: str) -> int | None:
@@ -58,7 +69,8 @@ def type_change_rounds(topology: Topology, source: Endpoint, service: Endpoint, 
         return [Query(label, name, "CNAME", search=search, expect=(f"{spec.get('externalName')}.",))
                 for label, name, search in forms]
     asks: list[Query | Connection] = [
-        Query(label, name, search=search, expect=(spec.get("clusterIP"),), connect=service.port)
+        Query(label, name, address_type(topology), search=search, expect=(cluster_ip(spec, topology),),
+              connect=service.port)
         for label, name, search in forms]
     port = node_port(spec, protocol)
     if spec.get("type") == "NodePort":
@@ -82,7 +94,7 @@ def protocol_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
     """One connection through the ClusterIP over the item's protocol, answered by a backend
     while the Service has the port over that protocol, unanswered once it has not."""
     served = {p.get("protocol", "TCP") for p in spec.get("ports") or [] if p.get("port") == service.port}
-    asks = [Connection("clusterip", spec.get("clusterIP") or service.ip, service.port,
+    asks = [Connection("clusterip", cluster_ip(spec, topology) or service.ip, service.port,
                        answered=protocol.upper() in served)]
     if not asks[0].answered:  # web has the port over this protocol: the silence's positive control
         web = next(e for e in topology.of_kind(SERVICE) if e.serves == CONTROL_SERVICE)
@@ -109,7 +121,7 @@ def affinity_rounds(topology: Topology, source: Endpoint, service: Endpoint, nam
     backends = len(topology.services[service.serves].backends)
     count = STICKY_CONNECTIONS if sticky else minimum_connections(backends)
     expect = True if sticky else (False if backends > 1 else None)
-    addresses = [("clusterip", spec.get("clusterIP") or service.ip, service.port)]
+    addresses = [("clusterip", cluster_ip(spec, topology) or service.ip, service.port)]
     port = node_port(spec, protocol)
     if port:
         addresses.append(("nodeport", topology.host_of(source.node).ip, port))

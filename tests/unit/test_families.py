@@ -110,3 +110,40 @@ def test_the_dns_questions_of_an_ipv6_view_ask_for_aaaa_records_of_its_addresses
     pod, unknown = pod_a(six, six.endpoint("node-1/probe-a"), six.endpoint("node-2/probe-a"), dns)
     assert (pod.type, pod.expect, pod.name.split(".")[0]) == ("AAAA", ("fd00::2",), "fd00--2")
     assert unknown.expect == ("NXDOMAIN", UNKNOWN_POD_IP6)
+
+
+def test_a_dual_stack_node_gives_host_local_its_ipv6_range_and_route_too(tmp_path):
+    import json
+    from netconform.backends.lab import conflists
+    from netconform.profiles import profile
+    values = {"POD_CIDR": "10.244.1.0/24", "NODE_IP": "172.18.0.2", "NODE_NAME": "node-1",
+              "POD_CIDR_V6": "fd00:10:244:1::/64"}
+    conf = conflists.load(profile("bridge").conflist, values, tmp_path)
+    ipam = conf["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:10:244:1::/64"}]]
+    assert {"dst": "::/0"} in ipam["routes"] and {"dst": "0.0.0.0/0"} in ipam["routes"]
+    single = conflists.load(profile("bridge").conflist, {k: v for k, v in values.items() if k != "POD_CIDR_V6"},
+                            tmp_path)
+    assert single["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    # a conflist that names its IPv6 range itself keeps it as it is
+    own = tmp_path / "own.conflist"
+    own.write_text(json.dumps({"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "bridge", "ipam": {
+        "type": "host-local", "ranges": [[{"subnet": "${POD_CIDR}"}], [{"subnet": "${POD_CIDR_V6}"}]]}}]}))
+    assert len(conflists.load(own, values, tmp_path)["plugins"][0]["ipam"]["ranges"]) == 2
+
+
+def test_checks_of_what_exists_in_the_primary_family_alone_run_there_only():
+    plain = replace(topology(), families=(IPV4, IPV6))
+    both = Check("POD-POD-CROSS", pod_pairs(same_node=False), ("tcp",), reached_from_pod_ip)
+    primary = replace(both, primary_family_only=True)
+    assert {c.family for c in both.cases(plain)} == {IPV4, IPV6}
+    assert {c.family for c in primary.cases(plain)} == {IPV4}
+
+
+def test_a_changed_services_clusterip_is_read_in_the_family_of_the_check():
+    from netconform.service_changes import cluster_ip
+    spec = {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7", "fd00:10:96::7"]}
+    v4, v6 = topology().in_family(IPV4), replace(topology(), families=(IPV4, IPV6)).in_family(IPV6)
+    assert (cluster_ip(spec, v4), cluster_ip(spec, v6)) == ("10.96.0.7", "fd00:10:96::7")
+    assert cluster_ip({"clusterIP": "10.96.0.7"}, v6) is None  # single-stack: none in IPv6
+    assert cluster_ip({"clusterIP": "None"}, v4) is None

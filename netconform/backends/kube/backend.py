@@ -196,12 +196,15 @@ class KubeBackend(Backend):
                           for e in live.endpoints]
         live.services = {name: replace(s, node_port=node_ports.get(name))
                          for name, s in live.services.items()}
-        # the primary address of each: the one the items of the family it runs in are named by
-        other = [f"{e.name} {e.ip}" for e in live.endpoints if e.ip and family_of(e.ip) not in live.families]
-        if other:  # the items are named by the family they run in: an address of another is refused
-            raise BackendError(f"the checks run in {'/'.join(live.families)} (the nodes' first InternalIP), "
-                               f"but the cluster gave {', '.join(other[:3])}"
-                               f"{f' and {len(other) - 3} more' if len(other) > 3 else ''}")
+        # every probe has an address in each family the checks run in (a pod without its IPv6
+        # podIP on a dual-stack cluster would make every IPv6 item of it an error): said at once
+        lacking = [f"{e.name} ({family})" for e in live.probes() for family in live.families
+                   if e.kind != "outside" and not e.address_in(family) and not
+                   (not e.addresses and e.ip and family_of(e.ip) == family)]
+        if lacking:
+            raise BackendError(f"the checks run in {' and '.join(live.families)} (the nodes' InternalIPs), "
+                               f"but the cluster gave no address in that family to {', '.join(lacking[:3])}"
+                               f"{f' and {len(lacking) - 3} more' if len(lacking) > 3 else ''}")
         return live
 
     def _kubernetes_service_ip(self) -> str | None:

@@ -11,7 +11,7 @@ from ...plan import DUO_CONTAINERS, ECHO_PORT, pod_roles
 from ...profiles import MANIFESTS
 from ...services import (BACKEND_ROLE, HOSTPORT_PORT, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
                          host_ports, hostport_role)
-from ...topology import STANDALONE, Topology
+from ...topology import STANDALONE, Topology, family_of
 
 TEMPLATES = MANIFESTS / "kube"
 CONTROL_PORT = 9000  # pod probes' control API (duo's second container: 9001), reached by pod proxy
@@ -98,9 +98,12 @@ def render_endpoint_slices(spec: DeploySpec, live: Topology) -> list[dict]:
             groups.append(("second", [("second-tcp", service.second_port[1]),
                                       ("second-udp", service.second_port[1])]))
         pods = {live.endpoint(b).pod: live.endpoint(b) for b in service.backends}
-        slices += [{"name": f"{service.name}-{group}-{backend.node}", "service": service.name,
-                    "ip": backend.ip, "node": backend.node, "ports": ports}
-                   for group, ports in groups for _, backend in sorted(pods.items())]
+        # one slice per address family too (a slice holds one addressType): each of the pod's IPs
+        slices += [{"name": f"{service.name}-{group}-{backend.node}{'' if family == 'ipv4' else '-v6'}",
+                    "service": service.name, "ip": ip, "node": backend.node, "ports": ports,
+                    "address_type": "IPv6" if family == "ipv6" else "IPv4"}
+                   for group, ports in groups for _, backend in sorted(pods.items())
+                   for family, ip in (backend.addresses or ((family_of(backend.ip), backend.ip),))]
     return _documents(("endpointslices.yaml.j2",),
                       {"namespace": spec.namespace, "labels": _labels(spec), "slices": slices})
 

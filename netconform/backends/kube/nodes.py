@@ -60,19 +60,24 @@ def _taint(taint) -> str:
 
 
 def with_families(planned, items: list, chosen: list[ClusterNode]):
-    """The planned topology with its IP families: the checks run in the family of the chosen
-    nodes' first InternalIP (the one the probes are addressed by, as a pod's podIP is its primary
-    family's), and the cluster has every family its chosen nodes' InternalIPs have (a dual-stack
-    node lists one per family). ``items``: the chosen nodes' Node objects."""
+    """The planned topology with its IP families: the cluster has every family its chosen nodes'
+    InternalIPs have (a dual-stack node lists one per family), and the checks run in each family
+    every chosen node has, the primary (the family of the nodes' first InternalIP) first: the
+    run's Services ask for a ClusterIP per family and pods have a podIP per family there.
+    ``items``: the chosen nodes' Node objects."""
     from dataclasses import replace
 
     from ...topology import FAMILIES, family_of
-    tested = {family_of(node.internal_ip) for node in chosen}
-    has = {family_of(a.address) for item in items for a in (item.status.addresses or [])
-           if a.type == "InternalIP"} | tested
-    if len(tested) > 1:
+    primary = {family_of(node.internal_ip) for node in chosen}
+    if len(primary) > 1:
         raise BackendError("the chosen nodes' first InternalIPs are of both families ("
                            + ", ".join(f"{n.name} {n.internal_ip}" for n in chosen[:4])
                            + "): choose nodes of one primary family with --node-selector")
-    return replace(planned, families=tuple(f for f in FAMILIES if f in tested),
-                   cluster_families=tuple(f for f in FAMILIES if f in has))
+    has = {family_of(a.address) for item in items for a in (item.status.addresses or [])
+           if a.type == "InternalIP"} | primary
+    everywhere = set(FAMILIES)
+    for node in chosen:
+        everywhere &= {family_of(ip) for ip in node.internal_ips or (node.internal_ip,)}
+    (first,) = primary
+    tested = (first, *(f for f in FAMILIES if f in everywhere and f != first))
+    return replace(planned, families=tested, cluster_families=tuple(f for f in FAMILIES if f in has))

@@ -26,12 +26,12 @@ class LabBackend(Backend):
                  ready_timeout: float = 60.0, faults: tuple[Fault, ...] = (),
                  cni_path: tuple[str, ...] = PLUGIN_DIRS, cni_timeout: float = 20.0,
                  logs_kept_in: Path | None = None, release: str = DEFAULT_RELEASE,
-                 proxy_mode: str = "iptables") -> None:
+                 proxy_mode: str = "iptables", families: tuple[str, ...] = ("ipv4",)) -> None:
         self.profile = profile
         self.spec = LabSpec(profile.conflist, nodes, pods_per_node, ready_timeout, faults,
                             overlay=profile.overlay, cni_path=cni_path, cni_timeout=cni_timeout,
                             logs_kept_in=logs_kept_in, release=release, proxy_mode=proxy_mode,
-                            install=profile.lab_install)
+                            install=profile.lab_install, families=families)
         self.cluster: LabCluster | None = None
 
     def plan(self) -> Topology:

@@ -10,6 +10,7 @@ import pytest
 from ... import options as opts
 from ...options import bounded, path_value, range_help
 from ...profiles import Profile
+from ...topology import IP_FAMILY_CHOICES
 from ...upstream.releases import DEFAULT_RELEASE, RELEASES
 from ..base import Backend
 
@@ -56,9 +57,14 @@ class LabPlugin:
         self.faults(config, profile)
         if config.getoption("backend") == "kube":
             KUBE.refuse_live_options(config)
-        if config.getoption("ip_family") not in (None, "ipv4"):
-            raise ValueError(f"--ip-family={config.getoption('ip_family')}: the lab builds IPv4 clusters only "
-                             "in this version (an IPv6 or dual-stack lab is not implemented yet)")
+        family = config.getoption("ip_family")
+        if family == "ipv6":
+            raise ValueError("--ip-family=ipv6: the lab builds IPv4 and dual-stack clusters in this version "
+                             "(an IPv6-only lab is not implemented yet)")
+        if family == "dual" and (profile.lab_install or profile.overlay != "routes"):
+            raise ValueError(f"--ip-family=dual: the lab builds dual-stack clusters with a conflist and "
+                             f"routes between nodes (bridge, ptp, --lab-cni-conf), not with "
+                             f"{profile.name} in this version")
         if profile.backend == "lab" and (config.getoption("kubeconfig") or config.getoption("context")):
             raise ValueError(f"--kubeconfig/--context name a live cluster, but --cni={profile.name} is a "
                              "lab profile; on a live cluster name its CNI (kindnet, calico, cilium, "
@@ -82,7 +88,8 @@ class LabPlugin:
                          self.faults(config, profile),
                          cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
                          cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs",
-                         release=opt("lab_release"), proxy_mode=opt("lab_proxy"))
+                         release=opt("lab_release"), proxy_mode=opt("lab_proxy"),
+                         families=IP_FAMILY_CHOICES[opt("ip_family") or "ipv4"])
         if opt("backend") == "kube":  # the live path, on a lab that is only the cluster
             from .through_api import LabThroughApi
             return LabThroughApi(lab)

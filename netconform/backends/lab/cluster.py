@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from ...probing.channel import UnixSocketChannel
 from ...plan import probe_plan
 from ...services import host_ports, hostport_role
-from ...topology import IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, Endpoint, Topology
+from ...topology import IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, Endpoint, Topology, family_of
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
@@ -40,7 +40,7 @@ from ..kube import pods
 from ..kube.manifests import CONTROL_PORT
 from . import addons, cleanup, conflists, hostlimits, netns
 from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
-                  pod_ip)
+                  pod_ips)
 from .cni_install import INSTALLS
 from .cni_nodes import CniNodes
 from .daemon_pods import DaemonPods
@@ -49,8 +49,9 @@ from .fault_injector import FaultInjector
 from .faults import Fault
 from .interconnect import INTERCONNECTS, CniRouted
 from .kubelet import LabKubelet, host_node_info
-from .naming import (CLUSTER_CIDR, CONTROL_PLANE_IP, KUBERNETES_SERVICE_IP, OUTSIDE_IP, SERVICE_CIDR, UNDERLAY, UNDERLAY_GATEWAY, RunNames,
-                     node_ip, pod_cidr)
+from .naming import (CLUSTER_CIDR, CLUSTER_CIDR6, CONTROL_PLANE_IP, CONTROL_PLANE_IP6, KUBERNETES_SERVICE_IP, OUTSIDE_IP,
+                     OUTSIDE_IP6, SERVICE_CIDR, SERVICE_CIDR6, UNDERLAY, UNDERLAY6, UNDERLAY_GATEWAY,
+                     UNDERLAY_GATEWAY6, RunNames, node_ip, node_ip6, pod_cidr, pod_cidr6)
 from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
 from .runtime_pods import RuntimePods
 from .proxy import NodeProxies, ProxySpec
@@ -88,12 +89,20 @@ class LabSpec:
     # A real CNI installed from its upstream manifest (cni_install.py: "flannel"); None: the
     # conflist alone, with the lab's own routes or VXLAN between nodes
     install: str | None = None
+    # The IP families the cluster is built with: ("ipv4",), or ("ipv4", "ipv6") dual-stack
+    # (--ip-family=dual): every address, route, pod range and Service in both, IPv4 primary
+    families: tuple[str, ...] = ("ipv4",)
+
+    @property
+    def dual(self) -> bool:
+        return "ipv6" in self.families
 
 
 def plan(spec: LabSpec) -> Topology:
     """The lab's names: node-N with the probes every backend deploys, and the outside client."""
-    return probe_plan([f"node-{i}" for i in range(1, spec.nodes + 1)], spec.pods_per_node,
-                      outside=True)
+    planned = probe_plan([f"node-{i}" for i in range(1, spec.nodes + 1)], spec.pods_per_node,
+                         outside=True)
+    return replace(planned, families=spec.families, cluster_families=spec.families)
 
 
 class LabCluster:
@@ -112,12 +121,14 @@ class LabCluster:
         self._stop_building = threading.Event()  # set when the build is abandoned
         self.underlay = Underlay(self.names)
         self.control_plane = ControlPlane(self.names, self.underlay,
-                                          ControlPlaneSpec(spec.release, spec.ready_timeout, spec.python))
+                                          ControlPlaneSpec(spec.release, spec.ready_timeout, spec.python,
+                                                           dual=spec.dual))
         self.api: KubeApi | None = None
         self.kubelet: LabKubelet | None = None
         self.proxies: NodeProxies | None = None
         self.dns: addons.ClusterDns | None = None
         self._dns_ips: dict[str, str] = {}  # node -> the IP of the CoreDNS pod on it
+        self._dns_all_ips: dict[str, list[str]] = {}  # node -> its IPs, one per family
         self._dns_ready: list[str] = []  # the nodes whose CoreDNS pod passed its readiness probe
         self.timings: dict[str, float] = {}  # phase -> seconds, for the report and the README
         self._pods: dict[str, dict] = {}
@@ -147,6 +158,13 @@ class LabCluster:
 
     def _pod_netns(self, node: str, pod: str) -> str:
         return self.names.pod(node, pod)
+
+    def _node_ips(self, index: int) -> list[str]:
+        """Node ``index``'s InternalIPs, one per family (the primary's first)."""
+        return [node_ip(index), *([node_ip6(index)] if self.spec.dual else [])]
+
+    def _pod_cidrs(self, index: int) -> list[str]:
+        return [pod_cidr(index), *([pod_cidr6(index)] if self.spec.dual else [])]
 
     # --- build ---
 
@@ -250,7 +268,7 @@ class LabCluster:
     def _register(self, pod_ips: dict[str, str]) -> Topology:
         """The run's objects in the API server, the nodes registered, kube-proxy started; returns
         the topology with the addresses the cluster gave (ClusterIPs are the API server's)."""
-        node_ips = {n.name: node_ip(i) for i, n in enumerate(self.topology.nodes, 1)}
+        node_ips = {n.name: self._node_ips(i) for i, n in enumerate(self.topology.nodes, 1)}
         objects = None
         cluster_ips = {}
         if self.spec.objects:
@@ -268,10 +286,12 @@ class LabCluster:
         self.runtime_pods.known |= {(addons.NAMESPACE, name) for name in self.dns.pod_names().values()}
         self.dns.create(self.api)
         if not objects:
-            return Topology([replace(n, ip=node_ips[n.name]) for n in self.topology.nodes], [],
+            return Topology([replace(n, ip=node_ips[n.name][0], addresses=tuple(
+                                 (family_of(ip), ip) for ip in node_ips[n.name])) for n in self.topology.nodes], [],
                             {"namespace": None, "kubernetes_service_ip": cluster_ips[KUBERNETES_SERVICE]}, {})
+        outside = [OUTSIDE_IP, *([OUTSIDE_IP6] if self.spec.dual else [])]
         live = self.topology.with_addresses(pod_ips, node_ips, cluster_ips,
-                                            {e.name: OUTSIDE_IP for e in self.topology.of_kind(OUTSIDE)})
+                                            {e.name: outside for e in self.topology.of_kind(OUTSIDE)})
         objects.create_endpoint_slices(endpoint_slices_for_lab(
             self.names.run_id, self.names.prefix, live, self.spec.pods_per_node))
         return live
@@ -283,12 +303,13 @@ class LabCluster:
             return
         self.kubelet = LabKubelet(self.api, self.control_plane.version, host_node_info())
         for index, node in enumerate(self.topology.nodes, 1):
-            self.kubelet.register(node.name, node_ip(index), pod_cidr(index),
+            self.kubelet.register(node.name, self._node_ips(index), self._pod_cidrs(index),
                                   {"netconform.io/lab": self.names.prefix})
         # the control-plane node, as kubeadm registers it (tainted: no workload lands there), so
         # the cluster has one as every kubeadm or kind cluster has; its kube-proxy runs beside the
         # API server (_start_proxies), as on kind's control-plane node
-        self.kubelet.register(CONTROL_PLANE_NODE, CONTROL_PLANE_IP, pod_cidr(0),
+        self.kubelet.register(CONTROL_PLANE_NODE, [CONTROL_PLANE_IP, *([CONTROL_PLANE_IP6] if self.spec.dual else [])],
+                              self._pod_cidrs(0),
                               {"netconform.io/lab": self.names.prefix, CONTROL_PLANE_ROLE: ""},
                               [{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}])
         self.kubelet.start_heartbeats()
@@ -306,7 +327,8 @@ class LabCluster:
             kube_proxy = binary("kube-proxy", self.spec.release)
         except NotBuilt as exc:
             raise BackendError(f"lab: {exc}") from None
-        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, CLUSTER_CIDR),
+        cluster_cidr = f"{CLUSTER_CIDR},{CLUSTER_CIDR6}" if self.spec.dual else CLUSTER_CIDR
+        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, cluster_cidr),
                                    self.state_dir / "logs")
         kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
                                                           "system:kube-proxy")
@@ -315,8 +337,10 @@ class LabCluster:
     def _route_pods_from(self, namespace: str) -> None:
         """Routes to every node's pod CIDR via that node, for a namespace on the underlay that is
         not a node (the control plane, the outside network): pods reach it with their own IPs."""
-        netns.ip_batch(namespace, [f"route add {pod_cidr(i)} via {node_ip(i)}"
-                                   for i in range(1, self.spec.nodes + 1)])
+        commands = [f"route add {pod_cidr(i)} via {node_ip(i)}" for i in range(1, self.spec.nodes + 1)]
+        if self.spec.dual:
+            commands += [f"route add {pod_cidr6(i)} via {node_ip6(i)}" for i in range(1, self.spec.nodes + 1)]
+        netns.ip_batch(namespace, commands)
 
     def _report_dns(self, progress: Progress) -> None:
         """Start CoreDNS once its nodes' kube-proxy routes the ``kubernetes`` Service (before that
@@ -331,7 +355,7 @@ class LabCluster:
                                     self._dns_ips, self.spec.ready_timeout, progress)
         for node in ready:
             self.kubelet.pod_running(addons.NAMESPACE, self.dns.pods[node].metadata.name, node,
-                                     self._dns_ips[node], ["coredns"])
+                                     self._dns_all_ips[node], ["coredns"])
         self._dns_ready = ready
         self.timings["coredns_ready"] = round(self.dns.started_in or 0.0, 2)
 
@@ -351,9 +375,10 @@ class LabCluster:
         """Every pod's probes answer: the lab kubelet reports them Running and Ready."""
         for name, pod in self._pods.items():
             node = pod["spec"]["nodeName"]
-            ip = live.endpoint(f"{node}/host").ip if pod["spec"].get("hostNetwork") else \
-                next(e.ip for e in live.endpoints if e.pod == name)
-            self.kubelet.pod_running(self.names.prefix, pod["metadata"]["name"], node, ip,
+            endpoint = live.endpoint(f"{node}/host") if pod["spec"].get("hostNetwork") else \
+                next(e for e in live.endpoints if e.pod == name)
+            ips = [ip for _, ip in endpoint.addresses] or [endpoint.ip]
+            self.kubelet.pod_running(self.names.prefix, pod["metadata"]["name"], node, ips,
                                      [c["name"] for c in pod["spec"]["containers"]])
 
     def _preflight(self) -> None:
@@ -379,7 +404,8 @@ class LabCluster:
             return  # the CNI's own install writes each node's conflist (_install_cni)
         subnets = {}
         for index, node in enumerate(self.topology.nodes, 1):
-            values = {"POD_CIDR": pod_cidr(index), "NODE_IP": node_ip(index), "NODE_NAME": node.name}
+            values = {"POD_CIDR": pod_cidr(index), "NODE_IP": node_ip(index), "NODE_NAME": node.name,
+                      **({"POD_CIDR_V6": pod_cidr6(index)} if self.spec.dual else {})}
             try:
                 conf = conflists.load(self.spec.conflist, values,
                                       self.state_dir / "ipam" / node.name)
@@ -388,8 +414,9 @@ class LabCluster:
                 raise BackendError(str(exc)) from None
             subnets[node.name] = conflists.pod_subnets(conf)
         try:
-            conflists.check_subnets(subnets, {"the lab underlay": UNDERLAY,
-                                              "the Service range": SERVICE_CIDR})
+            conflists.check_subnets(subnets, {"the lab underlay": UNDERLAY, "the Service range": SERVICE_CIDR,
+                                              **({"the lab's IPv6 underlay": UNDERLAY6,
+                                                  "the IPv6 Service range": SERVICE_CIDR6} if self.spec.dual else {})})
         except conflists.ConflistError as exc:
             raise BackendError(f"CNI config {self.spec.conflist}: {exc}") from None
 
@@ -412,6 +439,7 @@ class LabCluster:
         ports.append(Port(self.names.underlay_port(0), self.names.outside))
         self.underlay.create(ports)
         netns.ip_batch(self.names.outside, ["link set lo up", f"addr add {OUTSIDE_IP}/24 dev eth0",
+                                            *([f"addr add {OUTSIDE_IP6}/64 dev eth0 nodad"] if self.spec.dual else []),
                                             "link set eth0 up"])
         for index, node in enumerate(self.topology.nodes, 1):
             self._configure_node(index, node.name)
@@ -426,15 +454,24 @@ class LabCluster:
         """Address the node on the underlay and reach every other node's pod CIDR (interconnect.py)."""
         name = self.names.node(node)
         commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
+        if self.spec.dual:  # no duplicate address detection: the underlay is the lab's own
+            commands.insert(2, f"addr add {node_ip6(index)}/64 dev eth0 nodad")
         others = [other for other in range(1, self.spec.nodes + 1) if other != index]
         way = CniRouted() if self.cni is not None else INTERCONNECTS[self.spec.overlay]
         between, fdb = way.commands(index, others)
         commands += between
+        if self.spec.dual and self.cni is None:
+            commands += [f"route add {pod_cidr6(other)} via {node_ip6(other)}" for other in others]
         commands.append(f"route add default via {UNDERLAY_GATEWAY}")
+        if self.spec.dual:
+            commands.append(f"route add default via {UNDERLAY_GATEWAY6}")
         netns.ip_batch(name, commands)
         if fdb:
             netns.ip_batch(name, fdb, tool="bridge")
         netns.sysctl(name, {
+            # the same for IPv6 (its ICMPv6 errors, kube-proxy's rejects among them, are rate-limited too)
+            **({"net.ipv6.conf.all.forwarding": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+                "net.ipv6.icmp.ratelimit": "0"} if self.spec.dual else {}),
             "net.ipv4.ip_forward": "1",
             # kube-proxy needs bridged pod traffic to pass iptables, as kubelet's preflight requires
             "net.bridge.bridge-nf-call-iptables": "1",
@@ -481,10 +518,12 @@ class LabCluster:
                 ports = {"portMappings": mappings} if mappings else None
                 result = runtime.add(sandbox, ports)
                 self._capabilities[sandbox.container_id] = ports
+                ips = pod_ips(result, self.spec.families)
                 if pod == DNS_POD:
-                    self._dns_ips[node] = pod_ip(result)
+                    self._dns_ips[node] = ips[0]
+                    self._dns_all_ips[node] = ips
                 else:
-                    found[f"{node}/{pod}"] = pod_ip(result)
+                    found[f"{node}/{pod}"] = ips if self.spec.dual else ips[0]
             except CniError as exc:
                 raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
         return found
@@ -556,10 +595,13 @@ class LabCluster:
                                                      namespace=namespace, ifname="lo"))
         ports = {"portMappings": port_mappings} if port_mappings else None
         self._capabilities[sandbox.container_id] = ports
-        return sandbox, pod_ip(self._runtimes[node].add(sandbox, ports))
+        ips = pod_ips(self._runtimes[node].add(sandbox, ports), self.spec.families)
+        return sandbox, (ips if self.spec.dual else ips[0])
 
-    def node_address(self, node: str) -> str:
-        return node_ip(self._node_index(node))
+    def node_address(self, node: str) -> str | list[str]:
+        """The node's address (one per family on a dual-stack lab), a hostNetwork pod's IPs."""
+        ips = self._node_ips(self._node_index(node))
+        return ips if self.spec.dual else ips[0]
 
     def pod_resolv_conf(self, namespace: str, node: str) -> Path:
         """The resolv.conf kubelet writes for a ClusterFirst pod of ``namespace`` (pod_dns.py)."""

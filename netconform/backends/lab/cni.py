@@ -336,3 +336,9 @@ def pod_ip(result: dict, family: int = 4) -> str:
         if (":" in address) == (family == 6):
             return address
     raise CniError(f"the CNI result holds no IPv{family} address: {_excerpt(json.dumps(result))}")
+
+
+def pod_ips(result: dict, families: tuple[str, ...]) -> list[str]:
+    """The pod's IPs of an ADD result, one per family in ``families``' order (as CRI reports
+    podIPs, the primary family's first); a family the result lacks is a CNI error."""
+    return [pod_ip(result, 6 if family == "ipv6" else 4) for family in families]

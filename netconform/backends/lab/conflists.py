@@ -23,7 +23,8 @@ def is_bare_name(name: object) -> bool:
 def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     """Read a conflist (or a single-plugin .conf, wrapped as libcni does) for one node.
 
-    ``${POD_CIDR}``, ``${NODE_IP}`` and ``${NODE_NAME}`` are replaced by the node's values.
+    ``${POD_CIDR}``, ``${NODE_IP}`` and ``${NODE_NAME}`` are replaced by the node's values (on a
+    dual-stack lab also ``${POD_CIDR_V6}``, and host-local IPAM gets the node's IPv6 range).
     host-local IPAM gets its dataDir inside the run's state directory (one the conflist names is
     replaced), so the lab never writes to /var/lib/cni or elsewhere, and leaves no IPAM file behind
     even when an interrupted run skips CNI DEL.
@@ -54,7 +55,24 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
         ipam = plugin.get("ipam")
         if isinstance(ipam, dict) and ipam.get("type") == "host-local":
             ipam["dataDir"] = str(ipam_dir)  # even one the conflist names: nothing outside the run
+            if node_values.get("POD_CIDR_V6"):
+                _add_ipv6_range(ipam, node_values["POD_CIDR_V6"])
     return conf
+
+
+def _add_ipv6_range(ipam: dict, cidr: str) -> None:
+    """A dual-stack node: host-local hands out an IPv6 address from the node's IPv6 pod range too
+    (a range set of its own, as a dual-stack CNI config has it) and routes ::/0 the same way,
+    unless the conflist has an IPv6 range already (``${POD_CIDR_V6}``)."""
+    if any(n.version == 6 for n in pod_subnets({"plugins": [{"type": "x", "ipam": ipam}]})):
+        return
+    ranges = ipam.get("ranges")
+    if not isinstance(ranges, list):
+        ranges = [[{"subnet": ipam.pop("subnet")}]] if isinstance(ipam.get("subnet"), str) else []
+    ipam["ranges"] = [*ranges, [{"subnet": cidr}]]
+    routes = ipam.get("routes")
+    if isinstance(routes, list) and any(isinstance(r, dict) and r.get("dst") == "0.0.0.0/0" for r in routes):
+        ipam["routes"] = [*routes, {"dst": "::/0"}]
 
 
 def load_dir(directory: Path) -> dict:

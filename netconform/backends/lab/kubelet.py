@@ -60,7 +60,7 @@ class LabKubelet:
         self.api = api
         self.kubelet_version = kubelet_version
         self.node_info = node_info  # osImage, kernelVersion, …: the host's, which every node shares
-        self.nodes: dict[str, str] = {}  # name -> InternalIP
+        self.nodes: dict[str, list[str]] = {}  # name -> its InternalIPs (one per family)
         self.missed_heartbeats = 0
         self.silent: set[str] = set()  # nodes whose kubelet is stopped (stop_node)
         self._stop = threading.Event()
@@ -75,7 +75,7 @@ class LabKubelet:
 
     # --- nodes ---
 
-    def register(self, name: str, address: str, pod_cidr: str, labels: dict[str, str],
+    def register(self, name: str, address: str | list[str], pod_cidr: str | list[str], labels: dict[str, str],
                  taints: list[dict] | None = None) -> None:
         """Create the Node (spec.podCIDR set, as kubeadm's node IPAM would; ``taints`` as kubelet's
         --register-with-taints), its status and its Lease, as kubelet does when it registers."""
@@ -83,16 +83,17 @@ class LabKubelet:
                 "metadata": {"name": name, "labels": {
                     "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                     "kubernetes.io/arch": "amd64", **labels}},
-                "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr], **({"taints": taints} if taints else {})}}
+                "spec": {"podCIDR": _listed(pod_cidr)[0], "podCIDRs": _listed(pod_cidr),
+                         **({"taints": taints} if taints else {})}}
         node = self._call(f"create Node {name}", self.api.core.create_node, body)
-        self.nodes[name] = address
+        self.nodes[name] = _listed(address)  # one InternalIP per family, the primary's first
         self._patch_node_status(name)
         self._renew_lease(name, owner_uid=node.metadata.uid)
 
     def _patch_node_status(self, name: str) -> None:
         stamp = now()
         status = {
-            "addresses": [{"type": "InternalIP", "address": self.nodes[name]},
+            "addresses": [*({"type": "InternalIP", "address": a} for a in self.nodes[name]),
                           {"type": "Hostname", "address": name}],
             "capacity": ALLOCATABLE, "allocatable": ALLOCATABLE,
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -148,14 +149,17 @@ class LabKubelet:
 
     # --- pods ---
 
-    def pod_running(self, namespace: str, name: str, node: str, pod_ip: str, containers: list[str]) -> None:
+    def pod_running(self, namespace: str, name: str, node: str, pod_ip: str | list[str],
+                    containers: list[str]) -> None:
         """Report a pod whose network is wired and whose probes answer: Running and Ready, with
-        its IP, as kubelet does once the readiness probes pass."""
+        its IP (one per family: podIPs, the primary's first), as kubelet does once the readiness
+        probes pass."""
+        ips, host = _listed(pod_ip), self.nodes[node]
         stamp = now()
         conditions = [{"type": kind, "status": "True", "lastTransitionTime": stamp}
                       for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
-        status = {"phase": "Running", "hostIP": self.nodes[node], "hostIPs": [{"ip": self.nodes[node]}],
-                  "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": stamp,
+        status = {"phase": "Running", "hostIP": host[0], "hostIPs": [{"ip": ip} for ip in host],
+                  "podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips], "startTime": stamp,
                   "conditions": conditions,
                   "containerStatuses": [{"name": c, "ready": True, "started": True, "restartCount": 0,
                                          "image": "netconform-probe:lab", "imageID": "",
@@ -163,3 +167,8 @@ class LabKubelet:
                                         for c in containers]}
         self._call(f"patch the status of pod {namespace}/{name}",
                       self.api.core.patch_namespaced_pod_status, name, namespace, {"status": status})
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+

@@ -85,3 +85,22 @@ KUBERNETES_SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first addre
 
 def cluster_ip(index: int) -> str:
     return f"10.96.0.{10 + index}"
+
+
+# IPv6, for a dual-stack lab (--ip-family=dual): the same plan in a unique local prefix, each
+# address the IPv4 one's counterpart (node-1 is fd00:18::2 as it is 172.18.0.2)
+UNDERLAY6 = "fd00:18::/64"
+UNDERLAY_GATEWAY6 = "fd00:18::1"
+OUTSIDE_IP6 = "fd00:18::fa"
+CONTROL_PLANE_IP6 = "fd00:18::f0"
+CLUSTER_CIDR6 = "fd00:10:244::/56"  # a /64 per node: node-N's is fd00:10:244:N::/64
+SERVICE_CIDR6 = "fd00:10:96::/112"
+
+
+def node_ip6(index: int) -> str:
+    return f"fd00:18::{index + 1:x}"
+
+
+def pod_cidr6(index: int) -> str:
+    return f"fd00:10:244:{index:x}::/64"
+

@@ -57,8 +57,9 @@ class RunObjects:
         self.token = token  # the probes' token, in the Secret their pods mount (the lab's own file)
         self.namespace = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"]
 
-    def create_services(self) -> dict[str, str]:
-        """The namespace and the Services; returns each Service's ClusterIP, as allocated."""
+    def create_services(self) -> dict[str, list[str]]:
+        """The namespace and the Services; returns each Service's ClusterIPs (one per family the
+        cluster has, the primary's first), as allocated."""
         api = self.api
         self._create("Namespace", lambda o: api.core.create_namespace(o))
         namespace = next(o for o in self.objects if o["kind"] == "Namespace")
@@ -67,7 +68,7 @@ class RunObjects:
         self._call("create the probes' token Secret",
                    lambda: api.core.create_namespaced_secret(self.namespace, secret))
         created = self._create("Service", lambda o: api.core.create_namespaced_service(self.namespace, o))
-        return {s.metadata.name: s.spec.cluster_ip for s in created
+        return {s.metadata.name: list(s.spec.cluster_ips or [s.spec.cluster_ip]) for s in created
                 if s.spec.cluster_ip not in (None, "None")}  # headless and ExternalName have none
 
     def pods(self, nodes: list[str]) -> list[dict]:

@@ -178,7 +178,8 @@ class RuntimePods:
                 return
             for container in pod.spec.containers:
                 mounts = {m.mount_path: volumes[m.name] for m in container.volume_mounts or []}
-                args = [in_volumes(expand(arg, container, pod, ip), mounts) for arg in container.args or []]
+                primary = ip if isinstance(ip, str) else ip[0]  # $(POD_IP): status.podIP, the primary's
+                args = [in_volumes(expand(arg, container, pod, primary), mounts) for arg in container.args or []]
                 try:
                     how = entrypoint(container, mounts)
                 except CannotRun as exc:

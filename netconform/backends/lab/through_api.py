@@ -52,7 +52,8 @@ class LabThroughApi(Backend):
     def plan(self) -> Topology:
         """The kube backend's plan for the lab's nodes (it sorts them by name, as here)."""
         names = sorted(f"node-{i}" for i in range(1, self.lab.spec.nodes + 1))
-        return probe_plan(names, self.lab.spec.pods_per_node, outside=False, host_port=HOST_ECHO_PORT)
+        planned = probe_plan(names, self.lab.spec.pods_per_node, outside=False, host_port=HOST_ECHO_PORT)
+        return replace(planned, families=self.lab.spec.families, cluster_families=self.lab.spec.families)
 
     def start(self, progress: Progress) -> Topology:
         self.lab.start(progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..naming import CLUSTER_CIDR, KUBERNETES_SERVICE_IP, SERVICE_CIDR
+from ..naming import CLUSTER_CIDR, CLUSTER_CIDR6, KUBERNETES_SERVICE_IP, SERVICE_CIDR, SERVICE_CIDR6
 
 ETCD_URL = "http://127.0.0.1:2379"
 ETCD_PEER_URL = "http://127.0.0.1:2380"
@@ -19,6 +19,7 @@ APISERVER_PORT = 6443
 LOCAL_APISERVER = f"https://127.0.0.1:{APISERVER_PORT}"  # how the components reach the API server
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_CIDR_MASK_SIZE = 24  # each node's podCIDR is a /24 of CLUSTER_CIDR, as the lab's nodes use
+NODE_CIDR_MASK_SIZE6 = 64  # and its IPv6 one a /64 of CLUSTER_CIDR6
 UNUSED_CONTROLLERS = (
     "persistentvolume-attach-detach-controller", "persistentvolume-binder-controller",
     "persistentvolume-expander-controller", "persistentvolume-protection-controller",
@@ -49,6 +50,20 @@ class Layout:
 
     root: Path
     address: str
+    dual: bool = False  # a dual-stack cluster: Service and pod ranges in both families
+
+    @property
+    def service_range(self) -> str:
+        return f"{SERVICE_CIDR},{SERVICE_CIDR6}" if self.dual else SERVICE_CIDR
+
+    @property
+    def node_cidr_flags(self) -> tuple[str, ...]:
+        """The cluster's pod range and each node's share of it, as kube-controller-manager's flags."""
+        if not self.dual:
+            return (f"--cluster-cidr={CLUSTER_CIDR}", f"--node-cidr-mask-size={NODE_CIDR_MASK_SIZE}")
+        return (f"--cluster-cidr={CLUSTER_CIDR},{CLUSTER_CIDR6}",
+                f"--node-cidr-mask-size-ipv4={NODE_CIDR_MASK_SIZE}",
+                f"--node-cidr-mask-size-ipv6={NODE_CIDR_MASK_SIZE6}")
 
     @property
     def pki(self) -> Path:
@@ -114,7 +129,7 @@ def kube_apiserver(layout: Layout) -> Component:
         f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
         f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
         "--kubelet-preferred-address-types=InternalIP",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={layout.service_range}",
         "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={layout.pki / 'sa.pub'}",
@@ -134,8 +149,7 @@ def kube_controller_manager(layout: Layout) -> Component:
         f"--cluster-signing-cert-file={layout.cert('ca')}", f"--cluster-signing-key-file={layout.key('ca')}",
         f"--controllers=*,bootstrap-signer-controller,token-cleaner-controller,"
         f"{','.join('-' + name for name in UNUSED_CONTROLLERS)}",
-        "--allocate-node-cidrs", f"--cluster-cidr={CLUSTER_CIDR}",
-        f"--node-cidr-mask-size={NODE_CIDR_MASK_SIZE}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--allocate-node-cidrs", *layout.node_cidr_flags, f"--service-cluster-ip-range={layout.service_range}",
         f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}", "--cluster-name=netconform-lab",
         "--profiling=false", "--v=1"))
 

@@ -20,7 +20,8 @@ from ....upstream import DEFAULT_RELEASE, NotBuilt, binary
 from ....upstream.releases import get as pinned_release
 from ...base import BackendError, Progress
 from .. import cleanup, netns
-from ..naming import CONTROL_PLANE_IP, UNDERLAY, UNDERLAY_GATEWAY, RunNames
+from ..naming import (CONTROL_PLANE_IP, CONTROL_PLANE_IP6, UNDERLAY, UNDERLAY6, UNDERLAY_GATEWAY,
+                      UNDERLAY_GATEWAY6, RunNames)
 from ..underlay import Port, Underlay
 from . import components, kubeconfig, processes, readiness
 from .pki import Authority, Credential, service_account_keys
@@ -42,6 +43,7 @@ class ControlPlaneSpec:
     release: str = DEFAULT_RELEASE
     ready_timeout: float = 60.0
     python: str = sys.executable  # runs the relays
+    dual: bool = False  # a dual-stack cluster (components.Layout)
 
 
 class ControlPlane:
@@ -49,7 +51,7 @@ class ControlPlane:
         self.names = names
         self.underlay = underlay
         self.spec = spec or ControlPlaneSpec()
-        self.layout = components.Layout(names.state_dir / "control-plane", CONTROL_PLANE_IP)
+        self.layout = components.Layout(names.state_dir / "control-plane", CONTROL_PLANE_IP, self.spec.dual)
         self.server: str | None = None  # https://127.0.0.1:PORT, the relay, once started
         self.started_in: float | None = None  # seconds from start() to ready
         self._processes: list[Process] = []  # in the control-plane namespace
@@ -142,8 +144,12 @@ class ControlPlane:
     def _join_underlay(self) -> None:
         self.underlay.attach([Port(self.names.control_plane_port, self.netns)])
         prefix = UNDERLAY.split("/")[1]
-        netns.ip_batch(self.netns, ["link set lo up", f"addr add {CONTROL_PLANE_IP}/{prefix} dev eth0",
-                                    "link set eth0 up", f"route add default via {UNDERLAY_GATEWAY}"])
+        commands = ["link set lo up", f"addr add {CONTROL_PLANE_IP}/{prefix} dev eth0",
+                    "link set eth0 up", f"route add default via {UNDERLAY_GATEWAY}"]
+        if self.spec.dual:
+            commands += [f"addr add {CONTROL_PLANE_IP6}/{UNDERLAY6.split('/')[1]} dev eth0 nodad",
+                         f"route add default via {UNDERLAY_GATEWAY6}"]
+        netns.ip_batch(self.netns, commands)
 
     def _start_relays(self) -> None:
         """The relay in the namespace, then the one in the root namespace, recorded as the run's
