@@ -35,7 +35,9 @@ def untouched():
     (["--lab-cni-timeout=0"], "argument --lab-cni-timeout: 0 is out of range: 1..600 s"),
     (["--fail-on=sometimes"], "argument --fail-on: invalid choice: 'sometimes'"),
     (["--ip-family=ipv5"], "argument --ip-family: invalid choice: 'ipv5'"),
-    (["--ip-family=dual"], "netconform: --ip-family=dual: the lab builds IPv4 clusters only"),
+    (["--ip-family=ipv6"], "netconform: --ip-family=ipv6: the lab builds IPv4 and dual-stack clusters"),
+    (["--ip-family=dual", "--cni=vxlan"], "netconform: --ip-family=dual: the lab builds dual-stack clusters with a conflist and routes"),
+    (["--ip-family=dual", "--cni=flannel"], "not with flannel in this version"),
     (["--lab-nodes=200"], "200 nodes with 400 probe pods make about "),  # the count: the next test
     (["--report-dir=/proc/netconform-x"], "netconform: --report-dir /proc/netconform-x: cannot write there"),
     ([f"--lab-cni-conf={EXAMPLES}"], f"netconform: --lab-cni-conf {EXAMPLES} is a directory"),
