@@ -121,3 +121,20 @@ def start_and_wait_for(tmp_path, line: str, *args: str, cni: str | None = "bridg
     proc.kill()
     pytest.fail(f"never saw {line!r}:\n{''.join(seen)}")
 
+
+def built_lab(spec):
+    """A lab of ``spec`` built for a module's tests (yield from it in a fixture): (cluster, live);
+    torn down at the end, with nothing left behind."""
+    from netconform.backends.lab.cluster import LabCluster
+    cluster = LabCluster(spec)
+    try:
+        live = cluster.build(lambda message: None)
+    except BaseException:
+        cluster.teardown()
+        raise
+    try:
+        yield cluster, live
+    finally:
+        assert cluster.teardown() == []
+        assert leftovers(cluster.names.prefix) == []
+

@@ -11,7 +11,7 @@ from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
 from netconform.profiles import profile
 
-from .conftest import leftovers, needs_root
+from .conftest import built_lab, needs_root
 from .test_faults import assert_turns_exactly_its_requirements_red, failing, judge_everything
 
 pytestmark = needs_root
@@ -24,17 +24,7 @@ KNOWN = {"flannel": {"SVC-HOSTNET-ENDPOINTS"}, "kube-router": {"SVC-HAIRPIN", "S
 
 def _lab(cni: str):
     chosen = profile(cni)
-    cluster = LabCluster(LabSpec(chosen.conflist, install=chosen.lab_install))
-    try:
-        live = cluster.build(lambda message: None)
-    except BaseException:
-        cluster.teardown()
-        raise
-    try:
-        yield cluster, live
-    finally:
-        assert cluster.teardown() == []
-        assert leftovers(cluster.names.prefix) == []
+    yield from built_lab(LabSpec(chosen.conflist, install=chosen.lab_install))
 
 
 @pytest.fixture(scope="module")

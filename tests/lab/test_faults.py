@@ -89,6 +89,7 @@ class Outcomes(Counter):
     def __init__(self) -> None:
         super().__init__()
         self.reasons: list[str] = []
+        self.failed_in: set[str] = set()  # the IP families of its failed items
 
     def __repr__(self) -> str:
         return f"{dict(self)} {self.reasons[:3]}"
@@ -99,21 +100,26 @@ def judge_everything(cluster: LabCluster, live, attempts: int = 2,
     """requirement -> Outcomes over every item of every check (or of the requirements ``only``
     names); short attempts, as a fault's timeouts cost one second each. ``settle``: how long an
     answer after a Service change may take to come right (what a fault breaks never does)."""
-    runner = Runner(live, cluster.channel, ProbeSettings(timeout=1.0, attempts=attempts, settle=settle,
-                                                         cycle_within=None if settle == CHANGE_SETTLE else FAULT_WITHIN),
-                    services=cluster.change_service, through_api=cluster.reach_through_api,
-                    pods=PodControl(cluster.start_pod, cluster.delete_pod))
+    settings = ProbeSettings(timeout=1.0, attempts=attempts, settle=settle,
+                             cycle_within=None if settle == CHANGE_SETTLE else FAULT_WITHIN)
+    reports: dict = {}  # as a run does: a runner per family, on that family's view of the cluster
+    runners = {family: Runner(live.in_family(family), cluster.channel, settings, services=cluster.change_service,
+                              through_api=cluster.reach_through_api,
+                              pods=PodControl(cluster.start_pod, cluster.delete_pod), reports=reports)
+               for family in live.families}
     outcomes: dict[str, Outcomes] = {}
     for check in CHECKS:
         if check.missing(live) or (only is not None and check.requirement not in only):
             continue
         for case in check.cases(live):
-            verdict = check.verdict(runner.observe(check, case))
+            verdict = check.verdict(runners[case.family].observe(check, case))
             kind = "pass" if verdict.ok else "error" if verdict.harness else "fail"
             counts = outcomes.setdefault(check.requirement, Outcomes())
             counts[kind] += 1
             if kind != "pass":
                 counts.reasons.append(f"{case.full_id}: {verdict.reason}")
+            if kind == "fail":
+                counts.failed_in.add(case.family)
     return outcomes
 
 
@@ -197,7 +203,8 @@ def pod_names(cluster) -> set[str]:
 
 
 FAULT_RUNS = [pytest.param(mode, name, id=f"{name}" if mode == "iptables" else f"{name}-{mode}")
-              for mode in MODES for name in FAULTS if not FAULTS[name].cnis  # test_cni_faults.py
+              for mode in MODES for name in FAULTS
+              if not FAULTS[name].cnis and not FAULTS[name].ipv6  # test_cni_faults.py, test_dual_stack.py
               if mode in FAULTS[name].modes and (mode == "iptables" or name in NFTABLES_MEASURED)]
 
 

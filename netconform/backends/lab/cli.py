@@ -72,12 +72,15 @@ class LabPlugin:
 
     def faults(self, config: pytest.Config, profile: Profile) -> tuple:
         """The --lab-fault faults, each one the lab's proxy mode and CNI have a mechanism for."""
-        from .faults import cni_refusal, fault, mode_refusal
+        from .faults import cni_refusal, family_refusal, fault, mode_refusal
         chosen = tuple(fault(name) for name in dict.fromkeys(config.getoption("lab_fault")))
         mode = config.getoption("lab_proxy")
         for unable in (f for f in chosen if mode not in f.modes):
             raise ValueError(mode_refusal(unable, mode))
         for refusal in filter(None, (cni_refusal(f, profile.lab_install) for f in chosen)):
+            raise ValueError(refusal)
+        families = IP_FAMILY_CHOICES[config.getoption("ip_family") or "ipv4"]
+        for refusal in filter(None, (family_refusal(f, families) for f in chosen)):
             raise ValueError(refusal)
         return chosen
 

@@ -14,7 +14,7 @@ from ...topology import KUBERNETES_SERVICE, Topology
 from ..base import BackendError, Progress
 from . import addons, faults, netns, proxyrules
 from .faults import Fault
-from .naming import CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, pod_cidr
+from .naming import CLUSTER_CIDR, OUTSIDE_IP, SERVICE_CIDR, pod_cidr, pod_cidr6
 from .proxy import merged
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ class FaultInjector:
             raise BackendError(f"fault {fault.name} is injected already")
         if self.lab.spec.proxy_mode not in fault.modes:
             raise BackendError(faults.mode_refusal(fault, self.lab.spec.proxy_mode))
-        refusal = faults.cni_refusal(fault, self.lab.spec.install)
+        refusal = faults.cni_refusal(fault, self.lab.spec.install) or \
+            faults.family_refusal(fault, self.lab.spec.families)
         if refusal:
             raise BackendError(refusal)
         undo: list[tuple[str, list[str]]] = []
@@ -210,6 +211,9 @@ class FaultInjector:
                        for name, service in live.services.items()})
         values.update({faults.backend_ips_placeholder(name): [live.endpoint(b).ip for b in service.backends]
                        for name, service in live.services.items()})
+        if self.lab.spec.dual:
+            values.update({"${POD_CIDR6}": [pod_cidr6(index)],
+                           "${LAST_POD_CIDR6}": [pod_cidr6(len(self.lab.topology.nodes))]})
         if node_ns is not None and any("${AFFINITY_LIST}" in part for c in commands for part in c):
             values["${AFFINITY_LIST}"] = proxyrules.affinity_lists(
                 self.lab.spec.proxy_mode, self.lab.proxies.rules_text(node_ns))
@@ -222,11 +226,12 @@ class FaultInjector:
             raise BackendError(f"fault {fault.name} in {namespace}: nothing to apply "
                                f"{' '.join(command)} to")
         for argv in argvs:
-            if argv[0] == "iptables":  # wait for the xtables lock every kube-proxy also takes
+            if argv[0] in ("iptables", "ip6tables"):  # wait for the xtables lock kube-proxy also takes
                 argv = [argv[0], "-w", "5", *argv[1:]]
             before = ""
             if argv[:3] == ["ip", "route", "del"]:
-                before = netns.run(namespace, ["ip", "route", "show", argv[3]]).stdout.strip()
+                family = ["-6"] if ":" in argv[3] else []  # `ip route show` lists IPv4 alone
+                before = netns.run(namespace, ["ip", *family, "route", "show", argv[3]]).stdout.strip()
             elif argv[:3] == ["ip", "link", "set"] and "mtu" in argv:
                 shown = netns.run(namespace, ["ip", "-o", "link", "show", argv[3]]).stdout.split()
                 before = shown[shown.index("mtu") + 1] if "mtu" in shown else ""

@@ -10,7 +10,8 @@ sit at the standard priorities, nftables mode's at the same), commands on the wo
 duo pod's containers split apart, the resolv.conf the lab gives to the pods of a node, or a
 Service patched in the API server (as a mistaken ``kubectl edit`` would).
 
-Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's),
+Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's), on a
+dual-stack lab ${POD_CIDR6} and ${LAST_POD_CIDR6} (the same in IPv6),
 ${CLUSTER_CIDR}, ${SERVICE_CIDR}, ${PORT} (a node's underlay port in the world namespace), ${OUTSIDE_IP},
 ${KUBERNETES_IP} (the kubernetes Service's ClusterIP),
 ${CLUSTER_IP_<SERVICE>} (e.g. ${CLUSTER_IP_EMPTY}), ${BACKEND_IPS_<SERVICE>} (its backends' pod
@@ -55,6 +56,9 @@ class Fault:
     # revert also restarts the CNI's daemon on on_nodes, as an operator would: a peer whose sessions
     # were refused is tried again only at GoBGP's connect retry (120 s), a restarted one at once
     revert_restarts_agent: bool = False
+    # It acts on IPv6 alone (${POD_CIDR6}, ip6tables): it needs a dual-stack lab (--ip-family=dual),
+    # and must turn only its requirements' IPv6 items red
+    ipv6: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def undo(argv: list[str], before: str = "") -> list[str]:
     reverted on a running lab: an inserted iptables rule is deleted; a deleted route is added again
     as ``before`` (what
     ``ip route show`` printed for it); a changed MTU is set back to ``before``."""
-    if argv[0] == "iptables" and "-I" in argv:
+    if argv[0] in ("iptables", "ip6tables") and "-I" in argv:
         at = argv.index("-I")
         rest = argv[at + 2:]
         if rest and rest[0].isdigit():  # a position: -D takes the rule without it
@@ -259,6 +263,19 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           "a misconfigured masquerade agent on every node masquerades pod traffic to other nodes' "
           "pods, before kube-router's own rules (its pod-egress masquerade leaves pod CIDRs alone)",
           also=("SVC-SOURCE-IP",), cnis=("kube-router",), nft=MASQUERADE_TO_OTHER_NODES_PODS),
+    Fault("ipv6-no-route-to-last-node", ("POD-POD-CROSS",),
+          "the first node has no IPv6 route to the last node's IPv6 pod range (its IPv4 route stays)",
+          # as no-route-to-last-node, in IPv6 alone
+          also=("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP",
+                "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT", "SVC-HAIRPIN",
+                "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT", "HOSTNET-SVC", *DNS_ROWS,
+                "SVC-MULTIPORT", "HOSTPORT", "UDP-LARGE", *CHANGING_ROWS),
+          on_nodes="first", ipv6=True, node_commands=(("ip", "route", "del", "${LAST_POD_CIDR6}"),)),
+    Fault("ipv6-snat-between-nodes", ("POD-POD-CROSS", "POD-IP-SELF"),
+          "nodes masquerade IPv6 pod traffic leaving for other nodes (ip6tables; IPv4 is left alone)",
+          also=("SVC-HOSTNET-ENDPOINTS", "SVC-SOURCE-IP"), ipv6=True,
+          node_commands=(("ip6tables", "-t", "nat", "-I", "POSTROUTING", "-s", "${POD_CIDR6}",
+                          "-o", "eth0", "-j", "MASQUERADE"),)),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
@@ -398,6 +415,13 @@ class UnknownFault(ValueError):
 def mode_refusal(fault: Fault, mode: str) -> str:
     return (f"--lab-fault {fault.name} has no mechanism for kube-proxy's {mode} mode (it has one "
             f"for: {', '.join(fault.modes)}); run it with --lab-proxy {fault.modes[0]}")
+
+
+def family_refusal(fault: Fault, families: tuple[str, ...]) -> str | None:
+    """Why ``fault`` cannot be injected into a lab of ``families``, or None when it can."""
+    if fault.ipv6 and "ipv6" not in families:
+        return f"--lab-fault {fault.name} acts on IPv6 alone; run it with --ip-family=dual"
+    return None
 
 
 def cni_refusal(fault: Fault, cni: str | None) -> str | None:
