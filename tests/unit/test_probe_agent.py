@@ -308,16 +308,7 @@ class _TcpChannel(HTTPChannel):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or not _ipv6_loopback(), reason="raw ICMPv6 sockets need root and ::1")
+@pytest.mark.skipif(os.geteuid() != 0 or not netprobe._ipv6_available(), reason="raw ICMPv6 sockets need root and ::1")
 def test_icmpv6_echo_is_answered_and_captured_by_the_receiver():
     watcher = netprobe.IcmpWatcher()
     assert watcher.error6 is None
