@@ -18,6 +18,7 @@ from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, IPV4, NODEPORT, OUT
 Pair = tuple[Endpoint, "Endpoint | None"]
 INSPECT = "self"  # the pseudo-protocol of checks that read self-reports instead of connecting
 SECOND_NODE, OUTSIDE_CLIENT = "a second node", "an outside client"  # what a check may need
+BOTH_FAMILIES = "both IP families"
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,11 @@ class Check:
     restore: Change | None = None
     # A case whose results so far already settle it is asked no further rounds: (case, results)
     until: Callable[[Case, dict[str, dict]], bool] | None = None
+    # A case its verdict already fails on the rounds so far (evidence about the network, not a
+    # harness error) is asked no further rounds: for verdicts that judge each answer on its own, a
+    # later round cannot undo a failure, and each failing question would wait out the settle
+    # time after every change (a broken resolver made one run take more than ten minutes)
+    stop_at_failure: bool = False
     # Backend pods created and deleted while the clients keep sending (SVC-UDP-BACKEND-CHANGE)
     cycle: BackendCycle | None = None
     # Other batches whose results the verdict reads, as (check, protocol): the runner runs them
@@ -162,6 +168,9 @@ class Check:
                 return f"needs a second node; this cluster has {len(topology.nodes)}"
             if need == OUTSIDE_CLIENT and not topology.of_kind(OUTSIDE):
                 return "needs a client outside the cluster's networks; this backend has none"
+            if need == BOTH_FAMILIES and len(topology.cluster_families) < 2:
+                return (f"needs a cluster of both IP families; this one has "
+                        f"{' and '.join(topology.cluster_families)} alone")
         return None
 
     def connections(self, topology: Topology, destination: Endpoint) -> int:
@@ -214,6 +223,11 @@ def host_to_pods(same_node_only: bool) -> Callable[[Topology], list[Pair]]:
 
 def each_pod(topology: Topology) -> list[Pair]:
     return [(pod, None) for pod in topology.of_kind(POD)]
+
+
+def each_pod_and_node(topology: Topology) -> list[Pair]:
+    """Every probe pod, and every node (by its hostNetwork probe)."""
+    return [(e, None) for e in topology.of_kind(POD) + topology.of_kind(HOST)]
 
 
 def containers_of_one_pod(both_ways: bool) -> Callable[[Topology], list[Pair]]:

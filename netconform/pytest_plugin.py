@@ -221,6 +221,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     topology = run.planned()
     missing = spec.missing(topology)
     cases = [] if missing else spec.cases(topology)
+    run.plan_items(metafunc.definition.nodeid, spec.requirement, max(1, len(cases)))
     params = [pytest.param(c, id=c.id, marks=[*marks, getattr(pytest.mark, c.family)])
               for c in cases] or [pytest.param(
         Case(spec.requirement, INSPECT, "none", None), id="none", marks=pytest.mark.skip(

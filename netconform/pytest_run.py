@@ -35,6 +35,9 @@ class NetconformRun:
         self.backend = backend
         self.report_dir = report_dir
         self.not_applicable = not_applicable
+        # test function's nodeid -> (requirement, items it parametrizes): counted as each test
+        # function is parametrized, before node ids, --lf, -k or -m leave any of its items out
+        self.generated: dict[str, tuple[str, int]] = {}
         self.cases: dict[str, Case] = {}  # pytest nodeid -> case, of every collected item
         self.selected: dict[str, Case] = {}  # of the items left after -k, -m and node ids
         self.deviations: dict[str, str] = {}  # pytest nodeid -> deviation text
@@ -63,6 +66,21 @@ class NetconformRun:
                     "nodes or pods per node")
             self._planned = planned
         return self._planned
+
+    def plan_items(self, function: str, requirement: str, items: int) -> None:
+        self.generated[function] = (requirement, items)
+
+    def planned_counts(self) -> dict[str, int]:
+        """Items per requirement the collected test functions make: what a full run of them checks.
+        Counted from the checks themselves, so a selection by node id (which drops items before
+        any hook sees them) is seen as a selection, never as the whole requirement."""
+        counts: Counter = Counter()
+        for requirement, items in self.generated.values():
+            counts[requirement] += items
+        for case in self.cases.values():  # never fewer than were collected
+            counts.setdefault(case.requirement, 0)
+        collected = Counter(c.requirement for c in self.cases.values())
+        return {rid: max(counts[rid], collected[rid]) for rid in counts}
 
     def progress(self, message: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -156,7 +174,7 @@ class NetconformRun:
         meta["phases"] = dict(self.conformance.phases)
         if problems:
             meta["cleanup_problems"] = problems
-        selection = Selection(dict(Counter(c.requirement for c in self.cases.values())),
+        selection = Selection(self.planned_counts(),
                               dict(Counter(c.requirement for c in self.selected.values())),
                               self.not_applicable, self._untested_families())
         self.document = results.build(meta, list(self.records.values()), selection, interrupted,

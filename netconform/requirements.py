@@ -101,7 +101,8 @@ _ROWS = [
                 "resolve Service names like any pod"),
     Requirement("DUAL-STACK", "MAY", "both IP families",
                 "one address per family, each present and reachable with the source preserved",
-                **_NOT_YET),
+                gaps="a RequireDualStack Service's clusterIPs (the run's Services ask for "
+                     "PreferDualStack; each family's ClusterIPs are checked by the Service rows)"),
     Requirement("UDP-LARGE", "MAY", "fragmented UDP across nodes",
                 "2000-byte datagrams between pods on different nodes arrive whole"),
     Requirement("SCTP", "MAY", "SCTP pod to pod and through a ClusterIP", "succeeds", **_NOT_YET),

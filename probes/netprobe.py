@@ -747,13 +747,21 @@ def probe_target(target: dict) -> dict:
                 break
             settled += 1
             time.sleep(SETTLE_PAUSE)
-        result = _attempts(target, attempts, timeout)
+        # a question has settled above (its own wait for the expected answer): asked again with
+        # that wait, each attempt would wait out the settle time once more for a wrong answer
+        result = _attempts(_without_dns_settle(target) if settle else target, attempts, timeout)
     if settle:
         result["settled"] = settled
     if target.get("size"):
         result["size"] = int(target["size"])
     result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
     return result
+
+
+def _without_dns_settle(target: dict) -> dict:
+    if "dns" not in target:
+        return target
+    return {**target, "dns": {k: v for k, v in target["dns"].items() if k != "settle"}}
 
 
 def _attempts(target: dict, attempts: int, timeout: float) -> dict:

@@ -25,6 +25,7 @@ test_dns_pod_hostname = check("DNS-POD-HOSTNAME", pods_to_named, UDP_TCP, answer
                               queries=pod_hostname)
 
 test_dns_externalname = check("DNS-EXTERNALNAME", pods_to_service("external"), UDP_TCP, answered_as_expected,
+                              stop_at_failure=True,
                               rounds=external_rounds, changes=EXTERNAL_CHANGES, restore=EXTERNAL_RESTORE)
 
 test_dns_hostnet = check("DNS-HOSTNET", pods_to_service("web", sources=(HOST,)), UDP_TCP, answered_as_expected,

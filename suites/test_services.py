@@ -40,7 +40,8 @@ test_svc_hairpin = check("SVC-HAIRPIN", pods_to_service("web", clients=BACKENDS)
                          lands_on_itself, repeat=enough_to_see_every_backend)
 
 test_svc_affinity = check("SVC-AFFINITY", pods_to_service("web-affinity"), TCP_UDP, answered_as_expected,
-                          rounds=affinity_rounds, changes=AFFINITY_CHANGES, restore=AFFINITY_RESTORE)
+                          rounds=affinity_rounds, changes=AFFINITY_CHANGES, restore=AFFINITY_RESTORE,
+                          stop_at_failure=True)
 
 test_svc_no_endpoints = check("SVC-NO-ENDPOINTS", pods_to_service("empty"), TCP_UDP,
                               refused_promptly)
@@ -61,13 +62,15 @@ test_svc_multiport = check("SVC-MULTIPORT", pods_to_each_port("multiport"), TCP_
                            each_port_reaches_its_target)
 
 test_svc_type_change = check("SVC-TYPE-CHANGE", pods_to_service("retyped"), TCP_UDP, answered_as_expected,
-                             rounds=type_change_rounds, changes=TYPE_CHANGES, restore=TYPE_RESTORE)
+                             rounds=type_change_rounds, changes=TYPE_CHANGES, restore=TYPE_RESTORE,
+                             stop_at_failure=True)
 
 test_svc_endpointslice_manual = check("SVC-ENDPOINTSLICE-MANUAL", pods_to_each_port("manual"), TCP_UDP,
                                       each_port_reaches_its_target)
 
 test_svc_port_protocols = check("SVC-PORT-PROTOCOLS", pods_to_service("protocols"), TCP_UDP, answered_as_expected,
-                                rounds=protocol_rounds, changes=PROTOCOL_CHANGES, restore=PROTOCOL_RESTORE)
+                                rounds=protocol_rounds, changes=PROTOCOL_CHANGES, restore=PROTOCOL_RESTORE,
+                                stop_at_failure=True)
 
 # the kubernetes Service has a ClusterIP of the cluster's primary family only
 test_pod_apiserver = check("POD-APISERVER", pods_to_api_server, ("tls",), tls_handshake_completed,

@@ -301,10 +301,11 @@ class Runner:
         asking = list(cases)
         try:
             for change in changes:
-                if check.until is not None:  # the cases settled by the rounds so far are done
-                    asking = [c for c in asking if not check.until(c, results)]
-                    if not asking:
-                        break
+                # the cases settled by the rounds so far are done
+                asking = [c for c in asking if not (check.until is not None and check.until(c, results))
+                          and not (check.stop_at_failure and self._failed_so_far(check, c, results))]
+                if not asking:
+                    break
                 if change is not None and change.pause:
                     time.sleep(change.pause)
                 if not check.changes:  # one round, nothing changed: it reads no Service
@@ -331,6 +332,17 @@ class Runner:
                         results[f"{case.id}@restore"] = {**_harness_errors([case], str(exc))[case.id],
                                                          "id": f"{case.id}@restore"}
         return results
+
+    def _failed_so_far(self, check: Check, case: Case, results: dict[str, dict]) -> bool:
+        """Whether the case's verdict on its rounds so far is a failure (not a harness error)."""
+        mine = [r for target_id, r in results.items() if target_id.startswith(f"{case.id}@")]
+        if not mine:
+            return False
+        source = self.topology.endpoint(case.source)
+        destination = self.topology.endpoint(case.destination) if case.destination else None
+        verdict = check.verdict(Observation(case, check, source, destination, mine, self.topology,
+                                            self._reports_of(source, destination)))
+        return not verdict.ok and not verdict.harness
 
     def _change(self, service: str, patch: dict | None) -> dict:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..checks import Check, pod_pairs
-from ..topology import Topology
+from ..topology import POD, Topology
 from .runner import Observation
 
 
@@ -227,5 +227,28 @@ def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
     return Verdict(True, "pass", "", {"own": own, "seen_by_peers": seen})
 
 
+def own_address_in_each_family(obs: Observation) -> Verdict:
+    """DUAL-STACK, in the item's family: the cluster reports an address of that family for the pod
+    (``podIPs``) or node (InternalIP), it is on the endpoint's own interfaces, and a pod's is the
+    source its peers see in that family (as POD-IP-SELF, from the same PEERS evidence)."""
+    src, family = obs.source, obs.case.family
+    if src.ip is None:
+        listed = [ip for _, ip in src.addresses]
+        return Verdict(False, "missing", f"the cluster reports no {family} address for {src.name} "
+                       f"(it has {', '.join(listed) or 'none'}): a dual-stack cluster gives one per family",
+                       {"addresses": listed})
+    if src.kind == POD:
+        return pod_ip_is_own_and_seen(obs)
+    report = obs.report(src)
+    if "error" in report:
+        return Verdict(False, "probe unavailable", report["error"], harness=True)
+    own = obs.addresses(src)
+    if src.ip not in own:
+        return Verdict(False, "mismatch", f"the cluster reports node {src.node} at {src.ip}, but its "
+                       f"interfaces carry {own or 'no address'}", {"own": own})
+    return Verdict(True, "pass", "", {"own": own})
+
+
 __all__ = ["Verdict", "reached", "reached_on_loopback", "reached_from_pod_ip",
-           "reached_from_node_address", "same_network_namespace", "pod_ip_is_own_and_seen"]
+           "reached_from_node_address", "same_network_namespace", "pod_ip_is_own_and_seen",
+           "own_address_in_each_family"]

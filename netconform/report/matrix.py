@@ -30,7 +30,7 @@ def column(path: Path, output_dir: Path) -> dict:
     meta = document["meta"]
     report = path.parent / "report.html"
     return {
-        "name": meta.get("cni", path.parent.name),
+        "name": column_name(meta, path.parent.name),
         "where": meta.get("backend", ""),
         "proxy_mode": meta.get("proxy_mode"),
         "verdict": document["verdict"],
@@ -39,6 +39,16 @@ def column(path: Path, output_dir: Path) -> dict:
         "link": os.path.relpath(report, output_dir) if report.exists() else None,
         "rows": {row["id"]: row for row in document["summary"]},
     }
+
+
+def column_name(meta: dict, fallback: str) -> str:
+    """The CNI, and the cluster's IP families unless it is IPv4 alone: 'kindnet', 'kindnet-dual',
+    'kindnet-ipv6' (one CNI on clusters of each family is a column each, as the nightly names them)."""
+    name = meta.get("cni", fallback)
+    families = set(meta.get("cluster_ip_families") or ())
+    if families == {"ipv4", "ipv6"}:
+        return f"{name}-dual"
+    return f"{name}-ipv6" if families == {"ipv6"} else name
 
 
 def not_run(name: str) -> dict:

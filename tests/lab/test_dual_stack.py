@@ -62,9 +62,14 @@ def test_the_live_path_on_a_dual_stack_lab_probes_both_families_through_the_api(
 KNOWN_IN_IPV6 = {"SVC-NO-ENDPOINTS"}  # slow over TCP in IPv6 on this kernel, faults or none (above)
 
 
+DUAL_EXAMPLE = profile("bridge").conflist.parent / "examples" / "bridge-dual.conflist"
+
+
 @pytest.fixture(scope="module")
 def dual_lab():
-    yield from built_lab(LabSpec(profile("bridge").conflist, families=("ipv4", "ipv6")))
+    """Wired by the dual-stack example conflist (its own ${POD_CIDR_V6} range): the faults' and
+    the reverted lab's tests below prove the example too."""
+    yield from built_lab(LabSpec(DUAL_EXAMPLE, families=("ipv4", "ipv6")))
 
 
 @pytest.mark.parametrize("name", [name for name, f in FAULTS.items() if f.ipv6])

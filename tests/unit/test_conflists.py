@@ -20,6 +20,18 @@ def test_shipped_profiles_get_the_node_cidr_and_a_run_local_ipam_dir(name, tmp_p
     assert conf["cniVersion"] == "1.0.0" and conf["plugins"][0]["ipMasq"] is False
 
 
+DUAL_EXAMPLE = PROFILES["bridge"].conflist.parent / "examples" / "bridge-dual.conflist"
+
+
+def test_the_dual_stack_example_gets_each_family_s_range_once_and_is_refused_on_an_ipv4_lab(tmp_path):
+    conf = load(DUAL_EXAMPLE, {**VALUES, "POD_CIDR_V6": "fd00:10:244:2::/64"}, tmp_path / "ipam")
+    ipam = conf["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "10.244.2.0/24"}], [{"subnet": "fd00:10:244:2::/64"}]]
+    assert ipam["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+    with pytest.raises(ConflistError, match=r"hands out \$\{POD_CIDR_V6\}.*run it with --ip-family=dual"):
+        load(DUAL_EXAMPLE, VALUES, tmp_path / "ipam")
+
+
 def test_a_single_plugin_conf_is_wrapped_as_libcni_does(tmp_path):
     path = tmp_path / "one.conf"
     path.write_text(json.dumps({"cniVersion": "0.4.0", "name": "n", "type": "bridge",

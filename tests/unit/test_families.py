@@ -40,6 +40,9 @@ class DualStackChannel:
             return self_report(me.name, [ip for _, ip in me.addresses])
         answers = []
         for target in body["targets"]:
+            if target["ip"] is None:  # a pod given no address in the family: nothing to reach
+                answers.append(result(target["id"], ok=False, error="unreachable"))
+                continue
             family = family_of(target["ip"])
             seen = me.address_in(family)
             if self.nat6 and family == IPV6:
@@ -147,3 +150,43 @@ def test_a_changed_services_clusterip_is_read_in_the_family_of_the_check():
     assert (cluster_ip(spec, v4), cluster_ip(spec, v6)) == ("10.96.0.7", "fd00:10:96::7")
     assert cluster_ip({"clusterIP": "10.96.0.7"}, v6) is None  # single-stack: none in IPv6
     assert cluster_ip({"clusterIP": "None"}, v4) is None
+
+
+def judge_dual_stack(topo: Topology, reports: dict | None = None) -> dict[str, object]:
+    """Every DUAL-STACK case judged as the session does (a runner per family, shared self-reports;
+    ``reports`` replaces some probes' self-reports)."""
+    from suites.test_dual_stack import test_dual_stack
+    check = test_dual_stack.netconform_check
+    shared: dict = dict(reports or {})
+    runners = {f: Runner(topo.in_family(f), lambda e: DualStackChannel(topo, e), reports=shared)
+               for f in topo.families}
+    return {case.full_id: check.verdict(runners[case.family].observe(check, case)) for case in check.cases(topo)}
+
+
+def test_dual_stack_checks_each_pod_and_node_in_each_family():
+    verdicts = judge_dual_stack(dual_stack())
+    assert all(v.ok for v in verdicts.values()), {k: v.reason for k, v in verdicts.items() if not v.ok}
+    assert len(verdicts) == 2 * (4 + 2)  # families x (pods + nodes)
+    assert "DUAL-STACK[ipv6:node-2/host]" in verdicts and "DUAL-STACK[ipv4:node-1/probe-a]" in verdicts
+
+
+def test_dual_stack_fails_in_the_family_whose_address_a_node_lacks_or_a_pod_was_not_given():
+    topo = dual_stack()
+    host = topo.host_of("node-2")
+    only_v4 = {host.name: self_report(host.name, [host.address_in(IPV4)])}
+    verdicts = judge_dual_stack(topo, only_v4)
+    failed = {k: v for k, v in verdicts.items() if not v.ok}
+    assert list(failed) == ["DUAL-STACK[ipv6:node-2/host]"] and failed[list(failed)[0]].kind == "mismatch"
+    assert not any(v.harness for v in failed.values())
+    pods = {e.pod: [ip for _, ip in e.addresses] for e in topo.endpoints if e.pod}
+    pods["node-1/probe-a"] = pods["node-1/probe-a"][:1]  # its podIPs: IPv4 alone
+    given = replace(topo, endpoints=[replace(e, ip=None, addresses=()) for e in topo.endpoints])
+    partial = given.with_addresses(pods, {n.name: [ip for _, ip in n.addresses] for n in topo.nodes})
+    verdict = judge_dual_stack(partial)["DUAL-STACK[ipv6:node-1/probe-a]"]
+    assert (verdict.ok, verdict.kind) == (False, "missing") and "no ipv6 address for node-1/probe-a" in verdict.reason
+
+
+def test_dual_stack_is_skipped_with_the_reason_on_a_cluster_of_one_family():
+    from suites.test_dual_stack import test_dual_stack
+    assert test_dual_stack.netconform_check.missing(topology()) == \
+        "needs a cluster of both IP families; this one has ipv4 alone"

@@ -53,6 +53,19 @@ def test_two_runs_of_one_cni_are_told_apart(runs, tmp_path):
     assert [c["name"] for c in page["columns"]] == ["calico", "calico (2)"]
 
 
+@pytest.mark.parametrize("families, name", [(None, "kindnet"), (["ipv4"], "kindnet"),
+                                            (["ipv4", "ipv6"], "kindnet-dual"), (["ipv6", "ipv4"], "kindnet-dual"),
+                                            (["ipv6"], "kindnet-ipv6")])
+def test_one_cni_on_clusters_of_each_ip_family_is_a_column_each(tmp_path, families, name):
+    document = run_document("kindnet", {"POD-POD-CROSS": ["passed"]})
+    if families is not None:
+        document["meta"]["cluster_ip_families"] = families
+    results.write(tmp_path / "results.json", document)
+    page = matrix.build([tmp_path / "results.json"], tmp_path / "index.html",
+                        expect=["kindnet", "kindnet-dual", "kindnet-ipv6"])
+    assert [c["name"] for c in page["columns"] if c["verdict"] != "not run"] == [name]
+
+
 def test_a_file_that_is_not_a_results_document_is_refused(tmp_path):
     bogus = tmp_path / "results.json"
     bogus.write_text(json.dumps({"hello": 1}))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,20 @@ def test_a_connection_that_never_settles_fails_with_its_usual_attempts_after_the
                                "attempts": 2, "timeout": 1, "settle": 0.5})
     assert (r["ok"], r["error"], r["attempts"]) == (False, "refused", 2)
     assert r["settled"] >= 1 and r["latency_ms"] >= 500
+
+
+def test_a_question_that_never_gets_its_expected_answer_waits_the_settle_time_once(monkeypatch):
+    """Was: the settle loop's attempt waited it out, then each of the usual attempts again (a
+    broken resolver made a Service-changing check wait three times the settle time per round)."""
+    asked = []
+    monkeypatch.setattr(netprobe, "_dns_answer", lambda query, proto, timeout: asked.append(
+        time.monotonic()) or {"rcode": "NXDOMAIN", "answers": [], "qname": query["name"]})
+    started = time.monotonic()
+    r = netprobe.probe_target({"id": "t", "proto": "udp", "attempts": 2, "timeout": 1, "token": "x",
+                               "dns": {"name": "web", "type": "A", "search": True,
+                                       "expect": ["10.96.0.20"], "settle": 1.0}})
+    assert r["ok"] and r["rcode"] == "NXDOMAIN"  # an answer: the verdict judges it
+    assert asked[-1] - started < 1.5, "the settle time was waited out more than once"
 
 
 def test_a_target_that_must_go_unanswered_settles_until_it_is():

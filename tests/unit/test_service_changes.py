@@ -119,6 +119,15 @@ def test_a_new_clusterip_or_nodeport_that_carries_nothing_fails_saying_which(bro
     assert words in verdict.reason
 
 
+def test_an_item_that_failed_a_round_is_asked_no_further_rounds_and_the_service_is_put_back():
+    """A later round cannot undo a failure, and each would wait out the settle time again."""
+    stand_in = RetypedStandIn(broken="ClusterIP")
+    obs, verdict = judge(stand_in)
+    assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, "timeout")
+    assert {r["id"].split("@")[1].split("/")[0] for r in obs.results} == {"initial", "clusterip"}
+    assert stand_in.patches == ["ClusterIP", "ExternalName"] and stand_in.spec["type"] == "ExternalName"
+
+
 def test_a_wrong_responder_on_the_nodeport_fails():
     stand_in = RetypedStandIn()
     answer = stand_in.answer
@@ -305,8 +314,8 @@ def test_an_address_whose_first_affinity_connection_fails_gets_no_more_and_fails
     assert "nodeport#0" in verdict.reason  # the first connection, not one of those never made
     sent = [t["id"] for b in stand_in.bodies for t in b["targets"]
             if t["id"].startswith(obs.case.id) and "nodeport" in t["id"]]
-    rounds = ("initial", "none", "clientip-again")  # each round's first only, never asked again
-    assert sent == [f"{obs.case.id}@{name}/nodeport#0" for name in rounds]
+    # the first only, never asked again; and no later round: the item failed in the first
+    assert sent == [f"{obs.case.id}@initial/nodeport#0"]
     later = [r for r in obs.results if "nodeport" in r["id"] and not r["id"].endswith("#0")]
     assert later and all(r["error"].startswith("not made: ") and r["attempts"] == 0 for r in later)
     assert later[0]["error"] == f"not made: {obs.case.id}@initial/nodeport#0 failed"

@@ -52,13 +52,14 @@ class KubePlugin:
             raise ValueError("--lab-fault injects faults into the lab; a live cluster has its own")
 
     def refuse_live_options(self, config: pytest.Config) -> None:
-        """--backend=kube on the lab: the lab makes its cluster, its image and its namespace; the
-        options that choose those on a live cluster would be silently ignored, so they are refused."""
+        """On the lab (its own backend, or --backend=kube): the lab makes its cluster, its image and
+        its namespace; the options that choose those on a live cluster would be silently ignored,
+        so they are refused."""
         given = [flag for key, flag in LIVE_ONLY.items() if config.getoption(key)]
         given += [flag for key, (flag, default) in LIVE_DEFAULTS.items() if config.getoption(key) != default]
         if given:
-            raise ValueError(f"{', '.join(given)} choose(s) things on a live cluster; with --backend=kube on "
-                             "the lab they would be ignored (the lab's image, namespace and nodes are its "
+            raise ValueError(f"{', '.join(given)} choose(s) things on a live cluster; on the lab they "
+                             "would be ignored (the lab's image, namespace and nodes are its "
                              "own; --lab-ready-timeout bounds its probes)")
 
     def options(self, config: pytest.Config):

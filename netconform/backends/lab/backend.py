@@ -98,15 +98,16 @@ class LabBackend(Backend):
         return HostWatch(self.host_snapshot, self.host_exceeded)
 
     def metadata(self) -> dict:
-        """As a live cluster's: which Kubernetes, which proxy, which nodes."""
-        info = host_node_info()
+        """As a live cluster's: which Kubernetes, which proxy, which nodes (those built: a run
+        that selected nothing builds none)."""
         meta = {"backend": self.name, "cni": self.profile.name,
                 "kubernetes_version": pinned_release(self.spec.release).kubernetes,
-                "proxy_mode": self.spec.proxy_mode,
-                "node_info": {node.name: {"os": info["osImage"], "kernel": info["kernelVersion"],
-                                          "runtime": "netconform lab (namespaces and processes)"}
-                              for node in self.plan().nodes}}
+                "proxy_mode": self.spec.proxy_mode}
         if self.cluster:
+            info = host_node_info()
+            meta["node_info"] = {node.name: {"os": info["osImage"], "kernel": info["kernelVersion"],
+                                             "runtime": "netconform lab (namespaces and processes)"}
+                                 for node in self.plan().nodes}
             meta.update(self.cluster.metadata())
         return meta
 

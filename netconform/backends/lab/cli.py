@@ -55,8 +55,7 @@ class LabPlugin:
     def check(self, config: pytest.Config, profile: Profile) -> None:
         from ..kube.cli import KUBE
         self.faults(config, profile)
-        if config.getoption("backend") == "kube":
-            KUBE.refuse_live_options(config)
+        KUBE.refuse_live_options(config)
         family = config.getoption("ip_family")
         if family == "ipv6":
             raise ValueError("--ip-family=ipv6: the lab builds IPv4 and dual-stack clusters in this version "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
-from ...topology import KUBERNETES_SERVICE, Topology
+from ...topology import IPV4, IPV6, KUBERNETES_SERVICE, POD, Topology
 from ..base import BackendError, Progress
 from . import addons, faults, netns, proxyrules
 from .faults import Fault
@@ -68,6 +68,15 @@ class FaultInjector:
             values = self._fault_values(live, index, node, fault.node_commands)
             for command in fault.node_commands:
                 self._fault_commands(fault, node, command, values, undo)
+        for index in on_nodes if fault.pod_commands else ():
+            node = self.lab.topology.nodes[index - 1].name
+            for pod in (e for e in live.of_kind(POD) if e.node == node):
+                namespace = self.lab.names.pod(node, pod.role)
+                values = {**self._fault_values(live, index, None, fault.pod_commands),
+                          "${POD_IP}": [pod.address_in(IPV4) or pod.ip],
+                          "${POD_IP6}": [pod.address_in(IPV6)] if pod.address_in(IPV6) else []}
+                for command in fault.pod_commands:
+                    self._fault_commands(fault, namespace, command, values, undo)
         if fault.control_plane_commands:
             values = self._fault_values(live, 1, None, fault.control_plane_commands)
             for command in fault.control_plane_commands:

@@ -11,7 +11,8 @@ duo pod's containers split apart, the resolv.conf the lab gives to the pods of a
 Service patched in the API server (as a mistaken ``kubectl edit`` would).
 
 Placeholders in commands: ${POD_CIDR} (this node's), ${LAST_POD_CIDR} (the last node's), on a
-dual-stack lab ${POD_CIDR6} and ${LAST_POD_CIDR6} (the same in IPv6),
+dual-stack lab ${POD_CIDR6} and ${LAST_POD_CIDR6} (the same in IPv6), in pod_commands ${POD_IP} and
+${POD_IP6} (the pod's own addresses),
 ${CLUSTER_CIDR}, ${SERVICE_CIDR}, ${PORT} (a node's underlay port in the world namespace), ${OUTSIDE_IP},
 ${KUBERNETES_IP} (the kubernetes Service's ClusterIP),
 ${CLUSTER_IP_<SERVICE>} (e.g. ${CLUSTER_IP_EMPTY}), ${BACKEND_IPS_<SERVICE>} (its backends' pod
@@ -36,6 +37,9 @@ class Fault:
     on_nodes: str = "all"  # which nodes run node_commands: "all", "first" or "last"
     port_commands: tuple[tuple[str, ...], ...] = ()  # run in the world ns, once per node port
     control_plane_commands: tuple[tuple[str, ...], ...] = ()  # run in the control plane's namespace
+    # run in the network namespace of each probe pod (not the duo or one-of-a-kind pods) on
+    # on_nodes, with ${POD_IP} and ${POD_IP6}: that pod's addresses
+    pod_commands: tuple[tuple[str, ...], ...] = ()
     split_duo: bool = False  # duo's second container gets a network namespace of its own
     resolv_search: tuple[str, ...] | None = None  # the search list of the pods on on_nodes
     service_patches: tuple[tuple[str, str, dict], ...] = ()  # (namespace, Service, patch) in the API;
@@ -126,7 +130,8 @@ def undo(argv: list[str], before: str = "") -> list[str]:
     """The command that takes ``argv`` back (empty: none is needed), so that a fault can be
     reverted on a running lab: an inserted iptables rule is deleted; a deleted route is added again
     as ``before`` (what
-    ``ip route show`` printed for it); a changed MTU is set back to ``before``."""
+    ``ip route show`` printed for it); a changed MTU is set back to ``before``; a deleted address
+    is added again (an IPv6 one without duplicate address detection, as the CNI adds it)."""
     if argv[0] in ("iptables", "ip6tables") and "-I" in argv:
         at = argv.index("-I")
         rest = argv[at + 2:]
@@ -139,6 +144,9 @@ def undo(argv: list[str], before: str = "") -> list[str]:
         return ["ip", "route", "add", *before.split()]
     if argv[:3] == ["ip", "link", "set"] and "mtu" in argv and before:
         return [*argv[:argv.index("mtu") + 1], before]
+    if argv[0] == "ip" and "addr" in argv[1:3] and argv[argv.index("addr") + 1] == "del":
+        at = argv.index("addr") + 1  # the same address again, without duplicate detection: usable at once
+        return [*argv[:at], "add", *argv[at + 1:], *(["nodad"] if "-6" in argv else [])]
     raise NotReversible(f"a fault command with no known undo: {' '.join(argv)}")
 
 
@@ -191,9 +199,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           # DNS_ROWS: CoreDNS on the first node cannot answer the last node's pods
           # SVC-MULTIPORT: a ClusterIP with backends on every node, as SVC-CLUSTERIP
           # SVC-HOSTNET-ENDPOINTS, SVC-ITP-LOCAL (its control to web): replies to the last node's pods
+          # UDP-LARGE: its pairs across nodes (on vxlan, the first node's datagrams to the last)
           also=("SVC-UDP-BACKEND-CHANGE", "SVC-HOSTNET-ENDPOINTS", "SVC-ITP-LOCAL", "HOSTNET-POD", "SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT", "SVC-AFFINITY", "SVC-AFFINITY-TIMEOUT",
                 "SVC-HAIRPIN", "SVC-ETP-LOCAL", "SVC-NO-ENDPOINTS", "MTU", "POD-NODEPORT",
-                "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", *CHANGING_ROWS),
+                "HOSTNET-SVC", *DNS_ROWS, "SVC-MULTIPORT", "UDP-LARGE", *CHANGING_ROWS),
           on_nodes="first", node_commands=(("ip", "route", "del", "${LAST_POD_CIDR}"),)),
     Fault("node-blocks-own-pods", ("NODE-POD",),
           "every node's firewall drops what the node itself sends to its own pods",
@@ -276,6 +285,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           also=("SVC-HOSTNET-ENDPOINTS", "SVC-SOURCE-IP"), ipv6=True,
           node_commands=(("ip6tables", "-t", "nat", "-I", "POSTROUTING", "-s", "${POD_CIDR6}",
                           "-o", "eth0", "-j", "MASQUERADE"),)),
+    Fault("ipv6-pod-address-removed", ("DUAL-STACK",),
+          "the first node's probe pods lose their IPv6 address (podIPs still list it); IPv4 stays",
+          # every IPv6 item to or from those pods: they have no IPv6 address to send from or receive at
+          also=("POD-POD-SAME", "POD-POD-CROSS", "POD-IP-SELF", "NODE-POD", *FIRST_NODE_CUT_OFF),
+          on_nodes="first", ipv6=True, pod_commands=(("ip", "-6", "addr", "del", "${POD_IP6}/64", "dev", "eth0"),)),
     Fault("mtu-black-hole", ("MTU",),
           "the underlay carries 1400-byte packets, pods send 1500, and nothing says so (no ICMP)",
           port_commands=(("ip", "link", "set", "${PORT}", "mtu", "1400"),)),
