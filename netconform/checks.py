@@ -131,6 +131,9 @@ class Check:
     protocols: tuple[str, ...]
     verdict: Callable  # (Observation) -> Verdict, see netconform.probing.verdicts
     address: Callable[[Endpoint], str] = lambda endpoint: endpoint.ip
+    # the address a TCP connection is made from, given (source, destination); None: the kernel's
+    # choice (shared hostPorts bound to loopback: the node's own address, see services.py)
+    bind: Callable[[Endpoint, Endpoint], str | None] | None = None
     repeat: int | Callable[[Topology, Endpoint], int] = 1  # connections per pair
     full_size: bool = False  # packets as large as the source interface's MTU, Don't Fragment set
     payload: int | None = None  # UDP datagrams of this many bytes (UDP-LARGE: larger than a packet)

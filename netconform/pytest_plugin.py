@@ -224,7 +224,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run.plan_items(metafunc.definition.nodeid, spec.requirement, max(1, len(cases)))
     params = [pytest.param(c, id=c.id, marks=[*marks, getattr(pytest.mark, c.family)])
               for c in cases] or [pytest.param(
-        Case(spec.requirement, INSPECT, "none", None), id="none", marks=pytest.mark.skip(
+        Case(spec.requirement, INSPECT, "none", None, topology.families[0]), id="none", marks=pytest.mark.skip(
             reason=missing or "this cluster offers no pair to check"))]
     metafunc.parametrize("netconform_case", params)
 

@@ -21,7 +21,9 @@ NAMED_ROLE, NAMED_HOSTNAME, NAMED_SUBDOMAIN = "named", "querier", "hostnames"
 # protocol": three pods on the first node share SHARED_HOSTPORT; (role, hostIP, protocol), "node"
 # standing for the node's own IP
 SHARED_HOSTPORT = 54323
-SHARED = (("shared-local", "127.0.0.1", "TCP"), ("shared-node", "node", "TCP"), ("shared-udp", "node", "UDP"))
+# hostIP "localhost": the loopback address of the cluster's primary family (127.0.0.1, or ::1 on an
+# IPv6 cluster, as upstream's hostPort test chooses it); "node": the node's address
+SHARED = (("shared-local", "localhost", "TCP"), ("shared-node", "node", "TCP"), ("shared-udp", "node", "UDP"))
 STANDALONE_ROLES = (NAMED_ROLE, *(role for role, _, _ in SHARED))
 CYCLED_SERVICE, CYCLED_ROLE = "udp-cycle", "cycled"  # SVC-UDP-BACKEND-CHANGE
 SERVICES = (
@@ -70,8 +72,12 @@ def host_ports(role: str, holder: str, node_ip: str | None) -> list[dict]:
     if role == holder:
         return [{"hostPort": HOSTPORT_PORT, "containerPort": 8080, "protocol": p} for p in ("TCP", "UDP")]
     return [{"hostPort": SHARED_HOSTPORT, "containerPort": 8080, "protocol": protocol,
-             "hostIP": node_ip if host_ip == "node" else host_ip}
+             "hostIP": node_ip if host_ip == "node" else _loopback(node_ip)}
             for shared, host_ip, protocol in SHARED if shared == role]
+
+
+def _loopback(ip: str | None) -> str:
+    return "::1" if ip and ":" in ip else "127.0.0.1"
 
 
 def shared_protocol(endpoint: Endpoint) -> str | None:
@@ -82,7 +88,15 @@ def shared_protocol(endpoint: Endpoint) -> str | None:
 def shared_address(endpoint: Endpoint) -> str:
     """Where a shared hostPort is reached: its hostIP (loopback, or the node's IP)."""
     host_ip = next((ip for role, ip, _ in SHARED if endpoint.role == f"hostport/{role}"), "node")
-    return endpoint.ip if host_ip == "node" else host_ip
+    return endpoint.ip if host_ip == "node" else _loopback(endpoint.ip)
+
+
+def shared_source(source: Endpoint, destination: Endpoint) -> str | None:
+    """The address a connection to a shared hostPort is made from: the node's own for the one
+    bound to loopback, as upstream's hostPort test (``curl --interface hostIP``: IPv6 has no
+    route_localnet, so a NATed connection cannot come from ::1); the kernel's choice otherwise."""
+    loopback = next((ip for role, ip, _ in SHARED if destination.role == f"hostport/{role}"), None) == "localhost"
+    return source.ip if loopback else None
 
 
 def add_services(topology: Topology, outside: bool) -> Topology:

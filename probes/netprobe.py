@@ -281,10 +281,22 @@ def _error_kind(exc: BaseException) -> str:
     return f"error: {exc}"
 
 
-def _tcp_once(ip: str, port: int, token: str, timeout: float) -> dict:
+def _is_ip(value) -> bool:
+    try:
+        return isinstance(value, str) and bool(ipaddress.ip_address(value))
+    except ValueError:
+        return False
+
+
+def _tcp_once(ip: str, port: int, token: str, timeout: float, source_ip: str | None = None) -> dict:
+    """One connection and its echo; from ``source_ip`` when given (a loopback hostPort over IPv6:
+    the kernel has no route_localnet for IPv6, so ::1 cannot be the source of a NATed connection,
+    and upstream's hostPort test binds the node's address as ``curl --interface`` does)."""
     deadline = time.monotonic() + timeout
     with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
+        if source_ip:
+            sock.bind((source_ip, 0))
         sock.connect((ip, port))
         local = sock.getsockname()[0]
         sock.sendall(token.encode() + b"\n")
@@ -776,7 +788,7 @@ def _attempts(target: dict, attempts: int, timeout: float) -> dict:
             if "dns" in target:
                 outcome = _dns_once(target["dns"], proto, token, timeout)
             elif proto == "tcp":
-                outcome = _tcp_once(ip, port, token, timeout)
+                outcome = _tcp_once(ip, port, token, timeout, target.get("source_ip"))
             elif proto == "udp":
                 outcome = _udp_once(ip, port, token, timeout, target.get("source_port"), target.get("payload"))
             elif proto == "icmp":
@@ -852,6 +864,8 @@ def check_limits(request: dict) -> None:
             raise ValueError(f"timeout {timeout} of {target.get('id')} must be in (0, {MAX_TIMEOUT:g}] s")
         if not 1 <= attempts <= MAX_ATTEMPTS:
             raise ValueError(f"attempts {attempts} of {target.get('id')} must be 1..{MAX_ATTEMPTS}")
+        if "source_ip" in target and (target["proto"] != "tcp" or not _is_ip(target["source_ip"])):
+            raise ValueError(f"source_ip of {target.get('id')} must be an IP address, for tcp only")
         if "source_port" in target and (target["proto"] != "udp" or type(target["source_port"]) is not int
                                         or not 1024 <= target["source_port"] <= 65535):
             raise ValueError(f"source_port of {target.get('id')} must be an integer 1024..65535, for udp only")
@@ -1504,8 +1518,9 @@ async def _serve_control(server: ControlServer, controls: list[str], announce: s
             os.chmod(path + ".tmp", 0o600)  # the harness (root) alone
             os.rename(path + ".tmp", path)  # the socket appears only once it accepts connections
         else:
-            host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")
-            await asyncio.start_server(server.serving(_Listener()), host.strip("[]") or "0.0.0.0", int(tcp_port),
+            host, _, tcp_port = control.removeprefix("tcp:").rpartition(":")  # no host: every
+            # address of each family the pod has (one listening socket per family)
+            await asyncio.start_server(server.serving(_Listener()), host.strip("[]") or None, int(tcp_port),
                                        limit=MAX_HEADER_LINE, backlog=CONTROL_BACKLOG, reuse_address=True)
     print(announce, flush=True)
     await asyncio.Event().wait()  # serve until the process ends
@@ -1557,7 +1572,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--token-file", default=os.environ.get("NETPROBE_TOKEN_FILE"),
                            help="the file holding the run's token (default $NETPROBE_TOKEN_FILE)")
     serve_cmd.add_argument("--control", action="append", default=None,
-                           help="unix:/path/to.sock or tcp:HOST:PORT (repeatable; default "
+                           help="unix:/path/to.sock or tcp:HOST:PORT, tcp::PORT for every address (repeatable; default "
                                 "$NETPROBE_CONTROL or tcp:0.0.0.0:9000)")
     commands.add_parser("self", help="print the self-report as JSON")
     commands.add_parser("batch", help="read a probe request (JSON) on stdin, print the results")

@@ -238,6 +238,9 @@ class Runner:
             size = {"size": self.mtu(self.topology.endpoint(case.source))} if check.full_size else {}
             if check.payload:
                 size = {"payload": check.payload}
+            source_ip = check.bind(self.topology.endpoint(case.source), destination) if check.bind else None
+            if source_ip and protocol == "tcp":
+                size["source_ip"] = source_ip
             targets[case.source] += [{
                 "id": target_id, "token": f"{self._run_token}:{case.requirement}[{target_id}]",
                 "ip": check.address(destination), "port": destination.port, "proto": protocol,

@@ -35,7 +35,9 @@ def untouched():
     (["--lab-cni-timeout=0"], "argument --lab-cni-timeout: 0 is out of range: 1..600 s"),
     (["--fail-on=sometimes"], "argument --fail-on: invalid choice: 'sometimes'"),
     (["--ip-family=ipv5"], "argument --ip-family: invalid choice: 'ipv5'"),
-    (["--ip-family=ipv6"], "netconform: --ip-family=ipv6: the lab builds IPv4 and dual-stack clusters"),
+    (["--ip-family=ipv6", "--cni=vxlan"], "netconform: --ip-family=ipv6: the lab builds IPv6-only clusters with a conflist"),
+    (["--ip-family=ipv6", "--lab-fault=snat-between-nodes"], "acts on IPv4 (its routes, iptables or nftables rules) and this lab is IPv6-only"),
+    (["--ip-family=ipv6", f"--lab-cni-conf={EXAMPLES / 'bridge-dual.conflist'}"], "which only a dual-stack lab has: run it with --ip-family=dual"),
     (["--ip-family=dual", "--cni=vxlan"], "netconform: --ip-family=dual: the lab builds dual-stack clusters with a conflist and routes"),
     (["--ip-family=dual", "--cni=flannel"], "not with flannel in this version"),
     (["--lab-nodes=200"], "200 nodes with 400 probe pods make about "),  # the count: the next test

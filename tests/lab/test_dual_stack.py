@@ -1,6 +1,7 @@
 """A dual-stack lab (--ip-family=dual): every address, route, pod range and Service in IPv4 and
 IPv6, and every check run in each family, on its own addresses (shared/docs/network-model.md: a
-requirement holds only in every family)."""
+requirement holds only in every family); and an IPv6-only lab (--ip-family=ipv6), with no IPv4
+item at all."""
 import ipaddress
 
 import pytest
@@ -38,6 +39,30 @@ def test_a_dual_stack_lab_passes_every_must_row_in_both_families(tmp_path):
     failed = [i for i in items if i["outcome"] in ("failed", "error")]
     assert {(i["requirement"], i["protocol"], i["family"], i["kind"]) for i in failed} <= \
         {("SVC-NO-ENDPOINTS", "tcp", "ipv6", "slow")}, [(i["id"], i["reason"]) for i in failed]
+    assert leftovers(run.prefix) == []
+
+
+def test_an_ipv6_only_lab_passes_every_must_row_with_no_ipv4_item(tmp_path):
+    """Nodes' InternalIPs, pods, Services, cluster DNS and the `kubernetes` Service in IPv6 alone
+    (the underlay keeps IPv4 for the lab's own plumbing, as a kind cluster's Docker network)."""
+    run = run_suite(tmp_path, "--ip-family=ipv6", timeout=900)
+    assert run.results["verdict"] == "CONFORMANT", run.output[-3000:]
+    meta = run.results["meta"]
+    assert (meta["ip_families"], meta["cluster_ip_families"]) == (["ipv6"], ["ipv6"])
+    assert ":" in meta["kubernetes_service_ip"] and ":" in meta["cluster_dns"]
+    items = run.results["items"]
+    assert {i["family"] for i in items} == {"ipv6"}
+    for item in items:
+        for end in (item["source"], item["destination"]):
+            if end and end.get("ip"):
+                assert ipaddress.ip_address(end["ip"]).version == 6, item["id"]
+    rows = {row["id"]: row for row in run.results["summary"]}
+    for rid in [r for r, row in rows.items() if row["level"] == "MUST" and row["total"]] + \
+            ["SVC-CLUSTERIP", "SVC-SOURCE-IP", "SVC-NODEPORT"]:
+        assert rows[rid]["verdict"] == "pass" and rows[rid]["passed"] == rows[rid]["total"] > 0, rows[rid]
+    failed = [i for i in items if i["outcome"] in ("failed", "error")]
+    assert {(i["requirement"], i["protocol"], i["kind"]) for i in failed} <= {("SVC-NO-ENDPOINTS", "tcp", "slow")}, \
+        [(i["id"], i["reason"]) for i in failed]
     assert leftovers(run.prefix) == []
 
 

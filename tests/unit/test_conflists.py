@@ -32,6 +32,14 @@ def test_the_dual_stack_example_gets_each_family_s_range_once_and_is_refused_on_
         load(DUAL_EXAMPLE, VALUES, tmp_path / "ipam")
 
 
+@pytest.mark.parametrize("name", sorted(n for n, p in PROFILES.items() if p.backend == "lab" and p.overlay == "routes"))
+def test_an_ipv6_only_node_gets_its_ipv6_range_and_the_ipv6_default_route_alone(name, tmp_path):
+    values = {**VALUES, "POD_CIDR": "fd00:10:244:2::/64", "NODE_IP": "fd00:18::3"}
+    ipam = load(PROFILES[name].conflist, values, tmp_path / "ipam")["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "fd00:10:244:2::/64"}]]
+    assert ipam.get("routes", [{"dst": "::/0"}]) == [{"dst": "::/0"}]
+
+
 def test_a_single_plugin_conf_is_wrapped_as_libcni_does(tmp_path):
     path = tmp_path / "one.conf"
     path.write_text(json.dumps({"cniVersion": "0.4.0", "name": "n", "type": "bridge",

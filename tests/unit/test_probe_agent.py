@@ -53,6 +53,22 @@ def test_a_closed_port_is_refused_on_every_attempt(proto):
                                                                  ["refused", "refused"], 2)
 
 
+def test_a_tcp_connection_can_be_made_from_a_chosen_address_and_only_tcp_takes_one():
+    """A loopback hostPort over IPv6 is connected to from the node's address (no route_localnet
+    for IPv6): the echo sees the chosen source."""
+    port = free_port()
+    server = netprobe.start_tcp_echo("probe-bound", port)
+    try:
+        r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": port, "proto": "tcp",
+                                   "attempts": 1, "timeout": 1, "source_ip": "127.0.0.2"})
+    finally:
+        server.shutdown()
+    assert (r["ok"], r["local"], r["seen"]) == (True, "127.0.0.2", "127.0.0.2"), r
+    for bad in ({"proto": "udp", "source_ip": "127.0.0.2"}, {"proto": "tcp", "source_ip": "node-1"}):
+        with pytest.raises(ValueError, match="source_ip of t must be an IP address, for tcp only"):
+            netprobe.check_limits({"targets": [{"id": "t", "ip": "127.0.0.1", "port": port, **bad}]})
+
+
 def test_a_settling_connection_waits_for_the_change_one_attempt_at_a_time_and_is_no_retry():
     """After a Service change the cluster has ``settle`` seconds to carry traffic the new way:
     the refusals before that are counted as waiting, not as attempts (they would make it flaky)."""

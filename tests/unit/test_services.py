@@ -245,6 +245,9 @@ def test_every_fault_command_has_an_exact_undo():
         ["ip", "route", "add", "10.244.3.0/24", "via", "172.18.0.4", "dev", "eth0"]
     assert faults.undo(["ip", "link", "set", "p1", "mtu", "1400"], "1500") == ["ip", "link", "set", "p1", "mtu", "1500"]
     assert faults.undo(["ss", "-K", "sport = :179"]) == []  # ended connections: their programs reconnect
+    # an address taken from a pod comes back as the CNI gave it (IPv6: usable at once, no DAD)
+    assert faults.undo(["ip", "-6", "addr", "del", "fd00:10:244:1::4/64", "dev", "eth0"]) == \
+        ["ip", "-6", "addr", "add", "fd00:10:244:1::4/64", "dev", "eth0", "nodad"]
     with pytest.raises(faults.NotReversible):
         faults.undo(["iptables", "-t", "nat", "-F", "CNI-HOSTPORT-DNAT"])
     with pytest.raises(faults.NotReversible):
@@ -329,3 +332,28 @@ def test_with_one_pod_per_node_each_nodes_duo_pod_is_the_client_not_a_backend():
         {"web": "10.96.0.10"}, {})
     assert _clients(pods_to_service("web")(one)) == ["node-1/duo/c1", "node-2/duo/c1"]
     assert _clients(nodeports("web", sources=("pod",))(one)) == ["node-1/duo/c1", "node-2/duo/c1"]
+
+
+def test_kube_proxys_ipv6_rules_are_read_with_their_bracketed_endpoints_in_either_mode():
+    """An IPv6-only lab waits for kube-proxy's ip6tables or ip6 nftables rules: an endpoint there
+    is written [fd00:…]:port, and a port's colons must not be taken for the address's end."""
+    from netconform.backends.lab.proxyrules import parse
+    ip6tables = ('-A KUBE-SEP-A -p tcp -m comment --comment "default/kubernetes:https" -m tcp '
+                 '-j DNAT --to-destination [fd00:18::f0]:6443\n')
+    assert parse("iptables", ip6tables).destinations == {"default/kubernetes:https": {"fd00:18::f0"}}
+    nft = ("\tchain endpoint-ABC-default/kubernetes/tcp/https__fd00:18::f0/6443 {\n"
+           "\t\tmeta l4proto tcp dnat ip6 to [fd00:18::f0]:6443\n\t}\n"
+           "\tchain service-XYZ-ns/web/tcp/tcp {\n"
+           "\t\tnumgen random mod 2 vmap { 0 : goto endpoint-1, 1 : goto endpoint-2 }\n"
+           "\t\tdnat ip6 to numgen random mod 2 map { 0 : fd00:10:244:1::2 . 8080, 1 : fd00:10:244:2::2 . 8080 }\n\t}\n")
+    found = parse("nftables", nft).destinations
+    assert found["default/kubernetes:https"] == {"fd00:18::f0"}
+    assert found["ns/web:tcp"] == {"fd00:10:244:1::2", "fd00:10:244:2::2"}
+
+
+def test_on_an_ipv6_only_lab_a_fault_that_acts_through_ipv4_is_refused_and_the_others_are_not():
+    v6 = ("ipv6",)
+    assert "this lab is IPv6-only" in faults.family_refusal(faults.FAULTS["snat-between-nodes"], v6)
+    assert "this lab is IPv6-only" in faults.family_refusal(faults.FAULTS["no-route-to-last-node"], v6)
+    for name in ("ipv6-snat-between-nodes", "kube-proxy-frozen", "dns-wrong-search", "svc-no-nodeports"):
+        assert faults.family_refusal(faults.FAULTS[name], v6) is None, name

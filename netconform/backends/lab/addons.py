@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -35,10 +36,29 @@ from ..base import BackendError, Progress
 from ..kube.api import KubeApi, status_message
 from . import netns
 from .controlplane import processes
-from .naming import KUBERNETES_SERVICE_IP, OUTSIDE_IP
+from .naming import KUBERNETES_SERVICE_IP, KUBERNETES_SERVICE_IP6, OUTSIDE_IP, OUTSIDE_IP6
 from .objects import bound_pod
 
 DNS_IP = "10.96.0.10"  # kubeadm's: the tenth address of the Service range
+DNS_IP6 = "fd00:10:96::a"  # the same in an IPv6-only lab's Service range
+
+
+@dataclass(frozen=True)
+class DnsAddresses:
+    """The addresses cluster DNS is reached at and reaches, in the cluster's primary family: the
+    kube-dns ClusterIP, the ``kubernetes`` Service CoreDNS talks to, the upstream it forwards to."""
+
+    dns: str = DNS_IP
+    kubernetes: str = KUBERNETES_SERVICE_IP
+    upstream: str = OUTSIDE_IP
+
+
+IPV4_DNS = DnsAddresses()
+IPV6_DNS = DnsAddresses(DNS_IP6, KUBERNETES_SERVICE_IP6, OUTSIDE_IP6)
+
+
+def dns_addresses(families: tuple[str, ...]) -> DnsAddresses:
+    return IPV4_DNS if families[0] == "ipv4" else IPV6_DNS
 DOMAIN = "cluster.local"
 NAMESPACE = "kube-system"
 TEST_ZONE = EXTERNAL_NAME.split(".", 1)[1]  # the zone of the ExternalName Service's target
@@ -67,23 +87,24 @@ ns       3600 IN A   {OUTSIDE_IP}
 """
 
 
-def render(replicas: int, image: str, domain: str = DOMAIN) -> list[dict]:
+def render(replicas: int, image: str, domain: str = DOMAIN, dns_ip: str = DNS_IP) -> list[dict]:
     """kubeadm's CoreDNS objects, filled in as kubeadm fills them."""
     text = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined).render(
-        dns_ip=DNS_IP, dns_domain=domain, deployment_name="coredns", replicas=replicas, image=image,
+        dns_ip=dns_ip, dns_domain=domain, deployment_name="coredns", replicas=replicas, image=image,
         control_plane_taint_key="node-role.kubernetes.io/control-plane")
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def cluster_first(namespace: str, domain: str = DOMAIN, search: list[str] | None = None) -> str:
+def cluster_first(namespace: str, domain: str = DOMAIN, search: list[str] | None = None,
+                  nameserver: str = DNS_IP) -> str:
     """The resolv.conf kubelet writes for dnsPolicy ClusterFirst (and ClusterFirstWithHostNet)."""
     search = search if search is not None else [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
-    return f"search {' '.join(search)}\nnameserver {DNS_IP}\noptions ndots:5\n"
+    return f"search {' '.join(search)}\nnameserver {nameserver}\noptions ndots:5\n"
 
 
-def node_resolv_conf() -> str:
+def node_resolv_conf(upstream: str = OUTSIDE_IP) -> str:
     """The lab nodes' resolv.conf (dnsPolicy Default gives it to CoreDNS): the upstream."""
-    return f"nameserver {OUTSIDE_IP}\n"
+    return f"nameserver {upstream}\n"
 
 
 def chroot_command(binary: Path, root: Path, args: list[str]) -> list[str]:
@@ -97,11 +118,14 @@ def chroot_command(binary: Path, root: Path, args: list[str]) -> list[str]:
 class ClusterDns:
     """CoreDNS behind kube-dns on the first nodes, and the upstream resolver outside."""
 
-    def __init__(self, binary: Path, directory: Path, nodes: list[str], version: str) -> None:
+    def __init__(self, binary: Path, directory: Path, nodes: list[str], version: str,
+                 addresses: DnsAddresses = IPV4_DNS) -> None:
+        self.addresses = addresses
         self.binary = binary
         self.directory = directory  # roots and logs, in the run's state directory
         self.nodes = nodes[:REPLICAS]  # where the pods run
-        self.objects = render(len(self.nodes), f"registry.k8s.io/coredns/coredns:{version}")
+        self.objects = render(len(self.nodes), f"registry.k8s.io/coredns/coredns:{version}",
+                              dns_ip=addresses.dns)
         self.processes: dict[str, processes.Process] = {}
         self.pods: dict[str, dict] = {}  # node -> the pod created there
         self.started_in: float | None = None
@@ -155,10 +179,10 @@ class ClusterDns:
             token = _token(api, name, pod.metadata.uid)
             secrets = "var/run/secrets/kubernetes.io/serviceaccount"
             root = self._root(name, {"etc/coredns/Corefile": self.corefile,
-                                     "etc/resolv.conf": node_resolv_conf(),
+                                     "etc/resolv.conf": node_resolv_conf(self.addresses.upstream),
                                      f"{secrets}/token": token, f"{secrets}/namespace": NAMESPACE,
                                      f"{secrets}/ca.crt": Path(ca_cert).read_text()})
-            env = {**processes.ENV, "KUBERNETES_SERVICE_HOST": KUBERNETES_SERVICE_IP,
+            env = {**processes.ENV, "KUBERNETES_SERVICE_HOST": self.addresses.kubernetes,
                    "KUBERNETES_SERVICE_PORT": "443"}
             self.processes[node] = processes.start(
                 name, chroot_command(self.binary, root, ["-conf", "/etc/coredns/Corefile"]),
@@ -193,12 +217,12 @@ class ClusterDns:
                     waiting.discard(node)
                     progress(f"lab: CoreDNS on {node} is ready, but {node} cannot reach it "
                              f"({pod_ips[node]}:{READY_PORT}): the pod stays not Ready")
-                elif node not in serving and not netns.tcp_connects(pod_netns[node], KUBERNETES_SERVICE_IP, 443):
+                elif node not in serving and not netns.tcp_connects(pod_netns[node], self.addresses.kubernetes, 443):
                     cut_off.setdefault(node, time.monotonic())
                     if time.monotonic() - cut_off[node] > UNREACHED_GRACE:
                         waiting.discard(node)
                         progress(f"lab: CoreDNS on {node} cannot reach the API server through the "
-                                 f"kubernetes Service ({KUBERNETES_SERVICE_IP}:443) from its pod: it "
+                                 f"kubernetes Service ({self.addresses.kubernetes}:443) from its pod: it "
                                  "stays not Ready")
                 else:
                     cut_off.pop(node, None)

@@ -57,11 +57,9 @@ class LabPlugin:
         self.faults(config, profile)
         KUBE.refuse_live_options(config)
         family = config.getoption("ip_family")
-        if family == "ipv6":
-            raise ValueError("--ip-family=ipv6: the lab builds IPv4 and dual-stack clusters in this version "
-                             "(an IPv6-only lab is not implemented yet)")
-        if family == "dual" and (profile.lab_install or profile.overlay != "routes"):
-            raise ValueError(f"--ip-family=dual: the lab builds dual-stack clusters with a conflist and "
+        if family in ("dual", "ipv6") and (profile.lab_install or profile.overlay != "routes"):
+            kind = "dual-stack" if family == "dual" else "IPv6-only"
+            raise ValueError(f"--ip-family={family}: the lab builds {kind} clusters with a conflist and "
                              f"routes between nodes (bridge, ptp, --lab-cni-conf), not with "
                              f"{profile.name} in this version")
         if profile.backend == "lab" and (config.getoption("kubeconfig") or config.getoption("context")):

@@ -49,9 +49,9 @@ from .fault_injector import FaultInjector
 from .faults import Fault
 from .interconnect import INTERCONNECTS, CniRouted
 from .kubelet import LabKubelet, host_node_info
-from .naming import (CLUSTER_CIDR, CLUSTER_CIDR6, CONTROL_PLANE_IP, CONTROL_PLANE_IP6, KUBERNETES_SERVICE_IP, OUTSIDE_IP,
+from .naming import (CLUSTER_CIDR, CLUSTER_CIDR6, CONTROL_PLANE_IP, CONTROL_PLANE_IP6, OUTSIDE_IP,
                      OUTSIDE_IP6, SERVICE_CIDR, SERVICE_CIDR6, UNDERLAY, UNDERLAY6, UNDERLAY_GATEWAY,
-                     UNDERLAY_GATEWAY6, RunNames, node_ip, node_ip6, pod_cidr, pod_cidr6)
+                     UNDERLAY_GATEWAY6, RunNames, in_families, node_ip, node_ip6, pod_cidr, pod_cidr6)
 from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
 from .runtime_pods import RuntimePods
 from .proxy import NodeProxies, ProxySpec
@@ -89,13 +89,22 @@ class LabSpec:
     # A real CNI installed from its upstream manifest (cni_install.py: "flannel"); None: the
     # conflist alone, with the lab's own routes or VXLAN between nodes
     install: str | None = None
-    # The IP families the cluster is built with: ("ipv4",), or ("ipv4", "ipv6") dual-stack
-    # (--ip-family=dual): every address, route, pod range and Service in both, IPv4 primary
+    # The IP families the cluster is built with: ("ipv4",), ("ipv4", "ipv6") dual-stack
+    # (--ip-family=dual): every address, route, pod range and Service in both, IPv4 primary; or
+    # ("ipv6",) IPv6-only (--ip-family=ipv6): nodes' InternalIPs, pods and Services in IPv6 alone.
+    # The underlay carries both families whenever the cluster has IPv6, as a kind cluster's
+    # Docker network does: the lab's own plumbing (the control plane's address for kube-proxy)
+    # stays on IPv4, the cluster's addresses are its families' alone
     families: tuple[str, ...] = ("ipv4",)
 
     @property
-    def dual(self) -> bool:
+    def has_ipv6(self) -> bool:
         return "ipv6" in self.families
+
+    @property
+    def dual(self) -> bool:
+        """Both families: a conflist gets ${POD_CIDR_V6} beside ${POD_CIDR}."""
+        return len(self.families) == 2
 
 
 def plan(spec: LabSpec) -> Topology:
@@ -122,7 +131,7 @@ class LabCluster:
         self.underlay = Underlay(self.names)
         self.control_plane = ControlPlane(self.names, self.underlay,
                                           ControlPlaneSpec(spec.release, spec.ready_timeout, spec.python,
-                                                           dual=spec.dual))
+                                                           families=spec.families))
         self.api: KubeApi | None = None
         self.kubelet: LabKubelet | None = None
         self.proxies: NodeProxies | None = None
@@ -137,7 +146,8 @@ class LabCluster:
         self.probe_token = secrets.token_urlsafe(32)  # every probe wants it on its control API
         # the lab's parts, each with one job
         self.resolv = PodResolvConfs(self.state_dir / "dns", self.names.prefix,
-                                     [n.name for n in self.topology.nodes])
+                                     [n.name for n in self.topology.nodes],
+                                     addons.dns_addresses(spec.families).dns)
         self.probes = ProbeFleet(self.names, spec.python, spec.ready_timeout, spec.logs_kept_in,
                                  self.resolv, self.probe_token)
         self.injector = FaultInjector(self)
@@ -161,10 +171,10 @@ class LabCluster:
 
     def _node_ips(self, index: int) -> list[str]:
         """Node ``index``'s InternalIPs, one per family (the primary's first)."""
-        return [node_ip(index), *([node_ip6(index)] if self.spec.dual else [])]
+        return in_families(self.spec.families, node_ip(index), node_ip6(index))
 
     def _pod_cidrs(self, index: int) -> list[str]:
-        return [pod_cidr(index), *([pod_cidr6(index)] if self.spec.dual else [])]
+        return in_families(self.spec.families, pod_cidr(index), pod_cidr6(index))
 
     # --- build ---
 
@@ -289,7 +299,7 @@ class LabCluster:
             return Topology([replace(n, ip=node_ips[n.name][0], addresses=tuple(
                                  (family_of(ip), ip) for ip in node_ips[n.name])) for n in self.topology.nodes], [],
                             {"namespace": None, "kubernetes_service_ip": cluster_ips[KUBERNETES_SERVICE]}, {})
-        outside = [OUTSIDE_IP, *([OUTSIDE_IP6] if self.spec.dual else [])]
+        outside = in_families(self.spec.families, OUTSIDE_IP, OUTSIDE_IP6)
         live = self.topology.with_addresses(pod_ips, node_ips, cluster_ips,
                                             {e.name: outside for e in self.topology.of_kind(OUTSIDE)})
         objects.create_endpoint_slices(endpoint_slices_for_lab(
@@ -308,7 +318,7 @@ class LabCluster:
         # the control-plane node, as kubeadm registers it (tainted: no workload lands there), so
         # the cluster has one as every kubeadm or kind cluster has; its kube-proxy runs beside the
         # API server (_start_proxies), as on kind's control-plane node
-        self.kubelet.register(CONTROL_PLANE_NODE, [CONTROL_PLANE_IP, *([CONTROL_PLANE_IP6] if self.spec.dual else [])],
+        self.kubelet.register(CONTROL_PLANE_NODE, in_families(self.spec.families, CONTROL_PLANE_IP, CONTROL_PLANE_IP6),
                               self._pod_cidrs(0),
                               {"netconform.io/lab": self.names.prefix, CONTROL_PLANE_ROLE: ""},
                               [{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}])
@@ -327,8 +337,9 @@ class LabCluster:
             kube_proxy = binary("kube-proxy", self.spec.release)
         except NotBuilt as exc:
             raise BackendError(f"lab: {exc}") from None
-        cluster_cidr = f"{CLUSTER_CIDR},{CLUSTER_CIDR6}" if self.spec.dual else CLUSTER_CIDR
-        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, cluster_cidr),
+        cluster_cidr = ",".join(in_families(self.spec.families, CLUSTER_CIDR, CLUSTER_CIDR6))
+        self.proxies = NodeProxies(kube_proxy, ProxySpec(self.spec.proxy_mode, cluster_cidr,
+                                                         family=self.spec.families[0]),
                                    self.state_dir / "logs")
         kubeconfig = self.control_plane.kubeconfig_in_lab(self.state_dir / "kube-proxy.kubeconfig",
                                                           "system:kube-proxy")
@@ -338,7 +349,7 @@ class LabCluster:
         """Routes to every node's pod CIDR via that node, for a namespace on the underlay that is
         not a node (the control plane, the outside network): pods reach it with their own IPs."""
         commands = [f"route add {pod_cidr(i)} via {node_ip(i)}" for i in range(1, self.spec.nodes + 1)]
-        if self.spec.dual:
+        if self.spec.has_ipv6:
             commands += [f"route add {pod_cidr6(i)} via {node_ip6(i)}" for i in range(1, self.spec.nodes + 1)]
         netns.ip_batch(namespace, commands)
 
@@ -404,8 +415,9 @@ class LabCluster:
             return  # the CNI's own install writes each node's conflist (_install_cni)
         subnets = {}
         for index, node in enumerate(self.topology.nodes, 1):
-            values = {"POD_CIDR": pod_cidr(index), "NODE_IP": node_ip(index), "NODE_NAME": node.name,
-                      **({"POD_CIDR_V6": pod_cidr6(index)} if self.spec.dual else {})}
+            # IPv6-only: ${POD_CIDR} is the node's IPv6 range (and ${NODE_IP} its IPv6 address)
+            values = {"POD_CIDR": self._pod_cidrs(index)[0], "NODE_IP": self._node_ips(index)[0],
+                      "NODE_NAME": node.name, **({"POD_CIDR_V6": pod_cidr6(index)} if self.spec.dual else {})}
             try:
                 conf = conflists.load(self.spec.conflist, values,
                                       self.state_dir / "ipam" / node.name)
@@ -416,7 +428,7 @@ class LabCluster:
         try:
             conflists.check_subnets(subnets, {"the lab underlay": UNDERLAY, "the Service range": SERVICE_CIDR,
                                               **({"the lab's IPv6 underlay": UNDERLAY6,
-                                                  "the IPv6 Service range": SERVICE_CIDR6} if self.spec.dual else {})})
+                                                  "the IPv6 Service range": SERVICE_CIDR6} if self.spec.has_ipv6 else {})})
         except conflists.ConflistError as exc:
             raise BackendError(f"CNI config {self.spec.conflist}: {exc}") from None
 
@@ -439,14 +451,15 @@ class LabCluster:
         ports.append(Port(self.names.underlay_port(0), self.names.outside))
         self.underlay.create(ports)
         netns.ip_batch(self.names.outside, ["link set lo up", f"addr add {OUTSIDE_IP}/24 dev eth0",
-                                            *([f"addr add {OUTSIDE_IP6}/64 dev eth0 nodad"] if self.spec.dual else []),
+                                            *([f"addr add {OUTSIDE_IP6}/64 dev eth0 nodad"] if self.spec.has_ipv6 else []),
                                             "link set eth0 up"])
         for index, node in enumerate(self.topology.nodes, 1):
             self._configure_node(index, node.name)
         self._route_pods_from(self.names.outside)  # CoreDNS forwards to the resolver there
         self.dns = addons.ClusterDns(binary("coredns", self.spec.release), self.state_dir / "dns",
                                      [n.name for n in self.topology.nodes],
-                                     releases.get(self.spec.release).coredns)
+                                     releases.get(self.spec.release).coredns,
+                                     addons.dns_addresses(self.spec.families))
         self.dns.start_upstream(self.names.outside)
         self.resolv.write_all()
 
@@ -454,16 +467,16 @@ class LabCluster:
         """Address the node on the underlay and reach every other node's pod CIDR (interconnect.py)."""
         name = self.names.node(node)
         commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
-        if self.spec.dual:  # no duplicate address detection: the underlay is the lab's own
+        if self.spec.has_ipv6:  # no duplicate address detection: the underlay is the lab's own
             commands.insert(2, f"addr add {node_ip6(index)}/64 dev eth0 nodad")
         others = [other for other in range(1, self.spec.nodes + 1) if other != index]
         way = CniRouted() if self.cni is not None else INTERCONNECTS[self.spec.overlay]
         between, fdb = way.commands(index, others)
         commands += between
-        if self.spec.dual and self.cni is None:
+        if self.spec.has_ipv6 and self.cni is None:
             commands += [f"route add {pod_cidr6(other)} via {node_ip6(other)}" for other in others]
         commands.append(f"route add default via {UNDERLAY_GATEWAY}")
-        if self.spec.dual:
+        if self.spec.has_ipv6:
             commands.append(f"route add default via {UNDERLAY_GATEWAY6}")
         netns.ip_batch(name, commands)
         if fdb:
@@ -471,7 +484,7 @@ class LabCluster:
         netns.sysctl(name, {
             # the same for IPv6 (its ICMPv6 errors, kube-proxy's rejects among them, are rate-limited too)
             **({"net.ipv6.conf.all.forwarding": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
-                "net.ipv6.icmp.ratelimit": "0"} if self.spec.dual else {}),
+                "net.ipv6.icmp.ratelimit": "0"} if self.spec.has_ipv6 else {}),
             "net.ipv4.ip_forward": "1",
             # kube-proxy needs bridged pod traffic to pass iptables, as kubelet's preflight requires
             "net.bridge.bridge-nf-call-iptables": "1",
@@ -514,7 +527,7 @@ class LabCluster:
                 loopback.add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod, ifname="lo"))
                 # as kubelet hands a pod's hostPorts to the CNI: portmap's capability arguments
                 mappings = [{**{k: v for k, v in m.items() if k != "protocol"}, "protocol": m["protocol"].lower()}
-                            for m in host_ports(pod, holder, node_ip(self._node_index(node)))]
+                            for m in host_ports(pod, holder, self._node_ips(self._node_index(node))[0])]
                 ports = {"portMappings": mappings} if mappings else None
                 result = runtime.add(sandbox, ports)
                 self._capabilities[sandbox.container_id] = ports
@@ -523,7 +536,7 @@ class LabCluster:
                     self._dns_ips[node] = ips[0]
                     self._dns_all_ips[node] = ips
                 else:
-                    found[f"{node}/{pod}"] = ips if self.spec.dual else ips[0]
+                    found[f"{node}/{pod}"] = ips if self.spec.has_ipv6 else ips[0]
             except CniError as exc:
                 raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
         return found
@@ -596,12 +609,12 @@ class LabCluster:
         ports = {"portMappings": port_mappings} if port_mappings else None
         self._capabilities[sandbox.container_id] = ports
         ips = pod_ips(self._runtimes[node].add(sandbox, ports), self.spec.families)
-        return sandbox, (ips if self.spec.dual else ips[0])
+        return sandbox, (ips if self.spec.has_ipv6 else ips[0])
 
     def node_address(self, node: str) -> str | list[str]:
         """The node's address (one per family on a dual-stack lab), a hostNetwork pod's IPs."""
         ips = self._node_ips(self._node_index(node))
-        return ips if self.spec.dual else ips[0]
+        return ips if self.spec.has_ipv6 else ips[0]
 
     def pod_resolv_conf(self, namespace: str, node: str) -> Path:
         """The resolv.conf kubelet writes for a ClusterFirst pod of ``namespace`` (pod_dns.py)."""
@@ -664,7 +677,8 @@ class LabCluster:
 
     def metadata(self) -> dict:
         meta = {"lab_prefix": self.names.prefix, "namespace": self.names.prefix,
-                "kubernetes_service_ip": KUBERNETES_SERVICE_IP, "cluster_dns": addons.DNS_IP,
+                "kubernetes_service_ip": addons.dns_addresses(self.spec.families).kubernetes,
+                "cluster_dns": addons.dns_addresses(self.spec.families).dns,
                 "lab_nodes": self.spec.nodes, "lab_control_plane_node": CONTROL_PLANE_NODE,
                 "overlay": self.cni.install.name if self.cni else self.spec.overlay,
                 "lab_pods_per_node": self.spec.pods_per_node,

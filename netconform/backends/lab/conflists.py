@@ -24,7 +24,8 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     """Read a conflist (or a single-plugin .conf, wrapped as libcni does) for one node.
 
     ``${POD_CIDR}``, ``${NODE_IP}`` and ``${NODE_NAME}`` are replaced by the node's values (on a
-    dual-stack lab also ``${POD_CIDR_V6}``, and host-local IPAM gets the node's IPv6 range).
+    dual-stack lab also ``${POD_CIDR_V6}``, and host-local IPAM gets the node's IPv6 range; on an
+    IPv6-only lab ``${POD_CIDR}`` is the node's IPv6 range, and the default route is ``::/0``).
     host-local IPAM gets its dataDir inside the run's state directory (one the conflist names is
     replaced), so the lab never writes to /var/lib/cni or elsewhere, and leaves no IPAM file behind
     even when an interrupted run skips CNI DEL.
@@ -60,6 +61,8 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
             ipam["dataDir"] = str(ipam_dir)  # even one the conflist names: nothing outside the run
             if node_values.get("POD_CIDR_V6"):
                 _add_ipv6_range(ipam, node_values["POD_CIDR_V6"])
+            elif ":" in node_values.get("POD_CIDR", ""):
+                _ipv6_only_routes(ipam)
     return conf
 
 
@@ -76,6 +79,15 @@ def _add_ipv6_range(ipam: dict, cidr: str) -> None:
     routes = ipam.get("routes")
     if isinstance(routes, list) and any(isinstance(r, dict) and r.get("dst") == "0.0.0.0/0" for r in routes):
         ipam["routes"] = [*routes, {"dst": "::/0"}]
+
+
+def _ipv6_only_routes(ipam: dict) -> None:
+    """An IPv6-only node: ${POD_CIDR} is its IPv6 range, so the default route a conflist gives
+    its pods (0.0.0.0/0) is the IPv6 one, ::/0 (host-local refuses a route of the other family)."""
+    routes = ipam.get("routes")
+    if isinstance(routes, list):
+        ipam["routes"] = [{**r, "dst": "::/0"} if isinstance(r, dict) and r.get("dst") == "0.0.0.0/0" else r
+                          for r in routes]
 
 
 def load_dir(directory: Path) -> dict:

@@ -220,7 +220,7 @@ class FaultInjector:
                        for name, service in live.services.items()})
         values.update({faults.backend_ips_placeholder(name): [live.endpoint(b).ip for b in service.backends]
                        for name, service in live.services.items()})
-        if self.lab.spec.dual:
+        if self.lab.spec.has_ipv6:
             values.update({"${POD_CIDR6}": [pod_cidr6(index)],
                            "${LAST_POD_CIDR6}": [pod_cidr6(len(self.lab.topology.nodes))]})
         if node_ns is not None and any("${AFFINITY_LIST}" in part for c in commands for part in c):

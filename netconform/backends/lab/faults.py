@@ -435,7 +435,17 @@ def family_refusal(fault: Fault, families: tuple[str, ...]) -> str | None:
     """Why ``fault`` cannot be injected into a lab of ``families``, or None when it can."""
     if fault.ipv6 and "ipv6" not in families:
         return f"--lab-fault {fault.name} acts on IPv6 alone; run it with --ip-family=dual"
+    if "ipv4" not in families and not fault.ipv6 and _acts_on_ipv4(fault):
+        return (f"--lab-fault {fault.name} acts on IPv4 (its routes, iptables or nftables rules) and this "
+                f"lab is IPv6-only: it would break nothing; run it with --ip-family=ipv4 or dual")
     return None
+
+
+def _acts_on_ipv4(fault: Fault) -> bool:
+    """Whether the fault works through IPv4 tools (commands, an ``ip`` nftables table); the
+    others (kube-proxy's settings, a Service patched, a search list, a frozen proxy) act in any family."""
+    return bool(fault.node_commands or fault.port_commands or fault.control_plane_commands
+                or fault.pod_commands or fault.nft)
 
 
 def cni_refusal(fault: Fault, cni: str | None) -> str | None:

@@ -97,6 +97,14 @@ CLUSTER_CIDR6 = "fd00:10:244::/56"  # a /64 per node: node-N's is fd00:10:244:N:
 SERVICE_CIDR6 = "fd00:10:96::/112"
 
 
+KUBERNETES_SERVICE_IP6 = "fd00:10:96::1"  # the `kubernetes` Service of an IPv6-only lab
+
+
+def in_families(families: tuple[str, ...], ipv4: str, ipv6: str) -> list[str]:
+    """One value per family of ``families``, in their order (the primary's first)."""
+    return [ipv4 if family == "ipv4" else ipv6 for family in families]
+
+
 def node_ip6(index: int) -> str:
     return f"fd00:18::{index + 1:x}"
 

@@ -16,16 +16,18 @@ from ...topology import Topology
 from ..base import BackendError
 from ..kube.api import KubeApi, status_message
 from ..kube.manifests import DeploySpec, render, render_endpoint_slices, token_secret
-from .naming import node_ip
+from .naming import node_ip, node_ip6
 
 IMAGE = "netconform-probe:lab"  # the probe agent, run by the lab as a process in the pod's namespace
 ROLE_LABEL = "netconform.io/role"
 
 
 def render_for_lab(run_id: str, namespace: str, planned: Topology, pods_per_node: int) -> list[dict]:
+    """The run's objects; a shared hostPort's hostIP is the node's address in the primary family."""
     spec = DeploySpec(run_id, namespace, IMAGE, pods_per_node)
     node_ports = {s.name: s.node_port for s in planned.services.values() if s.node_port}
-    return render(spec, planned, node_ports, {n.name: node_ip(i) for i, n in enumerate(planned.nodes, 1)})
+    primary = node_ip if planned.families[0] == "ipv4" else node_ip6
+    return render(spec, planned, node_ports, {n.name: primary(i) for i, n in enumerate(planned.nodes, 1)})
 
 
 def endpoint_slices_for_lab(run_id: str, namespace: str, live: Topology, pods_per_node: int) -> list[dict]:

@@ -15,8 +15,10 @@ NSSWITCH = "hosts: files dns\n"  # a container image's (Debian's base image has 
 
 
 class PodResolvConfs:
-    def __init__(self, directory: Path, run_namespace: str, nodes: list[str]) -> None:
+    def __init__(self, directory: Path, run_namespace: str, nodes: list[str],
+                 nameserver: str = addons.DNS_IP) -> None:
         self.directory = directory  # the run's state_dir/dns
+        self.nameserver = nameserver  # kube-dns's ClusterIP, in the cluster's primary family
         self.run_namespace = run_namespace
         self.nodes = nodes
 
@@ -34,7 +36,7 @@ class PodResolvConfs:
         (with ${DOMAIN} for the cluster domain) replaces the search list, None restores kubelet's."""
         searched = None if search is None else [s.replace("${DOMAIN}", addons.DOMAIN) for s in search]
         with open(self.path(node), "w") as conf:
-            conf.write(addons.cluster_first(self.run_namespace, search=searched))
+            conf.write(addons.cluster_first(self.run_namespace, search=searched, nameserver=self.nameserver))
 
     def for_namespace(self, namespace: str, node: str) -> Path:
         """The resolv.conf kubelet writes for a ClusterFirst pod of ``namespace`` (the run's own
@@ -43,7 +45,7 @@ class PodResolvConfs:
             return self.path(node)
         path = self.directory / f"resolv-{namespace}.conf"
         if not path.exists():
-            path.write_text(addons.cluster_first(namespace))
+            path.write_text(addons.cluster_first(namespace, nameserver=self.nameserver))
         return path
 
     def nsswitch(self) -> Path:

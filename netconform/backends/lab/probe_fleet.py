@@ -98,7 +98,8 @@ class ProbeFleet:
                    ["serve", "--name", endpoint.name, "--port", str(endpoint.port),
                     "--control", f"unix:{self.socket_path(endpoint)}", "--token-file", str(self.token_file),
                     # a pod's probe is also reached at its pod IP, by the API server's pod proxy
-                    *(["--control", f"tcp:0.0.0.0:{CONTROL_PORT}"] if endpoint.kind == POD else [])])
+                    # (no host: every address, in each family; it starts before it has any)
+                    *(["--control", f"tcp::{CONTROL_PORT}"] if endpoint.kind == POD else [])])
 
     def spawn(self, where: str, resolv_conf: Path | None, log_name: str, args: list[str],
               script: Path = PROBE_SCRIPT, flags: tuple[str, ...] = ("-I", "-S")) -> subprocess.Popen:
@@ -189,3 +190,4 @@ def stop_process(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=3)
+

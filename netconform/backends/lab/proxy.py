@@ -37,6 +37,7 @@ class ProxySpec:
     mode: str = "iptables"  # or "nftables" (MODES)
     cluster_cidr: str = "10.244.0.0/16"
     settings: dict = field(default_factory=dict)  # KubeProxyConfiguration fields a fault overrides
+    family: str = "ipv4"  # the cluster's primary family: the rules the lab reads to know it synced
 
 
 def configuration(spec: ProxySpec, node: str, kubeconfig: Path) -> dict:
@@ -149,11 +150,11 @@ class NodeProxies:
                 time.sleep(POLL)
 
     def _read(self, namespace: str) -> proxyrules.Programmed:
-        return proxyrules.read(namespace, self.spec.mode)
+        return proxyrules.read(namespace, self.spec.mode, self.spec.family)
 
     def rules_text(self, namespace: str) -> str:
         """kube-proxy's tables on one node as text (iptables-save, or its nftables table)."""
-        return proxyrules.dump(namespace, self.spec.mode)
+        return proxyrules.dump(namespace, self.spec.mode, self.spec.family)
 
     def signal(self, sig: int) -> None:
         """Send every kube-proxy ``sig`` (a fault's SIGSTOP, its revert's SIGCONT)."""

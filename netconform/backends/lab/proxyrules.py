@@ -32,15 +32,18 @@ class Programmed:
     rejected: set[str] = field(default_factory=set)  # "ns/svc:port" rejected for lack of endpoints
 
 
-def read(namespace: str, mode: str) -> Programmed:
-    """The node's programmed Service ports; empty when its tables cannot be read (the caller keeps
-    waiting, within its bound)."""
-    return parse(mode, dump(namespace, mode))
+def read(namespace: str, mode: str, family: str = "ipv4") -> Programmed:
+    """The node's programmed Service ports in ``family``; empty when its tables cannot be read
+    (the caller keeps waiting, within its bound)."""
+    return parse(mode, dump(namespace, mode, family))
 
 
-def dump(namespace: str, mode: str) -> str:
-    """kube-proxy's tables in the node's namespace as text, or "" when they cannot be read."""
-    argv = ["iptables-save"] if mode == "iptables" else ["nft", "list", "table", "ip", "kube-proxy"]
+def dump(namespace: str, mode: str, family: str = "ipv4") -> str:
+    """kube-proxy's tables of ``family`` in the node's namespace as text, or "" when they cannot
+    be read."""
+    six = family == "ipv6"
+    argv = [("ip6tables-save" if six else "iptables-save")] if mode == "iptables" else \
+        ["nft", "list", "table", "ip6" if six else "ip", "kube-proxy"]
     try:
         done = netns.run(namespace, argv)
     except (OSError, subprocess.TimeoutExpired):
@@ -54,7 +57,8 @@ def parse(mode: str, text: str) -> Programmed:
     return parse_iptables(text) if mode == "iptables" else parse_nftables(text)
 
 
-IPTABLES_DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination ([0-9.]+):\d+')
+# an IPv6 endpoint is written in brackets: --to-destination [fd00:10:244:1::4]:8080
+IPTABLES_DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination (?:\[([0-9a-f:]+)\]|([0-9.]+)):\d+')
 IPTABLES_REJECT = re.compile(r'--comment "?([^" ]+) has no endpoints"? .*-j REJECT')
 
 
@@ -62,7 +66,7 @@ def parse_iptables(text: str) -> Programmed:
     programmed = Programmed()
     for line in text.splitlines():
         if (found := IPTABLES_DNAT.search(line)):
-            programmed.destinations.setdefault(found.group(1), set()).add(found.group(2))
+            programmed.destinations.setdefault(found.group(1), set()).add(found.group(2) or found.group(3))
         elif (found := IPTABLES_REJECT.search(line)):
             programmed.rejected.add(found.group(1))
     return programmed
@@ -71,8 +75,8 @@ def parse_iptables(text: str) -> Programmed:
 # chain service-HASH-ns/svc/tcp/port (or local-, external-, endpoint-…__IP/PORT)
 NFT_CHAIN = re.compile(r"^\s*chain (?:service|local|external|endpoint)-[A-Z0-9]+-"
                        r"([^/\s]+)/([^/\s]+)/[a-z]+/([a-z0-9-]*)(?:__\S+)? \{")
-NFT_DNAT_TO = re.compile(r"\bdnat (?:ip )?to ([0-9.]+):\d+")  # one endpoint
-NFT_MAP_ELEMENT = re.compile(r"\d+ : ([0-9.]+) \. \d+")  # numgen … map { 0 : 10.244.1.2 . 8080, … }
+NFT_DNAT_TO = re.compile(r"\bdnat (?:ip6? )?to (?:\[([0-9a-f:]+)\]|([0-9.]+)):\d+")  # one endpoint ([v6]:port)
+NFT_MAP_ELEMENT = re.compile(r"\d+ : ([0-9a-f.:]+) \. \d+")  # numgen … map { 0 : 10.244.1.2 . 8080, … }
 NFT_REJECTED = re.compile(r'comment "([^"]+)" : goto reject-chain')
 
 
@@ -87,7 +91,7 @@ def parse_nftables(text: str) -> Programmed:
         if line.strip().startswith(("chain ", "map ", "set ")):
             key = None
         if key is not None and "dnat" in line:
-            found = NFT_DNAT_TO.findall(line) + NFT_MAP_ELEMENT.findall(line)
+            found = [six or four for six, four in NFT_DNAT_TO.findall(line)] + NFT_MAP_ELEMENT.findall(line)
             programmed.destinations.setdefault(key, set()).update(found)
         programmed.rejected.update(NFT_REJECTED.findall(line))
     return programmed

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..naming import CLUSTER_CIDR, CLUSTER_CIDR6, KUBERNETES_SERVICE_IP, SERVICE_CIDR, SERVICE_CIDR6
+from ..naming import (CLUSTER_CIDR, CLUSTER_CIDR6, KUBERNETES_SERVICE_IP, KUBERNETES_SERVICE_IP6, SERVICE_CIDR,
+                      SERVICE_CIDR6, in_families)
 
 ETCD_URL = "http://127.0.0.1:2379"
 ETCD_PEER_URL = "http://127.0.0.1:2380"
@@ -49,18 +50,23 @@ class Layout:
     it has on the underlay."""
 
     root: Path
-    address: str
-    dual: bool = False  # a dual-stack cluster: Service and pod ranges in both families
+    address: str  # in the cluster's primary family: the `kubernetes` Service's endpoint
+    # the cluster's families: Service and pod ranges in each, the primary's first
+    families: tuple[str, ...] = ("ipv4",)
+    # every address it has on the underlay: the lab's processes reach it at the IPv4 one, whatever
+    # the cluster's families
+    underlay_addresses: tuple[str, ...] = ()
 
     @property
     def service_range(self) -> str:
-        return f"{SERVICE_CIDR},{SERVICE_CIDR6}" if self.dual else SERVICE_CIDR
+        return ",".join(in_families(self.families, SERVICE_CIDR, SERVICE_CIDR6))
 
     @property
     def node_cidr_flags(self) -> tuple[str, ...]:
         """The cluster's pod range and each node's share of it, as kube-controller-manager's flags."""
-        if not self.dual:
-            return (f"--cluster-cidr={CLUSTER_CIDR}", f"--node-cidr-mask-size={NODE_CIDR_MASK_SIZE}")
+        if len(self.families) == 1:
+            return (f"--cluster-cidr={in_families(self.families, CLUSTER_CIDR, CLUSTER_CIDR6)[0]}",
+                    f"--node-cidr-mask-size={NODE_CIDR_MASK_SIZE if self.families == ('ipv4',) else NODE_CIDR_MASK_SIZE6}")
         return (f"--cluster-cidr={CLUSTER_CIDR},{CLUSTER_CIDR6}",
                 f"--node-cidr-mask-size-ipv4={NODE_CIDR_MASK_SIZE}",
                 f"--node-cidr-mask-size-ipv6={NODE_CIDR_MASK_SIZE6}")
@@ -94,7 +100,8 @@ class Layout:
     def apiserver_names(self) -> list[str]:
         """The names the API server's certificate holds: how the lab (underlay address), the
         relay and components (loopback) and pods (the `kubernetes` Service) reach it."""
-        return [self.address, "127.0.0.1", KUBERNETES_SERVICE_IP, "localhost", "kubernetes",
+        return [*dict.fromkeys([self.address, *self.underlay_addresses]), "127.0.0.1", KUBERNETES_SERVICE_IP,
+                KUBERNETES_SERVICE_IP6, "localhost", "kubernetes",
                 "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
 
 

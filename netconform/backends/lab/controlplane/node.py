@@ -21,7 +21,7 @@ from ....upstream.releases import get as pinned_release
 from ...base import BackendError, Progress
 from .. import cleanup, netns
 from ..naming import (CONTROL_PLANE_IP, CONTROL_PLANE_IP6, UNDERLAY, UNDERLAY6, UNDERLAY_GATEWAY,
-                      UNDERLAY_GATEWAY6, RunNames)
+                      UNDERLAY_GATEWAY6, RunNames, in_families)
 from ..underlay import Port, Underlay
 from . import components, kubeconfig, processes, readiness
 from .pki import Authority, Credential, service_account_keys
@@ -43,7 +43,11 @@ class ControlPlaneSpec:
     release: str = DEFAULT_RELEASE
     ready_timeout: float = 60.0
     python: str = sys.executable  # runs the relays
-    dual: bool = False  # a dual-stack cluster (components.Layout)
+    families: tuple[str, ...] = ("ipv4",)  # the cluster's (components.Layout)
+
+    @property
+    def has_ipv6(self) -> bool:  # the control plane's underlay port has an IPv6 address too
+        return "ipv6" in self.families
 
 
 class ControlPlane:
@@ -51,7 +55,9 @@ class ControlPlane:
         self.names = names
         self.underlay = underlay
         self.spec = spec or ControlPlaneSpec()
-        self.layout = components.Layout(names.state_dir / "control-plane", CONTROL_PLANE_IP, self.spec.dual)
+        primary = in_families(self.spec.families, CONTROL_PLANE_IP, CONTROL_PLANE_IP6)[0]
+        self.layout = components.Layout(names.state_dir / "control-plane", primary, self.spec.families,
+                                        (CONTROL_PLANE_IP, *([CONTROL_PLANE_IP6] if self.spec.has_ipv6 else [])))
         self.server: str | None = None  # https://127.0.0.1:PORT, the relay, once started
         self.started_in: float | None = None  # seconds from start() to ready
         self._processes: list[Process] = []  # in the control-plane namespace
@@ -146,7 +152,7 @@ class ControlPlane:
         prefix = UNDERLAY.split("/")[1]
         commands = ["link set lo up", f"addr add {CONTROL_PLANE_IP}/{prefix} dev eth0",
                     "link set eth0 up", f"route add default via {UNDERLAY_GATEWAY}"]
-        if self.spec.dual:
+        if self.spec.has_ipv6:
             commands += [f"addr add {CONTROL_PLANE_IP6}/{UNDERLAY6.split('/')[1]} dev eth0 nodad",
                          f"route add default via {UNDERLAY_GATEWAY6}"]
         netns.ip_batch(self.netns, commands)
