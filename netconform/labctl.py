@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--cni", default="bridge", help="the lab CNI profile: bridge, ptp or vxlan")
     up.add_argument("--lab-proxy", choices=("iptables", "nftables"), default="iptables")
     up.add_argument("--release", default=None, help="the pinned Kubernetes release (default: the newest)")
+    up.add_argument("--ip-family", choices=("ipv4", "ipv6", "dual"), default="ipv4",
+                    help="the cluster's IP families (default ipv4; ipv6 and dual with bridge or ptp)")
     serve = commands.add_parser("serve")  # the process `up` starts; not for users (not listed)
     serve.add_argument("spec")
     down = commands.add_parser("down", help="stop a lab that is up and remove everything it made")
@@ -86,6 +88,10 @@ def _up(args) -> int:
     if not 1 <= args.nodes <= 200:
         print(f"netconform: --nodes must be between 1 and 200, not {args.nodes}")
         return 4
+    if args.ip_family != "ipv4" and (chosen.lab_install or chosen.overlay != "routes"):
+        print(f"netconform: --ip-family {args.ip_family}: the lab builds it with a conflist and routes "
+              f"between nodes (bridge, ptp), not with {args.cni} in this version")
+        return 4
     release = DEFAULT_RELEASE if args.release is None else args.release
     if release not in RELEASES:
         print(f"netconform: --release {release}: pinned releases are {', '.join(sorted(RELEASES))}")
@@ -93,13 +99,13 @@ def _up(args) -> int:
     names = RunNames.new()
     log = tempfile.NamedTemporaryFile("w+", prefix=f"{names.prefix}-up-", suffix=".log", delete=False)
     spec = {"run_id": names.run_id, "cni": args.cni, "nodes": args.nodes, "proxy": args.lab_proxy,
-            "release": release, "log": log.name}
+            "release": release, "log": log.name, "ip_family": args.ip_family}
     process = subprocess.Popen([sys.executable, "-m", "netconform.labctl", "serve", json.dumps(spec)],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     ready = STATE_ROOT / names.prefix / UP_FILE
-    print(f"netconform: starting lab {names.prefix} ({args.nodes} nodes, {args.cni}, kube-proxy "
-          f"{args.lab_proxy}, Kubernetes {release}); its log: {log.name}", flush=True)
+    print(f"netconform: starting lab {names.prefix} ({args.nodes} nodes, {args.cni}, {args.ip_family}, "
+          f"kube-proxy {args.lab_proxy}, Kubernetes {release}); its log: {log.name}", flush=True)
     deadline = time.monotonic() + STARTUP_BOUND
     shown = 0
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a `timeout`, a closed terminal: as Ctrl-C
@@ -150,6 +156,7 @@ def _follow(log: str, shown: int) -> int:
 
 def _serve(args) -> int:
     from .backends.lab.cluster import LabCluster, LabSpec
+    from .topology import IP_FAMILY_CHOICES
     from .backends.lab.naming import RunNames
     from .profiles import profile
     try:
@@ -173,7 +180,8 @@ def _serve(args) -> int:
     signal.signal(signal.SIGINT, interrupt)
     cluster = LabCluster(LabSpec(chosen.conflist, nodes=spec["nodes"], overlay=chosen.overlay,
                                  release=spec["release"], proxy_mode=spec["proxy"], objects=False,
-                                 install=chosen.lab_install),
+                                 install=chosen.lab_install,
+                                 families=IP_FAMILY_CHOICES[spec.get("ip_family", "ipv4")]),
                          RunNames(spec["run_id"]))
     code = 0
     try:
@@ -181,6 +189,7 @@ def _serve(args) -> int:
         building[0] = False
         up = {"kubeconfig": str(cluster.control_plane.admin_kubeconfig), "nodes": spec["nodes"], "log": spec["log"],
               "cni": spec["cni"], "proxy": spec["proxy"], "release": spec["release"],
+              "ip_family": spec.get("ip_family", "ipv4"),
               "kubernetes_version": cluster.control_plane.version, "pid": os.getpid(), "since": time.time()}
         partial = cluster.state_dir / f".{UP_FILE}"
         partial.write_text(json.dumps(up))
@@ -245,7 +254,8 @@ def _list(args) -> int:
     for name, lab in labs.items():
         if lab["state"] == "up":
             print(f"{name}  up {time.time() - lab['since']:.0f}s: {lab['nodes']} node"
-                  f"{'s' if lab['nodes'] != 1 else ''}, {lab['cni']}, kube-proxy {lab['proxy']}, "
+                  f"{'s' if lab['nodes'] != 1 else ''}, {lab['cni']}, {lab.get('ip_family', 'ipv4')}, "
+                  f"kube-proxy {lab['proxy']}, "
                   f"{lab['kubernetes_version']}  kubeconfig {lab['kubeconfig']}")
         elif lab["state"] == "starting":
             print(f"{name}  starting")

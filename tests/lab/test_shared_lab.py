@@ -24,19 +24,21 @@ def labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_a_lab_stays_up_serves_runs_through_its_kubeconfig_and_goes_with_down(tmp_path):
-    up = labctl("up", "--nodes", "2")
+    up = labctl("up", "--nodes", "2", "--ip-family", "dual")  # runs through it find both families
     assert up.returncode == 0, up.stdout[-3000:]
     name = re.search(r"lab (netconform-[0-9a-f]{6}) is up", up.stdout).group(1)
     log = re.search(r"its log: (\S+)", up.stdout).group(1)
     kubeconfig = re.search(r"kubeconfig: (\S+)", up.stdout).group(1)
     try:
-        assert name in labctl("list").stdout
+        assert f"{name}  up" in labctl("list").stdout and ", dual," in labctl("list").stdout
         for turn, rows in (("first", ("POD-POD-CROSS", "DNS-SVC", "SVC-UDP-BACKEND-CHANGE")), ("second", ("DNS-SVC",))):
             run = run_kube_suite(tmp_path / turn, kubeconfig, "--cni=other", "--probe-image=netconform-probe:lab",
                                  "-m", " or ".join(rows))  # runs share it, one after another
             assert run.returncode == 2, run.output[-3000:]  # INCOMPLETE: the other MUST rows deselected
             assert {row["id"]: row["verdict"] for row in run.results["summary"] if row["total"]} == \
                 dict.fromkeys(rows, "pass")
+            assert run.results["meta"]["cluster_ip_families"] == ["ipv4", "ipv6"]
+            assert {i["family"] for i in run.results["items"]} == {"ipv4", "ipv6"}
         refused = run_kube_suite(tmp_path / "fault", kubeconfig, "--cni=other", "--lab-fault=udp-drop")
         assert refused.returncode == 4 and "--lab-fault injects faults into the lab" in refused.output
         swept = subprocess.run([sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider",
@@ -54,6 +56,8 @@ def test_bad_input_is_one_line_and_exit_4():
     for args, words in ((("up", "--nodes", "0"), "--nodes must be between 1 and 200"),
                         (("up", "--cni", "calico"), "is not one the lab runs"),
                         (("up", "--release", "0.1"), "pinned releases are"),
+                        (("up", "--ip-family", "dual", "--cni", "vxlan"), "not with vxlan in this version"),
+                        (("up", "--ip-family", "ipv5"), "invalid choice"),
                         (("down", "netconform-000000"), "no lab named 'netconform-000000' is up"),
                         (("frobnicate",), "invalid choice")):
         done = labctl(*args, timeout=60)
