@@ -88,7 +88,8 @@ def _up(args) -> int:
     if not 1 <= args.nodes <= 200:
         print(f"netconform: --nodes must be between 1 and 200, not {args.nodes}")
         return 4
-    if args.ip_family != "ipv4" and (chosen.lab_install or chosen.overlay != "routes"):
+    from .backends.lab.cli import carries_ipv6
+    if args.ip_family != "ipv4" and not carries_ipv6(chosen):
         print(f"netconform: --ip-family {args.ip_family}: the lab builds it with a conflist and routes "
               f"between nodes (bridge, ptp), not with {args.cni} in this version")
         return 4

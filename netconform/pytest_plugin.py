@@ -44,9 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="declare a requirement not applicable to this cluster, with the reason "
                          "(repeatable); the verdict lists it")
     group.addoption("--ip-family", choices=tuple(IP_FAMILY_CHOICES), default=None,
-                    help="the IP families you expect the cluster to have: ipv4, ipv6 or dual; on a live "
-                         "cluster a different answer from its nodes is an error (default: as found). The "
-                         "lab builds ipv4 in this version")
+                    help="the IP families of the cluster: ipv4, ipv6 or dual. On the lab, what it builds "
+                         "(default: dual where it can, with bridge, ptp or --lab-cni-conf; ipv4 otherwise); "
+                         "on a live cluster, what you expect its nodes to have (a different answer is an "
+                         "error; default: as found)")
     group.addoption("--fail-on", choices=("must", "should", "may"), default="must",
                     help="the lowest level whose failure makes the exit code 1 (default must)")
     group.addoption("--cleanup-only", action="store_true",

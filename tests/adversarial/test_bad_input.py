@@ -111,7 +111,7 @@ def test_last_failed_reruns_only_the_failed_items(tmp_path):
     def run(*extra):
         cache = f"cache_dir={tmp_path / 'cache'}"
         done = subprocess.run([sys.executable, "-m", "pytest", "suites", "-o", cache,
-                               f"--report-dir={tmp_path / 'report'}", "-m", "POD-POD-CROSS",
+                               f"--report-dir={tmp_path / 'report'}", "-m", "POD-POD-CROSS", "--ip-family=ipv4",
                                "--lab-fault=no-route-to-last-node", "--probe-timeout=0.5",
                                "--probe-attempts=1", *extra], cwd=REPO, capture_output=True, text=True,
                               timeout=300)

@@ -49,8 +49,8 @@ def test_an_interrupted_run_is_incomplete_stops_within_seconds_and_leaves_nothin
                                        ["suites", "-k", "pod_pod_cross or no_such_check"]])
 def test_a_subset_names_the_must_requirements_that_did_not_run(tmp_path, selection):
     done = subprocess.run([sys.executable, "-m", "pytest", *selection, "-p", "no:cacheprovider",
-                           f"--report-dir={tmp_path}", "--lab-nodes=2"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+                           f"--report-dir={tmp_path}", "--lab-nodes=2", "--ip-family=ipv4"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
     run = SuiteRun(done.returncode, done.stdout + done.stderr, tmp_path)
     results = assert_incomplete_everywhere(run, "POD-POD-SAME", "NODE-POD", "LOCALHOST")
     assert {row["id"]: row["verdict"] for row in results["summary"]}["POD-POD-CROSS"] == "pass"
@@ -128,8 +128,8 @@ def test_selecting_nothing_is_incomplete_not_a_silent_success(tmp_path):
 def test_items_chosen_by_node_id_never_pass_a_requirement_they_are_only_part_of(tmp_path, selection):
     """A node id drops the other items before any hook sees them: the row still counts them."""
     done = subprocess.run([sys.executable, "-m", "pytest", *selection, "-p", "no:cacheprovider",
-                           f"--report-dir={tmp_path}", "--lab-nodes=1"], cwd=REPO, capture_output=True,
-                          text=True, timeout=180)
+                           f"--report-dir={tmp_path}", "--lab-nodes=1", "--ip-family=ipv4"], cwd=REPO,
+                          capture_output=True, text=True, timeout=180)
     run = SuiteRun(done.returncode, done.stdout + done.stderr, tmp_path)
     results = assert_incomplete_everywhere(run, "LOCALHOST")
     row = {row["id"]: row for row in results["summary"]}["LOCALHOST"]

@@ -40,8 +40,11 @@ class SuiteRun:
 
 
 def suite_command(report_dir: Path, *args: str) -> list[str]:
+    """A run of the suites; on IPv4 unless the test chooses (the lab's default, dual-stack where
+    it can, doubles the items; tests/lab/test_dual_stack.py runs the other families)."""
+    family = [] if any(a.startswith("--ip-family") for a in args) else ["--ip-family=ipv4"]
     return [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider",
-            "--report-dir", str(report_dir), *args]
+            "--report-dir", str(report_dir), *family, *args]
 
 
 def run_suite(report_dir: Path, *args: str, timeout: float = 300, env: dict | None = None) -> SuiteRun:

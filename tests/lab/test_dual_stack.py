@@ -3,6 +3,8 @@ IPv6, and every check run in each family, on its own addresses (shared/docs/netw
 requirement holds only in every family); and an IPv6-only lab (--ip-family=ipv6), with no IPv4
 item at all."""
 import ipaddress
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,7 @@ from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
 from netconform.profiles import profile
 
-from .conftest import built_lab, leftovers, needs_root, run_suite
+from .conftest import REPO, built_lab, leftovers, needs_root, run_suite
 from .test_faults import CONTROLS, FAULT_SETTLE, failing, judge_everything
 
 pytestmark = needs_root
@@ -118,3 +120,28 @@ def test_a_fault_of_ipv6_alone_is_refused_on_an_ipv4_lab():
     cluster = LabCluster(LabSpec(profile("bridge").conflist))
     with pytest.raises(BackendError, match="acts on IPv6 alone; run it with --ip-family=dual"):
         cluster.inject(FAULTS["ipv6-snat-between-nodes"], None)
+
+
+@pytest.mark.parametrize("args, families", [((), {"ipv4", "ipv6"}), (("--cni=ptp",), {"ipv4", "ipv6"}),
+                                            (("--cni=vxlan",), {"ipv4"}), (("--ip-family=ipv4",), {"ipv4"}),
+                                            (("--ip-family=ipv6",), {"ipv6"})])
+def test_the_lab_is_dual_stack_by_default_where_it_can_be(tmp_path, args, families):
+    """The issue's default: dual-stack (this kernel has IPv6, IPv6 NAT and ip6tables), with a
+    conflist and routes between nodes; vxlan and the real CNIs stay IPv4 (refused as dual)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           f"--report-dir={tmp_path}", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    assert done.returncode == 0 and ids, done.stdout[-2000:] + done.stderr[-2000:]
+    assert {family for family in ("ipv4", "ipv6") if any(f"{family}:" in i for i in ids)} == families
+
+
+def test_without_ipv6_in_the_kernel_the_default_is_ipv4(monkeypatch, tmp_path):
+    from netconform.backends.lab import cli
+
+    class Options:
+        def getoption(self, name):
+            return None
+    monkeypatch.setattr(cli, "IPV6_SYSCTLS", tmp_path / "no-such-dir")
+    assert cli.lab_family(Options(), profile("bridge")) == "ipv4"
+    monkeypatch.setattr(cli, "IPV6_SYSCTLS", tmp_path)
+    assert cli.lab_family(Options(), profile("bridge")) == "dual"

@@ -17,6 +17,27 @@ from ..base import Backend
 PROXY_MODES = ("iptables", "nftables")  # the lab's kube-proxy modes (proxy.py)
 
 
+IPV6_SYSCTLS = Path("/proc/sys/net/ipv6")  # absent when the kernel has IPv6 off (ipv6.disable=1)
+
+
+def lab_family(config: pytest.Config, profile: Profile) -> str:
+    """--ip-family, or the lab's default: dual-stack where the lab can build it (a conflist with
+    routes between nodes, a kernel with IPv6), IPv4 otherwise (vxlan, the real CNIs)."""
+    chosen = config.getoption("ip_family")
+    if chosen:
+        return chosen
+    if not carries_ipv6(profile) or not IPV6_SYSCTLS.is_dir():
+        return "ipv4"
+    return "dual"
+
+
+def carries_ipv6(profile: Profile) -> bool:
+    """Whether the lab builds IPv6 with this profile: a conflist alone (the real CNIs are built in
+    IPv4), between nodes by a way that carries IPv6 (interconnects/)."""
+    from .interconnects import INTERCONNECTS
+    return not profile.lab_install and "ipv6" in INTERCONNECTS[profile.overlay].families
+
+
 class LabPlugin:
     name = "lab"
     group = "netconform-lab"
@@ -56,8 +77,8 @@ class LabPlugin:
         from ..kube.cli import KUBE
         self.faults(config, profile)
         KUBE.refuse_live_options(config)
-        family = config.getoption("ip_family")
-        if family in ("dual", "ipv6") and (profile.lab_install or profile.overlay != "routes"):
+        family = config.getoption("ip_family")  # as given: the default is chosen to be buildable
+        if family in ("dual", "ipv6") and not carries_ipv6(profile):
             kind = "dual-stack" if family == "dual" else "IPv6-only"
             raise ValueError(f"--ip-family={family}: the lab builds {kind} clusters with a conflist and "
                              f"routes between nodes (bridge, ptp, --lab-cni-conf), not with "
@@ -76,7 +97,7 @@ class LabPlugin:
             raise ValueError(mode_refusal(unable, mode))
         for refusal in filter(None, (cni_refusal(f, profile.lab_install) for f in chosen)):
             raise ValueError(refusal)
-        families = IP_FAMILY_CHOICES[config.getoption("ip_family") or "ipv4"]
+        families = IP_FAMILY_CHOICES[lab_family(config, profile)]
         for refusal in filter(None, (family_refusal(f, families) for f in chosen)):
             raise ValueError(refusal)
         return chosen
@@ -89,7 +110,7 @@ class LabPlugin:
                          cni_path=tuple(d for d in opt("lab_cni_path").split(":") if d),
                          cni_timeout=opt("lab_cni_timeout"), logs_kept_in=report_dir / "logs",
                          release=opt("lab_release"), proxy_mode=opt("lab_proxy"),
-                         families=IP_FAMILY_CHOICES[opt("ip_family") or "ipv4"])
+                         families=IP_FAMILY_CHOICES[lab_family(config, profile)])
         if opt("backend") == "kube":  # the live path, on a lab that is only the cluster
             from .through_api import LabThroughApi
             return LabThroughApi(lab)

@@ -47,7 +47,7 @@ from .daemon_pods import DaemonPods
 from .controlplane.node import ControlPlane, ControlPlaneSpec
 from .fault_injector import FaultInjector
 from .faults import Fault
-from .interconnect import INTERCONNECTS, CniRouted
+from .interconnects import INTERCONNECTS, CniRouted
 from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, CLUSTER_CIDR6, CONTROL_PLANE_IP, CONTROL_PLANE_IP6, OUTSIDE_IP,
                      OUTSIDE_IP6, SERVICE_CIDR, SERVICE_CIDR6, UNDERLAY, UNDERLAY6, UNDERLAY_GATEWAY,
@@ -75,7 +75,7 @@ class LabSpec:
     ready_timeout: float = 60.0
     faults: tuple[Fault, ...] = ()
     python: str = sys.executable
-    overlay: str = "routes"  # between nodes, with a conflist alone: interconnect.py ("routes", "vxlan")
+    overlay: str = "routes"  # between nodes, with a conflist alone: interconnects/ ("routes", "vxlan")
     cni_path: tuple[str, ...] = PLUGIN_DIRS  # where plugins are looked up, as CNI_PATH
     cni_timeout: float = 20.0  # seconds one plugin call may take
     logs_kept_in: Path | None = None  # where the probes' logs are copied before teardown removes them
@@ -464,17 +464,15 @@ class LabCluster:
         self.resolv.write_all()
 
     def _configure_node(self, index: int, node: str) -> None:
-        """Address the node on the underlay and reach every other node's pod CIDR (interconnect.py)."""
+        """Address the node on the underlay and reach every other node's pod CIDR (interconnects/)."""
         name = self.names.node(node)
         commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
         if self.spec.has_ipv6:  # no duplicate address detection: the underlay is the lab's own
             commands.insert(2, f"addr add {node_ip6(index)}/64 dev eth0 nodad")
         others = [other for other in range(1, self.spec.nodes + 1) if other != index]
         way = CniRouted() if self.cni is not None else INTERCONNECTS[self.spec.overlay]
-        between, fdb = way.commands(index, others)
+        between, fdb = way.commands(index, others, self.spec.families)
         commands += between
-        if self.spec.has_ipv6 and self.cni is None:
-            commands += [f"route add {pod_cidr6(other)} via {node_ip6(other)}" for other in others]
         commands.append(f"route add default via {UNDERLAY_GATEWAY}")
         if self.spec.has_ipv6:
             commands.append(f"route add default via {UNDERLAY_GATEWAY6}")

@@ -107,7 +107,8 @@ class NodeProxies:
                     others: dict[str, set[str]] | None = None) -> float:
         """Wait until every node's kube-proxy has written its rules since it started (its sync
         metric says when: after a restart the old rules are still there and look right) and they
-        match ``live``'s Services; return the seconds it took."""
+        match ``live``'s Services in each family the cluster has (a dual-stack run that waited for
+        IPv4 alone saw its first IPv6 Service connections refused); return the seconds it took."""
         started = time.monotonic()
         deadline = started + timeout
         waiting = dict(namespaces)
@@ -121,18 +122,28 @@ class NodeProxies:
                     raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "
                                        "kube-proxy cannot be asked whether it is in step")
                 if last_sync(waiting[node]) > self.started_at and \
-                        not missing(live, namespace, self._read(waiting[node]), others, node):
+                        not self._lacking(live, namespace, waiting[node], others, node):
                     del waiting[node]
             if not waiting:
                 return time.monotonic() - started
             if time.monotonic() > deadline:
                 node = sorted(waiting)[0]
-                lacking = missing(live, namespace, self._read(waiting[node]), others, node)
+                lacking = self._lacking(live, namespace, waiting[node], others, node)
                 raise BackendError(
                     f"kube-proxy on {len(waiting)} node(s) ({', '.join(sorted(waiting))}) had not "
                     f"programmed the run's Services after {timeout:.0f}s; {node} lacks "
                     f"{'; '.join(lacking[:3])}; its log: {self.processes[node].tail()[-600:]}")
             time.sleep(POLL)
+
+    def _lacking(self, live: Topology, namespace: str, node_ns: str, others: dict[str, set[str]] | None,
+                 node: str) -> list[str]:
+        """What the node's rules lack of ``live``'s Services, family by family (``others``, the
+        kube-dns endpoints, are the primary family's)."""
+        lacking = []
+        for index, family in enumerate(live.cluster_families):
+            rules = proxyrules.read(node_ns, self.spec.mode, family)
+            lacking += missing(live.in_family(family), namespace, rules, others if index == 0 else None, node)
+        return lacking
 
     def wait_routed(self, namespaces: dict[str, str], nodes: list[str], service_port: str,
                     timeout: float) -> None:
