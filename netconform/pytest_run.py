@@ -244,10 +244,13 @@ def estimated_items(topology: Topology) -> int:
     (HOSTNET-POD), every node and the outside client to every node's NodePort and hostPort over
     two, the few per pod of the Service checks (SVC-MULTIPORT and SVC-ENDPOINTSLICE-MANUAL: 4 each,
     SVC-TYPE-CHANGE and SVC-PORT-PROTOCOLS: 2 each), and of the
-    DNS checks (16 per pod, 2 per node's hostNetwork probe), and the 3 shared hostPorts. An upper bound, never an undercount."""
+    DNS checks (16 per pod, 2 per node's hostNetwork probe), the 3 shared hostPorts and DUAL-STACK's
+    one per pod and node; all of it once per IP family the checks run in. An upper bound, never
+    an undercount."""
     pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
-    return (5 * pods * max(0, pods - 1) + 3 * nodes * pods + 2 * 3 * (nodes + 1) * nodes
-            + 32 * pods + 16 * pods + 2 * nodes + 13 * pods + 3)
+    per_family = (5 * pods * max(0, pods - 1) + 3 * nodes * pods + 2 * 3 * (nodes + 1) * nodes
+                  + 32 * pods + 16 * pods + 2 * nodes + 13 * pods + 3 + pods + nodes)
+    return per_family * max(1, len(topology.families))
 
 
 PRESSES_AFTER_RUN = [0]  # Ctrl-C / SIGTERM received once the items are done

@@ -759,9 +759,11 @@ def probe_target(target: dict) -> dict:
                 break
             settled += 1
             time.sleep(SETTLE_PAUSE)
-        # a question has settled above (its own wait for the expected answer): asked again with
-        # that wait, each attempt would wait out the settle time once more for a wrong answer
-        result = _attempts(_without_dns_settle(target) if settle else target, attempts, timeout)
+        # the reported attempts: a question keeps what is left of the settle time (another
+        # cluster DNS replica may not have followed the change yet: it is waited for too), not
+        # the whole time again (each attempt would wait it out once more for a wrong answer)
+        left = max(0.0, settle - (time.monotonic() - started))
+        result = _attempts(_with_dns_settle(target, left) if settle else target, attempts, timeout)
     if settle:
         result["settled"] = settled
     if target.get("size"):
@@ -770,10 +772,10 @@ def probe_target(target: dict) -> dict:
     return result
 
 
-def _without_dns_settle(target: dict) -> dict:
+def _with_dns_settle(target: dict, settle: float) -> dict:
     if "dns" not in target:
         return target
-    return {**target, "dns": {k: v for k, v in target["dns"].items() if k != "settle"}}
+    return {**target, "dns": {**target["dns"], "settle": settle}}
 
 
 def _attempts(target: dict, attempts: int, timeout: float) -> dict:

@@ -5,10 +5,6 @@ scheduler place them, the lab's kubelet runs them, and every probe is reached th
 server's pod proxy. Every verdict rests on real packets."""
 import pytest
 
-from netconform.backends.kube.manifests import STOCK_PYTHON
-from netconform.upstream.releases import get as pinned_release
-from netconform.upstream import DEFAULT_RELEASE
-
 from ..lab.conftest import leftovers, needs_root, run_suite
 
 pytestmark = needs_root
@@ -20,26 +16,8 @@ def proxy_requests(meta: dict) -> int:
     return sum(n - setup.get(shape, 0) for shape, n in meta["api_requests"].items() if "/proxy/" in shape)
 
 
-def test_the_suites_pass_through_the_api_on_the_lab_cluster(tmp_path):
-    run = run_suite(tmp_path, "--backend=kube")
-    assert run.returncode == 0, run.output[-3000:]
-    assert "bridge on kube: CONFORMANT" in run.output
-    for requirement, row in run.summary.items():
-        if row["total"] == 0:
-            continue
-        if requirement == "SVC-ETP-LOCAL":  # needs a client outside the cluster: none on this path
-            assert row["verdict"] == "skipped" and "needs a client outside" in row["note"]
-        else:
-            assert row["verdict"] == "pass", row
-    meta = run.results["meta"]
-    assert (meta["backend"], meta["cluster"]) == ("kube", "lab")
-    assert meta["kubernetes_version"] == pinned_release(DEFAULT_RELEASE).kubernetes
-    # the user's default route: the agent in a ConfigMap, which the lab kubelet runs as the stock
-    # Python image would (python -I -S, the file the ConfigMap holds)
-    assert meta["probe_image"] == f"{STOCK_PYTHON} (the agent by ConfigMap netprobe-agent)"
-    assert meta["lab_kubelet_pod_problems"] == []
-    assert proxy_requests(meta) > 0  # every probe was asked through the API server
-    assert leftovers(run.prefix) == []
+# The whole suite through the API on the lab: tests/lab/test_dual_stack.py
+# (test_a_dual_stack_lab_passes_every_must_row_in_both_families_through_the_api), in both families
 
 
 @pytest.fixture(scope="module")

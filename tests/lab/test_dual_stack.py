@@ -9,10 +9,14 @@ import sys
 import pytest
 
 from netconform.backends.base import BackendError
+from netconform.backends.kube.manifests import STOCK_PYTHON
 from netconform.backends.lab.cluster import LabCluster, LabSpec
 from netconform.backends.lab.faults import FAULTS
 from netconform.profiles import profile
+from netconform.upstream import DEFAULT_RELEASE
+from netconform.upstream.releases import get as pinned_release
 
+from ..kube.test_on_lab import proxy_requests
 from .conftest import REPO, built_lab, leftovers, needs_root, run_suite
 from .test_faults import CONTROLS, FAULT_SETTLE, failing, judge_everything
 
@@ -51,8 +55,21 @@ def test_a_dual_stack_lab_passes_every_must_row_in_both_families_through_the_api
     and the IPv6-only run above goes through it end to end."""
     run = run_suite(tmp_path, "--ip-family=dual", "--backend=kube", timeout=900)
     assert run.results["verdict"] == "CONFORMANT", run.output[-3000:]
+    assert "bridge on kube: CONFORMANT" in run.output
     meta = run.results["meta"]
     assert (meta["ip_families"], meta["cluster_ip_families"]) == (["ipv4", "ipv6"], ["ipv4", "ipv6"])
+    assert (meta["backend"], meta["cluster"]) == ("kube", "lab")
+    assert meta["kubernetes_version"] == pinned_release(DEFAULT_RELEASE).kubernetes
+    # the user's default route: the agent in a ConfigMap, which the lab kubelet runs as the stock
+    # Python image would (python -I -S, the file the ConfigMap holds)
+    assert meta["probe_image"] == f"{STOCK_PYTHON} (the agent by ConfigMap netprobe-agent)"
+    assert meta["lab_kubelet_pod_problems"] == []
+    assert proxy_requests(meta) > 0  # every probe was asked through the API server
+    for row in run.results["summary"]:
+        if row["total"] and row["id"] == "SVC-ETP-LOCAL":  # needs a client outside: none on this path
+            assert row["verdict"] == "skipped" and "needs a client outside" in row["note"]
+        elif row["total"] and row["id"] != "SVC-NO-ENDPOINTS":  # that one: below
+            assert row["verdict"] == "pass", row
     for row in run.results["summary"]:
         if row["level"] == "MUST" and row["total"]:
             assert set(row["families"]) == {"ipv4", "ipv6"}, row
