@@ -45,10 +45,10 @@ def column_name(meta: dict, fallback: str) -> str:
     """The CNI, and the cluster's IP families unless it is IPv4 alone: 'kindnet', 'kindnet-dual',
     'kindnet-ipv6' (one CNI on clusters of each family is a column each, as the nightly names them)."""
     name = meta.get("cni", fallback)
-    families = set(meta.get("cluster_ip_families") or ())
-    if families == {"ipv4", "ipv6"}:
-        return f"{name}-dual"
-    return f"{name}-ipv6" if families == {"ipv6"} else name
+    listed = meta.get("cluster_ip_families") or ()
+    families = {listed} if isinstance(listed, str) else set(listed)
+    suffix = "-dual" if families == {"ipv4", "ipv6"} else "-ipv6" if families == {"ipv6"} else ""
+    return name if name.endswith(suffix) else f"{name}{suffix}"  # a conflist named bridge-dual
 
 
 def not_run(name: str) -> dict:
@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.results and not args.expect:
         parser.error("give results.json files, --expect, or both")
+    swallowed = [name for name in args.expect or () if name.endswith(".json") or "/" in name]
+    if swallowed:  # --expect takes every word after it: files given there are not read
+        parser.error(f"--expect {swallowed[0]}: that is a file, not a column; give the results "
+                     "files before --expect")
     try:
         page = write(args.results, args.output, args.expect)
     except (OSError, ValueError, KeyError) as exc:

@@ -88,6 +88,6 @@ def write(path: Path, document: dict) -> None:
 
 def read(path: Path) -> dict:
     document = json.loads(Path(path).read_text())
-    if document.get("schema") != SCHEMA:
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ValueError(f"{path} is not a netconform results file ({SCHEMA})")
     return document

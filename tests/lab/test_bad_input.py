@@ -79,11 +79,14 @@ def test_a_fault_with_no_mechanism_for_the_proxy_mode_is_refused_by_name(tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--backend=kube", "--keep", "--namespace-prefix=foo"), "--keep, --namespace-prefix choose(s) things on a live cluster"),
-    (("--backend=kube", "--probe-image=busybox:1"), "--probe-image choose(s) things on a live cluster"),
+    (("--backend=kube", "--keep", "--namespace-prefix=foo"), "--keep, --namespace-prefix: live-cluster option(s)"),
+    (("--backend=kube", "--probe-image=busybox:1"), "--probe-image: live-cluster option(s)"),
     # was: silently ignored on a plain lab run
-    (("--probe-image=busybox:1",), "--probe-image choose(s) things on a live cluster"),
-    (("--node-selector=a=b", "--tolerations=all"), "--node-selector, --tolerations choose(s) things on a live"),
+    (("--probe-image=busybox:1",), "--probe-image: live-cluster option(s)"),
+    (("--node-selector=a=b", "--tolerations=all"), "--node-selector, --tolerations: live-cluster option(s)"),
+    # was: given at its default or empty, each was let through and ignored
+    (("--ready-timeout=180", "--namespace-prefix", "netconform", "--probe-image="),
+     "--probe-image, --namespace-prefix, --ready-timeout: live-cluster option(s)"),
     (("--backend=kube", "--lab-fault=localhost-split"), "it moves a container the lab starts itself"),
     (("--backend=lab", "--cni=calico"), "--backend=lab with --cni=calico: the lab runs the lab profiles"),
     # a kubeconfig named: flannel is the live cluster's, which the lab cannot be

@@ -106,3 +106,19 @@ def test_the_command_takes_results_and_the_expected_columns(runs, tmp_path, caps
     assert '<a href="results-calico/report.html">calico</a>' in header
     with pytest.raises(SystemExit):  # neither results nor expected columns: nothing to show
         matrix.main(["--output", str(output)])
+
+
+def test_a_conflist_named_for_its_family_is_not_named_twice_and_odd_family_lists_still_name_it(tmp_path):
+    for cni, families, name in (("bridge-dual", ["ipv4", "ipv6"], "bridge-dual"), ("bridge", "ipv6", "bridge-ipv6")):
+        document = run_document(cni, {"POD-POD-CROSS": ["passed"]})
+        document["meta"]["cluster_ip_families"] = families
+        assert matrix.column_name(document["meta"], "x") == name
+
+
+def test_results_files_after_expect_and_a_list_for_a_document_are_clear_errors(tmp_path, capsys):
+    (tmp_path / "list.json").write_text("[]")
+    assert matrix.main([str(tmp_path / "list.json"), "--output", str(tmp_path / "i.html")]) == 2
+    assert "is not a netconform results file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        matrix.main(["--expect", "bridge", str(tmp_path / "list.json")])
+    assert "give the results files before --expect" in capsys.readouterr().err

@@ -55,10 +55,14 @@ class KubePlugin:
         """On the lab (its own backend, or --backend=kube): the lab makes its cluster, its image and
         its namespace; the options that choose those on a live cluster would be silently ignored,
         so they are refused."""
-        given = [flag for key, flag in LIVE_ONLY.items() if config.getoption(key)]
-        given += [flag for key, (flag, default) in LIVE_DEFAULTS.items() if config.getoption(key) != default]
-        if given:
-            raise ValueError(f"{', '.join(given)} choose(s) things on a live cluster; on the lab they "
+        words = [str(arg) for arg in config.invocation_params.args]
+        flags = [*LIVE_ONLY.values(), *(flag for flag, _ in LIVE_DEFAULTS.values())]
+        given = [flag for flag in flags if any(w == flag or w.startswith(f"{flag}=") for w in words)]
+        given += [flag for key, flag in LIVE_ONLY.items() if config.getoption(key) and flag not in given]
+        given += [flag for key, (flag, default) in LIVE_DEFAULTS.items()
+                  if config.getoption(key) != default and flag not in given]
+        if given:  # given at all, even at its default or empty: the user meant something by it
+            raise ValueError(f"{', '.join(given)}: live-cluster option(s); on the lab they "
                              "would be ignored (the lab's image, namespace and nodes are its "
                              "own; --lab-ready-timeout bounds its probes)")
 

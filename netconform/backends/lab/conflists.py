@@ -32,12 +32,15 @@ def load(path: Path, node_values: dict[str, str], ipam_dir: Path) -> dict:
     """
     try:
         text = Template(path.read_text()).safe_substitute(node_values)
-        if "${POD_CIDR_V6}" in text:  # left unfilled: this lab has no IPv6
-            raise ConflistError(f"CNI config {path} hands out ${{POD_CIDR_V6}}, a node's IPv6 pod range, "
-                                "which only a dual-stack lab has: run it with --ip-family=dual")
-        conf = json.loads(text)
     except OSError as exc:
         raise ConflistError(f"cannot read CNI config {path}: {exc.strerror}") from None
+    except ValueError as exc:  # not UTF-8 text
+        raise ConflistError(f"CNI config {path} is not valid JSON: {exc}") from None
+    if "${POD_CIDR_V6}" in text:  # left unfilled: this lab has no IPv6
+        raise ConflistError(f"CNI config {path} hands out ${{POD_CIDR_V6}}, a node's IPv6 pod range, "
+                            "which only a dual-stack lab has: run it with --ip-family=dual")
+    try:
+        conf = json.loads(text)
     except ValueError as exc:
         raise ConflistError(f"CNI config {path} is not valid JSON: {exc}") from None
     if not isinstance(conf, dict):
