@@ -40,6 +40,16 @@ def test_an_ipv6_only_node_gets_its_ipv6_range_and_the_ipv6_default_route_alone(
     assert ipam.get("routes", [{"dst": "::/0"}]) == [{"dst": "::/0"}]
 
 
+def test_the_ipv6_only_example_gets_the_nodes_ipv6_range_and_is_written_for_an_ipv6_only_lab(tmp_path):
+    """manifests/lab/examples/bridge-ipv6.conflist: for --ip-family=ipv6, where ${POD_CIDR} is the
+    node's IPv6 range; its route is IPv6's own, so nothing is rewritten."""
+    example = DUAL_EXAMPLE.with_name("bridge-ipv6.conflist")
+    values = {**VALUES, "POD_CIDR": "fd00:10:244:2::/64", "NODE_IP": "fd00:18::3"}
+    ipam = load(example, values, tmp_path / "ipam")["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "fd00:10:244:2::/64"}]] and ipam["routes"] == [{"dst": "::/0"}]
+    assert pod_subnets(load(example, values, tmp_path / "ipam"))[0].version == 6
+
+
 def test_a_single_plugin_conf_is_wrapped_as_libcni_does(tmp_path):
     path = tmp_path / "one.conf"
     path.write_text(json.dumps({"cniVersion": "0.4.0", "name": "n", "type": "bridge",
