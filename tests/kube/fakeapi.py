@@ -98,6 +98,9 @@ class World:
     proxy: Callable[[dict, int, str, str, dict | None], tuple[int, bytes]] | None = None
     # the EndpointSlice controller's slices of a namespace (None: from the Services and pods)
     endpoint_slices: Callable[["FakeApiServer", str], list[dict]] | None = None
+    # the cluster's IP families, the primary's first: a pod gets a podIP in each, a Service that
+    # asks for PreferDualStack or RequireDualStack a ClusterIP in each (the nodes say theirs)
+    families: tuple[str, ...] = ("ipv4",)
 
 
 class FakeApiServer:
@@ -189,17 +192,35 @@ class FakeApiServer:
     def _free_cluster_ip(self) -> str:
         """A ClusterIP no Service has, picked at random as the API server's allocator does (two
         Services never share one: a random pick that could collide once failed a test)."""
-        taken = {s["spec"].get("clusterIP") for s in self.objects("services")}
+        taken = {ip for s in self.objects("services") for ip in s["spec"].get("clusterIPs") or [s["spec"].get("clusterIP")]}
         return secrets.choice([ip for ip in (f"10.96.0.{n}" for n in range(2, 252)) if ip not in taken])
+
+    def _free_cluster_ip6(self) -> str:
+        taken = {ip for s in self.objects("services") for ip in s["spec"].get("clusterIPs") or []}
+        return secrets.choice([ip for ip in (f"fd00:10:96::{n:x}" for n in range(2, 252)) if ip not in taken])
+
+    def _pod_ips(self, fixed: str | None) -> list[str]:
+        """A new pod's podIPs, one per family of the world (``fixed``: the primary's, as a fate says)."""
+        self._ip += 1
+        four = fixed or f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
+        six = f"fd00:10:244::{self._ip:x}"
+        return [four if family == "ipv4" else (fixed if fixed and ":" in fixed else six)
+                for family in self.world.families]
 
     def _allocate_service(self, svc: dict) -> str | None:
         spec = svc["spec"]
         if spec.get("type") == "ExternalName":  # no address, no ports
             return None
+        families = self.world.families if spec.get("ipFamilyPolicy") in ("PreferDualStack", "RequireDualStack") \
+            else self.world.families[:1]
         if spec.get("clusterIP") != "None":  # a headless Service keeps None
-            spec["clusterIP"] = self.world.cluster_ip(svc["metadata"]["name"]) if self.world.cluster_ip \
-                else self._free_cluster_ip()
-        spec["clusterIPs"] = [spec["clusterIP"]]
+            primary = self.world.cluster_ip(svc["metadata"]["name"]) if self.world.cluster_ip \
+                else self._free_cluster_ip() if families[0] == "ipv4" else self._free_cluster_ip6()
+            spec["clusterIPs"] = [primary, *(self._free_cluster_ip6() for f in families[1:])]
+            spec["clusterIP"] = primary
+        else:
+            spec["clusterIPs"] = ["None"]
+        spec["ipFamilies"] = ["IPv4" if f == "ipv4" else "IPv6" for f in families]
         used = {p.get("nodePort") for s in self.objects("services") for p in s["spec"].get("ports", [])}
         for port in spec["ports"]:
             if spec.get("type") == "NodePort":
@@ -217,9 +238,8 @@ class FakeApiServer:
         if n is None:
             return {"phase": "Pending"}
         fate = self.world.fate(pod["metadata"]["labels"].get("netconform.io/role"), node_name)
-        self._ip += 1
         host_ip = n["status"]["addresses"][0]["address"]
-        ip = fate.ip or f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
+        ip = self._pod_ips(fate.ip)
         as_workload = {"metadata": {"name": pod["metadata"]["name"], "uid": _uid()},
                        "spec": {"template": {"metadata": pod["metadata"], "spec": pod["spec"]}}}
         return daemonset_pod(as_workload, node_name, host_ip, ip, fate.state)["status"]
@@ -238,10 +258,9 @@ class FakeApiServer:
             if any(not any(_tolerates(tol, t) for tol in tolerated) for t in taints):
                 continue
             fate = self.world.fate(role, node_name)
-            self._ip += 1
-            ip = n["status"]["addresses"][0]["address"] if template["spec"].get("hostNetwork") else \
-                fate.ip or f"10.244.{self._ip // 250}.{self._ip % 250 + 2}"
-            pod = daemonset_pod(ds, node_name, n["status"]["addresses"][0]["address"], ip, fate.state)
+            internal = [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
+            ip = internal if template["spec"].get("hostNetwork") else self._pod_ips(fate.ip)
+            pod = daemonset_pod(ds, node_name, internal, ip, fate.state)
             self._put("pods", ns, pod)
             if fate.state == "unschedulable":
                 self._put("events", ns, scheduling_event(pod))
@@ -379,8 +398,9 @@ class BrokenOff(bytes):
     closes."""
 
 
-def daemonset_pod(ds: dict, node_name: str, host_ip: str, ip: str, state: str) -> dict:
+def daemonset_pod(ds: dict, node_name: str, host_ip: str | list[str], ip: str | list[str], state: str) -> dict:
     template = ds["spec"]["template"]
+    hosts = [host_ip] if isinstance(host_ip, str) else host_ip  # the node's InternalIPs
     name = f"{ds['metadata']['name']}-{secrets.token_hex(3)[:5]}"
     spec = {**template["spec"], "affinity": {"nodeAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -402,14 +422,15 @@ def daemonset_pod(ds: dict, node_name: str, host_ip: str, ip: str, state: str) -
     ready = state == "ready"
     pod["status"].update({
         "phase": "Running" if state in ("ready", "crash") else "Pending",
-        "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "startTime": NOW,
+        "hostIP": hosts[0], "hostIPs": [{"ip": one} for one in hosts], "startTime": NOW,
         "conditions": [{"type": t, "status": "True" if ok else "False", "lastProbeTime": None,
                         "lastTransitionTime": NOW, **({} if ok else {"reason": "ContainersNotReady"})}
                        for t, ok in (("PodReadyToStartContainers", True), ("Initialized", True),
                                      ("Ready", ready), ("ContainersReady", ready), ("PodScheduled", True))],
         "containerStatuses": [container_status(c, state) for c in template["spec"]["containers"]]})
     if state != "image-pull":
-        pod["status"].update({"podIP": ip, "podIPs": [{"ip": ip}]})
+        ips = [ip] if isinstance(ip, str) else ip  # one per family, the primary's first
+        pod["status"].update({"podIP": ips[0], "podIPs": [{"ip": one} for one in ips]})
     return pod
 
 

@@ -301,3 +301,38 @@ def test_ip_family_asserts_what_the_cluster_has(tmp_path, expected, nodes, refus
                 kube.plan()
         else:
             assert kube.plan().cluster_families == (("ipv4",) if nodes == "ipv4" else ("ipv4", "ipv6"))
+
+
+def test_a_dual_stack_cluster_gives_every_probe_and_service_an_address_per_family(tmp_path):
+    """The fake as a dual-stack cluster: podIPs, the nodes' InternalIPs and PreferDualStack
+    Services' clusterIPs in both families, read into the topology, each family's view its own."""
+    nodes = [_dual_stack(n, f"fc00:f853:ccd:e793::{i}") for i, n in enumerate(workers(2), 2)]
+    with FakeApiServer(World(nodes, existing=[KINDNET], families=("ipv4", "ipv6"))) as api:
+        kube = backend(api, tmp_path, ip_family="dual")
+        live = kube.start(lambda message: None)
+        assert (live.families, live.cluster_families) == (("ipv4", "ipv6"), ("ipv4", "ipv6"))
+        for endpoint in live.probes():
+            assert [f for f, _ in endpoint.addresses] == ["ipv4", "ipv6"], endpoint
+        assert [f for f, _ in live.services["web"].cluster_ips] == ["ipv4", "ipv6"]
+        six = live.in_family("ipv6")
+        assert ":" in six.endpoint("kind-worker1/probe-a").ip and ":" in six.endpoint("kind-worker2/host").ip
+        assert six.endpoint("kind-worker2/host").ip == "fc00:f853:ccd:e793::3"
+        assert kube.close() == []
+
+
+def test_an_ipv6_only_cluster_is_probed_in_ipv6_alone(tmp_path):
+    """The fake as an IPv6-only cluster (kind's ipFamily: ipv6): nothing of it is IPv4."""
+    nodes = [node(f"kind-worker{i}", f"fc00:f853:ccd:e793::{i + 1}") for i in (1, 2)]
+    with FakeApiServer(World(nodes, existing=[KINDNET], families=("ipv6",))) as api:
+        kube = backend(api, tmp_path, ip_family="ipv6")
+        live = kube.start(lambda message: None)
+        assert (live.families, live.cluster_families) == (("ipv6",), ("ipv6",))
+        assert all(":" in e.ip for e in live.probes()) and all(":" in n.ip for n in live.nodes)
+        assert ":" in live.services["web"].cluster_ip
+        services = {s["metadata"]["name"]: s for s in api.objects("services", kube.namespace)}
+        assert services["web"]["spec"]["ipFamilies"] == ["IPv6"]
+        assert kube.close() == []
+    with FakeApiServer(World(nodes, existing=[KINDNET], families=("ipv6",))) as api:
+        with pytest.raises(BackendError, match=re.escape("--ip-family=ipv4 expects ipv4, but the chosen "
+                                                         "nodes' InternalIPs are ipv6")):
+            backend(api, tmp_path, ip_family="ipv4").plan()
