@@ -203,13 +203,10 @@ def pod_ip_is_own_and_seen(obs: Observation) -> Verdict:
     """POD-IP-SELF: reported IP == the IP on the pod's interface == the source its peers see (the
     PEERS batch, which the check declares as its evidence)."""
     src = obs.source
-    report = obs.report(src)
-    if "error" in report:
-        return Verdict(False, "probe unavailable", report["error"], harness=True)
+    refused = _not_its_own(obs, src.name)
+    if refused:
+        return refused
     own = obs.addresses(src)
-    if src.ip not in own:
-        return Verdict(False, "mismatch", f"the cluster reports {src.name} at {src.ip}, but its "
-                       f"interfaces carry {own or 'no address'}", {"own": own})
     seen = {}
     peers = obs.evidence[(PEERS, "tcp")]
     for case in PEERS.cases(obs.topology, "tcp"):
@@ -239,14 +236,21 @@ def own_address_in_each_family(obs: Observation) -> Verdict:
                        {"addresses": listed})
     if src.kind == POD:
         return pod_ip_is_own_and_seen(obs)
+    return _not_its_own(obs, f"node {src.node}") or Verdict(True, "pass", "", {"own": obs.addresses(src)})
+
+
+def _not_its_own(obs: Observation, who: str) -> Verdict | None:
+    """Why the address the cluster reports for the source is not on its own interfaces (or its
+    self-report could not be read: a harness error); None when it is."""
+    src = obs.source
     report = obs.report(src)
     if "error" in report:
         return Verdict(False, "probe unavailable", report["error"], harness=True)
     own = obs.addresses(src)
     if src.ip not in own:
-        return Verdict(False, "mismatch", f"the cluster reports node {src.node} at {src.ip}, but its "
+        return Verdict(False, "mismatch", f"the cluster reports {who} at {src.ip}, but its "
                        f"interfaces carry {own or 'no address'}", {"own": own})
-    return Verdict(True, "pass", "", {"own": own})
+    return None
 
 
 __all__ = ["Verdict", "reached", "reached_on_loopback", "reached_from_pod_ip",
