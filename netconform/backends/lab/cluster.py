@@ -1,9 +1,9 @@
 """Build and tear down the lab: a world namespace, node namespaces, pods wired by real CNI plugins.
 
-    world ns:  bridge nc<id>br ── veth ── node ns (eth0 172.18.0.x, routes to other pod CIDRs)
+    world ns:  bridge nc<id>br ── veth ── node ns (node_network.py: eth0 172.18.0.x, routes to other pod CIDRs)
     node ns:   CNI plugins run here, as a container runtime runs them on a node; probes of
                hostNetwork pods and the node agent run here too
-    pod ns:    eth0 from the CNI chain; one probe per container
+    pod ns:    eth0 from the CNI chain (pod_wiring.py); one probe per container
     control-plane ns: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (controlplane/)
     outside ns: a client that is neither node nor pod, and the DNS resolver upstream of the cluster
 
@@ -14,14 +14,11 @@ cluster DNS behind kube-dns (addons.py); every probe pod gets the resolv.conf ku
 """
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -38,33 +35,30 @@ from ..kube.api import KubeApi, status_message
 from ..kube.channel import reach_through_api
 from ..kube import pods
 from ..kube.manifests import CONTROL_PORT
-from . import addons, cleanup, conflists, hostlimits, netns
-from .cni import (PLUGIN_DIRS, CniError, CniRuntime, PodSandbox, delete_all, kill_running_plugins,
-                  pod_ips)
+from . import addons, cleanup, hostlimits, preflight
+from .cni import PLUGIN_DIRS, CniError, PodSandbox
 from .cni_install import INSTALLS
 from .cni_nodes import CniNodes
 from .daemon_pods import DaemonPods
 from .controlplane.node import ControlPlane, ControlPlaneSpec
 from .fault_injector import FaultInjector
 from .faults import Fault
-from .interconnects import INTERCONNECTS, CniRouted
 from .kubelet import LabKubelet, host_node_info
 from .naming import (CLUSTER_CIDR, CLUSTER_CIDR6, CONTROL_PLANE_IP, CONTROL_PLANE_IP6, OUTSIDE_IP,
-                     OUTSIDE_IP6, SERVICE_CIDR, SERVICE_CIDR6, UNDERLAY, UNDERLAY6, UNDERLAY_GATEWAY,
-                     UNDERLAY_GATEWAY6, RunNames, in_families, node_ip, node_ip6, pod_cidr, pod_cidr6)
+                     OUTSIDE_IP6, SERVICE_CIDR, SERVICE_CIDR6, UNDERLAY, UNDERLAY6, RunNames, in_families,
+                     pod_cidr, pod_cidr6)
+from .node_network import NodeNetwork
+from .pod_wiring import PodWiring
 from .objects import RunObjects, endpoint_slices_for_lab, render_for_lab
 from .runtime_pods import RuntimePods
 from .proxy import NodeProxies, ProxySpec
-from .underlay import Port, Underlay
+from .underlay import Underlay
 from .pod_dns import PodResolvConfs
 from .probe_fleet import PROBE_SCRIPT, ProbeFleet, stop_process
 
-UPSTREAM_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
-                       "coredns")
 DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
 CONTROL_PLANE_NODE = "control-plane"  # the Node of the control plane's namespace
 CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # its label and taint, as kubeadm's
-LOOPBACK = {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}
 
 
 @dataclass
@@ -124,9 +118,6 @@ class LabCluster:
         self.spec = spec
         self.names = names or RunNames.new()
         self.topology = plan(spec)
-        self._runtimes: dict[str, CniRuntime] = {}
-        self._sandboxes: list[tuple[str, PodSandbox]] = []
-        self._capabilities: dict[str, dict | None] = {}
         self._stop_building = threading.Event()  # set when the build is abandoned
         self.underlay = Underlay(self.names)
         self.control_plane = ControlPlane(self.names, self.underlay,
@@ -153,6 +144,10 @@ class LabCluster:
         self.injector = FaultInjector(self)
         # a real CNI installed from its manifest (cni_nodes.py), or None: the conflist alone
         self.cni = CniNodes(INSTALLS[spec.install], self.names, spec.release) if spec.install else None
+        self.network = NodeNetwork(self.names, [n.name for n in self.topology.nodes], spec.families,
+                                   spec.overlay, cni_routed=self.cni is not None)
+        self.wiring = PodWiring(self.names, spec.families, spec.cni_path, spec.cni_timeout, self.cni,
+                                self._stop_building)
 
     # --- paths ---
 
@@ -170,11 +165,10 @@ class LabCluster:
         return self.names.pod(node, pod)
 
     def _node_ips(self, index: int) -> list[str]:
-        """Node ``index``'s InternalIPs, one per family (the primary's first)."""
-        return in_families(self.spec.families, node_ip(index), node_ip6(index))
+        return self.network.node_ips(index)
 
     def _pod_cidrs(self, index: int) -> list[str]:
-        return in_families(self.spec.families, pod_cidr(index), pod_cidr6(index))
+        return self.network.pod_cidrs(index)
 
     # --- build ---
 
@@ -198,7 +192,7 @@ class LabCluster:
         control_plane.join(self.spec.ready_timeout + 30)
         if self.api is None:
             raise self._control_plane_error or BackendError("lab: the control plane did not start")
-        self._route_pods_from(self.control_plane.netns)  # the API server answers pods directly
+        self.network.route_pods_from(self.control_plane.netns)  # the API server answers pods directly
         if self.cni is not None:  # the CNI's daemons first: they make the pod network
             self._register_nodes()
             self._install_cni(progress)
@@ -238,7 +232,7 @@ class LabCluster:
         self.cni.wait_ready(self.api, routes, self.runtime_pods.errors, self.spec.ready_timeout, progress)
         for node in cidrs:
             try:
-                self._runtimes[node] = self._runtime(self.cni.conflist(node), node)
+                self.wiring.use(node, self.cni.conflist(node))
             except CniError as exc:
                 raise BackendError(f"lab: {self.cni.install.name} on {node}: {exc}") from None
 
@@ -259,20 +253,28 @@ class LabCluster:
         except BaseException as exc:  # noqa: BLE001 - re-raised by build()
             self._control_plane_error = exc
 
-    def _wire_pods(self) -> dict[str, str]:
-        pod_ips: dict[str, str] = {}
-        pool = ThreadPoolExecutor(max_workers=min(8, self.spec.nodes))
-        try:
-            for found in pool.map(self._create_pods, [n.name for n in self.topology.nodes]):
-                pod_ips.update(found)
-        except BaseException:
-            # An interrupt (or one node's failure) must not leave workers creating pods behind the
-            # teardown that follows: they stop before their next pod, and we wait for them.
-            self._stop_building.set()
-            kill_running_plugins()  # a hung ADD would hold the interrupt for a whole CNI timeout
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    def _wire_pods(self) -> dict[str, str | list[str]]:
+        """Every pod of every node wired (nodes in parallel); {node/pod: its IP, or IPs with IPv6}.
+        The CoreDNS pod of a node is wired with the probes, and its IPs kept apart."""
+        holder = hostport_role(self.topology)
+        pods: dict[str, list[tuple[str, list[dict]]]] = {}
+        for index, node in enumerate(self.topology.nodes, 1):
+            names = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
+                            if e.node == node.name and e.kind in IN_POD_NETWORK}) if self.spec.objects else []
+            # as kubelet hands a pod's hostPorts to the CNI: portmap's capability arguments
+            pods[node.name] = [(pod, [{**{k: v for k, v in m.items() if k != "protocol"},
+                                       "protocol": m["protocol"].lower()}
+                                      for m in host_ports(pod, holder, self._node_ips(index)[0])])
+                               for pod in names]
+            if node.name in self.dns.nodes:
+                pods[node.name].append((DNS_POD, []))
+        pod_ips: dict[str, str | list[str]] = {}
+        for (node, pod), ips in self.wiring.wire_all(pods, self.names.prefix).items():
+            if pod == DNS_POD:
+                self._dns_ips[node] = ips[0]
+                self._dns_all_ips[node] = ips
+            else:
+                pod_ips[f"{node}/{pod}"] = ips if self.spec.has_ipv6 else ips[0]
         return pod_ips
 
     def _register(self, pod_ips: dict[str, str]) -> Topology:
@@ -345,14 +347,6 @@ class LabCluster:
                                                           "system:kube-proxy")
         self.proxies.start(self.proxied_namespaces(), kubeconfig)
 
-    def _route_pods_from(self, namespace: str) -> None:
-        """Routes to every node's pod CIDR via that node, for a namespace on the underlay that is
-        not a node (the control plane, the outside network): pods reach it with their own IPs."""
-        commands = [f"route add {pod_cidr(i)} via {node_ip(i)}" for i in range(1, self.spec.nodes + 1)]
-        if self.spec.has_ipv6:
-            commands += [f"route add {pod_cidr6(i)} via {node_ip6(i)}" for i in range(1, self.spec.nodes + 1)]
-        netns.ip_batch(namespace, commands)
-
     def _report_dns(self, progress: Progress) -> None:
         """Start CoreDNS once its nodes' kube-proxy routes the ``kubernetes`` Service (before that
         its first connection to the API server would wait out a SYN retransmission); report Ready
@@ -393,50 +387,19 @@ class LabCluster:
                                      [c["name"] for c in pod["spec"]["containers"]])
 
     def _preflight(self) -> None:
-        if os.geteuid() != 0:
-            raise BackendError("the lab needs root: it creates network namespaces "
-                               "(run the suite as root, e.g. with sudo)")
-        if shutil.which("ip") is None:
-            raise BackendError("the lab needs the 'ip' command (Debian package iproute2)")
-        if shutil.which("conntrack") is None:  # a fault's revert forgets flows with it
-            raise BackendError("the lab needs the 'conntrack' command (Debian package conntrack)")
-        if shutil.which("nft") is None:  # kube-proxy's nftables mode, and faults' own tables
-            raise BackendError("the lab needs the 'nft' command (Debian package nftables)")
-        for component in (*UPSTREAM_COMPONENTS, *sorted(self.cni.install.components() if self.cni else ())):
-            try:  # before anything exists: one line, exit 4
-                binary(component, self.spec.release)
-            except NotBuilt as exc:
-                raise BackendError(f"lab: {exc}") from None
-        for tool in self.cni.install.host_tools if self.cni else ():
-            if shutil.which(tool) is None:
-                raise BackendError(f"lab: {self.cni.install.name} runs the '{tool}' command: install it "
-                                   f"(Debian package {tool})")
+        """Before anything exists, in one line each (exit 4): the host's tools and the upstream
+        builds the lab runs (preflight.py), and the conflist filled in for every node."""
+        preflight.check_host(self.spec.release, self.cni.install if self.cni else None)
         if self.cni is not None:
             return  # the CNI's own install writes each node's conflist (_install_cni)
-        subnets = {}
-        for index, node in enumerate(self.topology.nodes, 1):
-            # IPv6-only: ${POD_CIDR} is the node's IPv6 range (and ${NODE_IP} its IPv6 address)
-            values = {"POD_CIDR": self._pod_cidrs(index)[0], "NODE_IP": self._node_ips(index)[0],
-                      "NODE_NAME": node.name, **({"POD_CIDR_V6": pod_cidr6(index)} if self.spec.dual else {})}
-            try:
-                conf = conflists.load(self.spec.conflist, values,
-                                      self.state_dir / "ipam" / node.name)
-                self._runtimes[node.name] = self._runtime(conf, node.name)
-            except (conflists.ConflistError, CniError) as exc:
-                raise BackendError(str(exc)) from None
-            subnets[node.name] = conflists.pod_subnets(conf)
-        try:
-            conflists.check_subnets(subnets, {"the lab underlay": UNDERLAY, "the Service range": SERVICE_CIDR,
-                                              **({"the lab's IPv6 underlay": UNDERLAY6,
-                                                  "the IPv6 Service range": SERVICE_CIDR6} if self.spec.has_ipv6 else {})})
-        except conflists.ConflistError as exc:
-            raise BackendError(f"CNI config {self.spec.conflist}: {exc}") from None
-
-    def _runtime(self, conf: dict, node: str) -> CniRuntime:
-        """A CNI runtime for the node, with the run's plugin path and per-call timeout."""
-        return CniRuntime(conf, self.names.node(node), self.state_dir / "cni-cache",
-                          self.spec.cni_path, self.spec.cni_timeout,
-                          self.cni.node_fs(node) if self.cni is not None and conf is not LOOPBACK else None)
+        # IPv6-only: ${POD_CIDR} is the node's IPv6 range (and ${NODE_IP} its IPv6 address)
+        self.wiring.load(self.spec.conflist, {
+            node.name: {"POD_CIDR": self._pod_cidrs(index)[0], "NODE_IP": self._node_ips(index)[0],
+                        "NODE_NAME": node.name, **({"POD_CIDR_V6": pod_cidr6(index)} if self.spec.dual else {})}
+            for index, node in enumerate(self.topology.nodes, 1)}, {
+            "the lab underlay": UNDERLAY, "the Service range": SERVICE_CIDR,
+            **({"the lab's IPv6 underlay": UNDERLAY6, "the IPv6 Service range": SERVICE_CIDR6}
+               if self.spec.has_ipv6 else {})})
 
     def _write_owner(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -446,108 +409,14 @@ class LabCluster:
         self.probes.write_token()
 
     def _build_world(self) -> None:
-        ports = [Port(self.names.underlay_port(i), self.names.node(n.name))
-                 for i, n in enumerate(self.topology.nodes, 1)]
-        ports.append(Port(self.names.underlay_port(0), self.names.outside))
-        self.underlay.create(ports)
-        netns.ip_batch(self.names.outside, ["link set lo up", f"addr add {OUTSIDE_IP}/24 dev eth0",
-                                            *([f"addr add {OUTSIDE_IP6}/64 dev eth0 nodad"] if self.spec.has_ipv6 else []),
-                                            "link set eth0 up"])
-        for index, node in enumerate(self.topology.nodes, 1):
-            self._configure_node(index, node.name)
-        self._route_pods_from(self.names.outside)  # CoreDNS forwards to the resolver there
+        """The underlay with every node wired (node_network.py), and the DNS upstream outside."""
+        self.network.build(self.underlay)  # CoreDNS forwards to the resolver in the outside namespace
         self.dns = addons.ClusterDns(binary("coredns", self.spec.release), self.state_dir / "dns",
                                      [n.name for n in self.topology.nodes],
                                      releases.get(self.spec.release).coredns,
                                      addons.dns_addresses(self.spec.families))
         self.dns.start_upstream(self.names.outside)
         self.resolv.write_all()
-
-    def _configure_node(self, index: int, node: str) -> None:
-        """Address the node on the underlay and reach every other node's pod CIDR (interconnects/)."""
-        name = self.names.node(node)
-        commands = ["link set lo up", f"addr add {node_ip(index)}/24 dev eth0", "link set eth0 up"]
-        if self.spec.has_ipv6:  # no duplicate address detection: the underlay is the lab's own
-            commands.insert(2, f"addr add {node_ip6(index)}/64 dev eth0 nodad")
-        others = [other for other in range(1, self.spec.nodes + 1) if other != index]
-        way = CniRouted() if self.cni is not None else INTERCONNECTS[self.spec.overlay]
-        between, fdb = way.commands(index, others, self.spec.families)
-        commands += between
-        commands.append(f"route add default via {UNDERLAY_GATEWAY}")
-        if self.spec.has_ipv6:
-            commands.append(f"route add default via {UNDERLAY_GATEWAY6}")
-        netns.ip_batch(name, commands)
-        if fdb:
-            netns.ip_batch(name, fdb, tool="bridge")
-        netns.sysctl(name, {
-            # the same for IPv6 (its ICMPv6 errors, kube-proxy's rejects among them, are rate-limited too)
-            **({"net.ipv6.conf.all.forwarding": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
-                "net.ipv6.icmp.ratelimit": "0"} if self.spec.has_ipv6 else {}),
-            "net.ipv4.ip_forward": "1",
-            # kube-proxy needs bridged pod traffic to pass iptables, as kubelet's preflight requires
-            "net.bridge.bridge-nf-call-iptables": "1",
-            # Hairpin traffic leaves by the veth it came in on (ptp), so the node would send ICMP
-            # redirects to the pod; they spend the pod's ICMP rate-limit tokens, and kube-proxy's
-            # REJECT for a Service without endpoints is then not sent for a second or two.
-            "net.ipv4.conf.all.send_redirects": "0",
-            "net.ipv4.conf.default.send_redirects": "0",
-            # The node's ICMP errors to one pod are rate-limited (6 at once, then one a second):
-            # kube-proxy's REJECT for a Service without endpoints is such an error, so checks run
-            # in quick succession (a fault injected and reverted on a running lab, a retry) would
-            # see timeouts that say nothing about the network. A setting of the node's own
-            # namespace; the host's is untouched.
-            "net.ipv4.icmp_ratelimit": "0",
-        })
-
-    def _node_index(self, node: str) -> int:
-        return next(i for i, n in enumerate(self.topology.nodes, 1) if n.name == node)
-
-    def _create_pods(self, node: str) -> dict[str, str]:
-        """Create each pod's namespace and call CNI ADD for it; return {pod: pod IP}."""
-        runtime = self._runtimes[node]
-        try:
-            loopback = self._runtime(LOOPBACK, node)
-        except CniError as exc:  # the loopback plugin missing from the CNI path: one line, exit 4
-            raise BackendError(f"lab: {node}: {exc}") from None
-        pods = sorted({e.pod.split("/", 1)[1] for e in self.topology.endpoints
-                       if e.node == node and e.kind in IN_POD_NETWORK}) if self.spec.objects else []
-        if node in self.dns.nodes:
-            pods.append(DNS_POD)
-        holder = hostport_role(self.topology)
-        found = {}
-        for pod in pods:
-            if self._stop_building.is_set():
-                break
-            sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod)
-            netns.create(sandbox.netns, record=self.names.registry)
-            self._sandboxes.append((node, sandbox))
-            try:
-                loopback.add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod, ifname="lo"))
-                # as kubelet hands a pod's hostPorts to the CNI: portmap's capability arguments
-                mappings = [{**{k: v for k, v in m.items() if k != "protocol"}, "protocol": m["protocol"].lower()}
-                            for m in host_ports(pod, holder, self._node_ips(self._node_index(node))[0])]
-                ports = {"portMappings": mappings} if mappings else None
-                result = runtime.add(sandbox, ports)
-                self._capabilities[sandbox.container_id] = ports
-                ips = pod_ips(result, self.spec.families)
-                if pod == DNS_POD:
-                    self._dns_ips[node] = ips[0]
-                    self._dns_all_ips[node] = ips
-                else:
-                    found[f"{node}/{pod}"] = ips if self.spec.has_ipv6 else ips[0]
-            except CniError as exc:
-                raise BackendError(f"CNI ADD failed for {node}/{pod}: {exc}") from None
-        return found
-
-    def _cni_deletions(self) -> list[tuple[str, CniRuntime, PodSandbox, dict | None]]:
-        """The CNI DELs teardown owes: every pod that got a namespace, while it and its node exist."""
-        jobs = []
-        for node, sandbox in reversed(self._sandboxes):
-            runtime = self._runtimes.get(node)
-            if runtime and netns.exists(sandbox.netns) and netns.exists(runtime.node_netns):
-                jobs.append((f"{node}/{sandbox.pod_name}", runtime, sandbox,
-                             self._capabilities.get(sandbox.container_id)))
-        return jobs
 
     def sync_and_inject(self, live: Topology, chosen: tuple[Fault, ...], progress: Progress) -> None:
         """After the kube backend made the run's objects (--backend=kube): wait until every
@@ -594,24 +463,15 @@ class LabCluster:
     # --- the lab kubelet's runtime, for pods made while the run goes on (runtime_pods.py) ---
 
     def wire_pod(self, node: str, pod: str, namespace: str | None = None,
-                 port_mappings: list[dict] | None = None) -> tuple[PodSandbox, str]:
+                 port_mappings: list[dict] | None = None) -> tuple[PodSandbox, str | list[str]]:
         """A namespace for the pod, wired by the node's CNI (loopback, then the conflist, with its
-        hostPorts as portmap's capability); its IP."""
-        namespace = namespace or self.names.prefix
-        sandbox = PodSandbox(f"{self.names.prefix}-{node}-{pod}", self._pod_netns(node, pod), pod,
-                             namespace=namespace)
-        netns.create(sandbox.netns, record=self.names.registry)
-        self._sandboxes.append((node, sandbox))
-        self._runtime(LOOPBACK, node).add(PodSandbox(sandbox.container_id + "-lo", sandbox.netns, pod,
-                                                     namespace=namespace, ifname="lo"))
-        ports = {"portMappings": port_mappings} if port_mappings else None
-        self._capabilities[sandbox.container_id] = ports
-        ips = pod_ips(self._runtimes[node].add(sandbox, ports), self.spec.families)
+        hostPorts as portmap's capability); its IP (its IPs, one per family, with IPv6)."""
+        sandbox, ips = self.wiring.wire(node, pod, namespace or self.names.prefix, port_mappings)
         return sandbox, (ips if self.spec.has_ipv6 else ips[0])
 
     def node_address(self, node: str) -> str | list[str]:
         """The node's address (one per family on a dual-stack lab), a hostNetwork pod's IPs."""
-        ips = self._node_ips(self._node_index(node))
+        ips = self._node_ips(self.network.index(node))
         return ips if self.spec.has_ipv6 else ips[0]
 
     def pod_resolv_conf(self, namespace: str, node: str) -> Path:
@@ -620,19 +480,7 @@ class LabCluster:
 
     def unwire_pod(self, node: str, sandbox: PodSandbox) -> str | None:
         """CNI DEL and the namespace removed; what went wrong, or None."""
-        problem = None
-        try:
-            self._runtimes[node].delete(sandbox, self._capabilities.pop(sandbox.container_id, None))
-        except CniError as exc:
-            problem = f"CNI DEL: {exc}"
-        try:
-            netns.remove(sandbox.netns)
-            netns.strike(self.names.registry, {sandbox.netns})
-        except OSError as exc:
-            problem = f"{problem + '; ' if problem else ''}namespace {sandbox.netns}: {exc}"
-        if (node, sandbox) in self._sandboxes:
-            self._sandboxes.remove((node, sandbox))
-        return problem
+        return self.wiring.unwire(node, sandbox)
 
     def volume_dir(self, namespace: str, pod: str, uid: str, volume: str | None = None) -> Path:
         """Where the lab kubelet keeps a pod's volumes (root only; gone with the state directory),
@@ -682,8 +530,7 @@ class LabCluster:
                 "lab_pods_per_node": self.spec.pods_per_node,
                 "conflist": "each node's /etc/cni/net.d, as the CNI's install wrote it" if self.cni
                 else str(self.spec.conflist),
-                "cni_plugins": [p["type"] for p in self._runtimes["node-1"].conflist["plugins"]]
-                if self._runtimes else [], "lab_faults": [f.name for f in self.spec.faults],
+                "cni_plugins": self.wiring.plugins(), "lab_faults": [f.name for f in self.spec.faults],
                 "kubernetes_version": self.control_plane.version,
                 "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings),
                 "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0,
@@ -744,7 +591,7 @@ class LabCluster:
         if hurry():
             problems.append("CNI DEL skipped for every pod: teardown was asked to hurry")
         else:
-            problems += delete_all(self._cni_deletions(), stop=hurry)
+            problems += self.wiring.delete_all(stop=hurry)
         if self.proxies:
             problems += self.proxies.stop()
         if self.api:
