@@ -180,13 +180,20 @@ class Check:
         return self.repeat(topology, destination) if callable(self.repeat) else self.repeat
 
     def cases(self, topology: Topology, protocol: str | None = None) -> list[Case]:
-        """One case per family the checks run in, protocol and pair."""
-        pairs = self.pairs(topology)
+        """One case per family the checks run in, protocol and pair the topology's pair plan
+        chooses (pair_plan.py: all, or a sample of the pairs between nodes)."""
+        pairs = topology.pairs.choose(self.pairs(topology), [n.name for n in topology.nodes])
         families = topology.families[:1] if self.primary_family_only else topology.families
         return [Case(self.requirement, proto, src.name, dst.name if dst else None, family)
                 for family in families
                 for proto in self.protocols if protocol in (None, proto)
                 for src, dst in pairs]
+
+
+    def coverage(self, topology: Topology) -> tuple[int, int]:
+        """(pairs the plan tests, pairs that exist), per protocol and family alike."""
+        pairs = self.pairs(topology)
+        return len(topology.pairs.choose(pairs, [n.name for n in topology.nodes])), len(pairs)
 
 
 def check(requirement_id: str, pairs: Callable[[Topology], list[Pair]],

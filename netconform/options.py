@@ -23,6 +23,8 @@ CNI_TIMEOUT = (1.0, 600.0)
 # Items a run may collect before anything is built: beyond this, collection alone takes minutes
 # and gigabytes (one item per pair: items grow with the square of the pods).
 MAX_ITEMS = 150_000
+PAIRS_SEED = (0, 2**31 - 1)
+PEERS_PER_NODE = (1, 5000)
 
 
 def _text(bounds: tuple) -> str:

@@ -13,6 +13,7 @@ from .backends import registry
 from .backends.base import BackendError
 from .checks import INSPECT, Case
 from .options import bounded, path_value, range_help
+from .pair_plan import AUTO, PAIR_MODES, SAMPLE_ABOVE
 from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, profile
 from .pytest_run import NetconformRun
 from .requirements import CATALOG, LEVELS
@@ -48,6 +49,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default: dual where it can, with bridge, ptp or --lab-cni-conf; ipv4 otherwise); "
                          "on a live cluster, what you expect its nodes to have (a different answer is an "
                          "error; default: as found)")
+    group.addoption("--pairs", choices=PAIR_MODES, default=AUTO,
+                    help="which pairs between nodes are probed: all, or a deterministic sample that "
+                         "keeps every ordered node pair, every pod in each role and every same-node "
+                         f"pair (auto, the default: a sample above {SAMPLE_ABOVE} nodes)")
+    group.addoption("--pairs-seed", type=bounded(int, opts.PAIRS_SEED), default=0, metavar="N",
+                    help=range_help("the sample's seed: the same seed, the same pairs (default 0)",
+                                    opts.PAIRS_SEED))
+    group.addoption("--peers-per-node", type=bounded(int, opts.PEERS_PER_NODE), default=None, metavar="N",
+                    help=range_help("with the sample: peer nodes per node as source (and as "
+                                    "destination) instead of every other node; raised to the pods "
+                                    "per node, so every pod is tested in each role; implies --pairs=sample "
+                                    "under auto", opts.PEERS_PER_NODE))
     group.addoption("--fail-on", choices=("must", "should", "may"), default="must",
                     help="the lowest level whose failure makes the exit code 1 (default must)")
     group.addoption("--cleanup-only", action="store_true",
@@ -222,7 +235,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     topology = run.planned()
     missing = spec.missing(topology)
     cases = [] if missing else spec.cases(topology)
-    run.plan_items(metafunc.definition.nodeid, spec.requirement, max(1, len(cases)))
+    run.plan_items(metafunc.definition.nodeid, spec.requirement, max(1, len(cases)),
+                   None if missing else spec.coverage(topology))
     params = [pytest.param(c, id=c.id, marks=[*marks, getattr(pytest.mark, c.family)])
               for c in cases] or [pytest.param(
         Case(spec.requirement, INSPECT, "none", None, topology.families[0]), id="none", marks=pytest.mark.skip(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from .backends.base import Backend, BackendError
 from .checks import Case
 from .options import MAX_ITEMS
+from .pair_plan import PairPlan
 from .probing.runner import ProbeSettings
 from .profiles import Profile
 from .report import html, results
@@ -38,6 +40,7 @@ class NetconformRun:
         # test function's nodeid -> (requirement, items it parametrizes): counted as each test
         # function is parametrized, before node ids, --lf, -k or -m leave any of its items out
         self.generated: dict[str, tuple[str, int]] = {}
+        self.pairs: dict[str, tuple[str, tuple[int, int]]] = {}  # nodeid -> (requirement, coverage)
         self.cases: dict[str, Case] = {}  # pytest nodeid -> case, of every collected item
         self.selected: dict[str, Case] = {}  # of the items left after -k, -m and node ids
         self.deviations: dict[str, str] = {}  # pytest nodeid -> deviation text
@@ -58,17 +61,40 @@ class NetconformRun:
                 planned = self.backend.plan()
             except BackendError as exc:
                 raise pytest.UsageError(f"netconform: {exc}") from None
+            options = self.config.getoption
+            plan = PairPlan.for_cluster(options("pairs"), len(planned.nodes), options("pairs_seed"),
+                                        options("peers_per_node"))
+            planned = replace(planned, pairs=plan)
+            self.conformance.pairs = plan  # the started cluster's pairs are chosen the same way
             estimate = estimated_items(planned)
             if estimate > MAX_ITEMS:
                 raise pytest.UsageError(
                     f"netconform: {len(planned.nodes)} nodes with {len(planned.of_kind(POD))} probe pods "
                     f"make about {estimate:,} items, more than {MAX_ITEMS:,} a run can hold: use fewer "
-                    "nodes or pods per node")
+                    "nodes or pods per node" + ("" if plan.samples else ", or --pairs=sample"))
             self._planned = planned
         return self._planned
 
-    def plan_items(self, function: str, requirement: str, items: int) -> None:
+    def plan_items(self, function: str, requirement: str, items: int,
+                   pairs: tuple[int, int] | None = None) -> None:
+        """A test function's items, and its check's (pairs tested, pairs that exist)."""
         self.generated[function] = (requirement, items)
+        if pairs is not None:
+            self.pairs[function] = (requirement, pairs)
+
+    def coverage(self) -> dict:
+        """The pair plan and, per requirement, the pairs it tests out of the pairs that exist
+        (per protocol and family alike), as results.json and the report state them."""
+        per: dict[str, dict[str, int]] = {}
+        for requirement, (tested, exist) in self.pairs.values():
+            row = per.setdefault(requirement, {"tested": 0, "exist": 0})
+            row["tested"] += tested
+            row["exist"] += exist
+        plan = self._planned.pairs if self._planned is not None else PairPlan()
+        return {"pairs": plan.mode, "seed": plan.seed if plan.samples else None,
+                "peers_per_node": plan.peers, "description": plan.describe(),
+                "tested": sum(r["tested"] for r in per.values()), "exist": sum(r["exist"] for r in per.values()),
+                "requirements": per}
 
     def planned_counts(self) -> dict[str, int]:
         """Items per requirement the collected test functions make: what a full run of them checks.
@@ -178,7 +204,7 @@ class NetconformRun:
                               dict(Counter(c.requirement for c in self.selected.values())),
                               self.not_applicable, self._untested_families())
         self.document = results.build(meta, list(self.records.values()), selection, interrupted,
-                                      self.config.getoption("fail_on"))
+                                      self.config.getoption("fail_on"), self.coverage())
         self._write()
         _junit_property(self.config, "netconform_verdict", self.document["verdict"])
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
@@ -230,6 +256,10 @@ class NetconformRun:
                       yellow=word == "INCOMPLETE", bold=True)
         for reason in self.document["verdict_reasons"]:
             tr.write_line(f"  {reason}")
+        coverage = self.document.get("coverage")
+        if coverage and coverage["exist"]:
+            tr.write_line(f"pairs: {coverage['description']}: {coverage['tested']:,} of "
+                          f"{coverage['exist']:,} pairs tested")
         problems = self.document["meta"].get("cleanup_problems", [])
         if problems:
             tr.write_line(f"teardown: {len(problems)} problem(s), first: {problems[0]}")
@@ -245,10 +275,17 @@ def estimated_items(topology: Topology) -> int:
     two, the few per pod of the Service checks (SVC-MULTIPORT and SVC-ENDPOINTSLICE-MANUAL: 4 each,
     SVC-TYPE-CHANGE and SVC-PORT-PROTOCOLS: 2 each), and of the
     DNS checks (16 per pod, 2 per node's hostNetwork probe), the 3 shared hostPorts and DUAL-STACK's
-    one per pod and node; all of it once per IP family the checks run in. An upper bound, never
-    an undercount."""
+    one per pod and node; all of it once per IP family the checks run in. With a sample of the
+    pairs (pair_plan.py), one pod pair per pair of nodes and every same-node pair. An upper bound,
+    never an undercount."""
     pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
-    per_family = (5 * pods * max(0, pods - 1) + 3 * nodes * pods + 2 * 3 * (nodes + 1) * nodes
+    pod_pairs, node_to_pods = pods * max(0, pods - 1), nodes * pods
+    if topology.pairs.samples and nodes:
+        per_node = -(-pods // nodes)
+        peers = max(topology.pairs.peers or nodes - 1, per_node)
+        pod_pairs = min(pod_pairs, nodes * peers + nodes * per_node * max(0, per_node - 1))
+        node_to_pods = min(node_to_pods, nodes * peers + pods)
+    per_family = (5 * pod_pairs + 3 * node_to_pods + 2 * 3 * (nodes + 1) * nodes
                   + 32 * pods + 16 * pods + 2 * nodes + 13 * pods + 3 + pods + nodes)
     return per_family * max(1, len(topology.families))
 

@@ -126,7 +126,7 @@ def add_services(topology: Topology, outside: bool) -> Topology:
     if outside:
         endpoints.append(OUTSIDE_CLIENT)
     return Topology(topology.nodes, endpoints, dict(topology.meta), services, topology.families,
-                    topology.cluster_families)
+                    topology.cluster_families, topology.pairs)
 
 
 def minimum_connections(backends: int, miss_probability: float = 1e-6) -> int:

@@ -11,13 +11,14 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from . import __version__
 from .backends.base import Backend, BackendError
 from .checks import Case, Check
+from .pair_plan import PairPlan
 from .probing.cycle import PodControl
 from .probing.runner import ProbeSettings, Runner
 from .probing.verdicts import Verdict
@@ -44,6 +45,7 @@ class Conformance:
         self.progress = progress
         self.runners: dict[str, Runner] = {}  # one per IP family the checks run in
         self.topology: Topology | None = None
+        self.pairs = PairPlan()  # set by the run from --pairs before collection
         self.verdicts: dict[str, tuple[Verdict, dict]] = {}
         self.phases: dict[str, float] = {}
         self.started_at = time.time()
@@ -55,7 +57,8 @@ class Conformance:
         if not self.runners:
             self.starting = True
             began = time.monotonic()
-            self.topology = self.backend.start(self.progress)
+            # the pairs are chosen as they were planned (a pure function of the names and the plan)
+            self.topology = replace(self.backend.start(self.progress), pairs=self.pairs)
             self.phases["setup"] = time.monotonic() - began
             reports: dict[str, dict] = {}  # the probes' self-reports hold every family: read once
             for family in self.topology.families:  # each family's checks see the cluster in it

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 
+from .pair_plan import PairPlan
+
 # Endpoints with a probe agent behind them (STANDALONE: the one-of-a-kind pods on the first node,
 # the pod with a hostname of DNS-POD-HOSTNAME and the pods sharing a hostPort of HOSTPORT; they
 # take no part in the pod-to-pod pairs):
@@ -119,6 +121,7 @@ class Topology:
     # a family the cluster has and the suite cannot probe yet leaves every row incomplete
     families: tuple[str, ...] = (IPV4,)
     cluster_families: tuple[str, ...] = (IPV4,)
+    pairs: PairPlan = PairPlan()  # which pairs of each check are probed (pair_plan.py)
 
     @property
     def untested_families(self) -> tuple[str, ...]:
@@ -136,7 +139,7 @@ class Topology:
         nodes = [replace(n, ip=pick(n.ip, n.addresses)) for n in self.nodes]
         services = {name: replace(s, cluster_ip=pick(s.cluster_ip, s.cluster_ips))
                     for name, s in self.services.items()}
-        return Topology(nodes, endpoints, dict(self.meta), services, (family,), self.cluster_families)
+        return Topology(nodes, endpoints, dict(self.meta), services, (family,), self.cluster_families, self.pairs)
 
     def endpoint(self, name: str) -> Endpoint:
         for endpoint in self.endpoints:
@@ -185,7 +188,8 @@ class Topology:
             ip, ips = both(address(e))
             endpoints.append(replace(e, ip=ip, addresses=ips))
         nodes = [Node(n.name, *both(node_ips[n.name])) for n in self.nodes]
-        return Topology(nodes, endpoints, dict(self.meta), services, self.families, self.cluster_families)
+        return Topology(nodes, endpoints, dict(self.meta), services, self.families, self.cluster_families,
+                        self.pairs)
 
     def who_has(self, ip: str | None, node_addresses: dict[str, list[str]] | None = None) -> str:
         """Name the owner of an address, for failure messages: 'node-1/probe-a' or 'node node-1'."""

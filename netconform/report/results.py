@@ -68,13 +68,15 @@ def _selection_of(records: list[ItemRecord]) -> Selection:
 
 
 def build(meta: dict, records: list[ItemRecord], selection: Selection | None = None,
-          interrupted: str | None = None, fail_on: str = "must") -> dict:
+          interrupted: str | None = None, fail_on: str = "must", coverage: dict | None = None) -> dict:
     summary = requirement_summary(records, selection)
+    for row in summary:  # pairs tested / pairs that exist, where the run planned the row
+        row["pairs"] = (coverage or {}).get("requirements", {}).get(row["id"])
     verdict = decide(summary, interrupted, fail_on)
     return {"schema": SCHEMA, "meta": meta, "verdict": verdict.word,
             "headline": headline(verdict, summary), "verdict_reasons": list(verdict.reasons),
             "exit_code": verdict.exit_code, "conformant": verdict.word == CONFORMANT,
-            "interrupted": interrupted, "levels": list(LEVELS), "summary": summary,
+            "interrupted": interrupted, "levels": list(LEVELS), "summary": summary, "coverage": coverage,
             "items": [asdict(r) for r in sorted(records, key=lambda r: r.id)]}
 
 

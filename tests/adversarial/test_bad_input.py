@@ -123,19 +123,24 @@ def test_last_failed_reruns_only_the_failed_items(tmp_path):
     assert f"{failed} failed" in again and " passed" not in again.splitlines()[-1], again[-2000:]
 
 
-@pytest.mark.parametrize("nodes, pods", [(1, 1), (3, 2), (12, 1), (5, 6)])
+@pytest.mark.parametrize("nodes, pods, pairs", [(1, 1, "auto"), (3, 2, "auto"), (12, 1, "all"), (5, 6, "auto"),
+                                                (12, 1, "auto"), (30, 2, "sample"), (5, 3, "sample")])
 @pytest.mark.parametrize("family", ["ipv4", "dual"])
-def test_the_size_estimate_never_undercounts_what_is_collected(nodes, pods, family):
+def test_the_size_estimate_never_undercounts_what_is_collected(nodes, pods, pairs, family):
     """The guard against huge labs refuses before collecting, from an estimate: an estimate below
     the real count once let a 145-node lab collect 234,321 items past a 150,000 limit (and one
     that counted one family undercounted the dual-stack default by half)."""
+    from dataclasses import replace
     from netconform.backends.lab.cluster import LabSpec, plan
+    from netconform.pair_plan import PairPlan
     from netconform.profiles import profile
     from netconform.pytest_run import estimated_items
     from netconform.topology import IP_FAMILY_CHOICES
-    count, _ = collected(f"--lab-nodes={nodes}", f"--lab-pods-per-node={pods}", f"--ip-family={family}")
+    count, _ = collected(f"--lab-nodes={nodes}", f"--lab-pods-per-node={pods}", f"--ip-family={family}",
+                         f"--pairs={pairs}")
     spec = LabSpec(profile("bridge").conflist, nodes, pods, families=IP_FAMILY_CHOICES[family])
-    assert count <= estimated_items(plan(spec)) <= 1.5 * count + 200
+    planned = replace(plan(spec), pairs=PairPlan.for_cluster(pairs, nodes))
+    assert count <= estimated_items(planned) <= 1.5 * count + 200
 
 
 def test_one_report_directory_serves_one_run_at_a_time(tmp_path):

@@ -97,3 +97,15 @@ def test_the_run_metadata_reads_as_words_and_tables_never_as_python_reprs():
     assert "<th>cni plugins</th><td>bridge, portmap</td>" in table
     assert "<th>lab faults</th><td>none</td>" in table and "<th>keep</th><td>no</td>" in table
     assert "<th>lab up</th><td>9.59</td>" in table and "<th>kernel</th><td>6.18</td>" in table
+
+
+def test_the_results_and_the_page_state_the_pairs_tested_out_of_the_pairs_that_exist():
+    coverage = {"pairs": "sample", "seed": 3, "peers_per_node": None, "description": "a sample (seed 3)",
+                "tested": 132, "exist": 528, "requirements": {"POD-POD-CROSS": {"tested": 132, "exist": 528}}}
+    document = results.build({"backend": "lab", "cni": "bridge"}, [record()], coverage=coverage)
+    rows = {row["id"]: row for row in document["summary"]}
+    assert document["coverage"]["tested"] == 132
+    assert rows["POD-POD-CROSS"]["pairs"] == {"tested": 132, "exist": 528} and rows["LOCALHOST"]["pairs"] is None
+    page = html.render(document)
+    assert 'id="coverage"' in page and "a sample (seed 3): 132 of\n  528 pairs tested" in page
+    assert "132 of 528" in page
