@@ -9,7 +9,10 @@ from pathlib import Path
 from ..requirements import CATALOG, LEVELS
 from ..verdict import CONFORMANT, Selection, decide, headline, row_status
 
-SCHEMA = "netconform/results/v2"  # v2: verdict, verdict_reasons, exit_code, row notes
+# v2: verdict, verdict_reasons, exit_code, row notes; v3: each node's evidence once, in
+# "evidence", and an item's "evidence" the keys of its nodes'; "coverage", each row's "pairs"
+SCHEMA = "netconform/results/v3"
+READABLE = ("netconform/results/v2", SCHEMA)  # what the matrix across CNIs reads
 
 
 @dataclass
@@ -26,7 +29,9 @@ class ItemRecord:
     kind: str = ""  # the verdict's kind: pass, flaky, timeout, refused, unreachable, nat, ...
     reason: str = ""
     observed: dict = field(default_factory=dict)
-    evidence: dict = field(default_factory=dict)  # routes and interfaces of the nodes involved
+    # routes and interfaces of the nodes involved, {node: evidence}; in results.json the keys of
+    # the document's "evidence" (shared_evidence): a node's tables are written once, not per item
+    evidence: dict | list = field(default_factory=dict)
     deviation: str | None = None
     duration: float = 0.0
     family: str = "ipv4"  # the IP family of the addresses the item used: ipv4 or ipv6
@@ -77,19 +82,48 @@ def build(meta: dict, records: list[ItemRecord], selection: Selection | None = N
             "headline": headline(verdict, summary), "verdict_reasons": list(verdict.reasons),
             "exit_code": verdict.exit_code, "conformant": verdict.word == CONFORMANT,
             "interrupted": interrupted, "levels": list(LEVELS), "summary": summary, "coverage": coverage,
-            "items": [asdict(r) for r in sorted(records, key=lambda r: r.id)]}
+            **shared_evidence([asdict(r) for r in sorted(records, key=lambda r: r.id)])}
+
+
+def shared_evidence(items: list[dict]) -> dict:
+    """{"evidence": {key: a node's interfaces and routes}, "items": items naming their keys}.
+
+    Every failed item carried the full tables of both its nodes (7.4 KB on average): a node
+    fault on a large cluster repeated the same tables thousands of times. The probes report
+    once, so the tables of one node are the same for all its items; the key is the node's name
+    (with a suffix should two items ever carry different tables for one node)."""
+    shared: dict[str, dict] = {}
+    for item in items:
+        keys = []
+        for node, tables in (item["evidence"] or {}).items():
+            key, n = node, 1
+            while key in shared and shared[key] != tables:
+                n += 1
+                key = f"{node}#{n}"
+            shared.setdefault(key, tables)
+            keys.append(key)
+        item["evidence"] = keys
+    return {"evidence": shared, "items": items}
 
 
 def write(path: Path, document: dict) -> None:
-    """Write atomically: a run stopped while writing leaves the previous file, never half of one."""
+    """Write atomically (a run stopped while writing leaves the previous file, never half of
+    one) and as a stream: the document's head indented, then one item per line, so a run of
+    100,000 items never holds its whole text in memory at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=2, sort_keys=False))
+    head = {k: v for k, v in document.items() if k != "items"}
+    with partial.open("w") as out:
+        out.write(json.dumps(head, indent=2)[:-2])  # without its closing "\n}"
+        out.write(',\n  "items": [')
+        for n, item in enumerate(document.get("items", [])):
+            out.write(("," if n else "") + "\n    " + json.dumps(item, separators=(",", ":")))
+        out.write("\n  ]\n}\n")
     partial.replace(path)
 
 
 def read(path: Path) -> dict:
     document = json.loads(Path(path).read_text())
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+    if not isinstance(document, dict) or document.get("schema") not in READABLE:
         raise ValueError(f"{path} is not a netconform results file ({SCHEMA})")
     return document

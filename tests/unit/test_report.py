@@ -109,3 +109,27 @@ def test_the_results_and_the_page_state_the_pairs_tested_out_of_the_pairs_that_e
     page = html.render(document)
     assert 'id="coverage"' in page and "a sample (seed 3): 132 of\n  528 pairs tested" in page
     assert "132 of 528" in page
+
+
+def test_a_nodes_tables_are_written_once_however_many_failures_name_it(tmp_path):
+    tables = {"interfaces": [{"name": "eth0", "mac": "aa", "mtu": 1500, "state": "UP", "addresses": []}],
+              "routes": [{"dst": "10.244.9.0/24", "gateway": "172.18.0.9", "dev": "eth0"}]}
+    failing = [record(src="node-1", dst=f"node-{n}", outcome="failed", kind="timeout",
+                      evidence={"node-1": tables, f"node-{n}": tables}) for n in range(2, 40)]
+    document = results.build({"backend": "lab", "cni": "bridge"}, failing)
+    results.write(tmp_path / "results.json", document)
+    text = (tmp_path / "results.json").read_text()
+    assert text.count("10.244.9.0/24") == 39  # node-1 and each of the 38 others, once each
+    again = results.read(tmp_path / "results.json")
+    assert again == json.loads(json.dumps(document))
+    assert again["items"][0]["evidence"] == ["node-1", "node-10"] and set(again["evidence"]) >= {"node-1", "node-39"}
+    page = html.render(again)
+    assert page.count("10.244.9.0/24 via 172.18.0.9") == 39 and 'href="#evidence-node-1"' in page
+
+
+def test_two_different_tables_of_one_node_are_both_kept():
+    one = {"interfaces": [], "routes": [{"dst": "a"}]}
+    other = {"interfaces": [], "routes": [{"dst": "b"}]}
+    document = results.build({}, [record(outcome="failed", evidence={"node-1": one}),
+                                  record(src="node-3", outcome="failed", evidence={"node-1": other})])
+    assert sorted(document["evidence"]) == ["node-1", "node-1#2"]
