@@ -1,7 +1,17 @@
-"""Scale benchmark: labs of 3, 6 and 10 nodes; set-up, probing per requirement, pairs per second,
-probe requests per check; and the ratio of the batched probing of POD-POD-CROSS (TCP) to the same
-connections opened one after another in one tight loop from one process. Not a test: run as root.
+"""Scale benchmark. Not a test: run as root.
 
+Two parts:
+
+- ``--suite-sizes 10 30 50 100``: the whole suite as a user runs it (``pytest suites`` with default
+  options but ``--lab-nodes``, plus any ``--suite-args``), one lab size after another: set-up,
+  probing, teardown, items, failed items per requirement (on a healthy lab every one is a false
+  failure), results.json and report.html sizes, and the peak memory of the machine over its level
+  before the run (the harness, every probe, the control plane and kube-proxies: all of the run).
+- ``--sizes 3 6 10``: labs built in-process; probing per check, pairs per second, probe requests
+  per check; and the ratio of the batched probing of POD-POD-CROSS (TCP) to the same connections
+  opened one after another in one tight loop from one process.
+
+    sudo .tox/netconform/bin/python bench/scale.py --suite-sizes 10 30 [--suite-args="--ip-family=ipv4"]
     sudo .tox/netconform/bin/python bench/scale.py [--sizes 3 6 10] [--ratio-pods 3]
 """
 from __future__ import annotations
@@ -10,8 +20,13 @@ import argparse
 import ctypes
 import importlib
 import os
+import json
+import shlex
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -123,8 +138,71 @@ def measure_ratio(nodes: int, pods: int) -> dict:
         cluster.teardown()
 
 
+def memory_in_use() -> int:
+    """Bytes of the machine's memory in use (MemTotal - MemAvailable)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(fields["MemTotal"].split()[0]) - int(fields["MemAvailable"].split()[0])) * 1024
+
+
+def measure_suite(nodes: int, extra: list[str], timeout: float) -> dict:
+    """The whole suite on a lab of ``nodes`` nodes, as a user runs it, with the machine's memory
+    sampled twice a second."""
+    baseline, peak, done = memory_in_use(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], memory_in_use())
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    with tempfile.TemporaryDirectory(prefix="netconform-scale-") as report:
+        command = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider",
+                   f"--report-dir={report}", f"--lab-nodes={nodes}", *extra]
+        watcher.start()
+        began = time.monotonic()
+        try:
+            run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"nodes": nodes, "error": f"did not finish within {timeout:.0f}s"}
+        finally:
+            done.set()
+            watcher.join()
+        wall = time.monotonic() - began
+        try:
+            document = json.loads((Path(report) / "results.json").read_text())
+        except (OSError, ValueError):
+            return {"nodes": nodes, "error": f"exit {run.returncode}, no results: {run.stdout[-500:]}{run.stderr[-500:]}"}
+        failed: dict[str, int] = {}
+        for item in document["items"]:
+            if item["outcome"] in ("failed", "error"):
+                failed[item["requirement"]] = failed.get(item["requirement"], 0) + 1
+        phases = document["meta"].get("phases", {})
+        return {"nodes": nodes, "verdict": document["verdict"], "wall": wall, "items": len(document["items"]),
+                "setup": phases.get("setup", 0.0), "probing": phases.get("probing", 0.0),
+                "teardown": phases.get("teardown", 0.0), "failed": failed,
+                "results_mb": (Path(report) / "results.json").stat().st_size / 1e6,
+                "report_mb": (Path(report) / "report.html").stat().st_size / 1e6,
+                "peak_gb": max(0, peak[0] - baseline) / 1e9,
+                "coverage": f"{document['coverage']['tested']:,} of {document['coverage']['exist']:,} pairs"
+                if document.get("coverage") else ""}
+
+
+def print_suite(found: dict) -> None:
+    if "error" in found:
+        print(f"| {found['nodes']} | {found['error']} |")
+        return
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(found["failed"].items())) or "0"
+    print(f"| {found['nodes']} | {found['verdict']} | {found['items']:,} | {found['coverage']} | "
+          f"{found['setup']:.0f} s | {found['probing']:.0f} s | {found['teardown']:.0f} s | "
+          f"{found['items'] / max(found['probing'], 1e-9):.0f} | {found['results_mb']:.1f} MB | "
+          f"{found['report_mb']:.1f} MB | {found['peak_gb']:.1f} GB | {failures} |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite-sizes", type=int, nargs="+", default=None,
+                        help="run the whole suite on labs of these many nodes (and nothing else)")
+    parser.add_argument("--suite-args", default="", help="more options for every suite run, as one string")
+    parser.add_argument("--suite-timeout", type=float, default=3600, help="seconds one suite run may take")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 10])
     parser.add_argument("--ratio-nodes", type=int, default=10)
     parser.add_argument("--ratio-pods", type=int, default=3, help="probe pods per node for the ratio")
@@ -132,6 +210,13 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/scale.py builds labs: run it as root")
         return 2
+    if args.suite_sizes:
+        print("| nodes | verdict | items | pairs | set-up | probing | teardown | items/s | results.json "
+              "| report.html | peak memory | failed or error |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for nodes in args.suite_sizes:
+            print_suite(measure_suite(nodes, shlex.split(args.suite_args), args.suite_timeout))
+        return 0
     for nodes in args.sizes:
         found = measure_size(nodes)
         probing = sum(row[2] for row in found["rows"])

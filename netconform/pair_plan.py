@@ -30,8 +30,11 @@ from typing import Sequence
 
 ALL, SAMPLE, AUTO = "all", "sample", "auto"
 PAIR_MODES = (AUTO, ALL, SAMPLE)
-# --pairs auto samples on clusters of more nodes than this (README, "Speed and scale")
+# --pairs auto samples on clusters of more nodes than this (README, "Pairs at scale")
 SAMPLE_ABOVE = 10
+# ... and past this many ordered node pairs (50 nodes' 2,450), keeps this many in all: a stated
+# number of peers per node (NODE_PAIRS // nodes), so a check's items grow linearly with the nodes
+NODE_PAIRS = 50 * 49
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,11 @@ class PairPlan:
 
     @classmethod
     def for_cluster(cls, mode: str, nodes: int, seed: int = 0, peers: int | None = None) -> "PairPlan":
-        """--pairs as given, AUTO resolved by the cluster's size."""
+        """--pairs as given, AUTO resolved by the cluster's size (and, past NODE_PAIRS ordered
+        node pairs, with a number of peers per node unless one is given)."""
         if mode == AUTO:
+            if peers is None and nodes * (nodes - 1) > NODE_PAIRS:
+                peers = max(1, NODE_PAIRS // nodes)
             mode = SAMPLE if nodes > SAMPLE_ABOVE or peers is not None else ALL
         return cls(mode, seed, peers)
 

@@ -71,7 +71,7 @@ class NetconformRun:
                 raise pytest.UsageError(
                     f"netconform: {len(planned.nodes)} nodes with {len(planned.of_kind(POD))} probe pods "
                     f"make about {estimate:,} items, more than {MAX_ITEMS:,} a run can hold: use fewer "
-                    "nodes or pods per node" + ("" if plan.samples else ", or --pairs=sample"))
+                    "nodes or pods per node" + (", or --peers-per-node" if plan.samples else ", or --pairs=sample"))
             self._planned = planned
         return self._planned
 
@@ -272,20 +272,24 @@ def estimated_items(topology: Topology) -> int:
     """Items a full run collects, from the families that grow fastest: every ordered pod pair
     over three protocols (POD-POD-*) and again for MTU and UDP-LARGE, every node to every pod over three
     (HOSTNET-POD), every node and the outside client to every node's NodePort and hostPort over
-    two, the few per pod of the Service checks (SVC-MULTIPORT and SVC-ENDPOINTSLICE-MANUAL: 4 each,
+    two (SVC-NODEPORT, HOSTPORT), every pod to every node's NodePort over two (POD-NODEPORT),
+    the few per pod of the Service checks (SVC-MULTIPORT and SVC-ENDPOINTSLICE-MANUAL: 4 each,
     SVC-TYPE-CHANGE and SVC-PORT-PROTOCOLS: 2 each), and of the
     DNS checks (16 per pod, 2 per node's hostNetwork probe), the 3 shared hostPorts and DUAL-STACK's
     one per pod and node; all of it once per IP family the checks run in. With a sample of the
-    pairs (pair_plan.py), one pod pair per pair of nodes and every same-node pair. An upper bound,
-    never an undercount."""
+    pairs (pair_plan.py), one pair per pair of nodes (every one, or each node's peers) and every
+    same-node pair. An upper bound, never an undercount."""
     pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
     pod_pairs, node_to_pods = pods * max(0, pods - 1), nodes * pods
+    node_pairs, pods_to_nodes = (nodes + 1) * nodes, pods * nodes
     if topology.pairs.samples and nodes:
         per_node = -(-pods // nodes)
-        peers = max(topology.pairs.peers or nodes - 1, per_node)
+        peers = min(max(topology.pairs.peers or nodes - 1, per_node), max(nodes - 1, 0))
         pod_pairs = min(pod_pairs, nodes * peers + nodes * per_node * max(0, per_node - 1))
         node_to_pods = min(node_to_pods, nodes * peers + pods)
-    per_family = (5 * pod_pairs + 3 * node_to_pods + 2 * 3 * (nodes + 1) * nodes
+        node_pairs = min(node_pairs, nodes * (peers + 1) + nodes)
+        pods_to_nodes = min(pods_to_nodes, nodes * peers + pods)
+    per_family = (5 * pod_pairs + 3 * node_to_pods + 2 * 2 * node_pairs + 2 * pods_to_nodes
                   + 32 * pods + 16 * pods + 2 * nodes + 13 * pods + 3 + pods + nodes)
     return per_family * max(1, len(topology.families))
 

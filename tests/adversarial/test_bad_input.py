@@ -124,7 +124,8 @@ def test_last_failed_reruns_only_the_failed_items(tmp_path):
 
 
 @pytest.mark.parametrize("nodes, pods, pairs", [(1, 1, "auto"), (3, 2, "auto"), (12, 1, "all"), (5, 6, "auto"),
-                                                (12, 1, "auto"), (30, 2, "sample"), (5, 3, "sample")])
+                                                (12, 1, "auto"), (30, 2, "sample"), (5, 3, "sample"),
+                                                (100, 2, "auto")])
 @pytest.mark.parametrize("family", ["ipv4", "dual"])
 def test_the_size_estimate_never_undercounts_what_is_collected(nodes, pods, pairs, family):
     """The guard against huge labs refuses before collecting, from an estimate: an estimate below

@@ -98,6 +98,10 @@ def test_all_keeps_every_pair_and_auto_samples_above_the_threshold():
     assert PairPlan.for_cluster(AUTO, SAMPLE_ABOVE + 1).mode == SAMPLE
     assert PairPlan.for_cluster(AUTO, 3, peers=2).mode == SAMPLE  # asking for peers asks for a sample
     assert PairPlan.for_cluster(ALL, 500).mode == ALL
+    assert PairPlan.for_cluster(AUTO, 50).peers is None  # every ordered node pair up to 50 nodes
+    assert PairPlan.for_cluster(AUTO, 100).peers == 24  # then about 2,450 node pairs in all
+    assert PairPlan.for_cluster(AUTO, 100, peers=60).peers == 60
+    assert PairPlan.for_cluster(SAMPLE, 100).peers is None  # a sample as asked: every node pair
 
 
 def test_a_check_states_its_coverage():
