@@ -10,6 +10,10 @@ from ..requirements import CATALOG
 
 TEMPLATES = Path(__file__).parent / "templates"
 BAD = ("failed", "error")
+# Past this many nodes a matrix is drawn as a heatmap: a colour per cell, the counts only where an
+# item failed (in its tooltip), node numbers as headers; a 100-node cluster's matrices in
+# words would make the page tens of megabytes
+HEATMAP_ABOVE = 20
 
 
 def matrices(items: list[dict]) -> list[dict]:
@@ -37,7 +41,8 @@ def matrices(items: list[dict]) -> list[dict]:
                 cell["known"] += 1
         rows = [{"node": src, "cells": [_cell(cells.get((src, dst))) for dst in nodes]}
                 for src in nodes]
-        found.append({"requirement": requirement, "family": family, "nodes": nodes, "rows": rows})
+        found.append({"requirement": requirement, "family": family, "nodes": nodes, "rows": rows,
+                      "heatmap": len(nodes) > HEATMAP_ABOVE})
     return found
 
 
@@ -47,7 +52,8 @@ def _cell(cell: dict | None) -> dict:
     passed = cell["total"] - cell["bad"] - cell["known"]
     css = "fail" if cell["bad"] else "known" if cell["known"] else "pass"
     title = ", ".join(sorted(cell["kinds"])) if cell["kinds"] else css
-    return {"text": f"{passed}/{cell['total']}", "css": css, "title": title}
+    return {"text": f"{passed}/{cell['total']}", "css": css,
+            "title": title if css == "pass" else f"{passed}/{cell['total']} passed: {title}"}
 
 
 def _natural(name: str) -> tuple:

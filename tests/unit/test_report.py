@@ -50,7 +50,7 @@ def test_matrix_counts_pairs_of_nodes():
     (matrix,) = html.matrices(doc["items"])
     assert matrix["nodes"] == ["node-1", "node-2"]
     row1, row2 = matrix["rows"]
-    assert row1["cells"][1] == {"text": "1/2", "css": "fail", "title": "timeout"}
+    assert row1["cells"][1] == {"text": "1/2", "css": "fail", "title": "1/2 passed: timeout"}
     assert row2["cells"][0]["text"] == "1/1" and row1["cells"][0]["css"] == "none"
 
 
@@ -133,3 +133,16 @@ def test_two_different_tables_of_one_node_are_both_kept():
     document = results.build({}, [record(outcome="failed", evidence={"node-1": one}),
                                   record(src="node-3", outcome="failed", evidence={"node-1": other})])
     assert sorted(document["evidence"]) == ["node-1", "node-1#2"]
+
+
+def test_a_large_clusters_matrices_are_heatmaps_that_still_show_a_failing_pair():
+    nodes = [f"node-{n}" for n in range(1, 41)]
+    items = [record(src=a, dst=b, outcome="failed" if (a, b) == ("node-1", "node-40") else "passed",
+                    kind="timeout" if (a, b) == ("node-1", "node-40") else "pass")
+             for a in nodes for b in nodes if a != b]
+    page = html.render(results.build({"backend": "lab", "cni": "bridge"}, items))
+    matrix = page[page.index('id="matrix-POD-POD-CROSS-ipv4"'):]
+    matrix = matrix[:matrix.index("</table>")]
+    assert "heatmap" in page and matrix.count("<td class=pass></td>") == 40 * 39 - 1
+    assert matrix.count("<td class=fail") == 1 and 'title="node-40: 0/1 passed: timeout"' in matrix
+    assert len(matrix) < 40 * 40 * 25  # bytes per cell, where a worded matrix takes about 60
