@@ -170,7 +170,9 @@ def measure_suite(nodes: int, extra: list[str], timeout: float) -> dict:
         try:
             document = json.loads((Path(report) / "results.json").read_text())
         except (OSError, ValueError):
-            return {"nodes": nodes, "error": f"exit {run.returncode}, no results: {run.stdout[-500:]}{run.stderr[-500:]}"}
+            said = [line for line in (run.stdout + run.stderr).splitlines()
+                    if line.startswith(("ERROR", "netconform", "INTERNALERROR"))]
+            return {"nodes": nodes, "error": f"exit {run.returncode}, no results: " + " / ".join(said[-6:])}
         failed: dict[str, int] = {}
         for item in document["items"]:
             if item["outcome"] in ("failed", "error"):

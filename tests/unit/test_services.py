@@ -139,7 +139,7 @@ def test_kube_proxy_configuration_leaves_host_settings_alone_and_takes_a_faults_
     from netconform.backends.lab.proxy import ProxySpec, configuration
     config = configuration(ProxySpec(settings={"iptables": {"masqueradeAll": True}}), "node-2", Path("/k"))
     assert config["hostnameOverride"] == "node-2"
-    assert config["iptables"] == {"masqueradeAll": True, "syncPeriod": "30s", "minSyncPeriod": "0s"}
+    assert config["iptables"] == {"masqueradeAll": True, "syncPeriod": "30s", "minSyncPeriod": "1s"}
     assert config["conntrack"]["maxPerCore"] == 0 and config["conntrack"]["min"] == 0
     assert config["conntrack"]["tcpEstablishedTimeout"] == "0s"
     assert config["clusterCIDR"] == "10.244.0.0/16" and config["mode"] == "iptables"

@@ -57,6 +57,7 @@ from .pod_dns import PodResolvConfs
 from .probe_fleet import PROBE_SCRIPT, ProbeFleet, stop_process
 
 DNS_POD = "coredns"  # the pod name (per node) of the CoreDNS replicas in the lab's namespaces
+PROXY_SYNC_BASE, PROXY_SYNC_PER_NODE = 60.0, 2.0  # s: LabSpec.proxy_sync_timeout
 CONTROL_PLANE_NODE = "control-plane"  # the Node of the control plane's namespace
 CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"  # its label and taint, as kubeadm's
 
@@ -75,7 +76,10 @@ class LabSpec:
     logs_kept_in: Path | None = None  # where the probes' logs are copied before teardown removes them
     release: str = DEFAULT_RELEASE  # the pinned upstream release the control plane and kube-proxy run
     proxy_mode: str = "iptables"
-    proxy_sync_timeout: float = 60.0  # seconds for every kube-proxy to program the run's Services
+    # seconds for every kube-proxy to program the run's Services (None: PROXY_SYNC_BASE plus
+    # PROXY_SYNC_PER_NODE for each node and family: every node's kube-proxy shares the machine's
+    # cores with all the others, and each family is a proxier of its own)
+    proxy_sync_timeout: float | None = None
     # The lab makes the run's objects and probes itself (True), or is only the cluster (control
     # plane, nodes, kube-proxy, CoreDNS) into which the kube backend deploys them through the API
     # server, as into a live cluster (False: --backend=kube on the lab)
@@ -90,6 +94,10 @@ class LabSpec:
     # Docker network does: the lab's own plumbing (the control plane's address for kube-proxy)
     # stays on IPv4, the cluster's addresses are its families' alone
     families: tuple[str, ...] = ("ipv4",)
+
+    def __post_init__(self) -> None:
+        if self.proxy_sync_timeout is None:
+            self.proxy_sync_timeout = PROXY_SYNC_BASE + PROXY_SYNC_PER_NODE * self.nodes * len(self.families)
 
     @property
     def has_ipv6(self) -> bool:
