@@ -16,7 +16,7 @@ import pytest
 from .backends.base import Backend, BackendError
 from .checks import Case
 from .options import MAX_ITEMS
-from .pair_plan import PairPlan
+from .pair_plan import ALL, PairPlan
 from .probing.runner import ProbeSettings
 from .profiles import Profile
 from .report import html, results
@@ -62,6 +62,9 @@ class NetconformRun:
             except BackendError as exc:
                 raise pytest.UsageError(f"netconform: {exc}") from None
             options = self.config.getoption
+            if options("pairs") == ALL and options("peers_per_node") is not None:
+                raise pytest.UsageError("netconform: --peers-per-node chooses a sample of the pairs; "
+                                        "--pairs=all probes every one")
             plan = PairPlan.for_cluster(options("pairs"), len(planned.nodes), options("pairs_seed"),
                                         options("peers_per_node"))
             planned = replace(planned, pairs=plan)

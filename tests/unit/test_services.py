@@ -357,3 +357,14 @@ def test_on_an_ipv6_only_lab_a_fault_that_acts_through_ipv4_is_refused_and_the_o
     assert "this lab is IPv6-only" in faults.family_refusal(faults.FAULTS["no-route-to-last-node"], v6)
     for name in ("ipv6-snat-between-nodes", "kube-proxy-frozen", "dns-wrong-search", "svc-no-nodeports"):
         assert faults.family_refusal(faults.FAULTS[name], v6) is None, name
+
+
+def test_the_wait_for_kube_proxy_grows_with_the_nodes_and_families_it_waits_for():
+    """Every node's kube-proxy shares the machine's cores: a 50-node dual-stack lab did not program
+    its Services within a fixed 60 s, though nothing was wrong."""
+    from pathlib import Path
+    from netconform.backends.lab.cluster import LabSpec
+    small = LabSpec(Path("x")).proxy_sync_timeout
+    large = LabSpec(Path("x"), nodes=50, families=("ipv4", "ipv6")).proxy_sync_timeout
+    assert small >= 60 and large > 3 * small
+    assert LabSpec(Path("x"), nodes=50, proxy_sync_timeout=30).proxy_sync_timeout == 30  # as asked

@@ -117,6 +117,11 @@ class NodeProxies:
         started = time.monotonic()
         deadline = started + timeout
         waiting = dict(namespaces)
+        # A node's rules are read again only once its kube-proxy has synced again: reading every
+        # node's tables five times a second took a core of its own on a 50-node lab, and the
+        # kube-proxies it waited for had the other one for all 51 of them.
+        read_at: dict[str, tuple[float, ...]] = {}
+        views = {family: live.in_family(family) for family in live.cluster_families}
         while True:
             for node, process in self.processes.items():
                 if not process.running():
@@ -126,8 +131,11 @@ class NodeProxies:
                 if not netns.exists(waiting[node]):
                     raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "
                                        "kube-proxy cannot be asked whether it is in step")
-                if last_sync(waiting[node]) > self.started_at and \
-                        not self._lacking(live, namespace, waiting[node], others, node):
+                stamps = sync_stamps(waiting[node])
+                if min(stamps, default=0.0) <= self.started_at or read_at.get(node) == stamps:
+                    continue
+                read_at[node] = stamps
+                if not self._lacking(live, namespace, waiting[node], others, node, views):
                     del waiting[node]
             if not waiting:
                 return time.monotonic() - started
@@ -141,13 +149,14 @@ class NodeProxies:
             time.sleep(POLL)
 
     def _lacking(self, live: Topology, namespace: str, node_ns: str, others: dict[str, set[str]] | None,
-                 node: str) -> list[str]:
+                 node: str, views: dict[str, Topology] | None = None) -> list[str]:
         """What the node's rules lack of ``live``'s Services, family by family (``others``, the
         kube-dns endpoints, are the primary family's)."""
         lacking = []
         for index, family in enumerate(live.cluster_families):
             rules = proxyrules.read(node_ns, self.spec.mode, family)
-            lacking += missing(live.in_family(family), namespace, rules, others if index == 0 else None, node)
+            view = views[family] if views else live.in_family(family)
+            lacking += missing(view, namespace, rules, others if index == 0 else None, node)
         return lacking
 
     def wait_routed(self, namespaces: dict[str, str], nodes: list[str], service_port: str,
@@ -196,18 +205,28 @@ def last_sync(namespace: str) -> float:
     """When the kube-proxy of a node last wrote its rules for every IP family (epoch seconds; 0
     before its first sync or when it does not answer). Its metric, set only after a sync that
     succeeded; not its healthz, which says healthy (and "lastUpdated": now) while it starts."""
+    return min(sync_stamps(namespace), default=0.0)
+
+
+def sync_stamps(namespace: str) -> tuple[float, ...]:
+    """Each IP family's last-sync timestamp of the node's kube-proxy (empty: none yet, or no
+    answer); any of them changes when that family's rules are written again."""
     status, body = netns.http_get(namespace, f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=1.0,
                                   limit=1 << 20)
-    return sync_time(body.decode(errors="replace")) if status == 200 else 0.0
+    return stamps_in(body.decode(errors="replace")) if status == 200 else ()
 
 
 def sync_time(metrics: str) -> float:
     """The oldest of the per-family last-sync timestamps in kube-proxy's metrics text, or 0."""
+    return min(stamps_in(metrics), default=0.0)  # every family's rules written
+
+
+def stamps_in(metrics: str) -> tuple[float, ...]:
     stamps = []
     for line in metrics.splitlines():
         if line.startswith((SYNC_METRIC + " ", SYNC_METRIC + "{")):  # one per IP family in 1.37
             try:
                 stamps.append(float(line.rsplit(None, 1)[1]))
             except (IndexError, ValueError):
-                return 0.0
-    return min(stamps, default=0.0)  # every family's rules written
+                return ()
+    return tuple(stamps)
