@@ -288,12 +288,20 @@ def _is_ip(value) -> bool:
         return False
 
 
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)  # linux/in6.h; Python < 3.12 lacks the name
+
+
 def _tcp_once(ip: str, port: int, token: str, timeout: float, source_ip: str | None = None) -> dict:
     """One connection and its echo; from ``source_ip`` when given (a loopback hostPort over IPv6:
     the kernel has no route_localnet for IPv6, so ::1 cannot be the source of a NATed connection,
     and upstream's hostPort test binds the node's address as ``curl --interface`` does)."""
     deadline = time.monotonic() + timeout
     with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
+        if sock.family == socket.AF_INET6:
+            # A reject (ICMPv6) that arrives while connect() still holds the socket is kept as a
+            # soft error and wakes nothing: without IPV6_RECVERR the connection is refused only
+            # on the SYN's retransmission, a second later (IPv4 queues the error always)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         sock.settimeout(timeout)
         if source_ip:
             sock.bind((source_ip, 0))
