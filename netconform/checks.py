@@ -182,7 +182,7 @@ class Check:
     def cases(self, topology: Topology, protocol: str | None = None) -> list[Case]:
         """One case per family the checks run in, protocol and pair the topology's pair plan
         chooses (pair_plan.py: all, or a sample of the pairs between nodes)."""
-        pairs = topology.pairs.choose(self.pairs(topology), [n.name for n in topology.nodes])
+        pairs = self._chosen(topology)
         families = topology.families[:1] if self.primary_family_only else topology.families
         return [Case(self.requirement, proto, src.name, dst.name if dst else None, family)
                 for family in families
@@ -192,8 +192,16 @@ class Check:
 
     def coverage(self, topology: Topology) -> tuple[int, int]:
         """(pairs the plan tests, pairs that exist), per protocol and family alike."""
+        return len(self._chosen(topology)), len(self.pairs(topology))
+
+    def _chosen(self, topology: Topology) -> list[Pair]:
+        """The pairs the topology's pair plan keeps: only a builder of pairs between every two
+        nodes (between_nodes) is sampled; one that grows linearly (each pod asks about the next
+        one, every pod about one pod) already tests every pod and is kept whole."""
         pairs = self.pairs(topology)
-        return len(topology.pairs.choose(pairs, [n.name for n in topology.nodes])), len(pairs)
+        if not getattr(self.pairs, "between_nodes", False):
+            return pairs
+        return topology.pairs.choose(pairs, [n.name for n in topology.nodes])
 
 
 def check(requirement_id: str, pairs: Callable[[Topology], list[Pair]],
@@ -216,19 +224,26 @@ def check(requirement_id: str, pairs: Callable[[Topology], list[Pair]],
 # --- pair builders -------------------------------------------------------------------------------
 
 
+def between_nodes(build: Callable[[Topology], list[Pair]]) -> Callable[[Topology], list[Pair]]:
+    """Marks a builder whose pairs join every node to every node (they grow with the square of
+    the nodes or pods): the pair plan may sample them (pair_plan.py)."""
+    build.between_nodes = True
+    return build
+
+
 def pod_pairs(same_node: bool) -> Callable[[Topology], list[Pair]]:
     def build(topology: Topology) -> list[Pair]:
         pods = topology.of_kind(POD)
         return [(a, b) for a in pods for b in pods
                 if a is not b and (a.node == b.node) == same_node]
-    return build
+    return between_nodes(build)
 
 
 def host_to_pods(same_node_only: bool) -> Callable[[Topology], list[Pair]]:
     def build(topology: Topology) -> list[Pair]:
         return [(host, pod) for host in topology.of_kind(HOST) for pod in topology.of_kind(POD)
                 if pod.node == host.node or not same_node_only]
-    return build
+    return between_nodes(build)
 
 
 def each_pod(topology: Topology) -> list[Pair]:
@@ -322,7 +337,7 @@ def to_every_node(kind: str, serving: str | None = None,
         if kind == NODEPORT and serving is not None:
             chosen = not_backing(topology, serving, chosen)  # a NodePort landing on its client: hairpin
         return [(src, dst) for src in chosen for dst in targets]
-    return build
+    return between_nodes(build)
 
 
 def nodeports(service: str, sources: tuple[str, ...] = (HOST, OUTSIDE)):
@@ -334,7 +349,7 @@ def hostports(sources: tuple[str, ...] = (HOST, OUTSIDE)):
     def build(topology: Topology) -> list[Pair]:
         return [(src, dst) for src, dst in to_every_node(HOSTPORT, None, sources)(topology)
                 if topology.endpoint(dst.serves).kind == POD]
-    return build
+    return between_nodes(build)
 
 
 def shared_hostports(protocol: str) -> Callable[[Topology], list[Pair]]:

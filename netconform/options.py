@@ -29,6 +29,8 @@ PEERS_PER_NODE = (1, 5000)
 
 def _text(bounds: tuple) -> str:
     low, high = bounds
+    if isinstance(low, int) and isinstance(high, int):
+        return f"{low}..{high}"
     return f"{low:g}..{high:g}"
 
 

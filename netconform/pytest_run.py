@@ -86,13 +86,17 @@ class NetconformRun:
             self.pairs[function] = (requirement, pairs)
 
     def coverage(self) -> dict:
-        """The pair plan and, per requirement, the pairs it tests out of the pairs that exist
-        (per protocol and family alike), as results.json and the report state them."""
+        """The pair plan and, per requirement, the pairs its selected items test (distinct
+        source and destination, over every protocol and family) out of the pairs that exist, as
+        results.json and the report state them: a selection (-m, -k, node ids, --lf) tests fewer."""
         per: dict[str, dict[str, int]] = {}
-        for requirement, (tested, exist) in self.pairs.values():
-            row = per.setdefault(requirement, {"tested": 0, "exist": 0})
-            row["tested"] += tested
-            row["exist"] += exist
+        for requirement, (_planned, exist) in self.pairs.values():
+            per.setdefault(requirement, {"tested": 0, "exist": 0})["exist"] += exist
+        tested: dict[str, set] = {}
+        for case in self.selected.values():
+            tested.setdefault(case.requirement, set()).add((case.source, case.destination))
+        for requirement, row in per.items():
+            row["tested"] = min(len(tested.get(requirement, ())), row["exist"])
         plan = self._planned.pairs if self._planned is not None else PairPlan()
         return {"pairs": plan.mode, "seed": plan.seed if plan.samples else None,
                 "peers_per_node": plan.peers, "description": plan.describe(),
@@ -285,8 +289,8 @@ def estimated_items(topology: Topology) -> int:
     pods, nodes = len(topology.of_kind(POD)), len(topology.nodes)
     pod_pairs, node_to_pods = pods * max(0, pods - 1), nodes * pods
     node_pairs, pods_to_nodes = (nodes + 1) * nodes, pods * nodes
-    if topology.pairs.samples and nodes:
-        per_node = -(-pods // nodes)
+    per_node = -(-pods // nodes) if nodes else 0
+    if topology.pairs.samples and nodes and per_node <= nodes - 1:  # else the plan keeps every pair
         peers = min(max(topology.pairs.peers or nodes - 1, per_node), max(nodes - 1, 0))
         pod_pairs = min(pod_pairs, nodes * peers + nodes * per_node * max(0, per_node - 1))
         node_to_pods = min(node_to_pods, nodes * peers + pods)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..checks import Check, pod_pairs
+from ..checks import Check, between_nodes, pod_pairs
 from ..topology import POD, Topology
 from .runner import Observation
 
@@ -192,6 +192,7 @@ def same_network_namespace(obs: Observation) -> Verdict:
     return Verdict(True, "pass", "", {"interfaces": _interfaces(a)})
 
 
+@between_nodes
 def _all_pods(topology: Topology):
     return pod_pairs(same_node=True)(topology) + pod_pairs(same_node=False)(topology)
 

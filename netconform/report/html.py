@@ -14,6 +14,7 @@ BAD = ("failed", "error")
 # item failed (in its tooltip), node numbers as headers; a 100-node cluster's matrices in
 # words would make the page tens of megabytes
 HEATMAP_ABOVE = 20
+NOT_NODES = ("svc", "outside")  # the "node" of a Service's and of the outside client's endpoints
 
 
 def matrices(items: list[dict]) -> list[dict]:
@@ -42,7 +43,7 @@ def matrices(items: list[dict]) -> list[dict]:
         rows = [{"node": src, "cells": [_cell(cells.get((src, dst))) for dst in nodes]}
                 for src in nodes]
         found.append({"requirement": requirement, "family": family, "nodes": nodes, "rows": rows,
-                      "heatmap": len(nodes) > HEATMAP_ABOVE})
+                      "heatmap": sum(n not in NOT_NODES for n in nodes) > HEATMAP_ABOVE})
     return found
 
 

@@ -110,3 +110,45 @@ def test_a_check_states_its_coverage():
     assert spec.coverage(cluster(12, 2, PairPlan(SAMPLE))) == (12 * 11, 12 * 11 * 4)
     assert spec.coverage(cluster(12, 2)) == (12 * 11 * 4, 12 * 11 * 4)
     assert len(spec.cases(cluster(12, 2, PairPlan(SAMPLE)))) == 12 * 11 * len(spec.protocols)
+
+
+def test_checks_that_already_grow_with_the_pods_keep_every_pod():
+    """DNS-POD-A asks each pod about the next one and DNS-POD-HOSTNAME every pod about one pod:
+    a sample of them dropped half the pods while the coverage line said every pod was tested."""
+    from suites.test_dns import test_dns_pod_a, test_dns_pod_hostname
+    topo = cluster(20, 2, PairPlan(SAMPLE, peers=3))
+    for test in (test_dns_pod_a, test_dns_pod_hostname):
+        spec = test.netconform_check
+        tested, exist = spec.coverage(topo)
+        assert tested == exist == len(spec.pairs(topo)) > 0
+
+
+# checks of such builders whose pairs are same-node or from the outside client alone: kept whole
+WHOLE = ("NODE-POD", "POD-POD-SAME", "SVC-ETP-LOCAL")
+
+
+def test_every_quadratic_check_of_the_suites_is_sampled_and_keeps_every_pod():
+    import importlib
+    from suites import test_mtu, test_node_network, test_pod_network, test_services
+    from netconform.probing.verdicts import PEERS
+    topo = cluster(15, 2, PairPlan(SAMPLE, peers=4))
+    sampled = [PEERS]
+    for module in (test_mtu, test_node_network, test_pod_network, test_services):
+        module = importlib.import_module(module.__name__)
+        sampled += [f.netconform_check for f in vars(module).values()
+                    if hasattr(f, "netconform_check") and getattr(f.netconform_check.pairs, "between_nodes", False)]
+    names = {c.requirement for c in sampled}
+    assert {"POD-POD-CROSS", "HOSTNET-POD", "MTU", "UDP-LARGE", "SVC-NODEPORT", "POD-NODEPORT", "HOSTPORT"} <= names
+    for spec in sampled:
+        everyone = {a.name for a, _ in spec.pairs(topo)}
+        assert {case.source for case in spec.cases(topo)} == everyone, spec.requirement
+        tested, exist = spec.coverage(topo)
+        assert tested <= exist and (tested < exist or spec.requirement in WHOLE), spec.requirement
+
+
+def test_the_size_estimate_does_not_assume_a_sample_the_plan_cannot_make():
+    """With more pods per node than other nodes the plan keeps every pair: an estimate that
+    assumed the sample let 255,677 items past the 150,000 limit."""
+    from netconform.pytest_run import estimated_items
+    assert estimated_items(cluster(11, 20, PairPlan(SAMPLE))) == estimated_items(cluster(11, 20))
+    assert estimated_items(cluster(11, 20)) > 150_000
