@@ -44,7 +44,7 @@ def untouched():
     (["--ip-family=ipv6", f"--lab-cni-conf={EXAMPLES / 'bridge-dual.conflist'}"], "which only a dual-stack lab has: run it with --ip-family=dual"),
     (["--ip-family=dual", "--cni=vxlan"], "netconform: --ip-family=dual: the lab builds dual-stack clusters with a conflist and routes"),
     (["--ip-family=dual", "--cni=flannel"], "not with flannel in this version"),
-    (["--lab-nodes=200"], "200 nodes with 400 probe pods make about "),  # the count: the next test
+    (["--lab-nodes=200", "--pairs=all"], "200 nodes with 400 probe pods make about "),  # the count: the next test
     (["--report-dir=/proc/netconform-x"], "netconform: --report-dir /proc/netconform-x: cannot write there"),
     ([f"--lab-cni-conf={EXAMPLES}"], f"netconform: --lab-cni-conf {EXAMPLES} is a directory"),
     (["--cni=ptp", f"--lab-cni-conf={EXAMPLES / 'macvlan.conflist'}"],

@@ -398,6 +398,7 @@ class LabCluster:
         """Before anything exists, in one line each (exit 4): the host's tools and the upstream
         builds the lab runs (preflight.py), and the conflist filled in for every node."""
         preflight.check_host(self.spec.release, self.cni.install if self.cni else None)
+        preflight.check_memory(len(self.topology.probes()), self.spec.nodes)
         if self.cni is not None:
             return  # the CNI's own install writes each node's conflist (_install_cni)
         # IPv6-only: ${POD_CIDR} is the node's IPv6 range (and ${NODE_IP} its IPv6 address)
