@@ -189,7 +189,6 @@ class Check:
                 for proto in self.protocols if protocol in (None, proto)
                 for src, dst in pairs]
 
-
     def coverage(self, topology: Topology) -> tuple[int, int]:
         """(pairs the plan tests, pairs that exist), per protocol and family alike."""
         return len(self._chosen(topology)), len(self.pairs(topology))

@@ -55,9 +55,8 @@ def configuration(spec: ProxySpec, node: str, kubeconfig: Path) -> dict:
                       "tcpCloseWaitTimeout": "0s", "udpTimeout": "0s", "udpStreamTimeout": "0s"},
         "oomScoreAdj": 0,
         # minSyncPeriod as upstream's default (and kubeadm's, kind's): changes that come within a
-        # second are programmed in one sync. With 0s every endpoint change made every kube-proxy
-        # rewrite its rules at once: on a 50-node dual-stack lab (51 kube-proxies, 2 cores) the
-        # pods becoming ready one by one kept them from programming the run's Services in 60s.
+        # second are programmed in one sync. With 0s every endpoint change made every node's
+        # kube-proxy rewrite its rules at once, 51 of them on two cores on a 50-node lab.
         "iptables": {"syncPeriod": "30s", "minSyncPeriod": MIN_SYNC_PERIOD},
         "nftables": {"syncPeriod": "30s", "minSyncPeriod": MIN_SYNC_PERIOD},
     }
@@ -117,9 +116,9 @@ class NodeProxies:
         started = time.monotonic()
         deadline = started + timeout
         waiting = dict(namespaces)
-        # A node's rules are read again only once its kube-proxy has synced again: reading every
-        # node's tables five times a second took a core of its own on a 50-node lab, and the
-        # kube-proxies it waited for had the other one for all 51 of them.
+        # A node's rules are read again only once its kube-proxy has synced again (a family's
+        # sync stamp changed): rules change only then, and reading every node's iptables and
+        # ip6tables five times a second is a core's worth of work on a 50-node lab.
         read_at: dict[str, tuple[float, ...]] = {}
         views = {family: live.in_family(family) for family in live.cluster_families}
         while True:
