@@ -74,7 +74,7 @@ class NetconformRun:
                 raise pytest.UsageError(
                     f"netconform: {len(planned.nodes)} nodes with {len(planned.of_kind(POD))} probe pods "
                     f"make about {estimate:,} items, more than {MAX_ITEMS:,} a run can hold: use fewer "
-                    "nodes or pods per node" + (", or --peers-per-node" if plan.samples else ", or --pairs=sample"))
+                    "nodes or pods per node" + _fewer_pairs_hint(plan, len(planned.nodes), len(planned.of_kind(POD))))
             self._planned = planned
         return self._planned
 
@@ -299,6 +299,14 @@ def estimated_items(topology: Topology) -> int:
     per_family = (5 * pod_pairs + 3 * node_to_pods + 2 * 2 * node_pairs + 2 * pods_to_nodes
                   + 32 * pods + 16 * pods + 2 * nodes + 13 * pods + 3 + pods + nodes)
     return per_family * max(1, len(topology.families))
+
+
+def _fewer_pairs_hint(plan: PairPlan, nodes: int, pods: int) -> str:
+    """The pair option that would make fewer items, if one would: a sample needs more other
+    nodes than pods per node (else it keeps every pair), and then fewer peers help."""
+    if nodes < 2 or -(-pods // nodes) > nodes - 1:
+        return ""
+    return ", or --peers-per-node" if plan.samples else ", or --pairs=sample"
 
 
 PRESSES_AFTER_RUN = [0]  # Ctrl-C / SIGTERM received once the items are done
