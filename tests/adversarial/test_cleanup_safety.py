@@ -46,7 +46,8 @@ def drop_namespace(name: str) -> None:
 def foreign() -> Iterator[list[str]]:
     """Namespaces netconform never created: one named like a user's, one named like a run's.
     Removed afterwards only because this test created them (setup fails if one exists already)."""
-    names = ["netconform-lab-users", f"netconform-{secrets.token_hex(3)}-node-1"]
+    # named apart per test: two tests of this fixture on two workers must not meet on one name
+    names = [f"netconform-lab-users-{secrets.token_hex(2)}", f"netconform-{secrets.token_hex(3)}-node-1"]
     for name in names:
         add_namespace(name)
     yield names
