@@ -57,6 +57,12 @@ class PairPlan:
     def samples(self) -> bool:
         return self.mode == SAMPLE
 
+    @staticmethod
+    def can_sample(nodes: int, per_node: int) -> bool:
+        """Whether one pair per node pair can still give each of a node's ``per_node`` endpoints
+        each role: it needs at least as many other nodes; else the plan keeps every pair."""
+        return nodes >= 2 and per_node <= nodes - 1
+
     def describe(self) -> str:
         if not self.samples:
             return "every pair"
@@ -95,7 +101,7 @@ class PairPlan:
         most = max(max(map(len, sources.values()), default=1), max(map(len, destinations.values()), default=1))
         wanted = count - 1 if self.peers is None else max(min(self.peers, count - 1), 1)
         wanted = max(wanted, min(most, count - 1))  # enough shifts for every pod in each role
-        if most > count - 1:
+        if not self.can_sample(count, most):
             return None
         shifts = list(range(1, count)) if wanted >= count - 1 else sorted(rng.sample(range(1, count), wanted))
         rotation = {node: rng.randrange(1 << 16) for node in order}

@@ -290,7 +290,7 @@ def estimated_items(topology: Topology) -> int:
     pod_pairs, node_to_pods = pods * max(0, pods - 1), nodes * pods
     node_pairs, pods_to_nodes = (nodes + 1) * nodes, pods * nodes
     per_node = -(-pods // nodes) if nodes else 0
-    if topology.pairs.samples and nodes and per_node <= nodes - 1:  # else the plan keeps every pair
+    if topology.pairs.samples and PairPlan.can_sample(nodes, per_node):  # else it keeps every pair
         peers = min(max(topology.pairs.peers or nodes - 1, per_node), max(nodes - 1, 0))
         pod_pairs = min(pod_pairs, nodes * peers + nodes * per_node * max(0, per_node - 1))
         node_to_pods = min(node_to_pods, nodes * peers + pods)
@@ -304,7 +304,7 @@ def estimated_items(topology: Topology) -> int:
 def _fewer_pairs_hint(plan: PairPlan, nodes: int, pods: int) -> str:
     """The pair option that would make fewer items, if one would: a sample needs more other
     nodes than pods per node (else it keeps every pair), and then fewer peers help."""
-    if nodes < 2 or -(-pods // nodes) > nodes - 1:
+    if not PairPlan.can_sample(nodes, -(-pods // nodes) if nodes else 0):
         return ""
     return ", or --peers-per-node" if plan.samples else ", or --pairs=sample"
 
