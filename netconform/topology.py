@@ -142,10 +142,19 @@ class Topology:
         return Topology(nodes, endpoints, dict(self.meta), services, (family,), self.cluster_families, self.pairs)
 
     def endpoint(self, name: str) -> Endpoint:
-        for endpoint in self.endpoints:
-            if endpoint.name == name:
-                return endpoint
-        raise KeyError(f"no probe named {name!r} in this cluster")
+        """The endpoint of that name (the first, as listed). Looked up in an index made once per
+        list of endpoints: a scan per call made the lab's wait for kube-proxy at 100 nodes (every
+        backend of every Service, on every node, in each family) minutes of CPU."""
+        index = self.__dict__.get("_by_name")
+        if index is None or index[0] is not self.endpoints or index[1] != len(self.endpoints):
+            by_name: dict[str, Endpoint] = {}
+            for endpoint in self.endpoints:
+                by_name.setdefault(endpoint.name, endpoint)
+            index = self.__dict__["_by_name"] = (self.endpoints, len(self.endpoints), by_name)
+        try:
+            return index[2][name]
+        except KeyError:
+            raise KeyError(f"no probe named {name!r} in this cluster") from None
 
     def of_kind(self, kind: str) -> list[Endpoint]:
         return [e for e in self.endpoints if e.kind == kind]

@@ -65,7 +65,7 @@ def lab_node(name: str, address: str) -> dict:
 
 class StandInKubelet:
     """The two things of a kubelet the API server relies on here, for the test's Nodes: renew each
-    node's Lease, so the node lifecycle controller (20 s grace in the lab) keeps it Ready; and end
+    node's Lease, so the node lifecycle controller (50 s grace, as upstream's) keeps it Ready; and end
     the deletion of its pods (grace period 0, as KWOK does), so a deleted run's pods free their
     hostPorts and its namespace goes. Nothing runs the pods."""
 

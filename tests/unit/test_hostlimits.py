@@ -97,6 +97,16 @@ def test_estimate_of_three_nodes_with_24_pods_follows_the_formula_and_covers_wha
     assert found.tasks >= 954 and found.open_files >= 7524 - 1773  # the host's growth at the peak
 
 
+def test_a_dual_stack_lab_needs_its_pods_neighbours_in_the_ipv6_table_too():
+    """A 50-node dual-stack lab filled the IPv6 table (3,066 entries, set from the multicast
+    entries alone) and its IPv6 Service connections timed out: both families hold the same pods."""
+    ipv4 = hostlimits.estimate(plan(LabSpec(Path("x"), nodes=50)))
+    dual = hostlimits.estimate(plan(LabSpec(Path("x"), nodes=50, families=("ipv4", "ipv6"))))
+    assert dual.ipv4_neighbours == ipv4.ipv4_neighbours
+    assert dual.ipv6_neighbours == ipv4.ipv6_neighbours + ipv4.ipv4_neighbours
+    assert dual.ipv6_neighbours > 3066
+
+
 def test_estimate_grows_with_nodes_and_pods():
     small, more_pods, more_nodes = (hostlimits.estimate(plan(LabSpec(Path("x"), nodes=n, pods_per_node=p)))
                                     for n, p in ((3, 2), (3, 14), (6, 2)))

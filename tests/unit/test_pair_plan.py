@@ -156,9 +156,9 @@ def test_the_size_estimate_does_not_assume_a_sample_the_plan_cannot_make():
 
 def test_a_lab_the_machine_cannot_hold_is_refused_before_anything_is_built():
     """A sampled plan lets 200 nodes be collected (111,707 items); their 1,005 probe processes
-    would need about 42 GiB, so the lab refuses them in one line instead of exhausting memory."""
+    would need about 29 GiB, so the lab refuses them in one line instead of exhausting memory."""
     from netconform.backends.base import BackendError
     from netconform.backends.lab.preflight import check_memory
-    with pytest.raises(BackendError, match=r"200 nodes with 1005 probe processes need about 42.2 GiB.*8.0 GiB available"):
+    with pytest.raises(BackendError, match=r"200 nodes with 1005 probe processes need about 28.9 GiB.*8.0 GiB available"):
         check_memory(1005, 200, free=8 * 2**30)
     check_memory(20, 3, free=8 * 2**30)  # the default lab fits

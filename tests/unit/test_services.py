@@ -111,6 +111,39 @@ def test_kube_proxy_is_synced_only_when_every_service_port_has_exactly_its_backe
     assert not any("web-headless" in item or "external" in item for item in lacking)  # not proxied
 
 
+# What kube-proxy writes past 1,000 endpoints ("large cluster mode", as on a 50-node dual-stack
+# lab): no comment on the endpoint chains nor on the jumps to them (taken from such a lab, trimmed)
+LARGE_CLUSTER_MODE = """\
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y
+-A KUBE-SVC-NPX46M4PTMTKRN6Y ! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-MARK-MASQ
+-A KUBE-SVC-NPX46M4PTMTKRN6Y -j KUBE-SEP-WRQ4F7NS7AENVXFI
+-A KUBE-SEP-WRQ4F7NS7AENVXFI -s 172.18.0.240/32 -j KUBE-MARK-MASQ
+-A KUBE-SEP-WRQ4F7NS7AENVXFI -p tcp -m tcp -j DNAT --to-destination 172.18.0.240:6443
+-A KUBE-NODEPORTS -p udp -m comment --comment "ns/web-local:udp" -m udp --dport 30081 -j KUBE-EXT-IQLR7ID4LBSAFQ6T
+-A KUBE-EXT-IQLR7ID4LBSAFQ6T -j KUBE-SVL-IQLR7ID4LBSAFQ6T
+-A KUBE-SVL-IQLR7ID4LBSAFQ6T -j KUBE-SEP-UNOETGR4R6M3BP3B
+-A KUBE-SEP-UNOETGR4R6M3BP3B -p udp -m udp -j DNAT --to-destination 10.244.1.2:8080
+-A KUBE-SEP-TV2MEKTQKINFCSSO -p udp -m udp -j DNAT --to-destination 10.244.2.2:8080
+-A KUBE-SERVICES -d 10.96.5.5/32 -p tcp -m comment --comment "ns/web6:tcp cluster IP" -m tcp --dport 80 -j KUBE-SVC-4BLZW4KMHAVXBFPT
+-A KUBE-SVC-4BLZW4KMHAVXBFPT -m statistic --mode random --probability 0.5 -j KUBE-SEP-AAAAAAAAAAAAAAAA
+-A KUBE-SVC-4BLZW4KMHAVXBFPT -j KUBE-SEP-BBBBBBBBBBBBBBBB
+-A KUBE-SEP-AAAAAAAAAAAAAAAA -p tcp -m tcp -j DNAT --to-destination [fd00:10:244:1::2]:8080
+-A KUBE-SEP-BBBBBBBBBBBBBBBB -p tcp -m tcp -j DNAT --to-destination [fd00:10:244:2::2]:8080
+"""
+
+
+def test_the_endpoints_of_kube_proxys_large_cluster_mode_are_read_through_its_chains():
+    from netconform.backends.lab.proxyrules import parse, routes
+    programmed = parse("iptables", LARGE_CLUSTER_MODE)
+    assert programmed.destinations == {
+        "default/kubernetes:https": {"172.18.0.240"},
+        "ns/web-local:udp": {"10.244.1.2"},  # the Local chain's one endpoint, not the other chain's
+        "ns/web6:tcp": {"fd00:10:244:1::2", "fd00:10:244:2::2"}}
+    assert routes(programmed, "default/kubernetes:https")
+    cut = LARGE_CLUSTER_MODE.replace("-A KUBE-SVC-NPX46M4PTMTKRN6Y -j KUBE-SEP-WRQ4F7NS7AENVXFI\n", "")
+    assert not routes(parse("iptables", cut), "default/kubernetes:https")  # no jump: no endpoint
+
+
 def test_kube_dns_counts_as_programmed_only_with_exactly_its_coredns_pods():
     from netconform.backends.lab.proxyrules import missing, parse
     topo = two_node_topology()

@@ -203,14 +203,25 @@ class LabCluster:
         self.network.route_pods_from(self.control_plane.netns)  # the API server answers pods directly
         if self.cni is not None:  # the CNI's daemons first: they make the pod network
             self._register_nodes()
+            self._start_proxies()  # a CNI's daemons reach the API server by the kubernetes Service
             self._install_cni(progress)
             pod_ips = self._wire_and_start(progress)
         live = self._register(pod_ips)
         self._report_pods(live)
+        if self.proxies is None:
+            # Only now, with every object made, every pod Ready and the EndpointSlice controller
+            # done with them: each node's kube-proxy then writes the run's Services in one sync.
+            # Started before, each Service, EndpointSlice and pod status made every node's
+            # kube-proxy rewrite its rules (at most once a second, and about 0.1 s of CPU each):
+            # 51 of them in two families saturated two cores for minutes at 50 nodes, and late
+            # heartbeats took every node's pods out of their Services.
+            self._wait_endpoint_slices(live, progress)
+            self._start_proxies()
         self._report_dns(progress)
         synced = self.proxies.wait_synced(live, self.proxied_namespaces(), self.names.prefix,
                                           self.spec.proxy_sync_timeout, progress,
-                                          others=self.dns_endpoints())
+                                          others=self.dns_endpoints(),
+                                          control_plane_down=self.control_plane.exited)
         self.timings["kube_proxy_synced"] = round(synced, 2)
         progress(f"lab: kube-proxy ({self.spec.proxy_mode} mode) on {self.spec.nodes} node(s) "
                  f"programmed {len(live.services)} Services in {synced:.1f}s")
@@ -286,7 +297,7 @@ class LabCluster:
         return pod_ips
 
     def _register(self, pod_ips: dict[str, str]) -> Topology:
-        """The run's objects in the API server, the nodes registered, kube-proxy started; returns
+        """The run's objects in the API server and the nodes registered; returns
         the topology with the addresses the cluster gave (ClusterIPs are the API server's)."""
         node_ips = {n.name: self._node_ips(i) for i, n in enumerate(self.topology.nodes, 1)}
         objects = None
@@ -317,8 +328,8 @@ class LabCluster:
         return live
 
     def _register_nodes(self) -> None:
-        """The nodes registered by the lab's kubelet, kube-proxy started on each, and the kubelet's
-        watch of the pods bound to them (once: a CNI install does it before the pods are wired)."""
+        """The nodes registered by the lab's kubelet, and the kubelet's watch of the pods bound to
+        them (once: a CNI install does it before the pods are wired)."""
         if self.kubelet is not None:
             return
         self.kubelet = LabKubelet(self.api, self.control_plane.version, host_node_info())
@@ -333,7 +344,6 @@ class LabCluster:
                               {"netconform.io/lab": self.names.prefix, CONTROL_PLANE_ROLE: ""},
                               [{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}])
         self.kubelet.start_heartbeats()
-        self._start_proxies()
         # The pods the lab makes itself are known (added as they are made) and left alone; in the
         # run's namespace it runs the ones made later, and with no objects of its own (the kube
         # backend's) or with a CNI install (its DaemonSet's), every pod bound to its nodes.
@@ -384,15 +394,50 @@ class LabCluster:
         """Where a kube-proxy runs: every worker, and the control-plane node."""
         return {**self.node_namespaces(), CONTROL_PLANE_NODE: self.control_plane.netns}
 
+    def _wait_endpoint_slices(self, live: Topology, progress: Progress) -> None:
+        """Until the EndpointSlice controller lists every backend of the run's selector Services
+        as ready, in every family (bounded: a controller that lags is kube-proxy's wait's to name)."""
+        wanted: dict[str, set[str]] = {}
+        for service in live.services.values():
+            if service.proxied and not service.manual and service.backends:
+                wanted[service.name] = {ip for name in service.backends
+                                        for ip in ([a for _, a in live.endpoint(name).addresses]
+                                                   or [live.endpoint(name).ip])}
+        started = time.monotonic()
+        deadline = started + self.spec.proxy_sync_timeout
+        lacking = len(wanted)
+        while wanted and time.monotonic() < deadline:
+            listed = self.api.call("list EndpointSlices", self.api.discovery.list_namespaced_endpoint_slice,
+                                   self.names.prefix, _request_timeout=(5, 30)).items
+            ready: dict[str, set[str]] = {}
+            for endpoint_slice in listed:
+                service = (endpoint_slice.metadata.labels or {}).get("kubernetes.io/service-name")
+                ready.setdefault(service, set()).update(
+                    address for e in endpoint_slice.endpoints or []
+                    if e.conditions is None or e.conditions.ready is not False for address in e.addresses)
+            lacking = sum(1 for name, ips in wanted.items() if not ips <= ready.get(name, set()))
+            if not lacking:
+                break
+            time.sleep(0.5)
+        self.timings["endpoint_slices_ready"] = round(time.monotonic() - started, 2)
+        if lacking:
+            progress(f"lab: {lacking} Service(s) still lack endpoints in their EndpointSlices after "
+                     f"{time.monotonic() - started:.0f}s; kube-proxy starts anyway")
+
     def _report_pods(self, live: Topology) -> None:
-        """Every pod's probes answer: the lab kubelet reports them Running and Ready."""
+        """Every pod's probes answer: the lab kubelet reports them Running and Ready, all at once
+        as the kubelets of the nodes would (kubelet.py says what one at a time cost at 50 nodes)."""
+        by_pod: dict[str, Endpoint] = {}
+        for endpoint in live.endpoints:
+            by_pod.setdefault(endpoint.pod, endpoint)  # a pod's first endpoint carries its IPs
+        reports = []
         for name, pod in self._pods.items():
             node = pod["spec"]["nodeName"]
-            endpoint = live.endpoint(f"{node}/host") if pod["spec"].get("hostNetwork") else \
-                next(e for e in live.endpoints if e.pod == name)
+            endpoint = live.endpoint(f"{node}/host") if pod["spec"].get("hostNetwork") else by_pod[name]
             ips = [ip for _, ip in endpoint.addresses] or [endpoint.ip]
-            self.kubelet.pod_running(self.names.prefix, pod["metadata"]["name"], node, ips,
-                                     [c["name"] for c in pod["spec"]["containers"]])
+            reports.append((self.names.prefix, pod["metadata"]["name"], node, ips,
+                            [c["name"] for c in pod["spec"]["containers"]]))
+        self.kubelet.pods_running(reports)
 
     def _preflight(self) -> None:
         """Before anything exists, in one line each (exit 4): the host's tools and the upstream
@@ -432,7 +477,8 @@ class LabCluster:
         kube-proxy programs them (always: the first checks would otherwise race it), then inject
         ``chosen``."""
         self.proxies.wait_synced(live, self.proxied_namespaces(), self.names.prefix,
-                                 self.spec.proxy_sync_timeout, progress, others=self.dns_endpoints())
+                                 self.spec.proxy_sync_timeout, progress, others=self.dns_endpoints(),
+                                 control_plane_down=self.control_plane.exited)
         for fault in chosen:
             self.inject(fault, live, progress)
 
@@ -543,6 +589,7 @@ class LabCluster:
                 "kubernetes_version": self.control_plane.version,
                 "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings),
                 "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0,
+                "lab_kubelet_nodes_mended": list(self.kubelet.mended) if self.kubelet else [],
                 "lab_kubelet_pod_problems": list(self.runtime_pods.errors) if self.runtime_pods else []}
         if self.cni is not None:
             install = self.cni.install

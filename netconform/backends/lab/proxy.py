@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -108,11 +109,14 @@ class NodeProxies:
 
     def wait_synced(self, live: Topology, namespaces: dict[str, str], namespace: str,
                     timeout: float, progress: Progress,
-                    others: dict[str, set[str]] | None = None) -> float:
+                    others: dict[str, set[str]] | None = None,
+                    control_plane_down: Callable[[], str | None] = lambda: None) -> float:
         """Wait until every node's kube-proxy has written its rules since it started (its sync
         metric says when: after a restart the old rules are still there and look right) and they
         match ``live``'s Services in each family the cluster has (a dual-stack run that waited for
-        IPv4 alone saw its first IPv6 Service connections refused); return the seconds it took."""
+        IPv4 alone saw its first IPv6 Service connections refused); return the seconds it took.
+        ``control_plane_down`` names a control-plane component that has exited: without it the
+        endpoints kube-proxy waits for never come, and that is said at once.)"""
         started = time.monotonic()
         deadline = started + timeout
         waiting = dict(namespaces)
@@ -126,6 +130,8 @@ class NodeProxies:
                 if not process.running():
                     raise BackendError(f"kube-proxy on {node} exited with code "
                                        f"{process.popen.returncode}: {process.tail()}")
+            if (down := control_plane_down()) is not None:
+                raise BackendError(down)
             for node in list(waiting):
                 if not netns.exists(waiting[node]):
                     raise BackendError(f"the namespace of {node} ({waiting[node]}) is gone: its "

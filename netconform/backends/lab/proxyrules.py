@@ -62,13 +62,43 @@ IPTABLES_DNAT = re.compile(r'--comment "?([^" ]+)"? .*-j DNAT .*--to-destination
 IPTABLES_REJECT = re.compile(r'--comment "?([^" ]+) has no endpoints"? .*-j REJECT')
 
 
+# Past 1,000 endpoints kube-proxy is in its "large cluster mode" and writes no comment on the
+# endpoint chains (KUBE-SEP-…) nor on the jumps to them (pkg/proxy/iptables, largeClusterMode): a
+# 50-node dual-stack lab has that many. There the port's name is read where it is still written,
+# on the rules of, or jumping to, its service chains (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-
+# followed by the same hash), and each endpoint chain those jump to gives its DNAT destination.
+IPTABLES_RULE = re.compile(r"^-A (\S+) ")
+IPTABLES_TARGET = re.compile(r" -j (\S+)")
+IPTABLES_COMMENT = re.compile(r'--comment (?:"([^"]*)"|(\S+))')
+PORT_NAME = re.compile(r"(?<!\S)([^/\s]+/[^:\s]+:\S*)")  # ns/svc:port, the comment's first such word
+SERVICE_CHAIN = re.compile(r"^KUBE-(SVC|SVL|EXT|FW)-([A-Z0-9]+)$")
+IPTABLES_DNAT_ONLY = re.compile(r"-j DNAT .*--to-destination (?:\[([0-9a-f:]+)\]|([0-9.]+)):\d+")
+
+
 def parse_iptables(text: str) -> Programmed:
     programmed = Programmed()
+    names: dict[str, str] = {}  # service chains' hash -> "ns/svc:port"
+    jumps: dict[str, set[str]] = {}  # KUBE-SVC-/KUBE-SVL- chain -> the endpoint chains it jumps to
+    dnat: dict[str, str] = {}  # endpoint chain -> its destination's IP
     for line in text.splitlines():
         if (found := IPTABLES_DNAT.search(line)):
             programmed.destinations.setdefault(found.group(1), set()).add(found.group(2) or found.group(3))
         elif (found := IPTABLES_REJECT.search(line)):
             programmed.rejected.add(found.group(1))
+        if not (rule := IPTABLES_RULE.match(line)):
+            continue
+        chain, target = rule.group(1), (found.group(1) if (found := IPTABLES_TARGET.search(line)) else "")
+        if (comment := IPTABLES_COMMENT.search(line)) and (name := PORT_NAME.search(comment.group(1) or comment.group(2))):
+            for service_chain in (SERVICE_CHAIN.match(chain), SERVICE_CHAIN.match(target)):
+                if service_chain:
+                    names.setdefault(service_chain.group(2), name.group(1))
+        if target.startswith("KUBE-SEP-") and chain.startswith(("KUBE-SVC-", "KUBE-SVL-")):
+            jumps.setdefault(chain, set()).add(target)
+        elif chain.startswith("KUBE-SEP-") and (found := IPTABLES_DNAT_ONLY.search(line)):
+            dnat[chain] = found.group(1) or found.group(2)
+    for chain, endpoints in jumps.items():
+        if (name := names.get(chain.split("-", 2)[2])) is not None:
+            programmed.destinations.setdefault(name, set()).update(dnat[e] for e in endpoints if e in dnat)
     return programmed
 
 

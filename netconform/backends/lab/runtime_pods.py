@@ -273,6 +273,7 @@ class RuntimePods:
                 self._note(f"pod {name}: {problem}")
         shutil.rmtree(self.cluster.volume_dir(namespace, name, state.uid), ignore_errors=True)
         self._finish_delete(key, state.uid)
+        self.cluster.kubelet.pod_gone(namespace, name)
         with self._lock:
             self._running.pop(key, None)
             self._done.add(key)

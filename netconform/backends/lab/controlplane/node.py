@@ -215,6 +215,16 @@ class ControlPlane:
         """The run's one process in the root namespace, recorded as the run's (cleanup.py)."""
         return self._relay.pid if self._relay else None
 
+    def exited(self) -> str | None:
+        """One line naming a component whose process has ended, with the end of its log; None
+        while all run. A component that dies mid-run (e.g. the controller manager losing its
+        leader Lease) leaves the cluster without its controllers: a wait on them names it."""
+        for process in self._processes:
+            if not process.running():
+                return (f"control plane: {process.name} exited with code {process.popen.returncode}: "
+                        f"{process.tail()[-400:]}")
+        return None
+
     def memory(self) -> dict[str, int]:
         """Resident memory of each running process, in bytes."""
         processes_now = [*self._processes, *([self._relay] if self._relay else [])]
