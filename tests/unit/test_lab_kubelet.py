@@ -74,10 +74,11 @@ def test_a_node_marked_unknown_is_posted_ready_again_with_its_pods_but_a_stopped
     assert node_patches and all(set(body["status"]) == {"conditions"} for body in node_patches)
     assert {c["type"] for c in node_patches[0]["status"]["conditions"]} == {
         "Ready", "MemoryPressure", "DiskPressure", "PIDPressure"}
-    assert lab.mended == ["node-1"]
+    assert lab.mended == {"node-1": 1}
     lab.resume_node("node-3")
     lab._mend_nodes()
     assert api.ready["node-3"] == "True" and ("pod", ("ns", "d")) in api.calls
+    assert lab.mended == {"node-1": 1, "node-3": 1}  # counted, not listed: a flapping node stays one entry
 
 
 def test_a_pod_gone_is_not_posted_again_and_a_refused_one_does_not_stop_the_others():

@@ -169,15 +169,6 @@ class LabCluster:
     def channel(self, endpoint: Endpoint) -> UnixSocketChannel:
         return self.probes.channel(endpoint)
 
-    def _pod_netns(self, node: str, pod: str) -> str:
-        return self.names.pod(node, pod)
-
-    def _node_ips(self, index: int) -> list[str]:
-        return self.network.node_ips(index)
-
-    def _pod_cidrs(self, index: int) -> list[str]:
-        return self.network.pod_cidrs(index)
-
     # --- build ---
 
     def build(self, progress: Progress) -> Topology:
@@ -283,7 +274,7 @@ class LabCluster:
             # as kubelet hands a pod's hostPorts to the CNI: portmap's capability arguments
             pods[node.name] = [(pod, [{**{k: v for k, v in m.items() if k != "protocol"},
                                        "protocol": m["protocol"].lower()}
-                                      for m in host_ports(pod, holder, self._node_ips(index)[0])])
+                                      for m in host_ports(pod, holder, self.network.node_ips(index)[0])])
                                for pod in names]
             if node.name in self.dns.nodes:
                 pods[node.name].append((DNS_POD, []))
@@ -299,7 +290,7 @@ class LabCluster:
     def _register(self, pod_ips: dict[str, str]) -> Topology:
         """The run's objects in the API server and the nodes registered; returns
         the topology with the addresses the cluster gave (ClusterIPs are the API server's)."""
-        node_ips = {n.name: self._node_ips(i) for i, n in enumerate(self.topology.nodes, 1)}
+        node_ips = {n.name: self.network.node_ips(i) for i, n in enumerate(self.topology.nodes, 1)}
         objects = None
         cluster_ips = {}
         if self.spec.objects:
@@ -334,13 +325,13 @@ class LabCluster:
             return
         self.kubelet = LabKubelet(self.api, self.control_plane.version, host_node_info())
         for index, node in enumerate(self.topology.nodes, 1):
-            self.kubelet.register(node.name, self._node_ips(index), self._pod_cidrs(index),
+            self.kubelet.register(node.name, self.network.node_ips(index), self.network.pod_cidrs(index),
                                   {"netconform.io/lab": self.names.prefix})
         # the control-plane node, as kubeadm registers it (tainted: no workload lands there), so
         # the cluster has one as every kubeadm or kind cluster has; its kube-proxy runs beside the
         # API server (_start_proxies), as on kind's control-plane node
         self.kubelet.register(CONTROL_PLANE_NODE, in_families(self.spec.families, CONTROL_PLANE_IP, CONTROL_PLANE_IP6),
-                              self._pod_cidrs(0),
+                              self.network.pod_cidrs(0),
                               {"netconform.io/lab": self.names.prefix, CONTROL_PLANE_ROLE: ""},
                               [{"key": CONTROL_PLANE_ROLE, "effect": "NoSchedule"}])
         self.kubelet.start_heartbeats()
@@ -371,10 +362,10 @@ class LabCluster:
         the pods whose readiness probe passes from their node, so kube-dns gets those endpoints."""
         self.proxies.wait_routed(self.node_namespaces(), self.dns.nodes, "default/kubernetes:https",
                                  self.spec.proxy_sync_timeout)
-        self.dns.start(self.api, {node: self._pod_netns(node, DNS_POD) for node in self.dns.nodes},
+        self.dns.start(self.api, {node: self.names.pod(node, DNS_POD) for node in self.dns.nodes},
                        self.control_plane.layout.cert("ca"))
         ready = self.dns.wait_ready(self.node_namespaces(),
-                                    {n: self._pod_netns(n, DNS_POD) for n in self.dns.nodes},
+                                    {n: self.names.pod(n, DNS_POD) for n in self.dns.nodes},
                                     self._dns_ips, self.spec.ready_timeout, progress)
         for node in ready:
             self.kubelet.pod_running(addons.NAMESPACE, self.dns.pods[node].metadata.name, node,
@@ -448,7 +439,8 @@ class LabCluster:
             return  # the CNI's own install writes each node's conflist (_install_cni)
         # IPv6-only: ${POD_CIDR} is the node's IPv6 range (and ${NODE_IP} its IPv6 address)
         self.wiring.load(self.spec.conflist, {
-            node.name: {"POD_CIDR": self._pod_cidrs(index)[0], "NODE_IP": self._node_ips(index)[0],
+            node.name: {"POD_CIDR": self.network.pod_cidrs(index)[0],
+                        "NODE_IP": self.network.node_ips(index)[0],
                         "NODE_NAME": node.name, **({"POD_CIDR_V6": pod_cidr6(index)} if self.spec.dual else {})}
             for index, node in enumerate(self.topology.nodes, 1)}, {
             "the lab underlay": UNDERLAY, "the Service range": SERVICE_CIDR,
@@ -526,7 +518,7 @@ class LabCluster:
 
     def node_address(self, node: str) -> str | list[str]:
         """The node's address (one per family on a dual-stack lab), a hostNetwork pod's IPs."""
-        ips = self._node_ips(self.network.index(node))
+        ips = self.network.node_ips(self.network.index(node))
         return ips if self.spec.has_ipv6 else ips[0]
 
     def pod_resolv_conf(self, namespace: str, node: str) -> Path:
@@ -589,7 +581,7 @@ class LabCluster:
                 "kubernetes_version": self.control_plane.version,
                 "proxy_mode": self.spec.proxy_mode, "lab_timings": dict(self.timings),
                 "lab_kubelet_missed_heartbeats": self.kubelet.missed_heartbeats if self.kubelet else 0,
-                "lab_kubelet_nodes_mended": list(self.kubelet.mended) if self.kubelet else [],
+                "lab_kubelet_nodes_mended": dict(self.kubelet.mended) if self.kubelet else {},
                 "lab_kubelet_pod_problems": list(self.runtime_pods.errors) if self.runtime_pods else []}
         if self.cni is not None:
             install = self.cni.install

@@ -78,7 +78,7 @@ class LabKubelet:
         self.node_info = node_info  # osImage, kernelVersion, …: the host's, which every node shares
         self.nodes: dict[str, list[str]] = {}  # name -> its InternalIPs (one per family)
         self.missed_heartbeats = 0
-        self.mended: list[str] = []  # nodes posted Ready again after the controller marked them Unknown
+        self.mended: dict[str, int] = {}  # node -> times posted Ready again after the controller marked it otherwise
         self.silent: set[str] = set()  # nodes whose kubelet is stopped (stop_node)
         # (namespace, name) -> (node, IPs, containers) of each pod reported running, to post again
         self.running: dict[tuple[str, str], tuple[str, list[str], list[str]]] = {}
@@ -181,7 +181,7 @@ class LabKubelet:
                               {"status": {"conditions": _ready_conditions()}}, _request_timeout=BEAT_TIMEOUT)
             except Exception:  # noqa: BLE001 - the next look tries again
                 continue
-            self.mended.append(name)
+            self.mended[name] = self.mended.get(name, 0) + 1
             with self._lock:
                 pods = [(key, *seen) for key, seen in self.running.items() if seen[0] == name]
             for (namespace, pod), _, ips, containers in pods:
