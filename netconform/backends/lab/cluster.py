@@ -35,6 +35,7 @@ from ..kube.api import KubeApi, status_message
 from ..kube.channel import reach_through_api
 from ..kube import pods
 from ..kube.manifests import CONTROL_PORT
+from ..kube.services_ready import wait_endpoint_slices
 from . import addons, cleanup, hostlimits, preflight
 from .cni import PLUGIN_DIRS, CniError, PodSandbox
 from .cni_install import INSTALLS
@@ -206,7 +207,8 @@ class LabCluster:
             # kube-proxy rewrite its rules (at most once a second, and about 0.1 s of CPU each):
             # 51 of them in two families saturated two cores for minutes at 50 nodes, and late
             # heartbeats took every node's pods out of their Services.
-            self._wait_endpoint_slices(live, progress)
+            self.timings["endpoint_slices_ready"] = round(wait_endpoint_slices(
+                self.api, self.names.prefix, live, self.spec.proxy_sync_timeout, progress), 2)
             self._start_proxies()
         self._report_dns(progress)
         synced = self.proxies.wait_synced(live, self.proxied_namespaces(), self.names.prefix,
@@ -384,36 +386,6 @@ class LabCluster:
     def proxied_namespaces(self) -> dict[str, str]:
         """Where a kube-proxy runs: every worker, and the control-plane node."""
         return {**self.node_namespaces(), CONTROL_PLANE_NODE: self.control_plane.netns}
-
-    def _wait_endpoint_slices(self, live: Topology, progress: Progress) -> None:
-        """Until the EndpointSlice controller lists every backend of the run's selector Services
-        as ready, in every family (bounded: a controller that lags is kube-proxy's wait's to name)."""
-        wanted: dict[str, set[str]] = {}
-        for service in live.services.values():
-            if service.proxied and not service.manual and service.backends:
-                wanted[service.name] = {ip for name in service.backends
-                                        for ip in ([a for _, a in live.endpoint(name).addresses]
-                                                   or [live.endpoint(name).ip])}
-        started = time.monotonic()
-        deadline = started + self.spec.proxy_sync_timeout
-        lacking = len(wanted)
-        while wanted and time.monotonic() < deadline:
-            listed = self.api.call("list EndpointSlices", self.api.discovery.list_namespaced_endpoint_slice,
-                                   self.names.prefix, _request_timeout=(5, 30)).items
-            ready: dict[str, set[str]] = {}
-            for endpoint_slice in listed:
-                service = (endpoint_slice.metadata.labels or {}).get("kubernetes.io/service-name")
-                ready.setdefault(service, set()).update(
-                    address for e in endpoint_slice.endpoints or []
-                    if e.conditions is None or e.conditions.ready is not False for address in e.addresses)
-            lacking = sum(1 for name, ips in wanted.items() if not ips <= ready.get(name, set()))
-            if not lacking:
-                break
-            time.sleep(0.5)
-        self.timings["endpoint_slices_ready"] = round(time.monotonic() - started, 2)
-        if lacking:
-            progress(f"lab: {lacking} Service(s) still lack endpoints in their EndpointSlices after "
-                     f"{time.monotonic() - started:.0f}s; kube-proxy starts anyway")
 
     def _report_pods(self, live: Topology) -> None:
         """Every pod's probes answer: the lab kubelet reports them Running and Ready, all at once
