@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -15,13 +14,16 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from netconform.report import results  # noqa: E402 - reads a results file whole
 
 
 def one_run(report_dir: Path, extra: list[str]) -> tuple[int, dict]:
     done = subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider",
                            "--report-dir", str(report_dir), *extra], cwd=REPO, capture_output=True,
                           text=True, timeout=900)
-    return done.returncode, json.loads((report_dir / "results.json").read_text())
+    return done.returncode, results.read(report_dir / "results.json")
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ import argparse
 import ctypes
 import importlib
 import os
-import json
 import shlex
 import socket
 import subprocess
@@ -39,6 +38,7 @@ from netconform.checks import INSPECT  # noqa: E402
 from netconform.probing.cycle import PodControl  # noqa: E402
 from netconform.probing.runner import Runner  # noqa: E402
 from netconform.profiles import profile  # noqa: E402
+from netconform.report import results  # noqa: E402
 
 SUITES = ["test_pod_network", "test_node_network", "test_localhost", "test_services", "test_mtu"]
 CLONE_NEWNET = 0x40000000
@@ -126,9 +126,9 @@ def measure_ratio(nodes: int, pods: int) -> dict:
         cases = cross.cases(live, "tcp")
         runner = Runner(live, cluster.channel)
         began = time.monotonic()
-        results = runner.batch(cross, "tcp")
+        answers = runner.batch(cross, "tcp")
         batched = time.monotonic() - began
-        assert all(r["ok"] for r in results.values()), "a healthy lab must pass"
+        assert all(r["ok"] for r in answers.values()), "a healthy lab must pass"
         by_source: dict = {}
         for case in cases:
             by_source.setdefault(case.source, []).append(live.endpoint(case.destination))
@@ -168,7 +168,7 @@ def measure_suite(nodes: int, extra: list[str], timeout: float) -> dict:
             watcher.join()
         wall = time.monotonic() - began
         try:
-            document = json.loads((Path(report) / "results.json").read_text())
+            document = results.read(Path(report) / "results.json")
         except (OSError, ValueError):
             said = [line for line in (run.stdout + run.stderr).splitlines()
                     if line.startswith(("ERROR", "netconform", "INTERNALERROR"))]

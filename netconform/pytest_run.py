@@ -48,9 +48,9 @@ class NetconformRun:
         self.running: str | None = None  # the item under way, named when the run is interrupted
         self.start_failed = False
         self._planned: Topology | None = None
-        self.conformance = Conformance(
-            backend, ProbeSettings(config.getoption("probe_timeout"), config.getoption("probe_attempts")),
-            self.progress)
+        settings = ProbeSettings(config.getoption("probe_timeout"), config.getoption("probe_attempts"))
+        settings.concurrency = backend.probe_concurrency(settings.parallel_probes) or settings.concurrency
+        self.conformance = Conformance(backend, settings, self.progress)
         self.document: dict | None = None
 
     def planned(self) -> Topology:

@@ -129,8 +129,12 @@ class Conformance:
             "ip_families": list(self.topology.families) if self.topology else [],
             "cluster_ip_families": list(self.topology.cluster_families) if self.topology else [],
             "probe_timeout_s": self.settings.timeout, "probe_attempts": self.settings.attempts,
+            "probe_concurrency": self.settings.concurrency, "parallel_probes": self.settings.parallel_probes,
             "control_requests": dict(sum((r.requests for r in self.runners.values()), Counter())),
             "phases": dict(self.phases),
+            # where the probing time went: the batches of each requirement, every family's, longest first
+            "check_seconds": {req: round(seconds, 1) for req, seconds in sum(
+                (r.batch_seconds for r in self.runners.values()), Counter()).most_common()},
         })
         return meta
 

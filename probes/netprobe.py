@@ -270,7 +270,13 @@ class IcmpWatcher:
 # --- the prober --------------------------------------------------------------------------------
 
 
+class NoEchoAfterHandshake(socket.timeout):
+    """A TCP connection that was made (SYN and SYN-ACK went through) but whose echo did not answer in time."""
+
+
 def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, NoEchoAfterHandshake):
+        return "timeout: connected, no echo"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
@@ -307,14 +313,17 @@ def _tcp_once(ip: str, port: int, token: str, timeout: float, source_ip: str | N
             sock.bind((source_ip, 0))
         sock.connect((ip, port))
         local = sock.getsockname()[0]
-        sock.sendall(token.encode() + b"\n")
         chunks = []
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        try:
+            sock.sendall(token.encode() + b"\n")
+            while True:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (socket.timeout, TimeoutError):
+            raise NoEchoAfterHandshake() from None
     if not chunks:  # accepted, then closed: no echo answered (a full echo closes so); not a pass
         raise OSError(errno.ECONNRESET, "closed without an answer")
     reply = json.loads(b"".join(chunks))

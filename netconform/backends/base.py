@@ -37,6 +37,12 @@ class Backend(ABC):
         twice, and after a failed start. When ``hurry()`` turns true (the user pressed Ctrl-C during
         teardown), skip what is polite but slow (CNI DEL) and remove what remains directly."""
 
+    def probe_concurrency(self, parallel_probes: int) -> int | None:
+        """The connections each probe may run at once when ``parallel_probes`` are asked together,
+        where the backend's probes share one machine's CPUs; None: the probes' own default (on a
+        cluster each probe has its node's)."""
+        return None
+
     def change_service(self, name: str, patch: dict | None) -> dict:
         """Apply a JSON merge ``patch`` to one of the run's Services (None: only read it) and
         return its spec as the API server now has it (checks that change Services at run time)."""

@@ -114,6 +114,7 @@ class Runner:
         self.host = host
         self.requests: collections.Counter[str] = collections.Counter()
         self._batches: dict[tuple, dict[str, dict]] = {}
+        self.batch_seconds: collections.Counter[str] = collections.Counter()  # requirement -> time its batches took
         self._reports: dict[str, dict] = {} if reports is None else reports  # shared across families
         self._hosts_read = False  # every node's host probe has been asked for its self-report
         self._lock = threading.RLock()
@@ -150,7 +151,9 @@ class Runner:
         with self._lock:
             key = (check, protocol)
             if key not in self._batches:
+                began = time.monotonic()
                 self._batches[key] = self._run_batch(check, protocol)
+                self.batch_seconds[check.requirement] += time.monotonic() - began
             return self._batches[key]
 
     def report(self, endpoint: Endpoint) -> dict:

@@ -1,6 +1,7 @@
 """The record of one run: what each item checked, what it saw, and the verdict per requirement."""
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -10,9 +11,13 @@ from ..requirements import CATALOG, LEVELS
 from ..verdict import CONFORMANT, Selection, decide, headline, row_status
 
 # v2: verdict, verdict_reasons, exit_code, row notes; v3: each node's evidence once, in
-# "evidence", and an item's "evidence" the keys of its nodes'; "coverage", each row's "pairs"
-SCHEMA = "netconform/results/v3"
-READABLE = ("netconform/results/v2", SCHEMA)  # what the matrix across CNIs reads
+# "evidence", and an item's "evidence" the keys of its nodes'; "coverage", each row's "pairs";
+# v4: an item leaves out the fields that hold their default (UNSAID), and names its pytest test
+# function by its index in the document's "tests" instead of repeating its node id
+SCHEMA = "netconform/results/v4"
+READABLE = ("netconform/results/v2", "netconform/results/v3", SCHEMA)  # what the matrix across CNIs reads
+# fields an item in the file leaves out when they hold these values (most items pass): read() puts them back
+UNSAID = {"flaky": False, "reason": "", "deviation": None, "evidence": [], "observed": {}}
 
 
 @dataclass
@@ -109,21 +114,60 @@ def shared_evidence(items: list[dict]) -> dict:
 def write(path: Path, document: dict) -> None:
     """Write atomically (a run stopped while writing leaves the previous file, never half of
     one) and as a stream: the document's head indented, then one item per line, so a run of
-    100,000 items never holds its whole text in memory at once."""
+    100,000 items never holds its whole text in memory at once. Items are written compact
+    (_compact): at 50 nodes the node ids and the default fields were a fifth of the file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    head = {k: v for k, v in document.items() if k != "items"}
+    items = document.get("items", [])
+    tests: dict[str, int] = {}
+    for item in items:
+        function = _test_function(item)
+        if function is not None:
+            tests.setdefault(function, len(tests))
+    head = {**{k: v for k, v in document.items() if k != "items"}, "tests": list(tests)}
     with partial.open("w") as out:
         out.write(json.dumps(head, indent=2)[:-2])  # without its closing "\n}"
         out.write(',\n  "items": [')
-        for n, item in enumerate(document.get("items", [])):
-            out.write(("," if n else "") + "\n    " + json.dumps(item, separators=(",", ":")))
+        for n, item in enumerate(items):
+            out.write(("," if n else "") + "\n    " + json.dumps(_compact(item, tests), separators=(",", ":")))
         out.write("\n  ]\n}\n")
     partial.replace(path)
 
 
+def _test_function(item: dict) -> str | None:
+    """The node id of the item's test function, when its node id is that function's with the
+    item's own parameters ('suites/test_dns.py::test_dns_srv' for DNS-SRV[tcp/ipv4:…]); else None."""
+    params = item["id"][len(item["requirement"]):]
+    nodeid = item.get("nodeid", "")
+    if params.startswith("[") and nodeid.endswith(params) and len(nodeid) > len(params):
+        return nodeid[:-len(params)]
+    return None
+
+
+def _compact(item: dict, tests: dict[str, int]) -> dict:
+    out = {k: v for k, v in item.items() if k not in UNSAID or v != UNSAID[k]}
+    function = _test_function(item)
+    if function is not None:
+        del out["nodeid"]
+        out["test"] = tests[function]
+    return out
+
+
+def _full(item: dict, tests: list[str]) -> dict:
+    """An item as the run made it, from its compact form (_compact)."""
+    if "test" in item:
+        item["nodeid"] = tests[item.pop("test")] + item["id"][len(item["requirement"]):]
+    for key, value in UNSAID.items():
+        if key not in item:
+            item[key] = copy.copy(value)
+    return item
+
+
 def read(path: Path) -> dict:
+    """A results file, its items whole again (as build() made them) whatever schema wrote them."""
     document = json.loads(Path(path).read_text())
     if not isinstance(document, dict) or document.get("schema") not in READABLE:
         raise ValueError(f"{path} is not a netconform results file ({SCHEMA})")
+    tests = document.pop("tests", [])
+    document["items"] = [_full(item, tests) for item in document.get("items", [])]
     return document

@@ -92,7 +92,7 @@ CILIUM = cni_daemonset("kube-system", "cilium", "quay.io/cilium/cilium:v1.18.2",
 @dataclass
 class PodFate:
     """What the kubelet and scheduler make of one DaemonSet pod."""
-    state: str = "ready"  # ready | pending | image-pull | crash | unschedulable
+    state: str = "ready"  # ready | pending | creating | image-pull | crash | unschedulable
     ip: str | None = None
 
 
@@ -455,6 +455,9 @@ def container_status(container: dict, state: str) -> dict:
         status["state"] = {"running": {"startedAt": NOW}}
         status["containerID"] = f"containerd://{secrets.token_hex(32)}"
         status["imageID"] = f"{container['image']}@sha256:{'0' * 64}"
+    elif state == "creating":  # kubelet could not set up its sandbox (the CNI failed), and retries
+        status["state"] = {"waiting": {"reason": "ContainerCreating", "message":
+                                       "failed to setup network for sandbox: plugin type=\"bridge\" failed (add)"}}
     elif state == "image-pull":
         status["state"] = {"waiting": {"reason": "ImagePullBackOff", "message":
                                        f"Back-off pulling image \"{container['image']}\": ErrImagePull: "

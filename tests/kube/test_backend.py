@@ -120,6 +120,15 @@ def test_pods_that_never_become_ready_end_the_wait_at_its_bound(tmp_path):
         assert 1 < api.requests[f"GET /api/v1/namespaces/{kube.namespace}/pods"] <= 4
 
 
+def test_a_pod_that_is_not_ready_at_the_bound_is_named_with_what_its_containers_wait_for(tmp_path):
+    fate = lambda role, node: PodFate("creating" if node == "kind-worker2" else "ready")  # noqa: E731
+    with FakeApiServer(World(workers(), existing=[KINDNET], fate=fate)) as api:
+        kube = backend(api, tmp_path, ready_timeout=3)
+        with pytest.raises(BackendError, match=r"probe-\w+-\w+ \(Pending on kind-worker2; probe waiting "
+                                               r"ContainerCreating: failed to setup network for sandbox"):
+            kube.start(lambda message: None)
+
+
 def test_the_named_cni_must_be_the_one_running(tmp_path):
     with FakeApiServer(World(workers(), existing=[CILIUM])) as api:
         with pytest.raises(BackendError, match=r"--cni=calico, but no DaemonSet kube-system/calico-node or "

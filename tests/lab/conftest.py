@@ -1,7 +1,6 @@
 """Helpers for tests that run the real suite on a real lab, as a user would, in a subprocess."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from netconform.report import results
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = re.compile(r"netconform-[0-9a-f]{6}")
@@ -27,7 +28,7 @@ class SuiteRun:
 
     @property
     def results(self) -> dict:
-        return json.loads((self.report_dir / "results.json").read_text())
+        return results.read(self.report_dir / "results.json")  # its items whole
 
     @property
     def summary(self) -> dict[str, dict]:

@@ -130,6 +130,18 @@ def test_srv_answers_are_judged_by_port_and_target_and_count():
     assert not observe([q], [ok([g.replace("8080", "80") for g in good])], destination=HEADLESS).ok
 
 
+def test_several_records_answered_again_to_another_form_of_the_name_are_written_once():
+    expect = ("8080 *.web-headless.ns.svc.d.",) * 2
+    asked = [dns.Query(label, name, "SRV", expect=expect) for label, name in
+             (("fqdn", "_tcp._tcp.web-headless.ns.svc.d."), ("short", "_tcp._tcp.web-headless"))]
+    good = ["0 50 8080 10-244-1-2.web-headless.ns.svc.d.", "0 50 8080 10-244-2-2.web-headless.ns.svc.d."]
+    v = observe(asked, [ok(good), ok(good)], destination=HEADLESS)
+    assert v.ok and v.observed == {"fqdn": ["8080 10-244-1-2.web-headless.ns.svc.d.",
+                                            "8080 10-244-2-2.web-headless.ns.svc.d."], "short": "as fqdn"}
+    one = [dns.Query(label, name, expect=("10.96.0.20",)) for label, name in (("short", "web"), ("ns", "web.ns"))]
+    assert observe(one, [ok(["10.96.0.20"])] * 2).observed == {"short": ["10.96.0.20"], "ns": ["10.96.0.20"]}
+
+
 def test_a_name_that_connects_to_something_other_than_a_backend_fails():
     q = dns.Query("short", "web", expect=("10.96.0.20",), connect=80)
     backend = TOPO.services["web"].backends[0]

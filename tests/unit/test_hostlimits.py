@@ -305,3 +305,12 @@ def test_the_lab_backend_hands_the_runner_its_watch():
     assert set(watch.snapshot()) == {"ipv4-neighbour", "ipv6-neighbour", "backlog"}  # no lab yet
     assert "IPv4 neighbour table overflowed 2 times" in watch.exceeded(
         {"ipv4-neighbour": 1}, {"ipv4-neighbour": 3})
+
+
+@pytest.mark.parametrize("cpus, parallel, each", [(2, 16, 16), (1, 16, 8), (8, 16, 64), (64, 16, 64), (1, 64, 4)])
+def test_the_lab_s_probes_share_this_machine_s_cpus_and_run_fewer_connections_at_once(monkeypatch, cpus, parallel, each):
+    """1,024 connections at once on 2 CPUs starved the probes' echo servers (SVC-HAIRPIN at 50 nodes)."""
+    monkeypatch.setattr("netconform.backends.lab.backend.cpus", lambda: cpus)
+    assert LabBackend(PROFILES["bridge"]).probe_concurrency(parallel) == each
+    from netconform.backends.kube.backend import KubeBackend
+    assert KubeBackend.probe_concurrency(object.__new__(KubeBackend), parallel) is None  # a cluster's nodes each have their own

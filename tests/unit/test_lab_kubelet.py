@@ -104,3 +104,27 @@ def test_many_pods_are_reported_at_once_and_a_refusal_is_raised_after_all_were_t
     with pytest.raises(BackendError, match="cannot patch the status of pod ns/p3"):
         lab.pods_running(pods)
     assert sum(1 for kind, _ in api.calls if kind == "pod") == 80  # every pod was tried again
+
+
+def test_a_status_post_that_failed_is_posted_again_at_the_next_look_until_it_lands():
+    api = Api({"node-1": "True"}, refuse={"a"})
+    lab = kubelet(api)
+    with pytest.raises(BackendError, match="pod ns/a"):
+        lab.pod_running("ns", "a", "node-1", ["10.244.1.2"], ["probe"])
+    lab.pod_running("ns", "b", "node-1", ["10.244.1.3"], ["probe"])
+    assert lab.unposted == {("ns", "a")} and ("ns", "a") in lab.running  # it runs; its status is late
+    api.calls.clear()
+    lab._post_unposted()  # still refused: kept for the look after
+    assert api.calls == [("pod", ("ns", "a"))] and lab.unposted == {("ns", "a")}
+    api.refuse = set()
+    lab._post_unposted()
+    assert api.calls[-1] == ("pod", ("ns", "a")) and lab.unposted == set()
+    lab._post_unposted()  # posted: not again
+    assert len(api.calls) == 2
+    api.refuse = {"c"}
+    with pytest.raises(BackendError):
+        lab.pod_running("ns", "c", "node-1", ["10.244.1.4"], ["probe"])
+    lab.pod_gone("ns", "c")  # removed meanwhile: nothing to post
+    api.calls.clear()
+    lab._post_unposted()
+    assert api.calls == [] and lab.unposted == set()

@@ -53,6 +53,27 @@ def test_a_closed_port_is_refused_on_every_attempt(proto):
                                                                  ["refused", "refused"], 2)
 
 
+def test_a_connection_made_whose_echo_never_answers_says_so_apart_from_one_never_made():
+    """A handshake that went through says the network carried it; only the echo was late (a
+    probe starved of CPU), which the verdicts must be able to tell from a SYN never answered."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody reads or answers
+        r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": silent.getsockname()[1],
+                                   "proto": "tcp", "timeout": 0.3})
+    assert (r["ok"], r["error"], r["errors"]) == (False, "timeout: connected, no echo",
+                                                  ["timeout: connected, no echo"])
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # a backlog of 0 that is full: the SYN of the next one is dropped
+        fill = [socket.create_connection(full.getsockname(), timeout=1)]
+        r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": full.getsockname()[1],
+                                   "proto": "tcp", "timeout": 0.3})
+        for one in fill:
+            one.close()
+    assert (r["ok"], r["error"]) == (False, "timeout")
+
+
 def test_a_tcp_connection_can_be_made_from_a_chosen_address_and_only_tcp_takes_one():
     """A loopback hostPort over IPv6 is connected to from the node's address (no route_localnet
     for IPv6): the echo sees the chosen source."""

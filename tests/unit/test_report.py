@@ -44,6 +44,33 @@ def test_results_round_trip(tmp_path):
     assert results.read(tmp_path / "results.json") == json.loads(json.dumps(doc))
 
 
+def test_items_are_written_compact_and_read_back_whole(tmp_path):
+    def item(req, params, function, **extra):
+        return ItemRecord(id=f"{req}[{params}]", nodeid=f"suites/{function}[{params}]", requirement=req,
+                          level="MUST", protocol="tcp", source={"name": "node-1/probe-a", "node": "node-1"},
+                          destination=None, **{"outcome": "passed", **extra})
+    items = [item("POD-POD-CROSS", f"tcp/ipv4:node-1/probe-a->node-{n}/probe-a",
+                  "test_pod_network.py::test_pod_pod_cross", observed={"seen": "10.244.1.2"}) for n in range(2, 5)]
+    items += [item("DNS-SRV", "tcp/ipv4:node-1/probe-a->svc/web-headless", "test_dns.py::test_dns_srv",
+                   outcome="failed", flaky=True, reason="no answer", deviation="known", kind="timeout"),
+              ItemRecord(id="LOCALHOST[odd]", nodeid="suites/test_other.py::test_x[else]", requirement="LOCALHOST",
+                         level="MUST", protocol="tcp", source={}, destination=None, outcome="passed")]
+    document = results.build({"backend": "lab"}, items)
+    results.write(tmp_path / "results.json", document)
+    raw = json.loads((tmp_path / "results.json").read_text())
+    assert raw["schema"] == "netconform/results/v4"
+    assert raw["tests"] == ["suites/test_dns.py::test_dns_srv", "suites/test_pod_network.py::test_pod_pod_cross"]
+    by_id = {i["id"]: i for i in raw["items"]}
+    plain = by_id["POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-a]"]
+    assert plain["test"] == 1 and not {"nodeid", "flaky", "reason", "deviation", "evidence"} & set(plain)
+    said = by_id["DNS-SRV[tcp/ipv4:node-1/probe-a->svc/web-headless]"]  # what differs from the default is said
+    assert (said["flaky"], said["reason"], said["deviation"], "observed" in said) == (True, "no answer", "known", False)
+    assert by_id["LOCALHOST[odd]"]["nodeid"] == "suites/test_other.py::test_x[else]"  # not its own: kept as it is
+    assert results.read(tmp_path / "results.json") == json.loads(json.dumps(document))
+    written = (tmp_path / "results.json").read_text().split('"items": [', 1)[1]
+    assert len(written) < 0.8 * len(json.dumps(document["items"], separators=(",", ":")))
+
+
 def test_matrix_counts_pairs_of_nodes():
     doc = results.build({}, [record(), record(outcome="failed", kind="timeout"),
                              record(src="node-2", dst="node-1")])

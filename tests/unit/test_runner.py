@@ -42,7 +42,9 @@ def requests_for(nodes, pods):
     runner = Runner(topo, probes, ProbeSettings())
     results = runner.batch(CROSS, "tcp")
     assert len(results) == nodes * pods * (nodes - 1) * pods and all(r["ok"] for r in results.values())
+    timed = runner.batch_seconds["POD-POD-CROSS"]
     runner.batch(CROSS, "tcp")  # a second item of the same batch asks nobody
+    assert list(runner.batch_seconds) == ["POD-POD-CROSS"] and runner.batch_seconds["POD-POD-CROSS"] == timed > 0
     return len(probes.calls), len(results)
 
 

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from ...services import BACKEND_ROLE
 from ..base import BackendError
 from .api import KubeApi, status_message
-from .readiness import diagnose, is_ready
+from .readiness import diagnose, is_ready, why_waiting
 
 ROLE_LABEL = "netconform.io/role"
 POLL = 0.25  # s between two reads of a starting pod
@@ -62,9 +62,9 @@ def start_pod(api: KubeApi, namespace: str, body: dict, timeout: float) -> str:
         if fatal:
             raise BackendError(fatal)
         time.sleep(POLL)
-    phase = pod.status.phase if pod is not None and pod.status else "unknown"
+    state = why_waiting(pod) if pod is not None and pod.status else f"{name} (never read)"
     raise BackendError(f"pod {namespace}/{name} on {body['spec']['nodeName']} not Ready after "
-                       f"{timeout:.0f}s (phase {phase})")
+                       f"{timeout:.0f}s: {state}")
 
 
 def delete_pod(api: KubeApi, namespace: str, name: str) -> None:

@@ -79,6 +79,23 @@ def _port_holders(api: KubeApi, namespace: str, reason: str) -> str:
             "--cleanup-only --kubeconfig=…)")
 
 
+def why_waiting(pod) -> str:
+    """What a pod that is not Ready shows of itself: its phase and node, and each container that
+    waits with its reason and message (kubelet's, or the lab kubelet's when it could not start
+    it), or that it has no container status yet (no kubelet has taken it up)."""
+    where = f"{pod.status.phase}{' on ' + pod.spec.node_name if pod.spec and pod.spec.node_name else ''}"
+    statuses = (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])
+    waits = []
+    for status in statuses:
+        waiting = status.state.waiting if status.state else None
+        if waiting is not None:
+            waits.append(f"{status.name} waiting {waiting.reason or ''}"
+                         f"{': ' + waiting.message[:200] if waiting.message else ''}".rstrip())
+    if not statuses and pod.spec and pod.spec.node_name:
+        waits.append("no container status yet")
+    return f"{pod.metadata.name} ({where}{'; ' + '; '.join(waits) if waits else ''})"
+
+
 def is_ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
@@ -103,9 +120,7 @@ def wait_ready(api: KubeApi, namespace: str, expected: int, timeout: float, prog
         fatal = diagnose(pods, events)
         if fatal:
             raise BackendError(fatal + _port_holders(api, namespace, fatal))
-        waiting = [f"{p.metadata.name} ({p.status.phase}"
-                   f"{' on ' + p.spec.node_name if p.spec and p.spec.node_name else ''})"
-                   for p in pods if not is_ready(p)][:5]
+        waiting = [why_waiting(p) for p in pods if not is_ready(p)][:5]
         raise _NotReady(f"{len(ready)}/{expected} ready; not ready: {', '.join(waiting) or 'none created'}")
 
     try:

@@ -82,6 +82,7 @@ class LabKubelet:
         self.silent: set[str] = set()  # nodes whose kubelet is stopped (stop_node)
         # (namespace, name) -> (node, IPs, containers) of each pod reported running, to post again
         self.running: dict[tuple[str, str], tuple[str, list[str], list[str]]] = {}
+        self.unposted: set[tuple[str, str]] = set()  # running pods whose status post failed: posted at the next look
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,6 +154,7 @@ class LabKubelet:
                 if time.monotonic() - looked_at >= NODE_STATUS_EVERY and not self._stop.is_set():
                     looked_at = time.monotonic()
                     self._mend_nodes()
+                    self._post_unposted()
 
     def _try_renew(self, name: str) -> bool:
         if self._stop.is_set():
@@ -188,6 +190,19 @@ class LabKubelet:
                 # a pod removed meanwhile is refused (404): nothing to mend
                 _outcome(self._post_pod, namespace, pod, name, ips, containers)
 
+    def _post_unposted(self) -> None:
+        """Post again the status of each running pod whose report failed, as kubelet's status
+        manager retries a pod's status until the API server has it. A failure waits for the next look."""
+        with self._lock:
+            pods = [(key, self.running[key]) for key in self.unposted if key in self.running]
+            self.unposted.intersection_update(self.running)
+        for (namespace, pod), (node, ips, containers) in pods:
+            if self._stop.is_set() or node in self.silent:
+                continue
+            if _outcome(self._post_pod, namespace, pod, node, ips, containers) is None:
+                with self._lock:
+                    self.unposted.discard((namespace, pod))
+
     def stop_node(self, name: str) -> None:
         """Stop one node's kubelet: no more heartbeats, as when kubelet dies on a node."""
         self.silent.add(name)
@@ -209,10 +224,16 @@ class LabKubelet:
                     containers: list[str]) -> None:
         """Report a pod whose network is wired and whose probes answer: Running and Ready, with
         its IP (one per family: podIPs, the primary's first), as kubelet does once the readiness
-        probes pass."""
-        self._post_pod(namespace, name, node, _listed(pod_ip), containers)
+        probes pass. A report that fails is raised, and also kept to be posted again at the next
+        look (NODE_STATUS_EVERY): the pod runs, and only its status is late."""
         with self._lock:
             self.running[(namespace, name)] = (node, _listed(pod_ip), list(containers))
+        try:
+            self._post_pod(namespace, name, node, _listed(pod_ip), containers)
+        except Exception:
+            with self._lock:
+                self.unposted.add((namespace, name))
+            raise
 
     def pods_running(self, pods: list[tuple[str, str, str, list[str], list[str]]]) -> None:
         """Report many pods (pod_running's arguments each) at once, as the kubelets of their
@@ -227,6 +248,7 @@ class LabKubelet:
         """The pod was removed from its node: nothing of it to post again."""
         with self._lock:
             self.running.pop((namespace, name), None)
+            self.unposted.discard((namespace, name))
 
     def _post_pod(self, namespace: str, name: str, node: str, ips: list[str], containers: list[str]) -> None:
         host = self.nodes[node]

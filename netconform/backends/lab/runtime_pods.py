@@ -191,7 +191,10 @@ class RuntimePods:
                 self._waiting(pod, "CrashLoopBackOff", f"its probe did not answer within "
                               f"{self.ready_timeout:.0f}s")
                 return
-            self.cluster.kubelet.pod_running(namespace, name, node, ip, container_names(pod))
+            try:
+                self.cluster.kubelet.pod_running(namespace, name, node, ip, container_names(pod))
+            except Exception as exc:  # noqa: BLE001 - it runs; the kubelet posts its status again
+                self._note(f"pod {namespace}/{name} on {node}: its status, posted again at the next look: {exc}")
         except Exception as exc:  # noqa: BLE001 - the pod's failure, reported on the pod
             self._note(f"pod {namespace}/{name} on {node}: {exc}")
             self._waiting(pod, "CreateContainerError", f"the lab could not start it: {exc}")

@@ -55,6 +55,9 @@ class LabThroughApi(Backend):
         planned = probe_plan(names, self.lab.spec.pods_per_node, outside=False, host_port=HOST_ECHO_PORT)
         return replace(planned, families=self.lab.spec.families, cluster_families=self.lab.spec.families)
 
+    def probe_concurrency(self, parallel_probes: int) -> int | None:
+        return self.lab.probe_concurrency(parallel_probes)  # its probes share this machine too
+
     def start(self, progress: Progress) -> Topology:
         self.lab.start(progress)
         profile: Profile = replace(self.lab.profile, backend="kube", daemonsets=())
