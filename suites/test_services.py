@@ -27,7 +27,8 @@ test_svc_clusterip = check("SVC-CLUSTERIP", pods_to_service("web"), TCP_UDP, eve
                            repeat=enough_to_see_every_backend)
 
 test_svc_source_ip = check("SVC-SOURCE-IP", pods_to_service("web"), TCP_UDP, client_ip_kept,
-                           repeat=enough_to_see_every_backend, needs=(SECOND_NODE,))
+                           repeat=enough_to_see_every_backend, needs=(SECOND_NODE,),
+                           judges_connections_of=test_svc_clusterip.netconform_check)
 
 test_svc_nodeport = check("SVC-NODEPORT", nodeports("web"), TCP_UDP, reached_a_backend)
 

@@ -127,8 +127,9 @@ class Runner:
         destination = self.topology.endpoint(case.destination) if case.destination else None
         results = []
         if case.protocol != INSPECT:
-            batch = self.batch(check, case.protocol)
-            results = [batch[target_id] for target_id in self._target_ids(check, case)]
+            made_by = check.judges_connections_of or check
+            batch = self.batch(made_by, case.protocol)
+            results = [batch[target_id] for target_id in self._target_ids(made_by, case)]
         evidence = {(other, protocol): self.batch(other, protocol) for other, protocol in check.evidence}
         return Observation(case, check, source, destination, results, self.topology,
                            self._reports_of(source, destination), evidence)

@@ -22,6 +22,8 @@ class EchoingProbes:
                 outer.bodies.append(body)
                 if endpoint.name in outer.dead:
                     raise ProbeUnavailable(f"{endpoint.name}: connection refused")
+                if path == "self":
+                    return {"name": endpoint.name, "interfaces": [], "routes": []}
                 if path == "icmp-seen":
                     return {"seen": {t: "10.0.0.1" for t in body["tokens"]}}
                 by_ip = {e.ip: e.name for e in outer.topo.endpoints}
@@ -107,3 +109,27 @@ def test_a_lagging_capture_is_asked_again_and_a_missing_record_is_the_harness_s(
     assert {r["seen"] for r in late.values()} == {"10.0.0.1"}
     never = Runner(topo, LaggingCapture(topo, logged_on_ask=0)).batch(icmp, "icmp")
     assert all("had not logged it" in r["capture_error"] for r in never.values())
+
+
+def test_a_check_that_judges_anothers_connections_makes_none_of_its_own():
+    """SVC-SOURCE-IP looks at SVC-CLUSTERIP's connections for the client address seen: one batch."""
+    from netconform.services import add_services
+    from suites.test_services import test_svc_clusterip, test_svc_source_ip
+
+    plain = topology(3, 2)
+    topo = add_services(plain, outside=False).with_addresses(
+        {e.pod: e.ip for e in plain.endpoints if e.kind != "host"}, {n.name: n.ip for n in plain.nodes},
+        {"web": "10.96.0.10"})
+    clusterip, source_ip = test_svc_clusterip.netconform_check, test_svc_source_ip.netconform_check
+    assert source_ip.judges_connections_of is clusterip
+    assert (source_ip.pairs(topo), source_ip.protocols) == (clusterip.pairs(topo), clusterip.protocols)
+    assert source_ip.connections(topo, topo.endpoint("svc/web")) == clusterip.connections(topo, topo.endpoint("svc/web")) > 1
+    probes = EchoingProbes(topo)
+    runner = Runner(topo, probes)
+    case = source_ip.cases(topo, "tcp")[0]
+    judged = runner.observe(source_ip, case).results
+    asked = len([c for c in probes.calls if c[1] == "probe"])
+    made = runner.observe(clusterip, next(c for c in clusterip.cases(topo, "tcp") if c.id == case.id)).results
+    assert [c for c in probes.calls if c[1] == "probe"][asked:] == []  # SVC-CLUSTERIP's own batch, made once
+    assert judged == made and len(made) == clusterip.connections(topo, topo.endpoint("svc/web"))
+    assert list(runner.batch_seconds) == ["SVC-CLUSTERIP"]
