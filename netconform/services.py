@@ -129,6 +129,18 @@ def add_services(topology: Topology, outside: bool) -> Topology:
                     topology.cluster_families, topology.pairs)
 
 
+def spread_connections(backends: int, same_probability: float = 1e-6) -> int:
+    """Connections needed so that, with uniform random balancing, the chance that all of them land
+    on one backend stays below ``same_probability``: backends x (1/backends)^count. What shows a
+    Service is not sticky needs only this (5 over 50 backends), not minimum_connections (878)."""
+    if backends <= 1:
+        return 1
+    count = 1
+    while backends * (1 / backends) ** count >= same_probability:
+        count += 1
+    return count
+
+
 def minimum_connections(backends: int, miss_probability: float = 1e-6) -> int:
     """Connections needed so that, with uniform random balancing, the chance that some ready
     backend is never reached stays below ``miss_probability`` (union bound over backends)."""

@@ -6,7 +6,7 @@ import pytest
 from netconform.backends.lab import faults
 from netconform.checks import Case, Check, pods_to_service
 from netconform.probing import service_verdicts as sv
-from netconform.services import add_services, minimum_connections
+from netconform.services import add_services, minimum_connections, spread_connections
 from netconform.topology import OUTSIDE
 
 from .fakes import FakeRunner, observation, result, topology
@@ -35,6 +35,17 @@ def test_connections_make_missing_a_backend_by_chance_rarer_than_one_in_a_millio
     assert minimum_connections(backends) == connections
     if backends > 1:  # the fewest that do: one less is not enough
         assert miss_chance(backends, connections) < 1e-6 <= miss_chance(backends, connections - 1)
+
+
+@pytest.mark.parametrize("backends, connections", [(1, 1), (2, 21), (3, 14), (50, 5)])
+def test_connections_all_landing_on_one_backend_by_chance_are_rarer_than_one_in_a_million(backends, connections):
+    """What shows a Service is not sticky (SVC-AFFINITY's round without affinity): far fewer than
+    what reaches every backend (878 over 50 backends)."""
+    assert spread_connections(backends) == connections
+    if backends > 1:
+        same = lambda count: backends * (1 / backends) ** count  # noqa: E731
+        assert same(connections) < 1e-6 <= same(connections - 1)
+        assert connections <= minimum_connections(backends)
 
 
 # iptables-save lines as kube-proxy 1.37's iptables mode writes them (namespace "ns")
