@@ -228,7 +228,9 @@ def test_a_run_creates_its_objects_for_real_and_ends_not_ready_at_its_bound(cont
     (error,) = error_lines(run.output)
     assert f"probe pods not ready after {READY_TIMEOUT}s (0/{PODS} ready" in error, run.output[-3000:]
     # The DaemonSet controller made the pods and the scheduler bound them to the Nodes.
-    assert re.search(r"(probe-a|probe-b|duo|host)-\w+ \(Pending on lab-node-\d\)", error), error
+    # … and no kubelet took them up: the error says they have no container status yet
+    assert re.search(r"(probe-a|probe-b|duo|host)-\w+ \(Pending on lab-node-\d; no container status yet\)",
+                     error), error
     assert f"kube: {control_plane.server}: {len(nodes)} nodes; CNI other" in run.output, run.output
     assert "objects created" in run.output
     namespace = ERROR_NAMESPACE.search(error).group(1)
