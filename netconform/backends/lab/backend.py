@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...probing.channel import ProbeChannel
-from ...probing.runner import HostWatch
+from ...probing.runner import HostWatch, ProbeSettings
 from ...profiles import Profile
 from ...topology import Endpoint, Topology
 from ..base import Backend, BackendError, Progress
@@ -98,8 +98,8 @@ class LabBackend(Backend):
 
     def probe_concurrency(self, parallel_probes: int) -> int | None:
         """The lab's probes share this machine: IN_FLIGHT_PER_CPU connections per CPU in all,
-        at least 4 and at most the probes' default of 64 each."""
-        return max(4, min(64, IN_FLIGHT_PER_CPU * cpus() // max(1, parallel_probes)))
+        at least 4 and at most the probes' default each."""
+        return max(4, min(ProbeSettings.concurrency, IN_FLIGHT_PER_CPU * cpus() // max(1, parallel_probes)))
 
     def host_snapshot(self) -> hostlimits.Snapshot:
         """Overflow counters of the limits the host shares, conntrack read in the run's nodes."""
