@@ -1,7 +1,11 @@
 """The Services, hostPorts and outside client every backend deploys for the SVC and HOSTPORT checks.
 
-Planned from the probe pods: backends are the first probe pod of every node, so each Service has
-one backend per node and load balancing, source IP and hairpin are all observable.
+Planned from the probe pods: backends are the first probe pod of a node, so each Service has one
+backend per node and load balancing, source IP and hairpin are all observable. On more than
+MAX_BACKENDS nodes, only that many nodes, spread from the first to the last, carry the backends, as
+upstream e2e caps its netserver pods (maxNetProxyPodsCount): a client must reach every backend, so
+its connections grow with the backends, and with one per node the Service rows grew with the
+square of the nodes (2,000 connections per client at 100 nodes; 153 with 10 backends).
 """
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ from .topology import (APISERVER, CONTAINER, HOST, HOSTPORT, KUBERNETES_SERVICE,
 EXTERNAL_NAME = "outside.netconform.test"  # the ExternalName Service's target (.test: RFC 2606)
 BACKEND_ROLE = "probe-a"
 HOST_ROLE = "host"  # the hostNetwork probe pod of every node
+MAX_BACKENDS = 10  # nodes whose probes back the Services (upstream e2e: maxNetProxyPodsCount = 10)
+# The label the run adds to the picked backend pods (a DaemonSet's pods share one template, so the
+# harness labels the chosen ones once they exist); the selector of every picked Service names it
+BACKEND_LABEL = "netconform.io/backend"
 AFFINITY_TIMEOUT = 1  # s, the timeoutSeconds of "affinity-timeout" (short: its rows wait it out)
 # DNS-POD-HOSTNAME: the standalone pod "named" has hostname NAMED_HOSTNAME and, as subdomain, the
 # headless Service "hostnames" that selects it: <hostname>.<subdomain>.<ns>.svc.<domain> is its name
@@ -29,6 +37,8 @@ CYCLED_SERVICE, CYCLED_ROLE = "udp-cycle", "cycled"  # SVC-UDP-BACKEND-CHANGE
 SERVICES = (
     Service("web", node_port=30080),
     Service("web-affinity", affinity=True, node_port=30082),
+    # externalTrafficPolicy Local: every node's NodePort needs a local backend, so it has one per
+    # node, never only the picked ones
     Service("web-local", node_port=30081, local_traffic=True),
     Service("empty"),  # no ready endpoints: kube-proxy rejects its connections
     Service("web-headless", headless=True),  # the DNS checks: A and SRV records per ready backend
@@ -99,15 +109,33 @@ def shared_source(source: Endpoint, destination: Endpoint) -> str | None:
     return source.ip if loopback else None
 
 
+def backend_nodes(nodes: list[str]) -> list[str]:
+    """The nodes whose probes back the picked Services: all of them up to MAX_BACKENDS, else
+    MAX_BACKENDS spread evenly from the first node to the last (the same for the same nodes)."""
+    if len(nodes) <= MAX_BACKENDS:
+        return list(nodes)
+    return [nodes[round(i * (len(nodes) - 1) / (MAX_BACKENDS - 1))] for i in range(MAX_BACKENDS)]
+
+
+def picked_backends(topology: Topology) -> list[str]:
+    """The endpoints whose pods the run labels BACKEND_LABEL: every picked Service's backends."""
+    return sorted({b for s in topology.services.values() if s.picked for b in s.backends})
+
+
 def add_services(topology: Topology, outside: bool) -> Topology:
     """The planned topology plus Service, NodePort and hostPort targets (and the outside client)."""
-    backends = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
+    every = tuple(e.name for e in topology.of_kind(POD) if e.role == BACKEND_ROLE)
+    picked_nodes = set(backend_nodes([n.name for n in topology.nodes]))
+    backends = tuple(name for name in every if topology.endpoint(name).node in picked_nodes)
     duos = tuple(e.name for e in topology.endpoints if e.kind == CONTAINER and e.role == "duo/c1")
     named = tuple(e.name for e in topology.of_kind(STANDALONE) if e.role == NAMED_ROLE)
     hosts = topology.of_kind(HOST)
-    chosen = {"duo": duos, NAMED_ROLE: named, HOST_ROLE: tuple(e.name for e in hosts)}
+    chosen = {"duo": duos, NAMED_ROLE: named,
+              HOST_ROLE: tuple(e.name for e in hosts if e.node in picked_nodes)}
     services = {s.name: s if s.name == "empty" or s.cycled or (s.external_name and not s.selects) else
-                replace(s, backends=chosen.get(s.selects, backends)) for s in SERVICES}
+                replace(s, backends=every) if s.local_traffic else
+                replace(s, backends=chosen.get(s.selects, backends),
+                        picked=(s.selects or BACKEND_ROLE) in (BACKEND_ROLE, HOST_ROLE)) for s in SERVICES}
     if hosts:  # the hostNetwork probes' echo port: 8080 on the lab, off the usual ones on a node
         services["hostnet"] = replace(services["hostnet"], target_port=hosts[0].port)
     endpoints = list(topology.endpoints)

@@ -24,6 +24,7 @@ from .probing.runner import ProbeSettings, Runner
 from .probing.verdicts import Verdict
 from .report.results import ItemRecord
 from .requirements import requirement
+from .services import backend_nodes
 from .topology import Endpoint, Topology
 
 
@@ -128,6 +129,9 @@ class Conformance:
             # the families the items ran in, and the ones the cluster has (a gap: every row incomplete)
             "ip_families": list(self.topology.families) if self.topology else [],
             "cluster_ip_families": list(self.topology.cluster_families) if self.topology else [],
+            # the nodes whose probes back the Services every client must reach each backend of
+            # (at most services.MAX_BACKENDS, as upstream e2e)
+            "service_backend_nodes": backend_nodes([n.name for n in self.topology.nodes]) if self.topology else [],
             "probe_timeout_s": self.settings.timeout, "probe_attempts": self.settings.attempts,
             "probe_concurrency": self.settings.concurrency, "parallel_probes": self.settings.parallel_probes,
             "control_requests": dict(sum((r.requests for r in self.runners.values()), Counter())),

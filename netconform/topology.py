@@ -88,6 +88,7 @@ class Service:
     internal_local: bool = False  # internalTrafficPolicy: Local (only the client node's backends)
     headless: bool = False  # clusterIP: None (DNS answers with the ready backends' pod IPs)
     selects: str | None = None  # the probe role its selector names (default: the backend role)
+    picked: bool = False  # its selector names services.BACKEND_LABEL too: the picked nodes' pods only
     second_port: tuple[int, int] | None = None  # (port, targetPort) of a second named port
     external_name: str | None = None  # type ExternalName (DNS answers with a CNAME, no proxying)
     manual: bool = False  # no selector: the run makes its EndpointSlices, one per port and pod

@@ -306,7 +306,7 @@ class FakeApiServer:
             def _serve(self, method: str):
                 url = urlsplit(self.path)
                 path, query = unquote(url.path), parse_qs(url.query)
-                body = self._body() if method in ("POST", "PUT") else None
+                body = self._body() if method in ("POST", "PUT", "PATCH") else None
                 shape = re.sub(r"/pods/[^/]+/proxy/", "/pods/{pod}/proxy/", path)
                 server.requests[f"{method} {shape}"] += 1
                 server.log.append((method, path))
@@ -326,6 +326,9 @@ class FakeApiServer:
 
             def do_DELETE(self):
                 self._serve("DELETE")
+
+            def do_PATCH(self):
+                self._serve("PATCH")
 
         return Handler
 
@@ -357,6 +360,9 @@ class FakeApiServer:
         if name not in objects:
             return 404, _status(404, "NotFound", f"{plural} \"{name}\" not found")
         if method == "GET":
+            return 200, objects[name]
+        if method == "PATCH":  # a merge patch (a strategic one is the same for maps such as labels)
+            objects[name] = _merged(objects[name], body or {})
             return 200, objects[name]
         if method == "DELETE":
             obj = objects.pop(name)
@@ -484,6 +490,19 @@ def scheduling_event(pod: dict) -> dict:
 def _status(code: int, reason: str, message: str) -> dict:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
+
+
+def _merged(obj: dict, patch: dict) -> dict:
+    """RFC 7386: a key set to null goes, a map merges key by key, anything else replaces."""
+    out = dict(obj)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _matches(obj: dict, selector: str) -> bool:

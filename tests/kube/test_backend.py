@@ -12,6 +12,7 @@ import pytest
 from netconform.backends.base import BackendError
 from netconform.backends.kube.backend import KubeBackend, KubeOptions
 from netconform.profiles import profile
+from netconform.services import backend_nodes
 
 from ..lab.conftest import REPO
 from .conftest import kube_command, run_kube_suite, workers
@@ -345,3 +346,22 @@ def test_an_ipv6_only_cluster_is_probed_in_ipv6_alone(tmp_path):
         with pytest.raises(BackendError, match=re.escape("--ip-family=ipv4 expects ipv4, but the chosen "
                                                          "nodes' InternalIPs are ipv6")):
             backend(api, tmp_path, ip_family="ipv4").plan()
+
+
+def test_on_more_than_ten_nodes_only_the_picked_pods_are_labelled_and_back_the_services(tmp_path):
+    """12 workers: the probe-a and host pods of 10 nodes, spread first to last, carry the backend
+    label the picked Services select; web-local (externalTrafficPolicy Local) keeps every node's."""
+    with FakeApiServer(World(workers(12), existing=[KINDNET])) as api:
+        kube = backend(api, tmp_path)
+        live = kube.start(lambda message: None)
+        labelled = sorted((p["spec"]["nodeName"], p["metadata"]["labels"]["netconform.io/role"])
+                          for p in api.objects("pods", kube.namespace)
+                          if p["metadata"]["labels"].get("netconform.io/backend") == "true")
+        picked = backend_nodes([n.name for n in live.nodes])
+        assert len(picked) == 10 and {picked[0], picked[-1]} == {live.nodes[0].name, live.nodes[-1].name}
+        assert labelled == sorted((n, r) for n in picked for r in ("host", "probe-a"))
+        slices = {s["metadata"]["labels"]["kubernetes.io/service-name"]: s for s in api.selector_slices(kube.namespace)}
+        assert len(slices["web"]["endpoints"]) == len(live.services["web"].backends) == 10
+        assert len(slices["web-local"]["endpoints"]) == len(live.services["web-local"].backends) == 12
+        assert sum(n for key, n in api.requests.items() if key.startswith("PATCH ")) == 20  # one per pod
+        assert kube.close() == []

@@ -6,7 +6,9 @@ import pytest
 from netconform.backends.lab import faults
 from netconform.checks import Case, Check, pods_to_service
 from netconform.probing import service_verdicts as sv
-from netconform.services import add_services, minimum_connections, spread_connections
+from netconform.backends.kube.manifests import DeploySpec, render
+from netconform.services import (BACKEND_LABEL, MAX_BACKENDS, add_services, backend_nodes, minimum_connections,
+                                 picked_backends, spread_connections)
 from netconform.topology import OUTSIDE
 
 from .fakes import FakeRunner, observation, result, topology
@@ -23,6 +25,39 @@ BACKENDS = ["node-1/probe-a", "node-2/probe-a", "node-3/probe-a"]
 def test_every_service_but_empty_has_one_backend_per_node():
     assert list(TOPO.services["web"].backends) == BACKENDS
     assert TOPO.services["empty"].backends == ()
+
+
+def test_up_to_ten_nodes_every_node_backs_the_services_past_that_ten_spread_first_to_last():
+    """Upstream e2e's cap (maxNetProxyPodsCount): a client's connections grow with the backends."""
+    assert backend_nodes([f"n{i}" for i in range(1, 11)]) == [f"n{i}" for i in range(1, 11)]
+    nodes = [f"n{i}" for i in range(1, 51)]
+    picked = backend_nodes(nodes)
+    assert len(set(picked)) == MAX_BACKENDS == 10 and picked[0] == "n1" and picked[-1] == "n50"
+    assert picked == sorted(picked, key=nodes.index)  # in node order, evenly spread
+    gaps = [nodes.index(b) - nodes.index(a) for a, b in zip(picked, picked[1:])]
+    assert max(gaps) - min(gaps) <= 1
+
+
+def test_on_many_nodes_the_picked_services_have_ten_backends_and_local_traffic_keeps_one_per_node():
+    big = add_services(topology(30, 2), outside=True)
+    web, hostnet, local = big.services["web"], big.services["hostnet"], big.services["web-local"]
+    assert len(web.backends) == len(hostnet.backends) == 10 and len(local.backends) == 30
+    assert {big.endpoint(b).node for b in web.backends} == {big.endpoint(b).node for b in hostnet.backends}
+    assert web.picked and hostnet.picked and big.services["retyped"].picked and not local.picked
+    assert not big.services["multiport"].picked and not big.services["hostnames"].picked
+    assert picked_backends(big) == sorted(web.backends + hostnet.backends)
+    assert minimum_connections(len(web.backends)) == 153  # per client; 2,000 over 100 backends
+
+
+def test_a_picked_services_selector_names_the_backend_label_and_the_others_do_not():
+    big = add_services(topology(12, 2), outside=False)
+    objects = render(DeploySpec("r1", "ns"), big, {"web": 30080, "web-affinity": 30082, "web-local": 30081},
+                     {n.name: n.ip for n in big.nodes})
+    selectors = {o["metadata"]["name"]: o["spec"].get("selector") or {} for o in objects if o["kind"] == "Service"}
+    assert selectors["web"][BACKEND_LABEL] == "true" and selectors["hostnet"][BACKEND_LABEL] == "true"
+    assert BACKEND_LABEL not in selectors["web-local"] and BACKEND_LABEL not in selectors["multiport"]
+    templates = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] == "DaemonSet"]
+    assert templates and not any(BACKEND_LABEL in labels for labels in templates)  # the run labels them
 
 
 def miss_chance(backends: int, connections: int) -> float:

@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from ...plan import DUO_CONTAINERS, probe_plan
 from ...probing.channel import ProbeChannel
 from ...profiles import Profile
+from ...services import picked_backends
 from ...topology import (IP_FAMILY_CHOICES, KUBERNETES_SERVICE, NODEPORT, STANDALONE, Endpoint, Topology,
                          family_of)
 from ..base import Backend, BackendError, Progress
@@ -20,6 +21,7 @@ from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
 from . import pods, services_ready
+from .pods import label_backends
 from .discovery import cluster_facts
 from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
                         STOCK_PYTHON, DeploySpec, render, render_endpoint_slices, run_setup)
@@ -107,6 +109,9 @@ class KubeBackend(Backend):
         pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
                           progress, keep=self.options.keep)
         live = self._discover(planned, pods, node_ports)
+        picked = picked_backends(live)
+        label_backends(api, self.namespace, [self._channels[name][0] for name in picked])
+        progress(f"kube: {len(picked)} pods labelled as the Services' backends")
         self._deploy(render_endpoint_slices(spec, live), progress)
         services_ready.wait_endpoint_slices(api, self.namespace, live, self.options.ready_timeout, progress)
         services_ready.wait_services_answer(live, self.channel, progress)

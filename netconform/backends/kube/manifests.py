@@ -9,7 +9,7 @@ import yaml
 
 from ...plan import DUO_CONTAINERS, ECHO_PORT, pod_roles
 from ...profiles import MANIFESTS
-from ...services import (BACKEND_ROLE, HOSTPORT_PORT, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
+from ...services import (BACKEND_LABEL, BACKEND_ROLE, HOSTPORT_PORT, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
                          host_ports, hostport_role)
 from ...topology import STANDALONE, Topology, family_of
 
@@ -82,6 +82,7 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
         "duo_containers": DUO_CONTAINERS, "echo_port": ECHO_PORT, "control_port": CONTROL_PORT,
         "host_echo_port": HOST_ECHO_PORT, "host_control_port": HOST_CONTROL_PORT,
         "services": [planned.services.get(s.name, s) for s in SERVICES], "backend_role": BACKEND_ROLE,
+        "backend_label": BACKEND_LABEL,
         "node_ports": node_ports,
         "standalone": standalone, "token_secret": TOKEN_SECRET, "token_dir": TOKEN_DIR,
     }

@@ -14,7 +14,7 @@ import time
 
 from kubernetes.client.exceptions import ApiException
 
-from ...services import BACKEND_ROLE
+from ...services import BACKEND_LABEL, BACKEND_ROLE
 from ..base import BackendError
 from .api import KubeApi, status_message
 from .readiness import diagnose, is_ready, why_waiting
@@ -74,3 +74,16 @@ def delete_pod(api: KubeApi, namespace: str, name: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise BackendError(f"cannot delete pod {namespace}/{name}: {status_message(exc)}") from None
+
+
+def label_backends(api: KubeApi, namespace: str, names: list[str]) -> None:
+    """Label the picked backend pods (services.BACKEND_LABEL), which the picked Services' selectors
+    name: their DaemonSet's template is every node's, so the run labels the chosen ones itself.
+    The DaemonSet keeps the pods (its selector names run and role alone)."""
+    patch = {"metadata": {"labels": {BACKEND_LABEL: "true"}}}
+    for name in names:
+        try:
+            api.call(f"label Pod {name}", api.core.patch_namespaced_pod, name, namespace, patch)
+        except ApiException as exc:
+            raise BackendError(f"cannot label pod {namespace}/{name} as a Service backend: "
+                               f"{status_message(exc)}") from None

@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ...probing.channel import UnixSocketChannel
 from ...plan import probe_plan
-from ...services import host_ports, hostport_role
+from ...services import host_ports, hostport_role, picked_backends
 from ...topology import IN_POD_NETWORK, KUBERNETES_SERVICE, OUTSIDE, Endpoint, Topology, family_of
 from ...upstream import DEFAULT_RELEASE, NotBuilt, binary, releases
 from ..base import BackendError, Progress
@@ -307,6 +307,8 @@ class LabCluster:
         if objects:
             self.runtime_pods.known |= {(self.names.prefix, p["metadata"]["name"]) for p in objects.pods(nodes)}
             self._pods = objects.create_pods(nodes)
+            pods.label_backends(self.api, self.names.prefix, [self._pods[name]["metadata"]["name"]
+                                                              for name in picked_backends(self.topology)])
         self.runtime_pods.known |= {(addons.NAMESPACE, name) for name in self.dns.pod_names().values()}
         self.dns.create(self.api)
         if not objects:

@@ -161,7 +161,8 @@ def _conntrack_per_node(topology: Topology, nodes: int, pods: int) -> int:
     bridge, 45,619 with vxlan; estimated 73,671."""
     same, cross = pods * (pods - 1), 2 * pods * pods * (nodes - 1)  # pairs touching this node
     hosts = 2 * nodes * pods + pods  # hostNetwork probes to every pod, the node to its pods
-    backends = max([len(s.backends) for s in topology.services.values()] or [1])
+    # the picked Services are the ones every client must reach each backend of (services.py)
+    backends = max([len(s.backends) for s in topology.services.values() if s.picked] or [1])
     per_client = 3 * minimum_connections(backends) + 10 + 1  # balancing, affinity, no endpoints
     services = 2 * nodes * pods * per_client + 4 * (nodes + 1) * nodes  # TCP and UDP; NodePorts
     inner = 3 * (same + cross + hosts) + cross + min(services, math.ceil(2 * services / nodes))
