@@ -11,12 +11,13 @@ Two parts:
   per check; and the ratio of the batched probing of POD-POD-CROSS (TCP) to the same connections
   opened one after another in one tight loop from one process.
 
-    sudo .tox/netconform/bin/python bench/scale.py --suite-sizes 10 30 [--suite-args="--ip-family=ipv4"]
+    sudo .tox/netconform/bin/python bench/scale.py --suite-sizes 10 30 [--suite-args="--ip-family=ipv4"] [--keep-reports DIR]
     sudo .tox/netconform/bin/python bench/scale.py [--sizes 3 6 10] [--ratio-pods 3]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import importlib
 import os
@@ -144,9 +145,11 @@ def memory_in_use() -> int:
     return (int(fields["MemTotal"].split()[0]) - int(fields["MemAvailable"].split()[0])) * 1024
 
 
-def measure_suite(nodes: int, extra: list[str], timeout: float) -> dict:
+def measure_suite(nodes: int, extra: list[str], timeout: float, keep: Path | None = None) -> dict:
     """The whole suite on a lab of ``nodes`` nodes, as a user runs it, with the machine's memory
-    sampled twice a second."""
+    sampled twice a second. Its output goes to ``suite-output.txt`` in the report directory as it
+    comes (follow it with ``tail -f``); with ``keep`` that directory is ``keep/nodes-<N>`` and
+    stays, so the report can be opened afterwards."""
     baseline, peak, done = memory_in_use(), [0], threading.Event()
 
     def sample() -> None:
@@ -154,13 +157,21 @@ def measure_suite(nodes: int, extra: list[str], timeout: float) -> dict:
             peak[0] = max(peak[0], memory_in_use())
 
     watcher = threading.Thread(target=sample, daemon=True)
-    with tempfile.TemporaryDirectory(prefix="netconform-scale-") as report:
-        command = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider",
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            report = stack.enter_context(tempfile.TemporaryDirectory(prefix="netconform-scale-"))
+        else:
+            report = str(keep / f"nodes-{nodes}")
+            Path(report).mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pytest", "suites", "-q", "-s", "-p", "no:cacheprovider",
                    f"--report-dir={report}", f"--lab-nodes={nodes}", *extra]
+        output = Path(report) / "suite-output.txt"
+        print(f"# {nodes} nodes: {shlex.join(command)} (output: {output})", file=sys.stderr, flush=True)
         watcher.start()
         began = time.monotonic()
         try:
-            run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+            with output.open("w") as sink:
+                run = subprocess.run(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"nodes": nodes, "error": f"did not finish within {timeout:.0f}s"}
         finally:
@@ -170,7 +181,7 @@ def measure_suite(nodes: int, extra: list[str], timeout: float) -> dict:
         try:
             document = results.read(Path(report) / "results.json")
         except (OSError, ValueError):
-            said = [line for line in (run.stdout + run.stderr).splitlines()
+            said = [line for line in output.read_text(errors="replace").splitlines()
                     if line.startswith(("ERROR", "netconform", "INTERNALERROR"))]
             return {"nodes": nodes, "error": f"exit {run.returncode}, no results: " + " / ".join(said[-6:])}
         failed: dict[str, int] = {}
@@ -205,6 +216,8 @@ def main() -> int:
                         help="run the whole suite on labs of these many nodes (and nothing else)")
     parser.add_argument("--suite-args", default="", help="more options for every suite run, as one string")
     parser.add_argument("--suite-timeout", type=float, default=3600, help="seconds one suite run may take")
+    parser.add_argument("--keep-reports", type=Path, default=None,
+                        help="keep each suite run's report directory here (nodes-<N>/)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 10])
     parser.add_argument("--ratio-nodes", type=int, default=10)
     parser.add_argument("--ratio-pods", type=int, default=3, help="probe pods per node for the ratio")
@@ -217,7 +230,7 @@ def main() -> int:
               "| report.html | peak memory | failed or error |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for nodes in args.suite_sizes:
-            print_suite(measure_suite(nodes, shlex.split(args.suite_args), args.suite_timeout))
+            print_suite(measure_suite(nodes, shlex.split(args.suite_args), args.suite_timeout, args.keep_reports))
         return 0
     for nodes in args.sizes:
         found = measure_size(nodes)

@@ -16,6 +16,7 @@ from .options import bounded, path_value, range_help
 from .pair_plan import AUTO, PAIR_MODES, SAMPLE_ABOVE
 from .profiles import PROFILES, Profile, UnknownProfile, custom_lab_profile, profile
 from .pytest_run import NetconformRun
+from .report import baseline as compared
 from .requirements import CATALOG, LEVELS
 from .session import Conformance, Judgement
 from .topology import FAMILIES, IP_FAMILY_CHOICES
@@ -61,6 +62,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                                     "destination) instead of every other node; raised to the pods "
                                     "per node, so every pod is tested in each role; implies --pairs=sample "
                                     "under auto", opts.PEERS_PER_NODE))
+    group.addoption("--baseline", metavar="RESULTS_JSON", type=path_value, default=None,
+                    help="an earlier run's results.json: the terminal, results.json and the report "
+                         "name the items that fail now and passed then (new failures), the fixed "
+                         "ones and the unchanged ones")
     group.addoption("--fail-on", choices=("must", "should", "may"), default="must",
                     help="the lowest level whose failure makes the exit code 1 (default must)")
     group.addoption("--cleanup-only", action="store_true",
@@ -108,6 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _refuse_parallel_suites(config)
         chosen = _profile(config)
         not_applicable = _not_applicable(config.getoption("not_applicable"))
+        earlier = compared.load(config.getoption("baseline")) if config.getoption("baseline") else None
         plugin = registry.backend_of(config, chosen)
         if config.getoption("backend") == "lab" and plugin.name != "lab":
             raise ValueError(f"--backend=lab with --cni={chosen.name}: the lab runs the lab profiles "
@@ -125,7 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         backend = plugin.make(config, chosen, report_dir)
     except BackendError as exc:  # options that cannot go together, found by the backend
         raise pytest.UsageError(f"netconform: {exc}") from None
-    run = config.stash[RUN] = NetconformRun(config, chosen, backend, report_dir, not_applicable)
+    run = config.stash[RUN] = NetconformRun(config, chosen, backend, report_dir, not_applicable, earlier)
     config.pluginmanager.register(run, "netconform-run")
 
 

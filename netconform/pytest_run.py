@@ -19,7 +19,7 @@ from .options import MAX_ITEMS
 from .pair_plan import ALL, PairPlan
 from .probing.runner import ProbeSettings
 from .profiles import Profile
-from .report import html, results
+from .report import baseline as compared, html, results
 from .session import Conformance
 from .topology import POD, Topology
 from .verdict import Selection
@@ -31,8 +31,9 @@ class NetconformRun:
     """The plugin's state for one pytest session."""
 
     def __init__(self, config: pytest.Config, chosen: Profile, backend: Backend,
-                 report_dir: Path, not_applicable: dict[str, str]) -> None:
+                 report_dir: Path, not_applicable: dict[str, str], baseline: dict | None = None) -> None:
         self.config = config
+        self.baseline = baseline  # --baseline: an earlier run's document, read before this one began
         self.profile = chosen
         self.backend = backend
         self.report_dir = report_dir
@@ -212,6 +213,9 @@ class NetconformRun:
                               self.not_applicable, self._untested_families())
         self.document = results.build(meta, list(self.records.values()), selection, interrupted,
                                       self.config.getoption("fail_on"), self.coverage())
+        if self.baseline is not None:
+            self.document["baseline"] = compared.compare(self.baseline, self.document,
+                                                         self.config.getoption("baseline"))
         self._write()
         _junit_property(self.config, "netconform_verdict", self.document["verdict"])
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
@@ -267,6 +271,8 @@ class NetconformRun:
         if coverage and coverage["exist"]:
             tr.write_line(f"pairs: {coverage['description']}: {coverage['tested']:,} of "
                           f"{coverage['exist']:,} pairs tested")
+        for line in compared.lines(self.document["baseline"]) if self.document.get("baseline") else ():
+            tr.write_line(line, red=line.startswith("  new failure"), green=line.startswith("  fixed"))
         problems = self.document["meta"].get("cleanup_problems", [])
         if problems:
             tr.write_line(f"teardown: {len(problems)} problem(s), first: {problems[0]}")

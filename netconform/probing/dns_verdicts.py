@@ -48,7 +48,9 @@ def _asked(obs: Observation, r: dict) -> str:
 
 def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
     c = r["connection"]
-    target = f"{obs.case.protocol} from {obs.source.name} to {c['ip']}:{c['port']} ({c['label']})"
+    where = r["id"].split("@", 1)[-1].rpartition("/")[0]  # the round: "initial", or the change's label
+    target = f"{obs.case.protocol} from {obs.source.name} to {c['ip']}:{c['port']} ({c['label']}" \
+             f"{f', round {where}' if where else ''})"
     if not c.get("answered", True):  # a port the change removed: a reject or a timeout is right
         if r["ok"]:
             return Verdict(False, "still-answered", f"{target} was answered by {r.get('responder')}, "
@@ -56,9 +58,13 @@ def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
                            {"connection": c, "responder": r.get("responder")})
         return None
     if not r["ok"]:
+        # after a change the probe first tried every 0.25 s for the settle time (netprobe: settled)
+        waited = f"; before them, {r['settled']} tries while the cluster had time to follow the change " \
+                 f"went unanswered" if r.get("settled") else ""
         return Verdict(False, r["error"].split(":")[0], f"{target}: {r['error']} after "
-                       f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]",
-                       {"connection": c, "error": r["error"]})
+                       f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]{waited}",
+                       {"connection": c, "error": r["error"], **({"round": where} if where else {}),
+                        **({"settled": r["settled"]} if r.get("settled") else {})})
     allowed = _control_backends(obs, c["ip"]) if c.get("control") else may_answer(obs)
     if r.get("responder") not in allowed:
         return Verdict(False, "wrong-responder", f"{target} was answered by {r.get('responder')}, "

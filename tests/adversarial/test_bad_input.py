@@ -51,6 +51,9 @@ def untouched():
      "netconform: --cni and --lab-cni-conf both name the CNI"),
     (["--not-applicable=NO-SUCH-ROW=x"], "unknown requirement 'NO-SUCH-ROW'"),
     (["--not-applicable=HOSTPORT"], "netconform: --not-applicable HOSTPORT: give the reason"),
+    (["--baseline=/nonexistent/results.json"], "netconform: --baseline /nonexistent/results.json: No such file"),
+    (["--baseline=/etc/hostname"], "netconform: --baseline: /etc/hostname is not a netconform results file"),
+    (["--baseline="], "argument --baseline: an empty path"),
     (["-n", "2"], "-n/--numprocesses (or -d/--dist/--tx) runs netconform's own tests in parallel"),
     (["-d", "--tx", "popen", "--tx", "popen"], "runs netconform's own tests in parallel"),
 ])

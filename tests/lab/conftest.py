@@ -13,10 +13,13 @@ import pytest
 
 from netconform.report import results
 
+from ..results_schema import assert_valid_file
+
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = re.compile(r"netconform-[0-9a-f]{6}")
 OWN_PREFIX = re.compile(r"lab: (netconform-[0-9a-f]{6}): world and")  # not a stale run's, swept first
 
+_VALIDATED: set[tuple[Path, int]] = set()
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 
@@ -28,7 +31,12 @@ class SuiteRun:
 
     @property
     def results(self) -> dict:
-        return results.read(self.report_dir / "results.json")  # its items whole
+        path = self.report_dir / "results.json"
+        written = (path, path.stat().st_mtime_ns)
+        if written not in _VALIDATED:  # the file as written holds to the schema (once per file written)
+            assert_valid_file(path)
+            _VALIDATED.add(written)
+        return results.read(path)  # its items whole
 
     @property
     def summary(self) -> dict[str, dict]:

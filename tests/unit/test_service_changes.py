@@ -111,7 +111,7 @@ def test_the_nodeport_of_the_items_protocol_is_the_one_connected_to():
 @pytest.mark.parametrize("broken, kind, words", [
     ("ClusterIP", "timeout", "A retyped (with the search list) over tcp"),
     ("NodePort", "timeout", "A retyped (with the search list) over tcp"),
-    ("nodeport", "refused", "to 172.18.0.2:31000 (node-port): refused"),
+    ("nodeport", "refused", "to 172.18.0.2:31000 (node-port, round nodeport): refused"),
 ])
 def test_a_new_clusterip_or_nodeport_that_carries_nothing_fails_saying_which(broken, kind, words):
     obs, verdict = judge(RetypedStandIn(broken=broken))
@@ -212,7 +212,25 @@ def test_each_protocol_reaches_a_backend_while_the_service_has_it_and_gets_no_an
 def test_a_removed_port_whose_positive_control_fails_too_is_an_error_not_a_pass(protocol):
     obs, verdict = judge_protocols(ProtocolsStandIn(control_broken=True), protocol)
     assert (verdict.ok, verdict.harness, verdict.kind) == (False, True, "control failed")
-    assert "proves nothing" in verdict.reason and "(control)" in verdict.reason
+    assert "proves nothing" in verdict.reason and f"(control, round {protocol}-removed)" in verdict.reason
+
+
+def test_a_connection_that_never_followed_a_change_says_its_round_and_how_long_it_was_waited_for():
+    """After a change the probe tries every 0.25 s for the settle time before its counted attempts:
+    a failure says which round it was and that those tries went unanswered too (a cluster slow to
+    follow the change reads apart from one whose change broke the path at once)."""
+    from types import SimpleNamespace
+    from netconform.probing.dns_verdicts import _connection_failed
+    obs = SimpleNamespace(case=SimpleNamespace(protocol="udp"), source=SimpleNamespace(name="node-6/probe-b"))
+    r = {"id": "SVC-PORT-PROTOCOLS[udp/ipv4:node-6/probe-b->svc/protocols]@tcp-removed/clusterip", "ok": False,
+         "error": "refused", "errors": ["refused", "refused"], "attempts": 2, "settled": 80,
+         "connection": {"label": "clusterip", "ip": "10.96.0.9", "port": 80, "answered": True}}
+    verdict = _connection_failed(obs, r)
+    assert verdict.kind == "refused" and verdict.observed["round"] == "tcp-removed"
+    assert verdict.reason == ("udp from node-6/probe-b to 10.96.0.9:80 (clusterip, round tcp-removed): refused "
+                              "after 2 attempt(s) [refused, refused]; before them, 80 tries while the cluster "
+                              "had time to follow the change went unanswered")
+    assert verdict.observed["settled"] == 80
 
 
 def test_a_removed_protocol_that_is_still_answered_fails():

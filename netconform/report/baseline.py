@@ -1,0 +1,70 @@
+"""A run compared with an earlier one (``--baseline old/results.json``): which items fail now that
+passed then (a regression, introduced between the two runs), which failed then and pass now
+(fixed), which fail in both (unchanged). Items are matched by their id, which names requirement,
+protocol, family, source and destination, so two runs of the same cluster and options match item
+for item; an item only one of the runs has is counted apart, never called new or fixed.
+
+A pure function of the two documents: the report, the terminal and results.json show what it
+returns.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import results
+
+BAD = ("failed", "error")  # outcomes that are not a pass: a network failure, or the harness's error
+SHOWN = 20  # ids the terminal names per list (results.json and the report keep every one)
+
+
+def load(path: Path) -> dict:
+    """The baseline, read before the run starts: a file that is not a results file (any schema the
+    matrix reads) is one line, and the run does not begin."""
+    try:
+        document = results.read(path)
+        if not all(isinstance(item.get("id"), str) and isinstance(item.get("outcome"), str)
+                   for item in document["items"]):
+            raise TypeError("an item without its id or outcome")
+        return document
+    except OSError as exc:
+        raise ValueError(f"--baseline {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) and str(path) in str(exc) else \
+            f"{path} is not a netconform results file ({exc if isinstance(exc, TypeError) else exc.__class__.__name__})"
+        raise ValueError(f"--baseline: {reason}") from None
+
+
+def compare(baseline: dict, document: dict, path: Path | str) -> dict:
+    """The comparison results.json keeps under "baseline"."""
+    before = {item["id"]: item["outcome"] for item in baseline.get("items", [])}
+    now = {item["id"]: item["outcome"] for item in document.get("items", [])}
+    both = before.keys() & now.keys()
+    return {
+        "path": str(path),
+        "verdict": baseline.get("verdict"),
+        "started": baseline.get("meta", {}).get("started"),
+        "compared": len(both),
+        "new_failures": sorted(i for i in both if now[i] in BAD and before[i] not in BAD),
+        "fixed": sorted(i for i in both if before[i] in BAD and now[i] not in BAD),
+        "unchanged": sorted(i for i in both if before[i] in BAD and now[i] in BAD),
+        # failing now, but the baseline did not run the item (another selection, size or family)
+        "failing_not_in_baseline": sorted(i for i in now.keys() - before.keys() if now[i] in BAD),
+        "only_in_baseline": len(before.keys() - now.keys()),
+        "only_now": len(now.keys() - before.keys()),
+    }
+
+
+def lines(comparison: dict) -> list[str]:
+    """What the terminal says of the comparison, after the verdict."""
+    c = comparison
+    said = [f"compared with {c['path']} ({c['verdict']}, {c['started']}): {c['compared']:,} item(s) in both; "
+            f"{len(c['new_failures'])} new failure(s), {len(c['fixed'])} fixed, "
+            f"{len(c['unchanged'])} still failing"
+            + (f"; {len(c['failing_not_in_baseline'])} failing that the baseline did not run"
+               if c["failing_not_in_baseline"] else "")]
+    for title, key in (("new failure", "new_failures"), ("fixed", "fixed")):
+        for item in c[key][:SHOWN]:
+            said.append(f"  {title}: {item}")
+        if len(c[key]) > SHOWN:
+            said.append(f"  … and {len(c[key]) - SHOWN} more {title} item(s) (results.json: baseline)")
+    return said
