@@ -44,7 +44,9 @@ def compare(baseline: dict, document: dict, path: Path | str) -> dict:
         "verdict": baseline.get("verdict"),
         "started": baseline.get("meta", {}).get("started"),
         "compared": len(both),
-        "new_failures": sorted(i for i in both if now[i] in BAD and before[i] not in BAD),
+        # a failure is evidence about the network; an error is the harness's, kept apart (the spec)
+        "new_failures": sorted(i for i in both if now[i] == "failed" and before[i] not in BAD),
+        "new_errors": sorted(i for i in both if now[i] == "error" and before[i] not in BAD),
         "fixed": sorted(i for i in both if before[i] in BAD and now[i] not in BAD),
         "unchanged": sorted(i for i in both if before[i] in BAD and now[i] in BAD),
         # failing now, but the baseline did not run the item (another selection, size or family)
@@ -58,11 +60,13 @@ def lines(comparison: dict) -> list[str]:
     """What the terminal says of the comparison, after the verdict."""
     c = comparison
     said = [f"compared with {c['path']} ({c['verdict']}, {c['started']}): {c['compared']:,} item(s) in both; "
-            f"{len(c['new_failures'])} new failure(s), {len(c['fixed'])} fixed, "
+            f"{len(c['new_failures'])} new failure(s), "
+            + (f"{len(c['new_errors'])} new error(s) (the harness's), " if c["new_errors"] else "")
+            + f"{len(c['fixed'])} fixed, "
             f"{len(c['unchanged'])} still failing"
             + (f"; {len(c['failing_not_in_baseline'])} failing that the baseline did not run"
                if c["failing_not_in_baseline"] else "")]
-    for title, key in (("new failure", "new_failures"), ("fixed", "fixed")):
+    for title, key in (("new failure", "new_failures"), ("new error", "new_errors"), ("fixed", "fixed")):
         for item in c[key][:SHOWN]:
             said.append(f"  {title}: {item}")
         if len(c[key]) > SHOWN:

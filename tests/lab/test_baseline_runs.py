@@ -19,7 +19,7 @@ def test_a_fault_introduced_between_two_runs_is_named_as_new_failures(tmp_path):
     failed = sorted(i["id"] for i in after.results["items"] if i["outcome"] == "failed")
     found = after.results["baseline"]
     assert failed and found["new_failures"] == failed, found
-    assert found["fixed"] == found["unchanged"] == found["failing_not_in_baseline"] == []
+    assert found["fixed"] == found["unchanged"] == found["failing_not_in_baseline"] == found["new_errors"] == []
     assert found["compared"] == len(after.results["items"]) == len(before.results["items"])
     assert f"{len(failed)} new failure(s), 0 fixed, 0 still failing" in after.output
     assert f"  new failure: {failed[0]}" in after.output

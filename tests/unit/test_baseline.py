@@ -24,12 +24,13 @@ def test_a_failure_introduced_between_two_runs_is_new_a_mended_one_fixed_and_the
                       record(src="node-2", dst="node-3", outcome="failed"), record(src="node-3", dst="node-1"),
                       record(src="node-9", dst="node-1", outcome="failed"))
     now = document(record(src="node-1", dst="node-2", outcome="failed"), record(src="node-1", dst="node-3"),
-                   record(src="node-2", dst="node-3", outcome="error"), record(src="node-3", dst="node-1"),
+                   record(src="node-2", dst="node-3", outcome="error"), record(src="node-3", dst="node-1", outcome="error"),
                    record(src="node-4", dst="node-1", outcome="failed"))
     found = baseline.compare(baseline.load(written(tmp_path, before)), now, "old.json")
     assert found["new_failures"] == ["POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-2/probe-a]"]
     assert found["fixed"] == ["POD-POD-CROSS[tcp/ipv4:node-1/probe-a->node-3/probe-a]"]
     assert found["unchanged"] == ["POD-POD-CROSS[tcp/ipv4:node-2/probe-a->node-3/probe-a]"]  # failed, now error
+    assert found["new_errors"] == ["POD-POD-CROSS[tcp/ipv4:node-3/probe-a->node-1/probe-a]"]  # the harness's
     # an item one run has and the other has not is never called new or fixed
     assert found["failing_not_in_baseline"] == ["POD-POD-CROSS[tcp/ipv4:node-4/probe-a->node-1/probe-a]"]
     assert (found["compared"], found["only_in_baseline"], found["only_now"]) == (4, 1, 1)
