@@ -214,8 +214,12 @@ class NetconformRun:
         self.document = results.build(meta, list(self.records.values()), selection, interrupted,
                                       self.config.getoption("fail_on"), self.coverage())
         if self.baseline is not None:
-            self.document["baseline"] = compared.compare(self.baseline, self.document,
-                                                         self.config.getoption("baseline"))
+            try:
+                self.document["baseline"] = compared.compare(self.baseline, self.document,
+                                                             self.config.getoption("baseline"))
+            except Exception as exc:  # noqa: BLE001 - the run's own results are never lost to it
+                self.document["meta"]["baseline_error"] = f"{exc.__class__.__name__}: {exc}"
+                self.progress(f"--baseline: not compared ({exc.__class__.__name__}: {exc})")
         self._write()
         _junit_property(self.config, "netconform_verdict", self.document["verdict"])
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,

@@ -49,7 +49,8 @@ def test_the_terminal_names_new_failures_up_to_a_bound_and_counts_the_rest():
     before = document(*(record(src=f"node-{i}") for i in range(30)))
     now = document(*(record(src=f"node-{i}", outcome="failed") for i in range(30)))
     said = baseline.lines(baseline.compare(before, now, "old.json"))
-    assert said[0].startswith(f"compared with old.json ({before['verdict']}, ") and "30 new failure(s)" in said[0]
+    assert said[0].startswith("compared with /") and f"/old.json ({before['verdict']}, " in said[0]
+    assert "30 new failure(s)" in said[0]
     assert len([line for line in said if line.startswith("  new failure: ")]) == baseline.SHOWN
     assert said[-1] == f"  … and {30 - baseline.SHOWN} more new failure item(s) (results.json: baseline)"
 
@@ -73,6 +74,12 @@ def test_the_report_lists_the_new_failures_linked_to_their_evidence_and_results_
     (json.dumps({"schema": "something/else"}), "is not a netconform results file (netconform/results/v4)"),
     (json.dumps([1, 2]), "is not a netconform results file"),
     (json.dumps({"schema": results.SCHEMA, "items": [{"no": "id"}]}), "is not a netconform results file"),
+    # found by a hostile trial: each of these once ended in a traceback (or crashed the run's end)
+    ("[" * 100000 + "]" * 100000, "is not a netconform results file (RecursionError)"),
+    (json.dumps({"schema": results.SCHEMA, "tests": ["a"], "items": [{"id": "X[y]", "outcome": "passed",
+                                                                     "requirement": "X", "test": 5}]}),
+     "is not a netconform results file (IndexError)"),
+    (json.dumps({"schema": results.SCHEMA, "items": [], "meta": "str"}), "its meta is not a mapping"),
 ])
 def test_a_baseline_that_is_not_a_results_file_is_one_line(tmp_path, content, said):
     path = tmp_path / "old.json"
@@ -102,3 +109,19 @@ def test_results_files_hold_to_the_json_schema_and_the_schema_can_refuse_one(tmp
     found = problems(wrong)
     assert any(p.startswith("items/0/outcome:") for p in found), found
     assert any("surprise" in p for p in found) and any(p.startswith("items/1") for p in found), found
+
+
+def test_skipped_items_and_known_deviations_are_neither_fixed_nor_new_and_the_terminal_says_what_differs():
+    """Found by a hostile trial: a rerun whose items were all declared not applicable (skipped)
+    called 24 failing items "fixed". Fixed means it passes now; new means it passed then."""
+    before = document(record(outcome="failed"), record(src="node-2", outcome="skipped"),
+                      record(src="node-3", outcome="failed"))
+    now = document(record(outcome="skipped"), record(src="node-2", outcome="failed"),
+                   record(src="node-3", outcome="xfailed"), record("LOCALHOST"))
+    found = baseline.compare(before, now, "old.json")
+    assert found["fixed"] == found["new_failures"] == found["unchanged"] == [] and found["not_judged"] == 3
+    assert found["path"].startswith("/") and found["path"].endswith("/old.json")  # resolved: results.json says where
+    said = baseline.lines(found)
+    assert "3 skipped or a known deviation in one of them; 1 item(s) only in this run, 0 only in the baseline" in said[0]
+    apart = baseline.lines(baseline.compare(document(record("LOCALHOST")), document(record()), "old.json"))
+    assert apart[-1] == "  the two runs have no item in common: another selection, size or family"
