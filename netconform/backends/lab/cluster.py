@@ -195,7 +195,12 @@ class LabCluster:
         self.network.route_pods_from(self.control_plane.netns)  # the API server answers pods directly
         if self.cni is not None:  # the CNI's daemons first: they make the pod network
             self._register_nodes()
-            self._start_proxies()  # a CNI's daemons reach the API server by the kubernetes Service
+            self._start_proxies()  # a CNI's daemons reach the API server by the kubernetes Service:
+            # only once every node's kube-proxy routes it, as for CoreDNS (_report_dns). Started
+            # sooner, flannel's first request met "no route to host" on a loaded machine and
+            # exited (CrashLoopBackOff, which ends the wait for the CNI at once)
+            self.proxies.wait_routed(self.node_namespaces(), [n.name for n in self.topology.nodes],
+                                     "default/kubernetes:https", self.spec.proxy_sync_timeout)
             self._install_cni(progress)
             pod_ips = self._wire_and_start(progress)
         live = self._register(pod_ips)
