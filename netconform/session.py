@@ -135,6 +135,8 @@ class Conformance:
             "probe_timeout_s": self.settings.timeout, "probe_attempts": self.settings.attempts,
             "probe_concurrency": self.settings.concurrency, "parallel_probes": self.settings.parallel_probes,
             "control_requests": dict(sum((r.requests for r in self.runners.values()), Counter())),
+            # the targets that flapped after a Service change and were settled again, per requirement
+            "service_change_flaps": dict(sum((r.flaps for r in self.runners.values()), Counter())),
             "phases": dict(self.phases),
             # where the probing time went: the batches of each requirement, every family's, longest first
             "check_seconds": {req: round(seconds, 1) for req, seconds in sum(

@@ -54,23 +54,39 @@ def _connection_failed(obs: Observation, r: dict) -> Verdict | None:
     if not c.get("answered", True):  # a port the change removed: a reject or a timeout is right
         if r["ok"]:
             return Verdict(False, "still-answered", f"{target} was answered by {r.get('responder')}, "
-                           f"but {c.get('why_unanswered') or 'the Service no longer has that port over ' + obs.case.protocol}",
-                           {"connection": c, "responder": r.get("responder")})
+                           f"but {c.get('why_unanswered') or 'the Service no longer has that port over ' + obs.case.protocol}"
+                           f"{_how_it_settled(r, 'answered')}",
+                           {"connection": c, "responder": r.get("responder"), **_settling(r, where)})
         return None
     if not r["ok"]:
-        # after a change the probe first tried every 0.25 s for the settle time (netprobe: settled)
-        waited = f"; before them, {r['settled']} tries while the cluster had time to follow the change " \
-                 f"went unanswered" if r.get("settled") else ""
         return Verdict(False, r["error"].split(":")[0], f"{target}: {r['error']} after "
-                       f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]{waited}",
-                       {"connection": c, "error": r["error"], **({"round": where} if where else {}),
-                        **({"settled": r["settled"]} if r.get("settled") else {})})
+                       f"{r.get('attempts', 0)} attempt(s) [{', '.join(r.get('errors', []))}]"
+                       f"{_how_it_settled(r, 'unanswered')}",
+                       {"connection": c, "error": r["error"], **_settling(r, where)})
     allowed = _control_backends(obs, c["ip"]) if c.get("control") else may_answer(obs)
     if r.get("responder") not in allowed:
         return Verdict(False, "wrong-responder", f"{target} was answered by {r.get('responder')}, "
                        f"not by a backend of {'the Service at ' + c['ip'] if c.get('control') else obs.destination.name}",
                        {"connection": c, "responder": r.get("responder")})
     return None
+
+
+def _how_it_settled(r: dict, wrong: str) -> str:
+    """What the tries before the counted attempts showed, after a change (netprobe: settled,
+    flapped, steady), so that a failure says whether the cluster never followed the change or
+    followed it and then went back on it (a flap), and whether it ever held still."""
+    said = ""
+    if r.get("settled"):
+        said = f"; before them, {r['settled']} tries while the cluster had time to follow the change went {wrong}"
+    if r.get("flapped"):
+        said += (f"; it flapped: {r['flapped']} time(s) a try that behaved was followed by one that did not"
+                 + ("" if r.get("steady") else ", and it never behaved on every try for two sync periods on end"))
+    return said
+
+
+def _settling(r: dict, where: str) -> dict:
+    return {**({"round": where} if where else {}),
+            **{k: r[k] for k in ("settled", "flapped", "steady") if k in r and (r.get("settled") or r.get("flapped"))}}
 
 
 def _control_backends(obs: Observation, ip: str) -> set[str]:

@@ -113,6 +113,9 @@ class Runner:
         self.settings = settings or ProbeSettings()
         self.host = host
         self.requests: collections.Counter[str] = collections.Counter()
+        # requirement -> targets whose Service change flapped (answered, then not) and were settled
+        # again (netprobe.probe_target): how often a proxy went back on a change it had followed
+        self.flaps: collections.Counter[str] = collections.Counter()
         self._batches: dict[tuple, dict[str, dict]] = {}
         self.batch_seconds: collections.Counter[str] = collections.Counter()  # requirement -> time its batches took
         self._reports: dict[str, dict] = {} if reports is None else reports  # shared across families
@@ -474,6 +477,10 @@ class Runner:
         try:
             answer = self.channel_for(self.topology.endpoint(source)).call(
                 "probe", {"targets": targets, "concurrency": concurrency}, timeout=bound)
+            flapped = collections.Counter(r["id"].split("[", 1)[0] for r in answer["results"] if r.get("flapped"))
+            if flapped:
+                with self._lock:
+                    self.flaps.update(flapped)
             return {r["id"]: r for r in answer["results"]}
         except ProbeUnavailable as exc:
             return {t["id"]: {"id": t["id"], "ok": False, "error": "probe unavailable",

@@ -106,6 +106,55 @@ def test_a_settling_connection_waits_for_the_change_one_attempt_at_a_time_and_is
     assert r["settled"] >= 2 and r["latency_ms"] >= 600
 
 
+class _Scripted:
+    """Stands in for the agent's tries of one target: each call answers as the script says (the
+    last entry repeats), so a flap lands exactly where a test wants it."""
+
+    def __init__(self, script: list[bool]):
+        self.script, self.calls = script, []
+
+    def __call__(self, target, attempts, timeout):
+        ok = self.script[min(len(self.calls), len(self.script) - 1)]
+        self.calls.append((attempts, timeout))
+        return {"id": target["id"], "ok": ok, "error": None if ok else "refused",
+                "errors": [] if ok else ["refused"] * attempts, "attempts": 1 if ok else attempts,
+                "responder": "probe-new" if ok else None}
+
+
+def test_a_change_that_flaps_after_its_first_answer_is_settled_again_until_it_holds(monkeypatch):
+    """CI43: refused, answered (the settle tries end), then the counted attempts met the rules'
+    next sync and were refused twice: a false failure on a healthy lab. Now such a failure
+    within the window is a flap: the target is tried again until it has answered every try for
+    STEADY_FOR seconds, then counted again."""
+    tries = _Scripted([False, True, False, True])  # settle, settle, counted, then it holds
+    monkeypatch.setattr(netprobe, "_attempts", tries)
+    started = time.monotonic()
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "udp",
+                               "attempts": 2, "timeout": 1, "settle": 8})
+    assert (r["ok"], r["settled"], r["flapped"], r["steady"]) == (True, 1, 1, True), r
+    assert time.monotonic() - started >= netprobe.STEADY_FOR  # it was watched that long after the flap
+    assert tries.calls[2] == (2, 1.0) and tries.calls[-1] == (2, 1.0)  # the counted attempts, twice
+    assert all(call == (1, netprobe.SETTLE_TIMEOUT) for call in tries.calls[3:-1])
+
+
+def test_a_change_followed_at_once_costs_no_more_than_before(monkeypatch):
+    tries = _Scripted([True])
+    monkeypatch.setattr(netprobe, "_attempts", tries)
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "udp",
+                               "attempts": 2, "timeout": 1, "settle": 8})
+    assert (r["ok"], r["settled"], r["flapped"], len(tries.calls)) == (True, 0, 0, 2), r
+    assert r["latency_ms"] < 200
+
+
+def test_a_target_that_keeps_flapping_fails_on_its_counted_attempts_and_says_it_never_held(monkeypatch):
+    tries = _Scripted([True, False] * 400)
+    monkeypatch.setattr(netprobe, "_attempts", tries)
+    monkeypatch.setattr(netprobe, "SETTLE_PAUSE", 0.01)
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "udp",
+                               "attempts": 2, "timeout": 1, "settle": 1.5})
+    assert r["steady"] is False and r["flapped"] >= 2, r
+
+
 def test_a_connection_that_never_settles_fails_with_its_usual_attempts_after_the_settle_time():
     r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": free_port(), "proto": "tcp",
                                "attempts": 2, "timeout": 1, "settle": 0.5})

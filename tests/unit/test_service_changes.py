@@ -233,6 +233,23 @@ def test_a_connection_that_never_followed_a_change_says_its_round_and_how_long_i
     assert verdict.observed["settled"] == 80
 
 
+@pytest.mark.parametrize("settled, flapped, steady, said", [
+    (40, 12, False, "went unanswered; it flapped: 12 time(s) a try that behaved was followed by one that did "
+                    "not, and it never behaved on every try for two sync periods on end"),
+    (0, 1, True, "[refused, refused]; it flapped: 1 time(s) a try that behaved was followed by one that did not"),
+])
+def test_a_connection_that_flapped_says_so_and_whether_it_ever_steadied(settled, flapped, steady, said):
+    from types import SimpleNamespace
+    from netconform.probing.dns_verdicts import _connection_failed
+    obs = SimpleNamespace(case=SimpleNamespace(protocol="udp"), source=SimpleNamespace(name="node-6/probe-b"))
+    r = {"id": "SVC-PORT-PROTOCOLS[udp/ipv4:node-6/probe-b->svc/protocols]@tcp-removed/clusterip", "ok": False,
+         "error": "refused", "errors": ["refused", "refused"], "attempts": 2, "settled": settled, "flapped": flapped,
+         "steady": steady, "connection": {"label": "clusterip", "ip": "10.96.0.9", "port": 80, "answered": True}}
+    verdict = _connection_failed(obs, r)
+    assert verdict.reason.endswith(said), verdict.reason
+    assert (verdict.observed["flapped"], verdict.observed["steady"]) == (flapped, steady)
+
+
 def test_a_removed_protocol_that_is_still_answered_fails():
     obs, verdict = judge_protocols(ProtocolsStandIn(frozen=True), "udp")
     assert (verdict.ok, verdict.harness, verdict.kind) == (False, False, "still-answered")
