@@ -102,7 +102,7 @@ class NetconformRun:
         return {"pairs": plan.mode, "seed": plan.seed if plan.samples else None,
                 "peers_per_node": plan.peers, "description": plan.describe(),
                 "tested": sum(r["tested"] for r in per.values()), "exist": sum(r["exist"] for r in per.values()),
-                "requirements": per}
+                "requirements": per, "nodes": self.backend.node_coverage(self.conformance.topology or self.planned())}
 
     def planned_counts(self) -> dict[str, int]:
         """Items per requirement the collected test functions make: what a full run of them checks.
@@ -272,6 +272,12 @@ class NetconformRun:
         for reason in self.document["verdict_reasons"]:
             tr.write_line(f"  {reason}")
         coverage = self.document.get("coverage")
+        if coverage and coverage.get("nodes"):
+            nodes = coverage["nodes"]
+            tr.write_line(f"nodes: {nodes['tested']:,} of {nodes['in_cluster']:,} tested"
+                          + (f"; excluded: {'; '.join(n['name'] + ' (' + n['reason'] + ')' for n in nodes['excluded'][:10])}"
+                             + (f"; and {len(nodes['excluded']) - 10} more" if len(nodes["excluded"]) > 10 else "")
+                             if nodes["excluded"] else ""))
         if coverage and coverage["exist"]:
             tr.write_line(f"pairs: {coverage['description']}: {coverage['tested']:,} of "
                           f"{coverage['exist']:,} pairs tested")

@@ -64,6 +64,11 @@ class Backend(ABC):
         grace period)."""
         raise BackendError(f"the {self.name} backend cannot delete pods while the run goes on")
 
+    def node_coverage(self, topology: Topology) -> dict:
+        """The verdict's node coverage: nodes tested out of the cluster's, and each node left out
+        with the reason (network-model.md). A lab tests every node it made."""
+        return {"tested": len(topology.nodes), "in_cluster": len(topology.nodes), "excluded": []}
+
     def metadata(self) -> dict:
         return {"backend": self.name}
 

@@ -40,13 +40,14 @@ RESOURCES = {  # plural -> (kind, group/version)
 
 
 def node(name: str, ip: str, ready: bool = True, labels: dict | None = None,
-         taints: list | None = None) -> dict:
+         taints: list | None = None, unschedulable: bool = False) -> dict:
     """A Node as kubectl get -o json shows it (the fields netconform reads, and their neighbours)."""
     return {
         "metadata": {"name": name, "uid": _uid(), "resourceVersion": "100", "creationTimestamp": NOW,
                      "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                 "kubernetes.io/arch": "amd64", **(labels or {})}},
-        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"], "taints": taints or None},
+        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"], "taints": taints or None,
+                 **({"unschedulable": True} if unschedulable else {})},
         "status": {
             "conditions": [
                 {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
@@ -262,8 +263,12 @@ class FakeApiServer:
             if any(n["metadata"]["labels"].get(k) != v for k, v in selector.items()):
                 continue
             taints = [t for t in n["spec"].get("taints") or [] if t["effect"] in ("NoSchedule", "NoExecute")]
-            tolerated = template["spec"].get("tolerations") or []
+            # the DaemonSet controller adds its own tolerations, the cordon's among them
+            tolerated = [*(template["spec"].get("tolerations") or []),
+                         {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]
             if any(not any(_tolerates(tol, t) for tol in tolerated) for t in taints):
+                continue
+            if not _affinity_allows(template["spec"].get("affinity"), node_name):
                 continue
             fate = self.world.fate(role, node_name)
             internal = [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
@@ -415,6 +420,24 @@ class BrokenOff(bytes):
     """A proxied answer the API server aborts part-way (as kube-apiserver does when its copy of the
     pod's answer fails): sent with a Content-Length 100 bytes longer than it, then the connection
     closes."""
+
+
+def _affinity_allows(affinity: dict | None, node_name: str) -> bool:
+    """The scheduler's required node affinity, for the one kind of term netconform writes:
+    matchFields on metadata.name (terms are ORed, their expressions ANDed)."""
+    required = ((affinity or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    if not required:
+        return True
+    for term in required["nodeSelectorTerms"]:
+        fields = term.get("matchFields") or []
+        if term.get("matchExpressions"):
+            raise NotImplementedError("the fake scheduler reads matchFields on metadata.name only")
+        if any(len(f["values"]) != 1 for f in fields):  # as the API server's validation
+            raise ValueError("must be only one value when `operator` is 'In' or 'NotIn' for node field selector")
+        if all(f["key"] == "metadata.name" and (node_name in f["values"]) == (f["operator"] == "In")
+               for f in fields):
+            return True
+    return False
 
 
 def daemonset_pod(ds: dict, node_name: str, host_ip: str | list[str], ip: str | list[str], state: str) -> dict:

@@ -68,29 +68,56 @@ def test_only_ready_untainted_selected_nodes_are_tested(tmp_path):
     control = node("kind-control-plane", "172.18.0.9", labels={"node-role.kubernetes.io/control-plane": ""},
                    taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
     with FakeApiServer(World([control, *workers(2)], existing=[KINDNET])) as api:
-        assert [n.name for n in backend(api, tmp_path).plan().nodes] == ["kind-worker1", "kind-worker2"]
+        plain = backend(api, tmp_path)
+        assert [n.name for n in plain.plan().nodes] == ["kind-worker1", "kind-worker2"]
+        assert plain.node_coverage(plain.plan()) == {"tested": 2, "in_cluster": 3, "excluded": [
+            {"name": "kind-control-plane", "reason": "tainted (node-role.kubernetes.io/control-plane:NoSchedule; "
+                                                     "see --tolerations)"}]}
         tolerant = backend(api, tmp_path, tolerations=[{"operator": "Exists"}])
         assert len(tolerant.plan().nodes) == 3
         picky = backend(api, tmp_path, node_selector={"kubernetes.io/hostname": "kind-worker2"})
         assert [n.name for n in picky.plan().nodes] == ["kind-worker2"]
-        with pytest.raises(BackendError, match="tainted: kind-control-plane"):
+        assert {e["reason"] for e in picky.node_coverage(picky.plan())["excluded"]} == {"not matching --node-selector"}
+        with pytest.raises(BackendError, match=r"no node to test: every node is excluded: kind-control-plane "
+                                               r"\(tainted .*; kind-worker1 \(not matching --node-selector\)"):
             backend(api, tmp_path, node_selector={"node-role.kubernetes.io/control-plane": ""}).plan()
 
 
-def test_a_node_that_is_not_ready_is_named(tmp_path):
-    sick = node("kind-worker9", "172.18.0.10", ready=False)
-    with FakeApiServer(World([*workers(2), sick], existing=[KINDNET])) as api:
-        with pytest.raises(BackendError, match=r"not Ready: kind-worker9 \(KubeletNotReady\)"):
-            backend(api, tmp_path).plan()
+UNREACHABLE = [{"key": "node.kubernetes.io/unreachable", "effect": effect} for effect in ("NoSchedule", "NoExecute")]
 
 
-def test_a_node_whose_kubelet_stopped_is_named_not_ready_though_the_controller_tainted_it(tmp_path):
-    """Was: the node lifecycle controller's unreachable taint made such a node one more tainted
-    node, left out without a word, and the run went on with fewer nodes."""
-    unreachable = [{"key": "node.kubernetes.io/unreachable", "effect": effect} for effect in ("NoSchedule", "NoExecute")]
-    gone = node("kind-worker9", "172.18.0.10", ready=False, taints=unreachable)
-    with FakeApiServer(World([*workers(2), gone], existing=[KINDNET])) as api:
-        with pytest.raises(BackendError, match=r"not Ready: kind-worker9 \(KubeletNotReady\)"):
+def test_nodes_that_cannot_be_tested_are_left_out_and_named_and_get_no_probe(tmp_path):
+    """Was: one NotReady node stopped the whole run. Now a node that is not Ready (its kubelet
+    stopped: the node lifecycle controller also taints it unreachable, and it is still called not
+    Ready), not Linux or cordoned is excluded with its reason, the others are tested, and the
+    DaemonSets' node affinity keeps every probe off the excluded ones (the DaemonSet controller
+    itself tolerates a cordon)."""
+    nodes = [*workers(2), node("kind-worker3", "172.18.0.4", ready=False, taints=UNREACHABLE),
+             node("win-1", "172.18.0.5", labels={"kubernetes.io/os": "windows"}),
+             node("kind-worker5", "172.18.0.6", unschedulable=True,
+                  taints=[{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}])]
+    with FakeApiServer(World(nodes, existing=[KINDNET])) as api:
+        kube, said = backend(api, tmp_path), []
+        live = kube.start(said.append)
+        assert [n.name for n in live.nodes] == ["kind-worker1", "kind-worker2"]
+        assert kube.node_coverage(live) == {"tested": 2, "in_cluster": 5, "excluded": [
+            {"name": "kind-worker3", "reason": "not Ready (KubeletNotReady)"},
+            {"name": "kind-worker5", "reason": "cordoned (tolerate node.kubernetes.io/unschedulable to include it)"},
+            {"name": "win-1", "reason": "not Linux (kubernetes.io/os=windows)"}]}
+        assert any(line.startswith("kube: 3 node(s) excluded: kind-worker3 (not Ready") for line in said), said
+        placed = {p["spec"]["nodeName"] for p in api.objects("pods", kube.namespace)}
+        assert placed == {"kind-worker1", "kind-worker2"}, placed
+        kube.close()
+        cordon_tolerated = backend(api, tmp_path, tolerations=[{"key": "node.kubernetes.io/unschedulable",
+                                                                  "operator": "Exists", "effect": "NoSchedule"}])
+        assert [n.name for n in cordon_tolerated.plan().nodes] == ["kind-worker1", "kind-worker2", "kind-worker5"]
+
+
+def test_a_cluster_whose_every_node_is_excluded_is_one_error_naming_each(tmp_path):
+    gone = node("kind-worker9", "172.18.0.10", ready=False, taints=UNREACHABLE)
+    with FakeApiServer(World([gone], existing=[KINDNET])) as api:
+        with pytest.raises(BackendError, match=r"no node to test: every node is excluded: "
+                                               r"kind-worker9 \(not Ready \(KubeletNotReady\)\)"):
             backend(api, tmp_path).plan()
 
 
@@ -365,3 +392,40 @@ def test_on_more_than_ten_nodes_only_the_picked_pods_are_labelled_and_back_the_s
         assert len(slices["web-local"]["endpoints"]) == len(live.services["web-local"].backends) == 12
         assert sum(n for key, n in api.requests.items() if key.startswith("PATCH ")) == 20  # one per pod
         assert kube.close() == []
+
+
+def test_the_verdict_states_its_node_coverage_in_the_terminal_results_and_report(tmp_path):
+    """network-model.md, "The verdict": nodes tested out of the cluster's, each excluded node and
+    why. The fakes' probes do not answer (every item is an error); the statement is what is judged."""
+    nodes = [*workers(2), node("win-1", "172.18.0.5", labels={"kubernetes.io/os": "windows"})]
+    with FakeApiServer(World(nodes, existing=[KINDNET])) as api:
+        run = run_kube_suite(tmp_path, api.kubeconfig(tmp_path / "kc"), "--cni=kindnet", "-m", "POD-POD-CROSS",
+                             timeout=120)
+    assert "nodes: 2 of 3 tested; excluded: win-1 (not Linux (kubernetes.io/os=windows))" in run.output, run.output[-3000:]
+    assert run.results["coverage"]["nodes"] == {"tested": 2, "in_cluster": 3, "excluded": [
+        {"name": "win-1", "reason": "not Linux (kubernetes.io/os=windows)"}]}
+    page = (tmp_path / "report.html").read_text()
+    assert re.search(r'<p id="node-coverage">Nodes: 2 of 3 tested; excluded:</p>\s*<ul class="excluded-nodes">\s*'
+                     r'<li><code>win-1</code>: not Linux \(kubernetes.io/os=windows\)</li>', page), page[:3000]
+
+
+def test_image_registry_makes_every_probe_pull_the_mirror_copy_by_the_same_digest(fake_cluster, tmp_path):
+    from netconform.backends.kube.manifests import AGENT_CONFIGMAP, STOCK_PYTHON
+    kube = backend(fake_cluster, tmp_path, image_registry="mirror.local:5000/hub")
+    kube.start(lambda message: None)
+    try:
+        pods = fake_cluster.objects("pods", kube.namespace)
+        images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+        assert images == {f"mirror.local:5000/hub/library/{STOCK_PYTHON}"}
+        # still the stock Python running the agent from its ConfigMap
+        assert [c["metadata"]["name"] for c in fake_cluster.objects("configmaps", kube.namespace)] == [AGENT_CONFIGMAP]
+        assert kube.metadata()["probe_image"].startswith(f"mirror.local:5000/hub/library/{STOCK_PYTHON} (the agent")
+    finally:
+        kube.close()
+
+
+def test_a_bad_image_registry_is_a_usage_error_before_anything(fake_cluster, tmp_path):
+    run = run_kube_suite(tmp_path, fake_cluster.kubeconfig_path, "--cni=kindnet", "--image-registry=http://m",
+                         timeout=60)
+    assert run.returncode == 4 and "a registry, not a URL" in run.output, run.output[-2000:]
+    assert fake_cluster.objects("namespaces") == []

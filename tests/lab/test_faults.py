@@ -261,15 +261,27 @@ def test_last_a_node_whose_lab_kubelet_stops_goes_not_ready_and_loses_its_endpoi
     assert its_backend not in ready_backends(cluster, "web")
     healthy = cluster.api.core.read_node(live.nodes[0].name)
     assert next(c.status for c in healthy.status.conditions if c.type == "Ready") == "True"
-    # The kube backend, pointed at this cluster as at a live one, reports the node at once and
-    # creates nothing (today a NotReady node stops the run; choosing nodes is issue 23's)
+    # The kube backend, pointed at this cluster as at a live one, leaves that node out and names
+    # it, and a Windows Node (an object of the real API server, no kubelet behind it) too; the
+    # other nodes are planned, and nothing is created before the run starts
+    windows = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "win-1", "labels": {
+        "kubernetes.io/os": "windows", "kubernetes.io/hostname": "win-1"}}}
+    cluster.api.core.create_node(windows)
     backend = KubeBackend(profile("other"), KubeOptions(cluster.control_plane.admin_kubeconfig, image=IMAGE))
     started = time.monotonic()
     try:
-        with pytest.raises(BackendError, match=rf"node\(s\) not Ready: {silent} \(NodeStatusUnknown\)"):
-            backend.plan()
+        planned = backend.plan()
+        coverage = backend.node_coverage(planned)
     finally:
         assert backend.close() == []
+        cluster.api.core.delete_node("win-1")
+    assert [n.name for n in planned.nodes] == [n.name for n in live.nodes if n.name != silent]
+    # the lab's control-plane node is a Node too, tainted as kubeadm taints it
+    assert coverage == {"tested": len(live.nodes) - 1, "in_cluster": len(live.nodes) + 2, "excluded": [
+        {"name": "control-plane", "reason": "tainted (node-role.kubernetes.io/control-plane:NoSchedule; "
+                                            "see --tolerations)"},
+        {"name": silent, "reason": "not Ready (NodeStatusUnknown)"},
+        {"name": "win-1", "reason": "not Linux (kubernetes.io/os=windows)"}]}
     assert time.monotonic() - started < 10 and not backend.created
     # Its kubelet beats again (as a lab kubelet does once a loaded machine lets its renewals
     # through): the node is posted Ready, and its pods with it, so its backend is back

@@ -21,11 +21,10 @@ from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
 from . import pods, services_ready
-from .pods import label_backends
 from .discovery import cluster_facts
 from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
-                        STOCK_PYTHON, DeploySpec, render, render_endpoint_slices, run_setup)
-from .nodes import ClusterNode, select_nodes, with_families
+                        DeploySpec, render, render_endpoint_slices, run_setup)
+from .nodes import ClusterNode, NodeChoice, select_nodes, with_families
 from .readiness import wait_ready
 
 NODE_PORT_RANGE = range(30000, 32768)
@@ -46,6 +45,7 @@ class KubeOptions:
     ready_timeout: float = 180.0
     pods_per_node: int = 2
     ip_family: str | None = None  # --ip-family: what the user expects the cluster to have (None: as found)
+    image_registry: str | None = None  # --image-registry: pull the probes' image from this mirror
 
 
 class KubeBackend(Backend):
@@ -58,6 +58,7 @@ class KubeBackend(Backend):
         self.namespace = f"{options.namespace_prefix}-{self.run_id}"
         self.api: KubeApi | None = None
         self.nodes: list[ClusterNode] = []
+        self._choice: NodeChoice | None = None  # the chosen nodes, and why each other is not
         self.created = False
         self._planned: Topology | None = None
         self._channels: dict[str, tuple[str, int]] = {}  # endpoint name -> (pod, control port)
@@ -77,7 +78,8 @@ class KubeBackend(Backend):
         if self._planned is None:
             api = self._connect()
             items = api.call("list nodes", api.core.list_node).items
-            self.nodes = select_nodes(items, self.options.node_selector, self.options.tolerations)
+            self._choice = select_nodes(items, self.options.node_selector, self.options.tolerations)
+            self.nodes = self._choice.chosen
             chosen = {n.name for n in self.nodes}
             self._node_items = [item for item in items if item.metadata.name in chosen]
             planned = probe_plan([n.name for n in self.nodes], self.options.pods_per_node,
@@ -96,29 +98,33 @@ class KubeBackend(Backend):
         found = verify_cni(api, self.profile)
         progress(f"kube: {api.host}: {len(self.nodes)} nodes; CNI {self.profile.name}"
                  f"{f' (DaemonSet {found})' if found else ''}")
+        if self._choice.excluded:
+            progress(f"kube: {len(self._choice.excluded)} node(s) excluded: "
+                     + "; ".join(f"{name} ({why})" for name, why in self._choice.excluded[:10])
+                     + (f"; and {len(self._choice.excluded) - 10} more" if len(self._choice.excluded) > 10 else ""))
         node_ports = self._free_node_ports(planned)
         spec = DeploySpec(self.run_id, self.namespace, self.options.image, self.options.pods_per_node,
                           self.options.node_selector, self.options.tolerations,
                           self.options.image_pull_secret.rpartition("/")[2]
-                          if self.options.image_pull_secret else None)
+                          if self.options.image_pull_secret else None, self.options.image_registry)
         self._objects = render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes})
         namespace, *rest = self._objects
         self._deploy([namespace, *run_setup(spec, self.token), *rest], progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
-        pods = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
-                          progress, keep=self.options.keep)
-        live = self._discover(planned, pods, node_ports)
+        ready = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
+                           progress, keep=self.options.keep)
+        live = self._discover(planned, ready, node_ports)
         picked = picked_backends(live)
-        label_backends(api, self.namespace, [self._channels[name][0] for name in picked])
+        pods.label_backends(api, self.namespace, [self._channels[name][0] for name in picked])
         progress(f"kube: {len(picked)} pods labelled as the Services' backends")
         self._deploy(render_endpoint_slices(spec, live), progress)
         services_ready.wait_endpoint_slices(api, self.namespace, live, self.options.ready_timeout, progress)
         services_ready.wait_services_answer(live, self.channel, progress)
         self._setup_requests = dict(api.requests)  # what the checks ask comes after these
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
-                      "probe_image": self.options.image or f"{STOCK_PYTHON} (the agent by ConfigMap "
-                                                           f"{AGENT_CONFIGMAP})",
+                      "probe_image": spec.pulled_image if self.options.image else
+                      f"{spec.pulled_image} (the agent by ConfigMap {AGENT_CONFIGMAP})",
                       **cluster_facts(api, self._node_items, found)}
         return live
 
@@ -288,6 +294,9 @@ class KubeBackend(Backend):
         except BackendError as exc:
             return [f"namespace {self.namespace}: {exc}"]
         return []
+
+    def node_coverage(self, topology: Topology) -> dict:
+        return self._choice.coverage() if self._choice is not None else super().node_coverage(topology)
 
     def metadata(self) -> dict:
         meta = {"backend": self.name, "cni": self.profile.name, **self._meta}

@@ -12,6 +12,7 @@ from ...profiles import Profile
 from ..base import Backend, BackendError
 
 LIVE_ONLY = {"probe_image": "--probe-image", "image_pull_secret": "--image-pull-secret",
+             "image_registry": "--image-registry",
              "node_selector": "--node-selector", "tolerations": "--tolerations",
              "keep": "--keep"}  # options the lab's own cluster has no use for
 LIVE_DEFAULTS = {"namespace_prefix": ("--namespace-prefix", "netconform"),
@@ -30,6 +31,9 @@ class KubePlugin:
         kube.addoption("--probe-image", metavar="IMAGE", default=None,
                        help="an image built from probes/Dockerfile, run as it is (default: the agent in a "
                             "ConfigMap, run by a stock Python image pinned by digest)")
+        kube.addoption("--image-registry", metavar="HOST[:PORT][/PATH]", default=None,
+                       help="pull the probes' image from this mirror, same path and digest (list what "
+                            "to copy there: python -m netconform images)")
         kube.addoption("--image-pull-secret", metavar="[NAMESPACE/]NAME",
                        help="a Secret to copy into the run's namespace and pull the probe image with")
         kube.addoption("--node-selector", metavar="KEY=VALUE[,…]", help="test only the nodes with these labels")
@@ -68,12 +72,15 @@ class KubePlugin:
 
     def options(self, config: pytest.Config):
         from .backend import KubeOptions
+        from .images import check_registry
         from .manifests import parse_node_selector, parse_tolerations
         opt = config.getoption
+        registry = opt("image_registry")
         return KubeOptions(opt("kubeconfig"), opt("context"), opt("probe_image"),
                            opt("image_pull_secret"), parse_node_selector(opt("node_selector")),
                            parse_tolerations(opt("tolerations")), opt("namespace_prefix"), opt("keep"),
-                           opt("ready_timeout"), ip_family=opt("ip_family"))
+                           opt("ready_timeout"), ip_family=opt("ip_family"),
+                           image_registry=check_registry(registry) if registry is not None else None)
 
     def make(self, config: pytest.Config, profile: Profile, report_dir: Path) -> Backend:
         from .backend import KubeBackend

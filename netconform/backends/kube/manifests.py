@@ -40,6 +40,15 @@ class DeploySpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict] = field(default_factory=list)
     image_pull_secret: str | None = None
+    image_registry: str | None = None  # --image-registry: the probes' image is pulled from this mirror
+
+    @property
+    def pulled_image(self) -> str:
+        """The probes' image as the manifests name it: --probe-image or STOCK_PYTHON, from the
+        mirror when there is one (images.py)."""
+        from .images import mirrored
+        image = self.image or STOCK_PYTHON
+        return mirrored(image, self.image_registry) if self.image_registry else image
 
     @property
     def labels(self) -> dict[str, str]:
@@ -72,11 +81,12 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
                    or [{"containerPort": ECHO_PORT, "protocol": p} for p in ("TCP", "UDP")]}
                   for e in planned.of_kind(STANDALONE)]
     values = {
-        "namespace": spec.namespace, "run_id": spec.run_id, "image": spec.image or STOCK_PYTHON,
+        "namespace": spec.namespace, "run_id": spec.run_id, "image": spec.pulled_image,
         "agent_command": list(AGENT_COMMAND) if spec.image is None else None,
         "agent_configmap": AGENT_CONFIGMAP, "agent_dir": AGENT_DIR,
         "labels": _labels(spec),
         "node_selector": spec.node_selector, "tolerations": spec.tolerations,
+        "nodes": [node.name for node in planned.nodes],
         "image_pull_secret": spec.image_pull_secret, "pod_roles": pod_roles(spec.pods_per_node),
         "hostport_role": holder, "hostport": HOSTPORT_PORT,
         "duo_containers": DUO_CONTAINERS, "echo_port": ECHO_PORT, "control_port": CONTROL_PORT,

@@ -1,10 +1,15 @@
-"""Which nodes a run deploys to: Ready, matching --node-selector, and every NoSchedule/NoExecute
-taint tolerated (a DaemonSet would not place a probe anywhere else)."""
+"""Which nodes a run deploys to, and why each other node is left out: a node that does not match
+--node-selector, is not Linux, is not Ready, is cordoned or has a NoSchedule/NoExecute taint the
+run does not tolerate is excluded, and named with its reason in the verdict's coverage statement
+(network-model.md, "The verdict"): one unusable node no longer stops the whole run."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..base import BackendError
+
+OS_LABEL = "kubernetes.io/os"  # kubelet sets it on every Node: the probes are Linux programs
+CORDON_TAINT = "node.kubernetes.io/unschedulable"  # what `kubectl cordon` amounts to
 
 
 @dataclass(frozen=True)
@@ -14,37 +19,66 @@ class ClusterNode:
     internal_ips: tuple[str, ...] = ()  # every InternalIP it reports (one per family), first first
 
 
-def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict]) -> list[ClusterNode]:
-    """``nodes``: the items of a NodeList (client models). Raise when a chosen node is not Ready."""
-    chosen, not_ready, tainted = [], [], []
+@dataclass(frozen=True)
+class NodeChoice:
+    """The nodes a run tests, and every other node of the cluster with the reason it is not."""
+    chosen: list[ClusterNode]
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (node, why), by name
+
+    def coverage(self) -> dict:
+        return {"tested": len(self.chosen), "in_cluster": len(self.chosen) + len(self.excluded),
+                "excluded": [{"name": name, "reason": why} for name, why in self.excluded]}
+
+
+def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict]) -> NodeChoice:
+    """``nodes``: the items of a NodeList (client models). Raise only when no node is left."""
+    chosen, excluded = [], []
     for node in nodes:
-        labels = node.metadata.labels or {}
-        if any(labels.get(k) != v for k, v in selector.items()):
-            continue
-        # Ready first: the node lifecycle controller taints a node whose kubelet stopped
-        # (node.kubernetes.io/unreachable), and that node must be named as not Ready, not passed
-        # over as one more tainted node
-        ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
-        if ready is None or ready.status != "True":
-            why = (ready.reason or ready.message) if ready else "no Ready condition"
-            not_ready.append(f"{node.metadata.name} ({why})")
-            continue
-        blocking = [t for t in (node.spec.taints or []) if t.effect in ("NoSchedule", "NoExecute")
-                    and not any(_tolerates(tol, t) for tol in tolerations)]
-        if blocking:
-            tainted.append(f"{node.metadata.name} ({', '.join(_taint(t) for t in blocking)})")
+        why = _excluded_because(node, selector, tolerations)
+        if why:
+            excluded.append((node.metadata.name, why))
             continue
         internal = [a.address for a in (node.status.addresses or []) if a.type == "InternalIP"]
         if not internal:
             raise BackendError(f"node {node.metadata.name} reports no InternalIP address")
         chosen.append(ClusterNode(node.metadata.name, internal[0], tuple(internal)))
-    if not_ready:
-        raise BackendError(f"node(s) not Ready: {'; '.join(not_ready)}; wait for them, or leave them "
-                           "out with --node-selector")
+    excluded.sort()
     if not chosen:
-        hint = f"; tainted: {'; '.join(tainted)} (see --tolerations)" if tainted else ""
-        raise BackendError(f"no node to test: none matches --node-selector {selector or '{}'}{hint}")
-    return sorted(chosen, key=lambda n: n.name)
+        listed = "; ".join(f"{name} ({why})" for name, why in excluded[:10])
+        more = f"; and {len(excluded) - 10} more" if len(excluded) > 10 else ""
+        raise BackendError(f"no node to test: every node is excluded: {listed}{more}" if excluded
+                           else "no node to test: the cluster has no Node")
+    return NodeChoice(sorted(chosen, key=lambda n: n.name), excluded)
+
+
+def _excluded_because(node, selector: dict[str, str], tolerations: list[dict]) -> str | None:
+    """Why ``node`` is not tested, or None. The order matters for what a node is called: a
+    node whose kubelet stopped is tainted by the node lifecycle controller
+    (node.kubernetes.io/unreachable), and must be named as not Ready, not as one more tainted node."""
+    labels = node.metadata.labels or {}
+    if any(labels.get(k) != v for k, v in selector.items()):
+        return "not matching --node-selector"
+    system = labels.get(OS_LABEL) or getattr(getattr(node.status, "node_info", None), "operating_system", None)
+    if system and system != "linux":
+        return f"not Linux ({OS_LABEL}={system})"
+    ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+    if ready is None or ready.status != "True":
+        return f"not Ready ({(ready.reason or ready.message or ready.status) if ready else 'no Ready condition'})"
+    cordon = SimpleTaint(CORDON_TAINT, None, "NoSchedule")
+    if node.spec.unschedulable and not any(_tolerates(tol, cordon) for tol in tolerations):
+        return f"cordoned (tolerate {CORDON_TAINT} to include it)"
+    blocking = [t for t in (node.spec.taints or []) if t.effect in ("NoSchedule", "NoExecute")
+                and not any(_tolerates(tol, t) for tol in tolerations)]
+    if blocking:
+        return f"tainted ({', '.join(_taint(t) for t in blocking)}; see --tolerations)"
+    return None
+
+
+@dataclass(frozen=True)
+class SimpleTaint:
+    key: str
+    value: str | None
+    effect: str
 
 
 def _tolerates(toleration: dict, taint) -> bool:

@@ -103,6 +103,9 @@ class LabThroughApi(Backend):
     def keep_logs(self, destination: Path) -> list[str]:
         return self.lab.keep_logs(destination)
 
+    def node_coverage(self, topology: Topology) -> dict:
+        return self.kube.node_coverage(topology) if self.kube else super().node_coverage(topology)
+
     def metadata(self) -> dict:
         lab = self.lab.metadata()
         meta = {**lab, **(self.kube.metadata() if self.kube else {})}
