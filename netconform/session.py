@@ -21,7 +21,7 @@ from .checks import Case, Check
 from .pair_plan import PairPlan
 from .probing.cycle import PodControl
 from .probing.runner import ProbeSettings, Runner
-from .probing.verdicts import Verdict
+from .probing.verdicts import Verdict, not_judged_under_policy
 from .report.results import ItemRecord
 from .requirements import requirement
 from .services import backend_nodes
@@ -77,7 +77,7 @@ class Conformance:
     def judge(self, spec: Check, case: Case) -> Judgement:
         """Probe (one batch per check and protocol, shared by its cases) and judge one case."""
         runner = self.runners[case.family]
-        verdict = spec.verdict(runner.observe(spec, case))
+        verdict = not_judged_under_policy(spec.verdict(runner.observe(spec, case)), self.backend.blocking_policies())
         evidence = {}
         if not verdict.ok and not verdict.harness:
             nodes = {self.topology.endpoint(case.source).node}

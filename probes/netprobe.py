@@ -762,25 +762,33 @@ def probe_target(target: dict) -> dict:
     after that, with the full timeout: a target that works only now and then is not hidden by
     the first lucky try. If those attempts fail while the window lasts, the cluster may still be
     on its way: a proxy that applies a Service's change and its EndpointSlice's in separate syncs
-    answers, refuses, then answers again (CI43: a healthy flannel lab failed so). That is a flap
-    (``flapped``): the target is then settled again, this time until it has behaved on every try
+    answers, refuses, then answers again (CI43: a healthy flannel lab failed so). Attempts that
+    were all refused are such a flap (``flapped``): the target is then settled again, this time
+    until it has behaved on every try
     for STEADY_FOR seconds (``steady`` says whether it did), and the usual attempts are made
     once more. A healthy cluster that follows the change at once pays nothing for this.
 
     A target that must go unanswered (``unanswered``: a port the change removed) settles the
-    other way: its usual attempts are made again until none of them is answered."""
+    other way: its usual attempts are made again until none of them is answered on every round
+    for STEADY_FOR seconds. The same gap that refuses a kept port for a moment (a slice being
+    replaced) would refuse a port the proxy never removed, and one silent round would then pass
+    it; if the window ends before the silence holds, the last answered round is reported."""
     timeout, attempts = float(target.get("timeout", 2.0)), int(target.get("attempts", 1))
     settle = float(target.get("settle") or target.get("dns", {}).get("settle", 0))
     started = time.monotonic()
     waited: dict = {}
-    if target.get("unanswered"):  # settled once every attempt of a round goes unanswered: one lost packet is not it
-        result = _attempts(target, attempts, timeout)
-        settled = 0
-        while result["ok"] and time.monotonic() - started < settle:
-            settled += 1
-            time.sleep(SETTLE_PAUSE)
-            result = _attempts(target, attempts, timeout)
-        waited = {"settled": settled}
+    if target.get("unanswered"):  # a round is silent when none of its attempts is answered
+        rounds: list[dict] = []
+
+        def silent() -> bool:
+            rounds.append(_attempts(target, attempts, timeout))
+            return not rounds[-1]["ok"]
+        if settle:
+            waited = _settle(silent, settle, started, STEADY_FOR)
+        if not rounds:
+            silent()
+        answered = [r for r in rounds if r["ok"]]
+        result = rounds[-1] if not settle or waited["steady"] or not answered else answered[-1]
     elif settle:
         # a question's own loop (_dns_once) asks until the expected answer within the window,
         # which all its tries share (each would otherwise wait it out once more for a wrong one);
@@ -791,7 +799,7 @@ def probe_target(target: dict) -> dict:
             return _attempts(target, 1, min(timeout, SETTLE_TIMEOUT))["ok"]
         waited = _settle(behaves, settle, started, 0.0)
         result = _attempts(target, attempts, timeout)
-        if not result["ok"] and waited["steady"] and time.monotonic() - started < settle:
+        if not result["ok"] and waited["steady"] and _refused_only(result) and time.monotonic() - started < settle:
             again = _settle(behaves, settle, started, STEADY_FOR)
             waited = {"settled": waited["settled"] + again["settled"],
                       "flapped": waited["flapped"] + 1 + again["flapped"], "steady": again["steady"]}
@@ -804,6 +812,14 @@ def probe_target(target: dict) -> dict:
         result["size"] = int(target["size"])
     result["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
     return result
+
+
+def _refused_only(result: dict) -> bool:
+    """Whether every attempt was refused: the proxy's own "no endpoints" reject, which is what a
+    change in flight shows. A timeout or an unreachable network is not taken for a flap: a
+    Service with one backend out of reach answers now and then for good, and waiting out the
+    window for each of its targets made a faulty run three minutes longer (CI50)."""
+    return bool(result["errors"]) and all(e.endswith("refused") for e in result["errors"])
 
 
 def _settle(behaves, settle: float, started: float, steady_for: float) -> dict:
@@ -938,6 +954,8 @@ def check_limits(request: dict) -> None:
                 raise ValueError(f"DNS type {query.get('type')!r} of {target.get('id')}: one of {DNS_TYPES}")
             if target["proto"] not in ("udp", "tcp"):
                 raise ValueError(f"a DNS query goes over udp or tcp, not {target['proto']!r}")
+            if "settle_until" in query:  # the agent's own: the deadline its tries share (probe_target)
+                raise ValueError(f"dns.settle_until of {target.get('id')} is the agent's own; give settle")
             if not 0 <= float(query.get("settle", 0)) <= MAX_TIMEOUT:
                 raise ValueError(f"settle of {target.get('id')} must be in [0, {MAX_TIMEOUT:g}] s")
             if not all(isinstance(e, str) for e in query.get("expect", [])):

@@ -64,6 +64,11 @@ class Backend(ABC):
         grace period)."""
         raise BackendError(f"the {self.name} backend cannot delete pods while the run goes on")
 
+    def blocking_policies(self) -> str | None:
+        """The policies that may block the run's traffic, in words, or None: a failed item is then
+        not judged (network-model.md: traffic a policy blocks is not a network failure)."""
+        return None
+
     def node_coverage(self, topology: Topology) -> dict:
         """The verdict's node coverage: nodes tested out of the cluster's, and each node left out
         with the reason (network-model.md). A lab tests every node it made."""

@@ -477,7 +477,8 @@ class Runner:
         try:
             answer = self.channel_for(self.topology.endpoint(source)).call(
                 "probe", {"targets": targets, "concurrency": concurrency}, timeout=bound)
-            flapped = collections.Counter(r["id"].split("[", 1)[0] for r in answer["results"] if r.get("flapped"))
+            requirement = {t["id"]: _requirement_of(t) for t in targets}
+            flapped = collections.Counter(requirement.get(r["id"], "?") for r in answer["results"] if r.get("flapped"))
             if flapped:
                 with self._lock:
                     self.flaps.update(flapped)
@@ -518,6 +519,11 @@ class Runner:
                     results[target_id]["capture_error"] = (
                         f"the echo came back, so the packet arrived, but {receiver}'s capture "
                         f"had not logged it after {ICMP_SEEN_ASKS} asks")
+
+
+def _requirement_of(target: dict) -> str:
+    """The requirement a target is asked for, from its token ("<run>:<REQ>[<target id>]")."""
+    return target["token"].split("[", 1)[0].rsplit(":", 1)[-1]
 
 
 class ServiceChangeFailed(Exception):

@@ -21,6 +21,24 @@ class Verdict:
     harness: bool = False  # not evidence about the network: the harness could not do its part
 
 
+# Failures a policy cannot cause: traffic went through and showed something the model forbids (a
+# rewritten source, the wrong backend or answer, a port that should be gone). A policy only drops
+# or rejects, so these are judged whatever policies are in place.
+DESPITE_POLICY = frozenset({"nat", "wrong-responder", "still-sticky", "wrong-answer", "truncated",
+                            "still-answered", "answered", "mismatch"})
+
+
+def not_judged_under_policy(verdict: Verdict, policies: str | None) -> Verdict:
+    """A failure that a policy in place may have caused (a timeout, a refusal, a backend never
+    reached) is not evidence about the network (the model holds "barring intentional network
+    segmentation"): an error naming the policies. A pass stands (the traffic went through), and so
+    does a failure no drop could cause (DESPITE_POLICY)."""
+    if verdict.ok or verdict.harness or not policies or verdict.kind in DESPITE_POLICY:
+        return verdict
+    return Verdict(False, "policy", f"{verdict.reason}; not judged: {policies}",
+                   {**verdict.observed, "failure": verdict.kind}, harness=True)
+
+
 def harness_error(obs: Observation, r: dict) -> Verdict | None:
     """A connection the harness could not make or could not judge: its probe could not be asked,
     or a limit of the host (not of the cluster) was hit while it ran. Such an item is an error."""

@@ -36,6 +36,16 @@ RESOURCES = {  # plural -> (kind, group/version)
     "services": ("Service", "v1"), "events": ("Event", "v1"), "secrets": ("Secret", "v1"),
     "daemonsets": ("DaemonSet", "apps/v1"), "configmaps": ("ConfigMap", "v1"),
     "endpointslices": ("EndpointSlice", "discovery.k8s.io/v1"),
+    "networkpolicies": ("NetworkPolicy", "networking.k8s.io/v1"),
+}
+# served only where the world installs their CRDs (World.crds): the policy kinds of the admin
+# tiers and of CNIs (backends/kube/policies.py)
+CRD_RESOURCES = {
+    "adminnetworkpolicies": ("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1"),
+    "baselineadminnetworkpolicies": ("BaselineAdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1"),
+    "globalnetworkpolicies": ("GlobalNetworkPolicy", "crd.projectcalico.org/v1"),
+    "ciliumclusterwidenetworkpolicies": ("CiliumClusterwideNetworkPolicy", "cilium.io/v2"),
+    "ciliumnetworkpolicies": ("CiliumNetworkPolicy", "cilium.io/v2"),
 }
 
 
@@ -110,6 +120,10 @@ class World:
     # the cluster's IP families, the primary's first: a pod gets a podIP in each, a Service that
     # asks for PreferDualStack or RequireDualStack a ClusterIP in each (the nodes say theirs)
     families: tuple[str, ...] = ("ipv4",)
+    crds: tuple[str, ...] = ()  # plurals of CRD_RESOURCES the API server serves
+    # objects made as a namespace is created (as a Kyverno generate rule makes a default-deny):
+    # namespace name -> objects, each (plural, obj) with its namespace filled in
+    on_namespace: Callable[[str], list[tuple[str, dict]]] | None = None
 
 
 class FakeApiServer:
@@ -196,6 +210,9 @@ class FakeApiServer:
         self.created[plural].append(name)
         if plural == "daemonsets":
             self._schedule(ns, stored)
+        if plural == "namespaces" and self.world.on_namespace:
+            for made_plural, made in self.world.on_namespace(name):
+                self._put(made_plural, name, {**made, "metadata": {**made["metadata"], "namespace": name}})
         return 201, stored
 
     def _free_cluster_ip(self) -> str:
@@ -343,11 +360,13 @@ class FakeApiServer:
         proxy = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy/(.*)", path)
         if proxy:
             return self._proxy(method, *proxy.groups(), body)
-        found = re.fullmatch(r"/apis?/(?:apps/|discovery\.k8s\.io/)?v1(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?",
+        found = re.fullmatch(r"/apis?/(?:([a-z0-9.]+)/)?(v[0-9a-z]+)(?:/namespaces/([^/]+))?/([a-z]+)(?:/([^/]+))?",
                              path)
-        if not found or found.group(2) not in RESOURCES:
+        served = {**RESOURCES, **{p: CRD_RESOURCES[p] for p in self.world.crds}}
+        if not found or found.group(4) not in served or \
+                "/".join(g for g in found.group(1, 2) if g) != served[found.group(4)][1]:
             return 404, _status(404, "NotFound", "the server could not find the requested resource")
-        ns, plural, name = found.groups()
+        ns, plural, name = found.group(3, 4, 5)
         if plural == "namespaces" and ns is None and name is not None:
             ns, name = None, name
         if method == "GET" and name is None:
@@ -356,7 +375,7 @@ class FakeApiServer:
                 items = items + self._controller_slices(ns)
             selector = query.get("labelSelector", [""])[0]
             items = [o for o in items if _matches(o, selector)]
-            kind, version = RESOURCES[plural]
+            kind, version = served[plural]
             return 200, {"kind": f"{kind}List", "apiVersion": version,
                          "metadata": {"resourceVersion": "999"}, "items": items}
         if method == "POST" and name is None:

@@ -429,3 +429,66 @@ def test_a_bad_image_registry_is_a_usage_error_before_anything(fake_cluster, tmp
                          timeout=60)
     assert run.returncode == 4 and "a registry, not a URL" in run.output, run.output[-2000:]
     assert fake_cluster.objects("namespaces") == []
+
+
+def default_deny(namespace: str) -> list[tuple[str, dict]]:
+    """What a Kyverno generate rule makes in every new namespace."""
+    return [("networkpolicies", {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                 "metadata": {"name": "default-deny"},
+                                 "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}})]
+
+
+def test_a_policy_generated_in_the_run_namespace_is_found_and_named_and_allow_policy_lifts_it(tmp_path):
+    """network-model.md: traffic a policy blocks is not a network failure. The run lists the
+    policies that can select its pods before probing; a namespaced one is lifted by --allow-policy's
+    allow-all NetworkPolicy, made before any probe starts."""
+    with FakeApiServer(World(workers(2), existing=[KINDNET], on_namespace=default_deny)) as api:
+        kube, said = backend(api, tmp_path), []
+        kube.start(said.append)
+        try:
+            assert kube.blocking_policies().startswith(
+                f"NetworkPolicy {kube.namespace}/default-deny may block this traffic")
+            assert "--allow-policy lifts the namespaced ones" in kube.blocking_policies()
+            assert any("1 policy(ies) may block the run's traffic: NetworkPolicy" in line for line in said), said
+            meta = kube.metadata()
+            assert meta["policies"] == [{"kind": "NetworkPolicy", "name": "default-deny",
+                                         "namespace": kube.namespace, "may_block": True}]
+            assert (meta["policies_unreadable"], meta["allow_policy"]) == ([], False)
+        finally:
+            kube.close()
+        allowed = backend(api, tmp_path, allow_policy=True)
+        allowed.start(lambda message: None)
+        try:
+            assert allowed.blocking_policies() is None
+            (own,) = [p for p in api.objects("networkpolicies", allowed.namespace) if p["metadata"]["name"] ==
+                      "netconform-allow-all"]
+            assert own["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{}], "egress": [{}]}
+            # made right after the namespace, before the Secret, the ConfigMap and every probe
+            posts = [path.rsplit("/", 1)[1] for method, path in api.log
+                     if method == "POST" and f"/namespaces/{allowed.namespace}/" in path]
+            assert posts[:3] == ["networkpolicies", "secrets", "configmaps"], posts
+            assert [p["may_block"] for p in allowed.metadata()["policies"]] == [False]
+        finally:
+            allowed.close()
+
+
+def test_an_admin_policy_still_blocks_with_allow_policy_and_a_kind_not_served_is_no_policy(tmp_path):
+    deny = ("adminnetworkpolicies", None, {"apiVersion": "policy.networking.k8s.io/v1alpha1",
+                                            "kind": "AdminNetworkPolicy", "metadata": {"name": "deny-all"},
+                                            "spec": {"priority": 10, "subject": {"namespaces": {}}}})
+    with FakeApiServer(World(workers(2), existing=[KINDNET, deny], crds=("adminnetworkpolicies",))) as api:
+        kube = backend(api, tmp_path, allow_policy=True)
+        kube.start(lambda message: None)
+        try:
+            assert kube.blocking_policies() == ("AdminNetworkPolicy deny-all may block this traffic, and "
+                                                "traffic a policy blocks is not a network failure")
+        finally:
+            kube.close()
+    # without the CRDs (the fake serves none of the CNI kinds): nothing found, nothing unreadable
+    with FakeApiServer(World(workers(2), existing=[KINDNET])) as api:
+        kube = backend(api, tmp_path)
+        kube.start(lambda message: None)
+        try:
+            assert kube.blocking_policies() is None and kube.metadata()["policies_unreadable"] == []
+        finally:
+            kube.close()

@@ -70,3 +70,17 @@ def test_the_run_acts_with_the_readme_role_alone_and_a_missing_permission_is_one
     finally:
         assert backend.close() == []
     assert prefix and leftovers(prefix) == []
+
+
+def test_allow_policy_makes_its_network_policy_through_the_real_api_server_with_the_run_role(tmp_path):
+    """--allow-policy on the lab cluster: the run, bound to the README's role, creates its allow-all
+    NetworkPolicy (the real API server validates it), lists every policy kind the server serves
+    (a kind it does not serve is no policy), finds none of its own to blame, and passes."""
+    run = run_suite(tmp_path, "--backend=kube", "--allow-policy", "--lab-nodes=2", "-m", "POD-POD-CROSS")
+    assert run.returncode == 2, run.output[-3000:]  # the other MUST rows deselected; none failed
+    meta = run.results["meta"]
+    assert (meta["allow_policy"], meta["policies"], meta["policies_unreadable"]) == (True, [], [])
+    assert run.summary["POD-POD-CROSS"]["passed"] == run.summary["POD-POD-CROSS"]["total"] > 0
+    assert any(shape.startswith("POST /apis/networking.k8s.io/v1/namespaces/") and shape.endswith("/networkpolicies")
+               for shape in meta["api_requests"]), meta["api_requests"]
+    assert leftovers(run.prefix) == []

@@ -81,6 +81,8 @@ def test_a_fault_with_no_mechanism_for_the_proxy_mode_is_refused_by_name(tmp_pat
 @pytest.mark.parametrize("args, message", [
     (("--backend=kube", "--keep", "--namespace-prefix=foo"), "--keep, --namespace-prefix: live-cluster option(s)"),
     (("--backend=kube", "--probe-image=busybox:1"), "--probe-image: live-cluster option(s)"),
+    (("--image-registry=mirror.local",), "--image-registry: live-cluster option(s)"),
+    (("--allow-policy",), "--allow-policy adds a NetworkPolicy to a live run's namespace: on the lab it needs --backend=kube"),
     # was: silently ignored on a plain lab run
     (("--probe-image=busybox:1",), "--probe-image: live-cluster option(s)"),
     (("--node-selector=a=b", "--tolerations=all"), "--node-selector, --tolerations: live-cluster option(s)"),

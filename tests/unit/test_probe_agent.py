@@ -137,6 +137,21 @@ def test_a_change_that_flaps_after_its_first_answer_is_settled_again_until_it_ho
     assert all(call == (1, netprobe.SETTLE_TIMEOUT) for call in tries.calls[3:-1])
 
 
+def test_a_target_that_times_out_after_an_answer_is_no_flap_and_is_judged_at_once(monkeypatch):
+    """A Service with one backend out of reach answers now and then for good: its timeouts are
+    judged, not waited out for the whole window (CI50: a faulty run took minutes longer)."""
+    class TimesOut(_Scripted):
+        def __call__(self, target, attempts, timeout):
+            r = super().__call__(target, attempts, timeout)
+            return r if r["ok"] else {**r, "error": "timeout", "errors": ["timeout"] * attempts}
+    tries = TimesOut([True, False, True])
+    monkeypatch.setattr(netprobe, "_attempts", tries)
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "udp",
+                               "attempts": 1, "timeout": 1, "settle": 8})
+    assert (r["ok"], r["error"], r["flapped"], len(tries.calls)) == (False, "timeout", 0, 2), r
+    assert r["latency_ms"] < 500
+
+
 def test_a_change_followed_at_once_costs_no_more_than_before(monkeypatch):
     tries = _Scripted([True])
     monkeypatch.setattr(netprobe, "_attempts", tries)
@@ -150,9 +165,34 @@ def test_a_target_that_keeps_flapping_fails_on_its_counted_attempts_and_says_it_
     tries = _Scripted([True, False] * 400)
     monkeypatch.setattr(netprobe, "_attempts", tries)
     monkeypatch.setattr(netprobe, "SETTLE_PAUSE", 0.01)
+    monkeypatch.setattr(netprobe, "STEADY_FOR", 0.2)  # reachable within the window, had it held
     r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "udp",
                                "attempts": 2, "timeout": 1, "settle": 1.5})
-    assert r["steady"] is False and r["flapped"] >= 2, r
+    assert r["steady"] is False and r["flapped"] >= 10, r
+    assert len(tries.calls) >= 20  # tried all the window long
+
+
+def test_a_removed_port_that_goes_quiet_for_a_moment_and_answers_again_is_still_answered(monkeypatch):
+    """The gap that refuses a kept port for a moment (a slice being replaced) also silences a
+    port the proxy never removed: one silent round must not pass it."""
+    monkeypatch.setattr(netprobe, "SETTLE_PAUSE", 0.01)
+    monkeypatch.setattr(netprobe, "STEADY_FOR", 0.3)
+    tries = _Scripted([True, False, True] * 300)  # answered but for a silent round now and then
+    monkeypatch.setattr(netprobe, "_attempts", tries)
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "tcp", "attempts": 2,
+                               "timeout": 1, "settle": 1.0, "unanswered": True})
+    assert (r["ok"], r["responder"], r["steady"]) == (True, "probe-new", False), r
+
+
+def test_a_removed_port_that_stays_silent_settles_after_the_steady_time(monkeypatch):
+    monkeypatch.setattr(netprobe, "SETTLE_PAUSE", 0.01)
+    monkeypatch.setattr(netprobe, "STEADY_FOR", 0.3)
+    tries = _Scripted([True, True, False])  # the old rules answer twice, then the port is gone
+    monkeypatch.setattr(netprobe, "_attempts", tries)
+    r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": 9, "proto": "tcp", "attempts": 2,
+                               "timeout": 1, "settle": 5, "unanswered": True})
+    assert (r["ok"], r["settled"], r["steady"]) == (False, 2, True), r
+    assert r["latency_ms"] >= 300 and len(tries.calls) >= 10
 
 
 def test_a_connection_that_never_settles_fails_with_its_usual_attempts_after_the_settle_time():
@@ -177,14 +217,15 @@ def test_a_question_that_never_gets_its_expected_answer_waits_the_settle_time_on
 
 
 def test_a_target_that_must_go_unanswered_settles_until_it_is():
-    """A port the change removed: while the old rules still answer, it is tried again; the first
-    attempt without an answer ends it (the verdict wants no answer)."""
+    """A port the change removed: while the old rules still answer, it is tried again, until no
+    attempt is answered for STEADY_FOR seconds (the verdict wants no answer)."""
     port = free_port()
     server = netprobe.start_tcp_echo("probe-old", port)
     threading.Timer(0.6, server.shutdown).start()
     r = netprobe.probe_target({"id": "t", "ip": "127.0.0.1", "port": port, "proto": "tcp",
-                               "attempts": 2, "timeout": 1, "settle": 3, "unanswered": True})
+                               "attempts": 2, "timeout": 1, "settle": 8, "unanswered": True})
     assert r["ok"] is False and r["error"] and r["settled"] >= 1 and r["latency_ms"] >= 600
+    assert r["steady"] and r["latency_ms"] >= 600 + netprobe.STEADY_FOR * 1000 - 300  # silent 2 s on end
 
 
 def test_a_silent_udp_peer_is_a_timeout():

@@ -133,3 +133,11 @@ def test_a_check_that_judges_anothers_connections_makes_none_of_its_own():
     assert [c for c in probes.calls if c[1] == "probe"][asked:] == []  # SVC-CLUSTERIP's own batch, made once
     assert judged == made and len(made) == clusterip.connections(topo, topo.endpoint("svc/web"))
     assert list(runner.batch_seconds) == ["SVC-CLUSTERIP"]
+
+
+def test_a_targets_requirement_is_read_from_its_token_whatever_its_id_holds():
+    """service_change_flaps is counted per requirement: target ids hold ':' and '[' of their own."""
+    from netconform.probing.runner import _requirement_of
+    target = {"id": "udp/ipv4:node-1/probe-a->svc/protocols@tcp-removed/clusterip",
+              "token": "ab12cd34:SVC-PORT-PROTOCOLS[udp/ipv4:node-1/probe-a->svc/protocols@tcp-removed/clusterip]"}
+    assert _requirement_of(target) == "SVC-PORT-PROTOCOLS"

@@ -139,3 +139,50 @@ def test_a_large_datagram_read_short_is_truncated():
 def test_a_large_datagram_lost_says_its_fragments_were():
     verdict = verdicts.arrived_whole(large_observation(ok=False, error="timeout", errors=["timeout"], responder=None))
     assert verdict.kind == "timeout" and "fragments were lost or not reassembled" in verdict.reason
+
+
+def test_a_failure_under_a_policy_is_an_error_naming_it_and_a_pass_stands():
+    from netconform.probing.verdicts import Verdict, not_judged_under_policy
+    said = "NetworkPolicy ns/default-deny may block this traffic"
+    failed = not_judged_under_policy(Verdict(False, "timeout", "tcp from a to b: timeout", {"x": 1}), said)
+    assert (failed.ok, failed.harness, failed.kind) == (False, True, "policy")
+    assert failed.reason == f"tcp from a to b: timeout; not judged: {said}"
+    assert failed.observed == {"x": 1, "failure": "timeout"}
+    passed = Verdict(True, "pass")
+    assert not_judged_under_policy(passed, said) is passed
+    harness = Verdict(False, "probe unavailable", "x", harness=True)
+    assert not_judged_under_policy(harness, said) is harness
+    plain = Verdict(False, "timeout", "y")
+    assert not_judged_under_policy(plain, None) is plain
+    for kind in ("nat", "wrong-responder", "still-answered"):  # traffic went through: a drop cannot do that
+        seen = Verdict(False, kind, "z")
+        assert not_judged_under_policy(seen, said) is seen
+
+
+def test_the_run_judges_every_item_under_the_backends_policies(monkeypatch):
+    """The wiring: Conformance.judge asks the backend which policies may block the run's traffic
+    (KubeBackend: read before probing) and a failure under them is an error, as the verdict says."""
+    from types import SimpleNamespace
+
+    from netconform.backends.base import Backend
+    from netconform.checks import Case
+    from netconform.probing.runner import ProbeSettings
+    from netconform.probing.verdicts import Verdict
+    from netconform.session import Conformance
+
+    class Policed(Backend):
+        name = "policed"
+        plan = start = channel = close = lambda self, *a: None
+
+        def blocking_policies(self):
+            return "NetworkPolicy ns/default-deny may block this traffic"
+
+    conformance = Conformance(Policed(), ProbeSettings(), lambda message: None)
+    endpoint = SimpleNamespace(node="node-1")
+    conformance.topology = SimpleNamespace(endpoint=lambda name: endpoint, nodes=[SimpleNamespace(name="node-1")])
+    conformance.runners = {"ipv4": SimpleNamespace(observe=lambda spec, case: None,
+                                                   node_evidence=lambda node: {})}
+    spec = SimpleNamespace(verdict=lambda obs: Verdict(False, "timeout", "tcp: timeout"))
+    judged = conformance.judge(spec, Case("POD-POD-CROSS", "tcp", "node-1/probe-a", "node-2/probe-a"))
+    assert judged.verdict.harness and judged.verdict.kind == "policy"
+    assert "not judged: NetworkPolicy ns/default-deny may block this traffic" in judged.verdict.reason

@@ -56,6 +56,7 @@ class KubeApi:
         self.discovery = client.DiscoveryV1Api(self.client)
         self.coordination = client.CoordinationV1Api(self.client)
         self.rbac = client.RbacAuthorizationV1Api(self.client)
+        self.custom = client.CustomObjectsApi(self.client)  # any group's list: the policy kinds (policies.py)
         try:
             self._first_contact()
         except BackendError:

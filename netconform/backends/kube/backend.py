@@ -20,7 +20,8 @@ from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
 from .channel import PodProxyChannel, reach_through_api
 from .cni import verify_cni
-from . import pods, services_ready
+from . import pods, policies, services_ready
+from .policies import allow_all_policy
 from .discovery import cluster_facts
 from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
                         DeploySpec, render, render_endpoint_slices, run_setup)
@@ -46,6 +47,7 @@ class KubeOptions:
     pods_per_node: int = 2
     ip_family: str | None = None  # --ip-family: what the user expects the cluster to have (None: as found)
     image_registry: str | None = None  # --image-registry: pull the probes' image from this mirror
+    allow_policy: bool = False  # --allow-policy: an allow-all NetworkPolicy in the run's namespace
 
 
 class KubeBackend(Backend):
@@ -59,6 +61,7 @@ class KubeBackend(Backend):
         self.api: KubeApi | None = None
         self.nodes: list[ClusterNode] = []
         self._choice: NodeChoice | None = None  # the chosen nodes, and why each other is not
+        self.policies: policies.PolicyScan | None = None  # read before the first check
         self.created = False
         self._planned: Topology | None = None
         self._channels: dict[str, tuple[str, int]] = {}  # endpoint name -> (pod, control port)
@@ -109,7 +112,8 @@ class KubeBackend(Backend):
                           if self.options.image_pull_secret else None, self.options.image_registry)
         self._objects = render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes})
         namespace, *rest = self._objects
-        self._deploy([namespace, *run_setup(spec, self.token), *rest], progress)
+        allow = [allow_all_policy(self.namespace, spec.labels)] if self.options.allow_policy else []
+        self._deploy([namespace, *allow, *run_setup(spec, self.token), *rest], progress)
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
         ready = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
@@ -119,14 +123,35 @@ class KubeBackend(Backend):
         pods.label_backends(api, self.namespace, [self._channels[name][0] for name in picked])
         progress(f"kube: {len(picked)} pods labelled as the Services' backends")
         self._deploy(render_endpoint_slices(spec, live), progress)
+        # before the waits for the Services: under a default-deny, what they wait for is named
+        self.policies = policies.scan(api, self.namespace, self.options.allow_policy)
+        self._say_policies(progress)
         services_ready.wait_endpoint_slices(api, self.namespace, live, self.options.ready_timeout, progress)
         services_ready.wait_services_answer(live, self.channel, progress)
         self._setup_requests = dict(api.requests)  # what the checks ask comes after these
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
                       "probe_image": spec.pulled_image if self.options.image else
                       f"{spec.pulled_image} (the agent by ConfigMap {AGENT_CONFIGMAP})",
-                      **cluster_facts(api, self._node_items, found)}
+                      **cluster_facts(api, self._node_items, found), **self.policies.metadata()}
         return live
+
+    def _say_policies(self, progress: Progress) -> None:
+        scan = self.policies
+        if scan.blocking:
+            lifted = any(p.kind.lifted_by_allow_all for p in scan.blocking)
+            progress(f"kube: {len(scan.blocking)} policy(ies) may block the run's traffic: "
+                     f"{policies.describe(scan.blocking)}; a failed item is an error naming them, not a "
+                     f"network failure{' (--allow-policy lifts the namespaced ones)' if lifted else ''}")
+        for unreadable in scan.unreadable:
+            progress(f"kube: cannot list {unreadable}: such policies, if any, are unknown to this run")
+
+    def blocking_policies(self) -> str | None:
+        blocking = self.policies.blocking if self.policies else ()
+        if not blocking:
+            return None
+        lifted = any(p.kind.lifted_by_allow_all for p in blocking)
+        return (f"{policies.describe(blocking)} may block this traffic, and traffic a policy blocks is "
+                f"not a network failure{'; --allow-policy lifts the namespaced ones' if lifted else ''}")
 
     def _free_node_ports(self, planned: Topology) -> dict[str, int]:
         """The services' preferred NodePorts where free, else the first free ones: TCP and UDP of
@@ -151,7 +176,9 @@ class KubeBackend(Backend):
                   "Secret": lambda o: api.core.create_namespaced_secret(self.namespace, o),
                   "ConfigMap": lambda o: api.core.create_namespaced_config_map(self.namespace, o),
                   "Service": lambda o: api.core.create_namespaced_service(self.namespace, o),
-                  "EndpointSlice": lambda o: api.discovery.create_namespaced_endpoint_slice(self.namespace, o)}
+                  "EndpointSlice": lambda o: api.discovery.create_namespaced_endpoint_slice(self.namespace, o),
+                  "NetworkPolicy": lambda o: api.custom.create_namespaced_custom_object(
+                      "networking.k8s.io", "v1", self.namespace, "networkpolicies", o)}
         for obj in objects:
             what = f"create {obj['kind']} {obj['metadata']['name']}"
             try:

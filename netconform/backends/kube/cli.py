@@ -39,6 +39,9 @@ class KubePlugin:
         kube.addoption("--node-selector", metavar="KEY=VALUE[,…]", help="test only the nodes with these labels")
         kube.addoption("--tolerations", metavar="KEY[=VALUE]:EFFECT[,…]|all",
                        help="taints the probes tolerate (e.g. node-role.kubernetes.io/control-plane:NoSchedule)")
+        kube.addoption("--allow-policy", action="store_true",
+                       help="add an allow-all NetworkPolicy to the run's namespace, so that namespaced "
+                            "NetworkPolicies there cannot block its traffic (the admin tiers still can)")
         kube.addoption("--namespace-prefix", default="netconform", metavar="PREFIX",
                        help="the run's namespace is PREFIX-<run id> (default netconform)")
         kube.addoption("--keep", action="store_true",
@@ -80,7 +83,8 @@ class KubePlugin:
                            opt("image_pull_secret"), parse_node_selector(opt("node_selector")),
                            parse_tolerations(opt("tolerations")), opt("namespace_prefix"), opt("keep"),
                            opt("ready_timeout"), ip_family=opt("ip_family"),
-                           image_registry=check_registry(registry) if registry is not None else None)
+                           image_registry=check_registry(registry) if registry is not None else None,
+                           allow_policy=opt("allow_policy"))
 
     def make(self, config: pytest.Config, profile: Profile, report_dir: Path) -> Backend:
         from .backend import KubeBackend

@@ -77,6 +77,9 @@ class LabPlugin:
         from ..kube.cli import KUBE
         self.faults(config, profile)
         KUBE.refuse_live_options(config)
+        if config.getoption("allow_policy") and config.getoption("backend") != "kube":
+            raise ValueError("--allow-policy adds a NetworkPolicy to a live run's namespace: on the lab "
+                             "it needs --backend=kube (the lab's own backend makes no namespace of pods)")
         family = config.getoption("ip_family")  # as given: the default is chosen to be buildable
         if family in ("dual", "ipv6") and not carries_ipv6(profile):
             kind = "dual-stack" if family == "dual" else "IPv6-only"
@@ -113,7 +116,7 @@ class LabPlugin:
                          families=IP_FAMILY_CHOICES[lab_family(config, profile)])
         if opt("backend") == "kube":  # the live path, on a lab that is only the cluster
             from .through_api import LabThroughApi
-            return LabThroughApi(lab)
+            return LabThroughApi(lab, allow_policy=opt("allow_policy"))
         return lab
 
     def cleanup(self, config: pytest.Config) -> int:

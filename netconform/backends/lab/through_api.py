@@ -37,7 +37,7 @@ from .run_credentials import run_kubeconfig
 class LabThroughApi(Backend):
     name = "kube"
 
-    def __init__(self, lab: LabBackend, role: dict | None = None) -> None:
+    def __init__(self, lab: LabBackend, role: dict | None = None, allow_policy: bool = False) -> None:
         """``role``: the ClusterRole the run's user is bound to (default manifests/kube/rbac.yaml;
         a test gives one that lacks a permission)."""
         for fault in lab.spec.faults:
@@ -48,6 +48,7 @@ class LabThroughApi(Backend):
         self.lab.spec = replace(lab.spec, objects=False)
         self.kube: KubeBackend | None = None
         self.role = role
+        self.allow_policy = allow_policy  # --allow-policy, as on a live cluster
 
     def plan(self) -> Topology:
         """The kube backend's plan for the lab's nodes (it sorts them by name, as here)."""
@@ -67,7 +68,7 @@ class LabThroughApi(Backend):
         # lab kubelet runs exactly the file the ConfigMap holds, with python -I -S)
         options = KubeOptions(kubeconfig=kubeconfig, image=None,
                               ready_timeout=self.lab.spec.ready_timeout,
-                              pods_per_node=self.lab.spec.pods_per_node)
+                              pods_per_node=self.lab.spec.pods_per_node, allow_policy=self.allow_policy)
         self.kube = KubeBackend(profile, options, run_id=self.lab.cluster.names.run_id)
         live = self.kube.start(progress)
         if {e.name for e in live.endpoints} != {e.name for e in self.plan().endpoints}:
@@ -102,6 +103,9 @@ class LabThroughApi(Backend):
 
     def keep_logs(self, destination: Path) -> list[str]:
         return self.lab.keep_logs(destination)
+
+    def blocking_policies(self) -> str | None:
+        return self.kube.blocking_policies() if self.kube else None
 
     def node_coverage(self, topology: Topology) -> dict:
         return self.kube.node_coverage(topology) if self.kube else super().node_coverage(topology)
