@@ -102,9 +102,7 @@ class KubeBackend(Backend):
         progress(f"kube: {api.host}: {len(self.nodes)} nodes; CNI {self.profile.name}"
                  f"{f' (DaemonSet {found})' if found else ''}")
         if self._choice.excluded:
-            progress(f"kube: {len(self._choice.excluded)} node(s) excluded: "
-                     + "; ".join(f"{name} ({why})" for name, why in self._choice.excluded[:10])
-                     + (f"; and {len(self._choice.excluded) - 10} more" if len(self._choice.excluded) > 10 else ""))
+            progress(f"kube: {len(self._choice.excluded)} node(s) excluded: {self._choice.listed()}")
         node_ports = self._free_node_ports(planned)
         spec = DeploySpec(self.run_id, self.namespace, self.options.image, self.options.pods_per_node,
                           self.options.node_selector, self.options.tolerations,
@@ -138,20 +136,18 @@ class KubeBackend(Backend):
     def _say_policies(self, progress: Progress) -> None:
         scan = self.policies
         if scan.blocking:
-            lifted = any(p.kind.lifted_by_allow_all for p in scan.blocking)
             progress(f"kube: {len(scan.blocking)} policy(ies) may block the run's traffic: "
                      f"{policies.describe(scan.blocking)}; a failed item is an error naming them, not a "
-                     f"network failure{' (--allow-policy lifts the namespaced ones)' if lifted else ''}")
+                     f"network failure{' (--allow-policy lifts the namespaced ones)' if scan.liftable else ''}")
         for unreadable in scan.unreadable:
             progress(f"kube: cannot list {unreadable}: such policies, if any, are unknown to this run")
 
     def blocking_policies(self) -> str | None:
-        blocking = self.policies.blocking if self.policies else ()
-        if not blocking:
+        if not self.policies or not self.policies.blocking:
             return None
-        lifted = any(p.kind.lifted_by_allow_all for p in blocking)
-        return (f"{policies.describe(blocking)} may block this traffic, and traffic a policy blocks is "
-                f"not a network failure{'; --allow-policy lifts the namespaced ones' if lifted else ''}")
+        return (f"{policies.describe(self.policies.blocking)} may block this traffic, and traffic a policy "
+                f"blocks is not a network failure"
+                f"{'; --allow-policy lifts the namespaced ones' if self.policies.liftable else ''}")
 
     def _free_node_ports(self, planned: Topology) -> dict[str, int]:
         """The services' preferred NodePorts where free, else the first free ones: TCP and UDP of

@@ -25,6 +25,11 @@ class NodeChoice:
     chosen: list[ClusterNode]
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (node, why), by name
 
+    def listed(self, limit: int = 10) -> str:
+        """The excluded nodes with their reasons, the first ``limit`` of them, as one line says them."""
+        said = "; ".join(f"{name} ({why})" for name, why in self.excluded[:limit])
+        return said + (f"; and {len(self.excluded) - limit} more" if len(self.excluded) > limit else "")
+
     def coverage(self) -> dict:
         return {"tested": len(self.chosen), "in_cluster": len(self.chosen) + len(self.excluded),
                 "excluded": [{"name": name, "reason": why} for name, why in self.excluded]}
@@ -42,13 +47,11 @@ def select_nodes(nodes: list, selector: dict[str, str], tolerations: list[dict])
         if not internal:
             raise BackendError(f"node {node.metadata.name} reports no InternalIP address")
         chosen.append(ClusterNode(node.metadata.name, internal[0], tuple(internal)))
-    excluded.sort()
+    choice = NodeChoice(sorted(chosen, key=lambda n: n.name), sorted(excluded))
     if not chosen:
-        listed = "; ".join(f"{name} ({why})" for name, why in excluded[:10])
-        more = f"; and {len(excluded) - 10} more" if len(excluded) > 10 else ""
-        raise BackendError(f"no node to test: every node is excluded: {listed}{more}" if excluded
+        raise BackendError(f"no node to test: every node is excluded: {choice.listed()}" if excluded
                            else "no node to test: the cluster has no Node")
-    return NodeChoice(sorted(chosen, key=lambda n: n.name), excluded)
+    return choice
 
 
 def _excluded_because(node, selector: dict[str, str], tolerations: list[dict]) -> str | None:

@@ -74,6 +74,11 @@ class PolicyScan:
         """The policies that may still deny the run's traffic."""
         return tuple(p for p in self.found if not (self.allow_all and p.kind.lifted_by_allow_all))
 
+    @property
+    def liftable(self) -> bool:
+        """Whether --allow-policy would lift some of the blocking policies."""
+        return any(p.kind.lifted_by_allow_all for p in self.blocking)
+
     def metadata(self) -> dict:
         return {"policies": [{"kind": p.kind.kind, "name": p.name, "namespace": p.namespace,
                               "may_block": p in self.blocking} for p in self.found],
