@@ -76,12 +76,14 @@ def hostport_role(topology: Topology) -> str:
     return max(e.role for e in topology.of_kind(POD))
 
 
-def host_ports(role: str, holder: str, node_ip: str | None) -> list[dict]:
+def host_ports(role: str, holder: str, node_ip: str | None, hostport: int = HOSTPORT_PORT,
+               shared_port: int = SHARED_HOSTPORT) -> list[dict]:
     """The hostPorts a pod of ``role`` declares (kubelet hands them to the CNI's portmap plugin):
-    the holder's on every node, and the shared ones' (``hostIP`` "node": ``node_ip``)."""
+    the holder's (``hostport``) on every node, and the shared ones' (``shared_port``; ``hostIP``
+    "node": ``node_ip``). A live run that shares its cluster takes other numbers (kube/hostports.py)."""
     if role == holder:
-        return [{"hostPort": HOSTPORT_PORT, "containerPort": 8080, "protocol": p} for p in ("TCP", "UDP")]
-    return [{"hostPort": SHARED_HOSTPORT, "containerPort": 8080, "protocol": protocol,
+        return [{"hostPort": hostport, "containerPort": 8080, "protocol": p} for p in ("TCP", "UDP")]
+    return [{"hostPort": shared_port, "containerPort": 8080, "protocol": protocol,
              "hostIP": node_ip if host_ip == "node" else _loopback(node_ip)}
             for shared, host_ip, protocol in SHARED if shared == role]
 

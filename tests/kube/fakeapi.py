@@ -37,6 +37,7 @@ RESOURCES = {  # plural -> (kind, group/version)
     "daemonsets": ("DaemonSet", "apps/v1"), "configmaps": ("ConfigMap", "v1"),
     "endpointslices": ("EndpointSlice", "discovery.k8s.io/v1"),
     "networkpolicies": ("NetworkPolicy", "networking.k8s.io/v1"),
+    "leases": ("Lease", "coordination.k8s.io/v1"),
 }
 # served only where the world installs their CRDs (World.crds): the policy kinds of the admin
 # tiers and of CNIs (backends/kube/policies.py)

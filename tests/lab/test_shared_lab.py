@@ -1,5 +1,6 @@
 """A lab that stays up (netconform/labctl.py): up, used through its kubeconfig by runs one after
-another, left alone by clean-up while it lives, refused faults, and gone with down."""
+another and by two runs at once, left alone by clean-up while it lives, refused faults, and gone
+with down."""
 import json
 import os
 import re
@@ -7,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from netconform.backends.lab import cleanup
 from netconform.backends.lab.naming import STATE_ROOT
 
-from ..kube.conftest import run_kube_suite
-from .conftest import REPO, leftovers, needs_root
+from ..kube.conftest import kube_command, run_kube_suite
+from .conftest import REPO, SuiteRun, leftovers, needs_root
 
 pytestmark = needs_root
 
@@ -50,6 +52,87 @@ def test_a_lab_stays_up_serves_runs_through_its_kubeconfig_and_goes_with_down(tm
     assert down.returncode == 0 and "nothing of it is left" in down.stdout, down.stdout
     assert leftovers(name) == [] and not (STATE_ROOT / name).exists() and not Path(log).exists()
     assert name not in cleanup.live_runs()
+
+
+SHARING_ROWS = ("HOSTPORT", "HOSTNET-POD", "NODE-POD", "SVC-HOSTNET-ENDPOINTS", "SVC-NODEPORT", "POD-POD-CROSS")
+
+
+def _dead_run(kubeconfig: str, run_id: str) -> str:
+    """A run namespace as a run killed an hour ago left it: both run labels, a Lease never renewed
+    since (its holder still set), a host-port claim."""
+    from netconform.backends.kube.api import KubeApi
+    from netconform.backends.kube import hostports, lease
+    name = f"netconform-{run_id}"
+    stale = lease._stamp(lease.now() - timedelta(hours=1))
+    with KubeApi(Path(kubeconfig)) as api:
+        api.core.create_namespace({"metadata": {
+            "name": name, "labels": {"app.kubernetes.io/managed-by": "netconform", "netconform.io/run": run_id},
+            "annotations": {hostports.CLAIM: hostports.HostPorts.block(7).claim, hostports.SETTLED: "true"}}})
+        api.coordination.create_namespaced_lease(name, {
+            "metadata": {"name": lease.NAME},
+            "spec": {"holderIdentity": run_id, "leaseDurationSeconds": lease.LEASE_SECONDS,
+                     "acquireTime": stale, "renewTime": stale}})
+    return name
+
+
+def test_two_runs_at_once_take_their_own_host_ports_and_cleanup_only_spares_them(tmp_path):
+    """Issue 23, "Runs that share a cluster": two runs started together on one cluster, each
+    needing host ports (the host probe's, hostPorts), both end with correct verdicts; a
+    --cleanup-only while they run deletes only the dead run's namespace and names the live ones."""
+    up = labctl("up", "--nodes", "2")
+    assert up.returncode == 0, up.stdout[-3000:]
+    name = re.search(r"lab (netconform-[0-9a-f]{6}) is up", up.stdout).group(1)
+    kubeconfig = re.search(r"kubeconfig: (\S+)", up.stdout).group(1)
+    runs = []
+    try:
+        dead = _dead_run(kubeconfig, "dead01")
+        for turn in ("one", "two"):
+            output = (tmp_path / f"{turn}.out").open("w")
+            runs.append((tmp_path / turn, output, subprocess.Popen(
+                kube_command(tmp_path / turn, kubeconfig, "--cni=other", "--probe-image=netconform-probe:lab",
+                             "-m", " or ".join(SHARING_ROWS)),
+                cwd=REPO, stdout=output, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})))  # its progress as it comes
+        # both runs exist (namespace, Lease) and wait for their probes: they are paused (as a
+        # loaded machine may stall them; their Leases still hold) while --cleanup-only runs
+        deadline = time.monotonic() + 120
+        while not all("probe pods in" in (report.parent / f"{report.name}.out").read_text()
+                      for report, _, _ in runs):
+            assert all(process.poll() is None for _, _, process in runs), "a run ended before its probes started"
+            assert time.monotonic() < deadline, "the runs did not reach their probes in 120 s"
+            time.sleep(0.2)
+        for _, _, process in runs:
+            process.send_signal(signal.SIGSTOP)
+        try:
+            swept = subprocess.run(kube_command(tmp_path / "sweep", kubeconfig, "--cni=other", "--cleanup-only"),
+                                   cwd=REPO, capture_output=True, text=True, timeout=120)
+        finally:
+            for _, _, process in runs:
+                process.send_signal(signal.SIGCONT)
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+        assert f"deleted 1 namespace(s) left by earlier runs: {dead}" in swept.stdout, swept.stdout
+        assert "left 2 run(s) still running (their Lease is renewed): " in swept.stdout, swept.stdout
+        results = []
+        for report, output, process in runs:
+            assert process.wait(timeout=300) == 2, (report.parent / f"{report.name}.out").read_text()[-3000:]
+            output.close()
+            run = SuiteRun(process.returncode, (report.parent / f"{report.name}.out").read_text(), report)
+            assert {row["id"]: row["verdict"] for row in run.results["summary"] if row["total"]} == \
+                dict.fromkeys(SHARING_ROWS, "pass"), run.output[-3000:]
+            results.append(run.results["meta"])
+        one, two = results
+        assert one["namespace"] in swept.stdout and two["namespace"] in swept.stdout
+        assert one["host_ports"] != two["host_ports"]
+        assert not set(one["host_ports"].split(",")) & set(two["host_ports"].split(","))
+    finally:
+        for _, output, process in runs:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+            output.close()
+        down = labctl("down", name)
+    assert down.returncode == 0 and "nothing of it is left" in down.stdout, down.stdout
+    assert leftovers(name) == []
 
 
 def test_bad_input_is_one_line_and_exit_4():

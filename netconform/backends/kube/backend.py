@@ -23,13 +23,16 @@ from .cni import verify_cni
 from . import pods, policies, services_ready
 from .policies import allow_all_policy
 from .discovery import cluster_facts
-from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
-                        DeploySpec, render, render_endpoint_slices, run_setup)
+from . import hostports, lease
+from .hostports import HostPorts, with_host_ports
+from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
+                        DeploySpec, render, render_endpoint_slices, render_namespace, run_setup)
 from .nodes import ClusterNode, NodeChoice, select_nodes, with_families
 from .readiness import wait_ready
 
 NODE_PORT_RANGE = range(30000, 32768)
 NAMESPACE_GONE_BOUND = 60.0  # s close() waits for the run's namespace to be gone
+NODE_PORT_TRIES = 5  # a nodePort another run took between our list and our create: chosen again
 RUN_LABEL = "netconform.io/run"  # as manifests.DeploySpec.labels puts it on the run's namespace
 
 
@@ -71,6 +74,9 @@ class KubeBackend(Backend):
         self._deleted = False  # its namespace was deleted at close (and is waited for)
         self._setup_requests: dict[str, int] = {}  # the API requests made before the first check
         self.token = secrets.token_urlsafe(32)  # the probes answer only requests that carry it
+        self.ports = HostPorts()  # the ports this run takes on every node (hostports.py)
+        self.lease: lease.RunLease | None = None  # renewed while the run lives (--cleanup-only reads it)
+        self._node_ports: dict[str, int] = {}  # Service name -> its nodePort
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -103,15 +109,27 @@ class KubeBackend(Backend):
                  f"{f' (DaemonSet {found})' if found else ''}")
         if self._choice.excluded:
             progress(f"kube: {len(self._choice.excluded)} node(s) excluded: {self._choice.listed()}")
-        node_ports = self._free_node_ports(planned)
+        node_ports = self._node_ports = self._free_node_ports(planned)
+        held = self._held_host_ports()
         spec = DeploySpec(self.run_id, self.namespace, self.options.image, self.options.pods_per_node,
                           self.options.node_selector, self.options.tolerations,
                           self.options.image_pull_secret.rpartition("/")[2]
-                          if self.options.image_pull_secret else None, self.options.image_registry)
-        self._objects = render(spec, planned, node_ports, {n.name: n.internal_ip for n in self.nodes})
-        namespace, *rest = self._objects
+                          if self.options.image_pull_secret else None, self.options.image_registry,
+                          host_ports=self._free_host_ports(held))
+        node_ips = {n.name: n.internal_ip for n in self.nodes}
+        self._deploy([render_namespace(spec)], progress)
+        self.lease = lease.RunLease(api, self.namespace, self.run_id)
+        self.lease.create()
+        spec = replace(spec, host_ports=self._settle_host_ports(spec.host_ports, held, progress))
+        self.ports = spec.host_ports
+        progress(f"kube: host ports {self.ports.claim} (hostPort, shared hostPort, the host probe's echo "
+                 f"and control), claimed in {self.namespace}'s annotation {hostports.CLAIM}")
+        planned = with_host_ports(planned, self.ports)
+        self._objects = render(spec, planned, node_ports, node_ips)
+        _, *rest = self._objects
         allow = [allow_all_policy(self.namespace, spec.labels)] if self.options.allow_policy else []
-        self._deploy([namespace, *allow, *run_setup(spec, self.token), *rest], progress)
+        self._deploy([*allow, *run_setup(spec, self.token), *rest], progress)
+        node_ports = self._node_ports  # as created: one another run took meanwhile was chosen again
         roles = self.options.pods_per_node + 2  # probe pods, duo, host
         standalone = len(planned.of_kind(STANDALONE))  # the pod with a hostname, the hostPort sharers
         ready = wait_ready(api, self.namespace, roles * len(self.nodes) + standalone, self.options.ready_timeout,
@@ -130,6 +148,7 @@ class KubeBackend(Backend):
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
                       "probe_image": spec.pulled_image if self.options.image else
                       f"{spec.pulled_image} (the agent by ConfigMap {AGENT_CONFIGMAP})",
+                      "host_ports": self.ports.claim,
                       **cluster_facts(api, self._node_items, found), **self.policies.metadata()}
         return live
 
@@ -148,6 +167,71 @@ class KubeBackend(Backend):
         return (f"{policies.describe(self.policies.blocking)} may block this traffic, and traffic a policy "
                 f"blocks is not a network failure"
                 f"{'; --allow-policy lifts the namespaced ones' if self.policies.liftable else ''}")
+
+    def _held_host_ports(self) -> set[int]:
+        """The ports pods on the chosen nodes hold there (hostPorts, hostNetwork ports)."""
+        api = self._connect()
+        pods_now = api.call("list pods", api.core.list_pod_for_all_namespaces,
+                            field_selector="status.phase!=Succeeded,status.phase!=Failed").items
+        return hostports.declared_ports(pods_now, {n.name for n in self.nodes})
+
+    def _run_namespaces(self) -> list:
+        api = self._connect()
+        return [ns for ns in api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
+                if _run_namespace(ns)]
+
+    def _free_host_ports(self, held: set[int]) -> HostPorts:
+        """A block of host ports no pod on the chosen nodes holds and no other run claims."""
+        claimed = list(hostports.claims(self._run_namespaces(), self.namespace).values())
+        block = hostports.choose(held, claimed)
+        if block is None:
+            raise BackendError(f"no free block of host ports: all {hostports.BLOCKS} are held by pods on "
+                               f"the chosen nodes or claimed by other runs ({len(claimed)} run namespaces "
+                               f"carry {hostports.CLAIM}); --cleanup-only removes those of dead runs")
+        return block
+
+    def _settle_host_ports(self, mine: HostPorts, held: set[int], progress: Progress) -> HostPorts:
+        """Keep the claimed block, or move off one another run has settled on, once every run made
+        earlier has settled its own (hostports.ahead); then mark it settled. Bounded: an earlier
+        run that never settles counts as settled after hostports.SETTLE_BOUND s."""
+        deadline = time.monotonic() + hostports.SETTLE_BOUND + 10.0
+        said = False
+        while True:
+            runs = self._run_namespaces()
+            own = next((ns for ns in runs if ns.metadata.name == self.namespace), None)
+            if own is None:
+                raise BackendError(f"namespace {self.namespace} vanished while the run chose its host ports")
+            waiting, final = hostports.ahead(own, runs, lease.now())
+            if not waiting and not hostports.overlaps(mine, final):
+                break
+            if not waiting:
+                moved = hostports.choose(held, list(hostports.claims(runs, self.namespace).values()))
+                if moved is None:
+                    raise BackendError(f"no free block of host ports: another run claimed {mine.claim} "
+                                       f"first, and all {hostports.BLOCKS} blocks are taken")
+                progress(f"kube: host ports {mine.claim} were claimed by an earlier run; this run takes "
+                         f"{moved.claim}")
+                self._annotate({hostports.CLAIM: moved.claim})
+                mine = moved
+                continue
+            if not said:
+                progress(f"kube: waiting for {', '.join(waiting)} to settle its host ports (another run "
+                         f"started at the same time)")
+                said = True
+            if time.monotonic() > deadline:
+                raise BackendError(f"host ports: {', '.join(waiting)} did not settle theirs within "
+                                   f"{hostports.SETTLE_BOUND:.0f} s")
+            time.sleep(0.5)
+        self._annotate({hostports.SETTLED: "true"})
+        return mine
+
+    def _annotate(self, annotations: dict[str, str]) -> None:
+        api = self._connect()
+        try:
+            api.call("annotate the run's namespace", api.core.patch_namespace, self.namespace,
+                     {"metadata": {"annotations": annotations}})
+        except ApiException as exc:
+            raise BackendError(f"cannot annotate namespace {self.namespace}: {status_message(exc)}") from None
 
     def _free_node_ports(self, planned: Topology) -> dict[str, int]:
         """The services' preferred NodePorts where free, else the first free ones: TCP and UDP of
@@ -177,14 +261,34 @@ class KubeBackend(Backend):
                       "networking.k8s.io", "v1", self.namespace, "networkpolicies", o)}
         for obj in objects:
             what = f"create {obj['kind']} {obj['metadata']['name']}"
-            try:
-                api.call(what, create[obj["kind"]], obj)
-            except ApiException as exc:
-                raise BackendError(f"cannot {what} in {self.namespace}: {status_message(exc)}") from None
+            for attempt in range(1, NODE_PORT_TRIES + 1):
+                try:
+                    api.call(what, create[obj["kind"]], obj)
+                    break
+                except ApiException as exc:
+                    if attempt == NODE_PORT_TRIES or not self._node_port_taken(obj, exc):
+                        raise BackendError(f"cannot {what} in {self.namespace}: {status_message(exc)}") from None
             if obj["kind"] == "Namespace":
                 self.created = True
                 self._copy_pull_secret()
         progress(f"kube: namespace {self.namespace}: {len(objects)} objects created")
+
+    def _node_port_taken(self, obj: dict, exc: ApiException) -> bool:
+        """A Service's nodePort another run (or anyone) took since the run chose it: choose it
+        again among the free ones and say so (True: try the create once more)."""
+        if obj["kind"] != "Service" or exc.status != 422 or "already allocated" not in status_message(exc):
+            return False
+        api = self._connect()
+        used = {p.node_port for s in api.call("list Services", api.core.list_service_for_all_namespaces).items
+                for p in (s.spec.ports or []) if p.node_port}
+        port = next((p for p in NODE_PORT_RANGE if p not in used), None)
+        if port is None:
+            return False
+        for entry in obj["spec"]["ports"]:
+            if "nodePort" in entry:
+                entry["nodePort"] = port
+        self._node_ports[obj["metadata"]["name"]] = port
+        return True
 
     def _copy_pull_secret(self) -> None:
         if not self.options.image_pull_secret:
@@ -210,7 +314,7 @@ class KubeBackend(Backend):
             # every family's address (status.podIPs, the primary first), or the one podIP
             pod_ips[f"{node}/{role}"] = [p.ip for p in pod.status.pod_ips or []] or pod.status.pod_ip
             if role == "host":
-                self._channels[f"{node}/host"] = (pod.metadata.name, HOST_CONTROL_PORT)
+                self._channels[f"{node}/host"] = (pod.metadata.name, self.ports.host_control)
             elif role == "duo":
                 for index, (container, _) in enumerate(DUO_CONTAINERS):
                     self._channels[f"{node}/duo/{container}"] = (pod.metadata.name, CONTROL_PORT + index)
@@ -278,6 +382,8 @@ class KubeBackend(Backend):
         otherwise find this one's pods still holding the probes' hostPorts. Then let the API
         client's connections go."""
         try:
+            if self.lease is not None:
+                self.lease.release()  # the run is over: a namespace kept with --keep is not a live run
             problems = self._delete_namespace()
             if not problems and self._deleted and not hurry():
                 problems = self._wait_namespace_gone(hurry)
@@ -329,19 +435,39 @@ class KubeBackend(Backend):
         return meta
 
 
-def cleanup_runs(options: KubeOptions) -> list[str]:
-    """--cleanup-only: delete every namespace any run left (kept or crashed), found by its labels."""
+def cleanup_runs(options: KubeOptions) -> tuple[list[str], list[str]]:
+    """--cleanup-only: delete the namespaces of runs that are over (kept with --keep, or crashed),
+    found by their labels: their Lease released or expired, or none made within a lease time of
+    the namespace. A live run's namespace is left, with why. Returns (deleted, left)."""
     with KubeApi(options.kubeconfig, options.context) as api:
         labelled = api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
-        names = [ns.metadata.name for ns in labelled if _run_namespace(ns)]
-        for name in names:
+        deleted, left = [], []
+        at = lease.now()
+        for namespace in (ns for ns in labelled if _run_namespace(ns)):
+            name = namespace.metadata.name
+            alive = lease.liveness(namespace, _lease_of(api, name), at)
+            if alive:
+                left.append(f"{name} ({alive})")
+                continue
             try:
                 api.call(f"delete namespace {name}", api.core.delete_namespace, name,
                          propagation_policy="Background")
             except ApiException as exc:
                 if exc.status != 404:
                     raise BackendError(f"cannot delete namespace {name}: {status_message(exc)}") from None
-    return names
+            deleted.append(name)
+    return deleted, left
+
+
+def _lease_of(api: KubeApi, namespace: str):
+    """The run's Lease in ``namespace``, or None when it has none."""
+    try:
+        return api.call(f"read Lease {namespace}/{lease.NAME}", api.coordination.read_namespaced_lease,
+                        lease.NAME, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise BackendError(f"cannot read Lease {namespace}/{lease.NAME}: {status_message(exc)}") from None
 
 
 def _run_namespace(namespace: V1Namespace) -> bool:

@@ -93,12 +93,15 @@ class KubePlugin:
     def cleanup(self, config: pytest.Config) -> int:
         from .backend import cleanup_runs
         try:
-            removed = cleanup_runs(self.options(config))
+            removed, live = cleanup_runs(self.options(config))
         except (BackendError, ValueError) as exc:
             print(f"netconform: {exc}")
             return 4
         print(f"netconform: deleted {len(removed)} namespace(s) left by earlier runs"
               f"{': ' + ', '.join(removed) if removed else ''}")
+        if live:
+            print(f"netconform: left {len(live)} run(s) still running (their Lease is renewed): "
+                  f"{', '.join(live)}")
         return 0
 
     def command(self, config: pytest.Config) -> int | None:

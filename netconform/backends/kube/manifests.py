@@ -9,14 +9,16 @@ import yaml
 
 from ...plan import DUO_CONTAINERS, ECHO_PORT, pod_roles
 from ...profiles import MANIFESTS
-from ...services import (BACKEND_LABEL, BACKEND_ROLE, HOSTPORT_PORT, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
+from ...services import (BACKEND_LABEL, BACKEND_ROLE, NAMED_HOSTNAME, NAMED_ROLE, NAMED_SUBDOMAIN, SERVICES,
                          host_ports, hostport_role)
 from ...topology import STANDALONE, Topology, family_of
+from .hostports import CLAIM, HostPorts
 
 TEMPLATES = MANIFESTS / "kube"
 CONTROL_PORT = 9000  # pod probes' control API (duo's second container: 9001), reached by pod proxy
-HOST_ECHO_PORT = 18080  # the hostNetwork probe shares the node's ports: stay off the usual ones
-HOST_CONTROL_PORT = 19000
+# the hostNetwork probe shares the node's ports: stay off the usual ones (block 0 of hostports.py;
+# a run that shares the cluster with another takes another block)
+HOST_ECHO_PORT, HOST_CONTROL_PORT = HostPorts().host_echo, HostPorts().host_control
 MANAGED_BY = "app.kubernetes.io/managed-by=netconform"
 TOKEN_SECRET = "netprobe-token"  # the run's token, which every probe wants on its control API
 TOKEN_DIR = "/var/run/netprobe"  # where the probes find it (the Secret's volume; key "token")
@@ -41,6 +43,7 @@ class DeploySpec:
     tolerations: list[dict] = field(default_factory=list)
     image_pull_secret: str | None = None
     image_registry: str | None = None  # --image-registry: the probes' image is pulled from this mirror
+    host_ports: HostPorts = HostPorts()  # the run's ports on every node (hostports.py)
 
     @property
     def pulled_image(self) -> str:
@@ -77,7 +80,8 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
     holder = hostport_role(planned)
     standalone = [{"role": e.role, "node": e.node,
                    **({"hostname": NAMED_HOSTNAME, "subdomain": NAMED_SUBDOMAIN} if e.role == NAMED_ROLE else {}),
-                   "ports": host_ports(e.role, holder, node_ips[e.node])
+                   "ports": host_ports(e.role, holder, node_ips[e.node], spec.host_ports.hostport,
+                                       spec.host_ports.shared)
                    or [{"containerPort": ECHO_PORT, "protocol": p} for p in ("TCP", "UDP")]}
                   for e in planned.of_kind(STANDALONE)]
     values = {
@@ -88,15 +92,22 @@ def render(spec: DeploySpec, planned: Topology, node_ports: dict[str, int],
         "node_selector": spec.node_selector, "tolerations": spec.tolerations,
         "nodes": [node.name for node in planned.nodes],
         "image_pull_secret": spec.image_pull_secret, "pod_roles": pod_roles(spec.pods_per_node),
-        "hostport_role": holder, "hostport": HOSTPORT_PORT,
+        "hostport_role": holder, "hostport": spec.host_ports.hostport,
         "duo_containers": DUO_CONTAINERS, "echo_port": ECHO_PORT, "control_port": CONTROL_PORT,
-        "host_echo_port": HOST_ECHO_PORT, "host_control_port": HOST_CONTROL_PORT,
+        "host_echo_port": spec.host_ports.host_echo, "host_control_port": spec.host_ports.host_control,
+        "host_ports_claim": {CLAIM: spec.host_ports.claim},
         "services": [planned.services.get(s.name, s) for s in SERVICES], "backend_role": BACKEND_ROLE,
         "backend_label": BACKEND_LABEL,
         "node_ports": node_ports,
         "standalone": standalone, "token_secret": TOKEN_SECRET, "token_dir": TOKEN_DIR,
     }
     return _documents(("namespace.yaml.j2", "probes.yaml.j2", "services.yaml.j2"), values)
+
+
+def render_namespace(spec: DeploySpec) -> dict:
+    """The run's namespace alone, made first: it carries the run's claim on its host ports."""
+    return _documents(("namespace.yaml.j2",), {"namespace": spec.namespace, "labels": _labels(spec),
+                                                "host_ports_claim": {CLAIM: spec.host_ports.claim}})[0]
 
 
 def render_endpoint_slices(spec: DeploySpec, live: Topology) -> list[dict]:
