@@ -125,6 +125,9 @@ class World:
     # objects made as a namespace is created (as a Kyverno generate rule makes a default-deny):
     # namespace name -> objects, each (plural, obj) with its namespace filled in
     on_namespace: Callable[[str], list[tuple[str, dict]]] | None = None
+    # an admission policy: a pod -> the API server's refusal message, or None (admitted). A pod the
+    # run creates is refused with 403; a DaemonSet's, in a FailedCreate event on the DaemonSet
+    admit: Callable[[dict], str | None] | None = None
 
 
 class FakeApiServer:
@@ -205,6 +208,9 @@ class FakeApiServer:
                 return 422, _status(422, "Invalid", problem)
         if plural == "namespaces":
             obj["status"] = {"phase": "Active"}
+        refusal = self.world.admit(obj) if plural == "pods" and self.world.admit else None
+        if refusal:
+            return 403, _status(403, "Forbidden", refusal)
         if plural == "pods":  # a standalone pod, bound to its node: that node's kubelet runs it
             obj["status"] = self._run_pod(obj)
         stored = self._put(plural, ns, obj)
@@ -297,6 +303,16 @@ class FakeApiServer:
                 # refuses it and the controller asks again (5 random characters: on 1,000 nodes, a
                 # clash is likely; before, the second pod silently replaced the first)
                 pod["metadata"]["name"] = f"{ds['metadata']['name']}-{secrets.token_hex(3)[:5]}"
+            refusal = self.world.admit(pod) if self.world.admit else None
+            if refusal:  # the DaemonSet controller's event (its reason and "Error creating: %v")
+                self._put("events", ns, {
+                    "metadata": {"name": f"{ds['metadata']['name']}.{secrets.token_hex(8)}"},
+                    "involvedObject": {"kind": "DaemonSet", "name": ds["metadata"]["name"], "apiVersion": "apps/v1",
+                                       "namespace": ns, "uid": ds["metadata"]["uid"]},
+                    "reason": "FailedCreate", "message": f"Error creating: {refusal}", "type": "Warning",
+                    "source": {"component": "daemonset-controller"}, "firstTimestamp": NOW,
+                    "lastTimestamp": NOW, "count": 1})
+                continue
             self._put("pods", ns, pod)
             if fate.state == "unschedulable":
                 self._put("events", ns, scheduling_event(pod))

@@ -493,3 +493,35 @@ def test_an_admin_policy_still_blocks_with_allow_policy_and_a_kind_not_served_is
             assert kube.blocking_policies() is None and kube.metadata()["policies_unreadable"] == []
         finally:
             kube.close()
+
+
+def test_an_admission_policy_that_refuses_daemonset_pods_is_named_at_once(tmp_path):
+    """Pod Security enforced at "baseline" (a cluster default, or a policy engine relabelling the
+    namespace): the host probes' pods are refused to the DaemonSet controller, which says so only in
+    an event; the run names the refusal at its first look, not at --ready-timeout."""
+    def baseline(pod):
+        if pod["spec"].get("hostNetwork"):
+            return (f'pods "{pod["metadata"]["name"]}" is forbidden: violates PodSecurity "baseline:latest": '
+                    'host namespaces (hostNetwork=true)')
+        return None
+    with FakeApiServer(World(workers(), existing=[KINDNET], admit=baseline)) as api:
+        kube = backend(api, tmp_path, ready_timeout=60)
+        started = time.monotonic()
+        with pytest.raises(BackendError) as raised:
+            kube.start(lambda message: None)
+        assert time.monotonic() - started < 20
+        assert str(raised.value).startswith('Pod Security admission, level "baseline:latest" (the namespace\'s '
+                                            'pod-security.kubernetes.io/enforce label, or the cluster\'s default '
+                                            'level) refused the probe pods of DaemonSet host: pods "host-')
+        assert kube.close() == [] and api.objects("namespaces") == []
+
+
+def test_an_admission_policy_that_refuses_a_pod_the_run_creates_is_named(tmp_path):
+    refuse = lambda pod: ("admission webhook \"validation.gatekeeper.sh\" denied the request: [host-ports] "  # noqa: E731
+                          "hostPort is not allowed") if pod["metadata"]["name"] == "shared-local" else None
+    with FakeApiServer(World(workers(), existing=[KINDNET], admit=refuse)) as api:
+        kube = backend(api, tmp_path)
+        with pytest.raises(BackendError, match=r"refused to create Pod shared-local: admission webhook "
+                                               r"validation.gatekeeper.sh: admission webhook"):
+            kube.start(lambda message: None)
+        assert kube.close() == []

@@ -265,6 +265,43 @@ def test_a_run_without_a_permission_names_it(control_plane, nodes, admin, tmp_pa
     assert namespace and namespace_phase(admin, namespace.group(1)) in ("Terminating", "Gone")
 
 
+def test_an_admission_policy_that_refuses_the_probe_pods_is_named_at_once(control_plane, nodes, admin, tmp_path):
+    """Issue 23, admission: a ValidatingAdmissionPolicy (as a platform team writes one) refuses
+    hostNetwork pods in the run's namespaces. The DaemonSet controller meets the refusal and says so
+    only in a FailedCreate event; the run reads it and stops with one line naming the policy and
+    what it refused, long before --ready-timeout, and deletes its namespace."""
+    from kubernetes.client import AdmissionregistrationV1Api
+    policies = AdmissionregistrationV1Api(admin.client)
+    policies.create_validating_admission_policy({
+        "metadata": {"name": "no-host-network"},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                         "operations": ["CREATE"], "resources": ["pods"]}]},
+                 "validations": [{"expression": "!has(object.spec.hostNetwork) || !object.spec.hostNetwork",
+                                  "message": "hostNetwork is not allowed in this namespace"}]}})
+    key, _, value = MANAGED_BY.partition("=")
+    policies.create_validating_admission_policy_binding({
+        "metadata": {"name": "no-host-network-for-runs"},
+        "spec": {"policyName": "no-host-network", "validationActions": ["Deny"],
+                 "matchResources": {"namespaceSelector": {"matchLabels": {key: value}}}}})
+    try:
+        time.sleep(2)  # the API server compiles the policy and learns the binding
+        started = time.monotonic()
+        run = run_kube_suite(tmp_path, control_plane.admin_kubeconfig, "--cni=other", "--ready-timeout=60",
+                             timeout=RUN_BOUND)
+        took = time.monotonic() - started
+    finally:
+        policies.delete_validating_admission_policy_binding("no-host-network-for-runs")
+        policies.delete_validating_admission_policy("no-host-network")
+    assert run.returncode == 4, run.output[-3000:]
+    (error,) = error_lines(run.output)
+    assert ("ValidatingAdmissionPolicy no-host-network (binding no-host-network-for-runs) refused the probe "
+            "pods of DaemonSet host: ") in error, error
+    assert "hostNetwork is not allowed in this namespace" in error, error
+    assert took < 40, f"named after {took:.0f} s: it waited for pods that could never exist"
+    print(f"\nan admission policy's refusal named after {took:.1f}s (--ready-timeout=60)")
+
+
 def test_cleanup_only_deletes_the_run_namespaces_and_nothing_else(control_plane, nodes, admin, tmp_path):
     wait_for(lambda: not admin.core.list_pod_for_all_namespaces().items, 20,
              "the pods of earlier runs gone (they hold hostPorts)")

@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ..base import BackendError
+from .admission import naming
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: seconds
 FIRST_CONTACT = urllib3.Timeout(connect=5.0, read=10.0)  # GET /version, once, without retry
@@ -121,8 +122,8 @@ class KubeApi:
             answer = method(*args, **kwargs)
         except ApiException as exc:
             if exc.status in (401, 403):
-                raise BackendError(f"the API server at {self.host} refused to {what}: "
-                                   f"{status_message(exc)}") from None
+                raise BackendError(f"the API server at {self.host} refused to {what}: "  # an admission
+                                   f"{naming(status_message(exc))}") from None  # policy's: named
             raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc

@@ -23,7 +23,7 @@ from .cni import verify_cni
 from . import pods, policies, services_ready
 from .policies import allow_all_policy
 from .discovery import cluster_facts
-from . import hostports, lease
+from . import admission, hostports, lease
 from .hostports import HostPorts, with_host_ports
 from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
                         DeploySpec, render, render_endpoint_slices, render_namespace, run_setup)
@@ -267,7 +267,8 @@ class KubeBackend(Backend):
                     break
                 except ApiException as exc:
                     if attempt == NODE_PORT_TRIES or not self._node_port_taken(obj, exc):
-                        raise BackendError(f"cannot {what} in {self.namespace}: {status_message(exc)}") from None
+                        raise BackendError(f"cannot {what} in {self.namespace}: "
+                                           f"{admission.naming(status_message(exc))}") from None
             if obj["kind"] == "Namespace":
                 self.created = True
                 self._copy_pull_secret()

@@ -1,10 +1,12 @@
 """Wait until every probe pod is Ready, with a bound and progress; fail fast, naming the pod and
-its node, when a pod cannot be scheduled, its image cannot be pulled, or it keeps crashing."""
+its node, when a pod cannot be scheduled, its image cannot be pulled, or it keeps crashing; and,
+naming the policy, when admission refuses a DaemonSet's pods (admission.py)."""
 from __future__ import annotations
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from ..base import BackendError, Progress
+from .admission import refused_daemonset_pods
 from .api import KubeApi
 
 FATAL_WAITING = {
@@ -37,7 +39,7 @@ def pod_node(pod) -> str:
 
 
 def diagnose(pods: list, events: list) -> str | None:
-    """The first fatal reason among the pods and their Warning events, or None."""
+    """The first fatal reason among the pods and the namespace's Warning events, or None."""
     for pod in pods:
         where = f"pod {pod.metadata.name} on node {pod_node(pod)}"
         for status in (pod.status.container_statuses or []) + (pod.status.init_container_statuses or []):
@@ -46,6 +48,9 @@ def diagnose(pods: list, events: list) -> str | None:
                 detail = f": {waiting.message}" if waiting.message else ""
                 return (f"{where} {FATAL_WAITING[waiting.reason]} ({waiting.reason}, image "
                         f"{status.image}){detail}")
+    refused = refused_daemonset_pods(events)
+    if refused:
+        return refused
     by_name = {pod.metadata.name: pod for pod in pods}
     for event in events:
         if event.type == "Warning" and event.reason == "FailedScheduling":
