@@ -202,7 +202,13 @@ class NetconformRun:
                 or exitstatus == pytest.ExitCode.USAGE_ERROR):  # not a conformance run, or none began
             self.conformance.close(self.report_dir / "logs" if self.start_failed else None)
             return
+        lost = self.conformance.judged_again_for_lost_nodes(self.records, self.cases)
         meta = self.conformance.metadata()
+        if lost:
+            meta["lost_nodes"] = lost
+            self.progress(f"nodes that went not Ready during the run: "
+                          f"{'; '.join(f'{n} ({why})' for n, why in sorted(lost.items()))}; "
+                          f"the failures involving them are errors, not judged")
         problems = self.conformance.close(self.report_dir / "logs",
                                           hurry=bool(interrupted) or PRESSES_AFTER_RUN[0] > 0)
         meta["phases"] = dict(self.conformance.phases)

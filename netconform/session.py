@@ -21,11 +21,11 @@ from .checks import Case, Check
 from .pair_plan import PairPlan
 from .probing.cycle import PodControl
 from .probing.runner import ProbeSettings, Runner
-from .probing.verdicts import Verdict, not_judged_under_policy
+from .probing.verdicts import Verdict, not_judged_on_lost_nodes, not_judged_under_policy
 from .report.results import ItemRecord
 from .requirements import requirement
 from .services import backend_nodes
-from .topology import Endpoint, Topology
+from .topology import HOSTPORT, NODEPORT, SERVICE, Endpoint, Topology
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ class Conformance:
         """Probe (one batch per check and protocol, shared by its cases) and judge one case."""
         runner = self.runners[case.family]
         verdict = not_judged_under_policy(spec.verdict(runner.observe(spec, case)), self.backend.blocking_policies())
+        lost = self.backend.lost_nodes() if not verdict.ok else {}
+        if lost:
+            verdict = not_judged_on_lost_nodes(verdict, self.involved_nodes(case), lost)
         evidence = {}
         if not verdict.ok and not verdict.harness:
             nodes = {self.topology.endpoint(case.source).node}
@@ -87,6 +90,36 @@ class Conformance:
             evidence = {n: runner.node_evidence(n) for n in sorted(nodes)}
         self.verdicts[case.full_id] = (verdict, evidence)
         return Judgement(verdict, f"{case.full_id}: {verdict.reason}{_routes(evidence)}")
+
+    def involved_nodes(self, case: Case) -> set[str]:
+        """The nodes an item's traffic touches: its source's and destination's, and for a Service,
+        NodePort or hostPort, the nodes of what it leads to."""
+        nodes = set()
+        for name in filter(None, (case.source, case.destination)):
+            try:
+                endpoint = self.topology.endpoint(name)
+            except KeyError:  # not a probe or a target (a name a DNS check asks for)
+                continue
+            nodes.add(endpoint.node)
+            if endpoint.kind in (SERVICE, NODEPORT, HOSTPORT) and endpoint.serves:
+                service = self.topology.services.get(endpoint.serves)
+                led_to = service.backends if service else (endpoint.serves,)
+                nodes |= {b.split("/", 1)[0] for b in led_to}  # an endpoint's name: <node>/<role>
+        return nodes & {node.name for node in self.topology.nodes}
+
+    def judged_again_for_lost_nodes(self, records: dict[str, ItemRecord], cases: dict[str, Case]) -> dict:
+        """At the run's end, one last look at the nodes: a node the cluster marked not Ready only
+        after it failed items (the node lifecycle controller waits 40-50 s) makes those failures
+        errors too, as judge() would have made them had it known. Returns the lost nodes."""
+        lost = self.backend.lost_nodes(final=True) if self.topology is not None else {}
+        for nodeid, record in records.items():
+            if lost and record.outcome == "failed" and nodeid in cases:
+                verdict = not_judged_on_lost_nodes(Verdict(False, record.kind, record.reason, record.observed),
+                                                   self.involved_nodes(cases[nodeid]), lost)
+                if verdict.harness:
+                    records[nodeid] = replace(record, outcome="error", kind=verdict.kind, reason=verdict.reason,
+                                              observed=verdict.observed)
+        return lost
 
     def record(self, case: Case, nodeid: str, outcome: str, duration: float,
                deviation: str | None, why: str = "") -> ItemRecord:

@@ -69,6 +69,12 @@ class Backend(ABC):
         not judged (network-model.md: traffic a policy blocks is not a network failure)."""
         return None
 
+    def lost_nodes(self, final: bool = False) -> dict[str, str]:
+        """The tested nodes that went not Ready (or were deleted) since the run chose them, with
+        why: a failure involving one is not judged. ``final``: look now (at the run's end), not
+        only as often as is cheap. A lab's nodes are its own: none."""
+        return {}
+
     def node_coverage(self, topology: Topology) -> dict:
         """The verdict's node coverage: nodes tested out of the cluster's, and each node left out
         with the reason (network-model.md). A lab tests every node it made."""

@@ -39,6 +39,19 @@ def not_judged_under_policy(verdict: Verdict, policies: str | None) -> Verdict:
                    {**verdict.observed, "failure": verdict.kind}, harness=True)
 
 
+def not_judged_on_lost_nodes(verdict: Verdict, involved: set[str], lost: dict[str, str]) -> Verdict:
+    """A failure involving a node that went not Ready during the run (its kubelet stopped, the
+    node went down: the node lifecycle controller's word) is not evidence about the network model:
+    an error naming the node. A pass stands, and so does a failure no drop could cause."""
+    gone = sorted(involved & set(lost))
+    if verdict.ok or verdict.harness or not gone or verdict.kind in DESPITE_POLICY:
+        return verdict
+    said = "; ".join(f"{node} ({lost[node]})" for node in gone)
+    return Verdict(False, "node lost", f"{verdict.reason}; not judged: node {said} went not Ready "
+                   f"during the run", {**verdict.observed, "failure": verdict.kind, "lost_nodes": gone},
+                   harness=True)
+
+
 def harness_error(obs: Observation, r: dict) -> Verdict | None:
     """A connection the harness could not make or could not judge: its probe could not be asked,
     or a limit of the host (not of the cluster) was hit while it ran. Such an item is an error."""

@@ -525,3 +525,24 @@ def test_an_admission_policy_that_refuses_a_pod_the_run_creates_is_named(tmp_pat
                                                r"validation.gatekeeper.sh: admission webhook"):
             kube.start(lambda message: None)
         assert kube.close() == []
+
+
+def test_a_tested_node_that_goes_not_ready_during_the_run_is_seen_and_remembered(fake_cluster, tmp_path, monkeypatch):
+    from netconform.backends.kube import backend as kube_backend
+    kube = backend(fake_cluster, tmp_path)
+    kube.start(lambda message: None)
+    try:
+        assert kube.lost_nodes() == {}
+        (worker2,) = [n for n in fake_cluster.objects("nodes") if n["metadata"]["name"] == "kind-worker2"]
+        ready = next(c for c in worker2["status"]["conditions"] if c["type"] == "Ready")
+        ready.update(status="Unknown", reason="NodeStatusUnknown")
+        assert kube.lost_nodes() == {}, "looked at 10 s ago at most: not again yet"
+        assert kube.lost_nodes(final=True) == {"kind-worker2": "not Ready (NodeStatusUnknown)"}
+        ready.update(status="True", reason="KubeletReady")  # back: its earlier failures stay suspect
+        monkeypatch.setattr(kube_backend, "LOST_NODE_LOOK", 0.0)
+        assert kube.lost_nodes() == {"kind-worker2": "not Ready (NodeStatusUnknown)"}
+        fake_cluster.route("DELETE", "/api/v1/nodes/kind-worker3", {}, None)
+        assert set(kube.lost_nodes()) == {"kind-worker2", "kind-worker3"}
+        assert kube.lost_nodes()["kind-worker3"] == "deleted from the cluster"
+    finally:
+        assert kube.close() == []

@@ -27,11 +27,12 @@ from . import admission, hostports, lease
 from .hostports import HostPorts, with_host_ports
 from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
                         DeploySpec, render, render_endpoint_slices, render_namespace, run_setup)
-from .nodes import ClusterNode, NodeChoice, select_nodes, with_families
+from .nodes import ClusterNode, NodeChoice, lost, select_nodes, with_families
 from .readiness import wait_ready
 
 NODE_PORT_RANGE = range(30000, 32768)
 NAMESPACE_GONE_BOUND = 60.0  # s close() waits for the run's namespace to be gone
+LOST_NODE_LOOK = 10.0  # s between looks at the tested nodes' Ready conditions while items are judged
 NODE_PORT_TRIES = 5  # a nodePort another run took between our list and our create: chosen again
 RUN_LABEL = "netconform.io/run"  # as manifests.DeploySpec.labels puts it on the run's namespace
 
@@ -77,6 +78,8 @@ class KubeBackend(Backend):
         self.ports = HostPorts()  # the ports this run takes on every node (hostports.py)
         self.lease: lease.RunLease | None = None  # renewed while the run lives (--cleanup-only reads it)
         self._node_ports: dict[str, int] = {}  # Service name -> its nodePort
+        self._lost: dict[str, str] = {}  # tested nodes gone not Ready during the run -> why (sticky)
+        self._looked_at_nodes = 0.0  # monotonic time of the last look
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -160,6 +163,22 @@ class KubeBackend(Backend):
                      f"network failure{' (--allow-policy lifts the namespaced ones)' if scan.liftable else ''}")
         for unreadable in scan.unreadable:
             progress(f"kube: cannot list {unreadable}: such policies, if any, are unknown to this run")
+
+    def lost_nodes(self, final: bool = False) -> dict[str, str]:
+        """The tested nodes that went not Ready during the run: looked at every LOST_NODE_LOOK s
+        at most (and at once when ``final``), and remembered once seen (its failures before it
+        came back are suspect too). An API server that does not answer leaves what was known."""
+        if self.api is None or not self.nodes or self._deleted:
+            return dict(self._lost)
+        if final or time.monotonic() - self._looked_at_nodes >= LOST_NODE_LOOK:
+            self._looked_at_nodes = time.monotonic()
+            try:
+                items = self.api.call("list nodes", self.api.core.list_node, _request_timeout=(3.0, 10.0)).items
+            except (BackendError, ApiException):
+                return dict(self._lost)
+            for name, why in lost(items, {n.name for n in self.nodes}).items():
+                self._lost.setdefault(name, why)
+        return dict(self._lost)
 
     def blocking_policies(self) -> str | None:
         if not self.policies or not self.policies.blocking:

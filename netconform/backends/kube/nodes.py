@@ -64,9 +64,8 @@ def _excluded_because(node, selector: dict[str, str], tolerations: list[dict]) -
     system = labels.get(OS_LABEL) or getattr(getattr(node.status, "node_info", None), "operating_system", None)
     if system and system != "linux":
         return f"not Linux ({OS_LABEL}={system})"
-    ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
-    if ready is None or ready.status != "True":
-        return f"not Ready ({(ready.reason or ready.message or ready.status) if ready else 'no Ready condition'})"
+    if not_ready(node):
+        return not_ready(node)
     cordon = SimpleTaint(CORDON_TAINT, None, "NoSchedule")
     if node.spec.unschedulable and not any(_tolerates(tol, cordon) for tol in tolerations):
         return f"cordoned (tolerate {CORDON_TAINT} to include it)"
@@ -75,6 +74,22 @@ def _excluded_because(node, selector: dict[str, str], tolerations: list[dict]) -
     if blocking:
         return f"tainted ({', '.join(_taint(t) for t in blocking)}; see --tolerations)"
     return None
+
+
+def not_ready(node) -> str | None:
+    """Why ``node`` is not Ready (its Ready condition's reason), or None when it is."""
+    ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+    if ready is None or ready.status != "True":
+        return f"not Ready ({(ready.reason or ready.message or ready.status) if ready else 'no Ready condition'})"
+    return None
+
+
+def lost(items: list, chosen: set[str]) -> dict[str, str]:
+    """The chosen nodes that are gone from ``items`` (a NodeList's) or not Ready now, with why."""
+    found = {item.metadata.name: item for item in items}
+    gone = {name: "deleted from the cluster" for name in chosen if name not in found}
+    gone.update({name: why for name in chosen if name in found for why in [not_ready(found[name])] if why})
+    return gone
 
 
 @dataclass(frozen=True)

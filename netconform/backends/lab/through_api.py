@@ -107,6 +107,9 @@ class LabThroughApi(Backend):
     def blocking_policies(self) -> str | None:
         return self.kube.blocking_policies() if self.kube else None
 
+    def lost_nodes(self, final: bool = False) -> dict[str, str]:
+        return self.kube.lost_nodes(final) if self.kube else {}
+
     def node_coverage(self, topology: Topology) -> dict:
         return self.kube.node_coverage(topology) if self.kube else super().node_coverage(topology)
 
