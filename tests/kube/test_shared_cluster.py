@@ -3,6 +3,7 @@
 the namespaces of runs that are over. Two real runs at once on a lab cluster: tests/lab/test_shared_lab.py."""
 import subprocess
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 from netconform.backends.kube import hostports, lease
@@ -90,16 +91,17 @@ def test_runs_that_start_at_once_settle_on_different_blocks():
 
     me = ns("netconform-bbbbbb", 5, 0, False)
     choosing = ns("netconform-aaaaaa", 5, 0, False)  # made in the same second, a smaller name: ahead
-    assert hostports.ahead(me, [me, choosing], at) == (["netconform-aaaaaa"], [])
+    assert hostports.ahead(me, [me, choosing]) == (["netconform-aaaaaa"], [])
+    assert hostports.ahead(me, [me, choosing], patient=False) == ([], [HostPorts()])  # waited long enough
     settled = ns("netconform-aaaaaa", 5, 0, True)
-    waiting, final = hostports.ahead(me, [me, settled], at)
+    waiting, final = hostports.ahead(me, [me, settled])
     assert waiting == [] and hostports.overlaps(HostPorts(), final)
     later = ns("netconform-cccccc", 1, 0, False)
-    assert hostports.ahead(me, [me, later], at) == ([], [])  # it waits for me, not I for it
+    assert hostports.ahead(me, [me, later]) == ([], [])  # it waits for me, not I for it
     settled_later = ns("netconform-cccccc", 1, 0, True)  # settled before I was made: never moves
-    assert hostports.ahead(me, [me, settled_later], at) == ([], [HostPorts()])
-    stuck = ns("netconform-000000", 120, 0, False)  # never settled, made long ago: taken as settled
-    assert hostports.ahead(me, [me, stuck], at) == ([], [HostPorts()])
+    assert hostports.ahead(me, [me, settled_later]) == ([], [HostPorts()])
+    stuck = ns("netconform-000000", 120, 0, False)  # never settled, made 115 s before me: settled
+    assert hostports.ahead(me, [me, stuck]) == ([], [HostPorts()])
     assert hostports.choose(set(), [HostPorts(), HostPorts.block(1)]) == HostPorts.block(2)
     assert hostports.choose(set(), [HostPorts.block(i) for i in range(hostports.BLOCKS)]) is None
     assert HostPorts.parse("1,2,3") is None and HostPorts.parse("a,b,c,d") is None
@@ -150,6 +152,16 @@ def test_the_lease_is_renewed_while_the_run_lives_and_released_at_its_end(fake_c
             break
         renewed.wait(0.1)
     assert renewed.is_set(), "the Lease was never renewed"
+    # deleted under the run (by someone, or by a --cleanup-only that took it for dead): made again
+    fake_cluster.route("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{kube.namespace}/leases/{lease.NAME}",
+                       {}, None)
+    for _ in range(50):
+        if fake_cluster.objects("leases", kube.namespace):
+            break
+        time.sleep(0.1)
+    (remade,) = fake_cluster.objects("leases", kube.namespace)
+    assert remade["spec"]["holderIdentity"] == kube.run_id
+    assert kube.metadata()["lease"]["remade"] == 1
     assert kube.close() == []
     (released,) = fake_cluster.objects("leases", kube.namespace)  # kept (--keep), and over
     assert "holderIdentity" not in released["spec"]
@@ -160,13 +172,20 @@ def test_liveness_of_a_run_namespace():
     ns = type("Ns", (), {"metadata": type("Meta", (), {"creation_timestamp": at - timedelta(seconds=10)})})
     old = type("Ns", (), {"metadata": type("Meta", (), {"creation_timestamp": at - timedelta(hours=1)})})
 
-    def held(holder, seconds_ago, duration=60):
+    def held(holder, seconds_ago, duration=60, written_ago=None):
+        """A Lease its holder renewed ``seconds_ago`` by its own clock; the API server recorded
+        the write ``written_ago`` s ago by its clock (None: it keeps no managedFields)."""
         spec = type("Spec", (), {"holder_identity": holder, "lease_duration_seconds": duration,
                                  "renew_time": at - timedelta(seconds=seconds_ago)})
-        return type("Lease", (), {"spec": spec})
+        fields = None if written_ago is None else [type("Entry", (), {"time": at - timedelta(seconds=written_ago)})]
+        return type("Lease", (), {"spec": spec, "metadata": type("Meta", (), {"managed_fields": fields})})
 
     assert lease.liveness(old, held("abc123", 5), at) == "Lease renewed 5 s ago"
     assert lease.liveness(old, held("abc123", 60 + lease.SKEW + 1), at) is None  # expired: it died
+    # the server's record of the write counts, not the clock of the machine that wrote it
+    assert lease.liveness(old, held("abc123", -3600, written_ago=200), at) is None  # a clock an hour ahead
+    assert lease.liveness(old, held("abc123", 3600, written_ago=3), at) == "Lease renewed 3 s ago"
+    assert lease.liveness(old, held("abc123", 0, duration=2**31 - 1, written_ago=700), at) is None  # capped
     assert lease.liveness(old, held(None, 1), at) is None  # released: the run is over
     assert lease.liveness(ns, None, at) == "made 10 s ago, no Lease yet"  # a run just starting
     assert lease.liveness(old, None, at) is None  # no Lease for an hour: a dead run's
@@ -182,7 +201,7 @@ def test_cleanup_only_leaves_a_live_run_and_deletes_the_ones_that_are_over(fake_
                                            "--cleanup-only"), cwd=REPO, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"deleted 1 namespace(s) left by earlier runs: {kept.namespace}" in done.stdout
-        assert f"left 1 run(s) still running (their Lease is renewed): {live.namespace} (Lease renewed" in done.stdout
+        assert f"left 1 run(s) that may still be running: {live.namespace} (Lease renewed" in done.stdout
         assert [n["metadata"]["name"] for n in fake_cluster.objects("namespaces")] == [live.namespace]
         assert len(fake_cluster.objects("pods", live.namespace)) > 0, "the live run untouched"
     finally:

@@ -163,6 +163,20 @@ class KubeApi:
                                         _request_timeout=timeout)
         return response.status, response.read()
 
+    def server_time(self):
+        """The API server's clock (its answer's Date header, to the second), or None: what a run
+        compares the server's own timestamps with, so that neither machine's clock matters."""
+        from email.utils import parsedate_to_datetime
+        try:
+            _, url, headers, _, _ = self.client.param_serialize(
+                method="GET", resource_path="/version", header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"])
+            response = self.client.call_api("GET", url, header_params=headers, _request_timeout=(3.0, 5.0))
+            response.read()
+            return parsedate_to_datetime(response.headers.get("Date"))
+        except Exception:  # noqa: BLE001 - no Date, or no answer: the caller uses its own clock
+            return None
+
     def close(self) -> None:
         """Release the connection pool (closing twice is harmless)."""
         self.client.close()

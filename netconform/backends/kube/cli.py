@@ -100,8 +100,7 @@ class KubePlugin:
         print(f"netconform: deleted {len(removed)} namespace(s) left by earlier runs"
               f"{': ' + ', '.join(removed) if removed else ''}")
         if live:
-            print(f"netconform: left {len(live)} run(s) still running (their Lease is renewed): "
-                  f"{', '.join(live)}")
+            print(f"netconform: left {len(live)} run(s) that may still be running: {', '.join(live)}")
         return 0
 
     def command(self, config: pytest.Config) -> int | None:

@@ -17,14 +17,13 @@ stay off the well-known ones, the NodePort range and, but for upstream's 54323, 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from ...services import HOSTPORT_PORT, SHARED_HOSTPORT, shared_protocol
 from ...topology import HOST, HOSTPORT, Topology
 
 CLAIM = "netconform.io/host-ports"  # the run namespace's annotation: its block, "8088,54323,18080,19000"
 SETTLED = "netconform.io/host-ports-settled"  # "true" once the run keeps that block for good
-SETTLE_BOUND = 30.0  # s a run waits for an earlier one to settle (one that never does is taken as settled)
+SETTLE_BOUND = 30.0  # s a run waits for earlier ones to settle (one that never does is taken as settled)
 BLOCKS = 50  # blocks 0..49: at most 50 runs at once on one cluster
 STRIDE = 10
 
@@ -93,13 +92,14 @@ def choose(held: set[int], claimed: list[HostPorts]) -> HostPorts | None:
                  if not taken.intersection(block.ports)), None)
 
 
-def ahead(own, namespaces: list, at: datetime) -> tuple[list[str], list[HostPorts]]:
+def ahead(own, namespaces: list, patient: bool = True) -> tuple[list[str], list[HostPorts]]:
     """What this run must wait for and keep off before it settles its block. Every other run's
     settled block is final: a settled run never moves, so this one moves off it. Of the runs made
     before this one (namespace creation time, then name), one still choosing (a claim, not yet
-    SETTLED, made less than SETTLE_BOUND s ago) is waited for; one that never settled in time
-    counts as settled. A run made after this one waits for it in turn, so two runs never settle
-    on one block, whichever lists first."""
+    SETTLED) is waited for while this run is ``patient`` (SETTLE_BOUND s of waiting) and was made
+    at most SETTLE_BOUND s before this one (the API server's times, so no machine's clock counts);
+    past that it counts as settled where it is. A run made after this one waits for it in turn, so
+    two runs never settle on one block, whichever lists first."""
     def order(ns):
         return (ns.metadata.creation_timestamp, ns.metadata.name)
     waiting, final = [], []
@@ -111,9 +111,9 @@ def ahead(own, namespaces: list, at: datetime) -> tuple[list[str], list[HostPort
         if annotations.get(SETTLED) == "true":
             final.append(claimed)
         elif order(ns) < order(own):
-            made = ns.metadata.creation_timestamp
-            young = made is not None and (at - made).total_seconds() < SETTLE_BOUND
-            if young and not ns.metadata.deletion_timestamp:
+            made, mine = ns.metadata.creation_timestamp, own.metadata.creation_timestamp
+            recent = made is not None and mine is not None and (mine - made).total_seconds() < SETTLE_BOUND
+            if patient and recent and not ns.metadata.deletion_timestamp:
                 waiting.append(ns.metadata.name)
             else:
                 final.append(claimed)
