@@ -30,6 +30,9 @@ class Profile:
     # A live-cluster CNI the lab can also run for real, installed from its upstream manifest
     # (backends/lab/cni_install.py): with no kubeconfig named, --cni=NAME runs on the lab
     lab_install: str | None = None
+    # The managed service whose own CNI this is (EKS, AKS, GKE, OpenShift…): it runs only there,
+    # so neither the lab nor the nightly kind matrix can run it; --cni still checks it is the one
+    managed: str | None = None
 
     def on_lab(self, kubeconfig_named: bool) -> bool:
         """Whether a run of this profile is on the lab: a lab profile's always; a live-cluster
@@ -77,6 +80,16 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("kube-router", "kube", "kube-router (BGP between nodes, kube-proxy kept); on the lab, "
             "v2.1.0 from its kubeadm manifest", daemonsets=("kube-system/kube-router",),
             deviations=(KUBE_ROUTER_HAIRPIN, KUBE_ROUTER_ACCEPTS_BEFORE_REJECT), lab_install="kube-router"),
+    # managed clusters' own CNIs, told apart by their node agent's DaemonSet, as each vendor names it
+    Profile("aws-vpc-cni", "kube", "Amazon VPC CNI (EKS): pods get VPC addresses from the node's ENIs",
+            daemonsets=("kube-system/aws-node",), managed="Amazon EKS"),
+    Profile("azure-cni", "kube", "Azure CNI (AKS), with its Container Networking Service",
+            daemonsets=("kube-system/azure-cns", "kube-system/azure-cni"), managed="Azure AKS"),
+    Profile("gke-dataplane-v2", "kube", "GKE Dataplane V2 (Cilium-based, eBPF, no kube-proxy)",
+            daemonsets=("kube-system/anetd",), managed="Google GKE"),
+    Profile("ovn-kubernetes", "kube", "OVN-Kubernetes (OpenShift's default, and upstream)",
+            daemonsets=("ovn-kubernetes/ovnkube-node", "openshift-ovn-kubernetes/ovnkube-node"),
+            managed="OpenShift"),
     Profile("other", "kube", "any CNI: the run does not check which one the cluster runs"),
 ]}
 

@@ -16,7 +16,7 @@ from netconform.services import backend_nodes
 
 from ..lab.conftest import REPO
 from .conftest import kube_command, run_kube_suite, workers
-from .fakeapi import CILIUM, KINDNET, FakeApiServer, PodFate, World, node
+from .fakeapi import CILIUM, KINDNET, FakeApiServer, PodFate, World, cni_daemonset, node
 
 
 def backend(api, tmp_path, cni="kindnet", **options):
@@ -546,3 +546,29 @@ def test_a_tested_node_that_goes_not_ready_during_the_run_is_seen_and_remembered
         assert kube.lost_nodes()["kind-worker3"] == "deleted from the cluster"
     finally:
         assert kube.close() == []
+
+
+def test_a_managed_clusters_own_cni_is_told_from_the_one_it_is_built_on(tmp_path):
+    """GKE Dataplane V2 is Cilium inside, in a DaemonSet of its own (anetd): --cni=cilium is told
+    what runs, --cni=gke-dataplane-v2 goes ahead. Likewise EKS's aws-node and OpenShift's OVN."""
+    anetd = cni_daemonset("kube-system", "anetd", "gke.gcr.io/cilium/cilium:v1.14", {"k8s-app": "cilium"})
+    with FakeApiServer(World(workers(), existing=[anetd])) as api:
+        with pytest.raises(BackendError, match=r"--cni=cilium, but no DaemonSet kube-system/cilium exists: "
+                                               r"this cluster runs gke-dataplane-v2 \(DaemonSet kube-system/anetd\)"):
+            backend(api, tmp_path, cni="cilium").start(lambda message: None)
+        kube = backend(api, tmp_path, cni="gke-dataplane-v2")
+        try:
+            kube.start(lambda message: None)
+            assert kube.metadata()["cni_daemonset"] == "kube-system/anetd"
+        finally:
+            kube.close()
+    for cni, (namespace, name) in (("aws-vpc-cni", ("kube-system", "aws-node")),
+                                   ("ovn-kubernetes", ("openshift-ovn-kubernetes", "ovnkube-node")),
+                                   ("azure-cni", ("kube-system", "azure-cns"))):
+        with FakeApiServer(World(workers(), existing=[cni_daemonset(namespace, name, "x:1", {"app": name})])) as api:
+            kube = backend(api, tmp_path, cni=cni)
+            try:
+                kube.start(lambda message: None)
+                assert kube.metadata()["cni_daemonset"] == f"{namespace}/{name}"
+            finally:
+                kube.close()

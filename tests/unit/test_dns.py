@@ -162,6 +162,12 @@ def test_the_cluster_domain_is_read_from_a_probes_search_list():
     conf = {"search": ["netconform-x.svc.example.org", "svc.example.org", "example.org"]}
     runner._reports = {e.name: {**self_report(e.name, [e.ip]), "resolv_conf": conf} for e in topo.probes()}
     assert runner.dns_names() == DnsNames("netconform-x", "example.org", "10.96.0.1")
+    # a managed cluster's: another domain, the node's own search domains after the cluster's, and
+    # NodeLocal DNSCache's link-local nameserver (the probes ask whatever resolv.conf names)
+    managed = {"search": ["netconform-x.svc.corp.internal", "svc.corp.internal", "corp.internal",
+                          "ec2.internal"], "nameservers": ["169.254.20.10"], "ndots": 5}
+    runner._reports = {e.name: {**self_report(e.name, [e.ip]), "resolv_conf": managed} for e in topo.probes()}
+    assert runner.dns_names() == DnsNames("netconform-x", "corp.internal", "10.96.0.1")
     runner.topology.meta["kubernetes_service_ip"] = None
     assert "kubernetes Service (default/kubernetes) could not be read" in runner.dns_names()
     runner.topology.meta["kubernetes_service_ip"] = "10.96.0.1"
