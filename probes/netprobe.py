@@ -18,7 +18,8 @@ It does three things, all served over one small HTTP control API:
   connects" then goes through getaddrinfo, as any program's would.
 
 The control API listens on a Unix socket (the lab) or a TCP port (a live cluster, reached through
-the API server's pod proxy).
+the API server's pod proxy). Where the API server cannot reach pod IPs, the harness execs into the
+probe instead and ``relay`` carries one request, one line on standard input, to the control API.
 """
 from __future__ import annotations
 
@@ -1635,6 +1636,48 @@ def serve(name: str, port: int, controls: list[str], token: str) -> None:
     asyncio.run(_serve_control(ControlServer(name, watcher, token), controls, announce))
 
 
+RELAY_LINE_LIMIT = 8 * 1024 * 1024  # bytes of the one request line relay reads (a batch's body: 4 MiB at most)
+
+
+def relay(port: int, stdin=None, stdout=None) -> int:
+    """One control request, as ``kubectl exec`` carries it: a JSON line on standard input
+    (``method``, ``endpoint``, ``body``, ``token``, ``timeout``), sent to this container's own
+    control API (on $POD_IP, where it listens), and its answer as one JSON line on standard output
+    (``status``, ``body`` as base64: the answer's bytes exactly). The token travels on standard
+    input, never in the command line another process could read. Anything else: ``{"error": …}``
+    and exit 1."""
+    import base64
+    import http.client
+    stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout
+    try:
+        line = stdin.readline(RELAY_LINE_LIMIT + 1)
+        if len(line) > RELAY_LINE_LIMIT or not line.endswith(b"\n"):
+            raise ValueError("the request is not one line of at most 8 MiB")
+        request = json.loads(line)
+        method, endpoint = request["method"], request["endpoint"]
+        if method not in ("GET", "POST") or f"/{endpoint}" not in ENDPOINTS:
+            raise ValueError(f"not a control request: {method} /{endpoint}")
+        timeout = min(max(float(request.get("timeout", 10.0)), 1.0), 600.0)
+        body = None if request.get("body") is None else json.dumps(request["body"]).encode()
+        headers = {"Content-Type": "application/json"}
+        if request.get("token"):
+            headers[TOKEN_HEADER] = str(request["token"])
+        conn = http.client.HTTPConnection(os.environ.get("POD_IP") or "127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request(method, f"/{endpoint}", body=body, headers=headers)
+            answer = conn.getresponse()
+            payload = answer.read()
+        finally:
+            conn.close()
+        stdout.write(json.dumps({"status": answer.status, "body": base64.b64encode(payload).decode()}) + "\n")
+        stdout.flush()
+        return 0
+    except Exception as exc:  # noqa: BLE001 - one line saying why, for the harness to report
+        stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        stdout.flush()
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netprobe", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -1648,7 +1691,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "$NETPROBE_CONTROL or tcp:0.0.0.0:9000)")
     commands.add_parser("self", help="print the self-report as JSON")
     commands.add_parser("batch", help="read a probe request (JSON) on stdin, print the results")
+    relay_cmd = commands.add_parser("relay", help="carry one control request (a JSON line on stdin) "
+                                                  "to this container's control API; print its answer")
+    relay_cmd.add_argument("--port", type=int, required=True, help="the control API's TCP port")
     args = parser.parse_args(argv)
+    if args.command == "relay":
+        return relay(args.port)
     if args.command == "serve":
         serve(args.name, args.port, args.control or [os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000")],
               read_token(args.token_file))

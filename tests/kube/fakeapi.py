@@ -7,7 +7,9 @@ schema (kubernetes-validate), as the API server's own validation would reject a 
 """
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import json
 import re
 import secrets
@@ -128,6 +130,10 @@ class World:
     # an admission policy: a pod -> the API server's refusal message, or None (admitted). A pod the
     # run creates is refused with 403; a DaemonSet's, in a FailedCreate event on the DaemonSet
     admit: Callable[[dict], str | None] | None = None
+    # the kubelets' exec: (pod, container, command, stdin) -> (stdout, stderr, status); None: the API
+    # server cannot reach a kubelet (500 "error dialing backend", as a real one says). relaying()
+    # makes one of world.proxy: the agent's relay, as a container would run it
+    exec: Callable[[dict, str, list[str], bytes], tuple[bytes, bytes, dict]] | None = None
 
 
 class FakeApiServer:
@@ -358,7 +364,47 @@ class FakeApiServer:
                 return self._send(code, answer)
 
             def do_GET(self):
+                if self.headers.get("Upgrade", "").lower() == "websocket":
+                    return self._websocket()
                 self._serve("GET")
+
+            def _websocket(self):
+                """The exec subresource over WebSocket (v4.channel.k8s.io): stdin from channel 0
+                up to its first newline, then stdout (1), stderr (2), the status (3), close."""
+                url = urlsplit(self.path)
+                found = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec", unquote(url.path))
+                query = parse_qs(url.query)
+                server.requests["GET /api/v1/namespaces/{ns}/pods/{pod}/exec"] += 1
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    return self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                with server.lock:
+                    pod = server.store.get(("pods", found.group(1)), {}).get(found.group(2)) if found else None
+                if pod is None:
+                    return self._send(404, _status(404, "NotFound", "pods not found"))
+                if server.world.exec is None:
+                    return self._send(500, _status(500, "InternalError", "error dialing backend: dial tcp "
+                                                   f"{pod['status'].get('hostIP')}:10250: connect: connection refused"))
+                key = self.headers["Sec-WebSocket-Key"]
+                accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+                self.send_response(101)
+                for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                    ("Sec-WebSocket-Accept", accept), ("Sec-WebSocket-Protocol", "v4.channel.k8s.io")):
+                    self.send_header(name, value)
+                self.end_headers()
+                stdin = b""
+                while b"\n" not in stdin:
+                    opcode, payload = _read_frame(self.rfile)
+                    if opcode is None or opcode == 8:
+                        break
+                    if payload[:1] == b"\x00":
+                        stdin += payload[1:]
+                out, err, status = server.world.exec(pod, query.get("container", [""])[0], query.get("command", []), stdin)
+                for channel, data in ((1, out), (2, err), (3, json.dumps(status).encode())):
+                    if data:
+                        self.wfile.write(_frame(2, bytes([channel]) + data))
+                self.wfile.write(_frame(8, b""))
+                self.wfile.flush()
+                self.close_connection = True
 
             def do_POST(self):
                 self._serve("POST")
@@ -544,6 +590,52 @@ def scheduling_event(pod: dict) -> dict:
             "source": {"component": "default-scheduler"}, "firstTimestamp": NOW, "lastTimestamp": NOW,
             "count": 1, "type": "Warning", "eventTime": None, "reportingComponent": "default-scheduler",
             "reportingInstance": ""}
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
+
+
+def _read_frame(stream) -> tuple[int | None, bytes]:
+    """One client frame (masked, as clients send them): (opcode, payload); (None, b"") at the end."""
+    head = stream.read(2)
+    if len(head) < 2:
+        return None, b""
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(stream.read(2), "big")
+    elif length == 127:
+        length = int.from_bytes(stream.read(8), "big")
+    mask = stream.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+    data = stream.read(length)
+    return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """One server frame (unmasked, final)."""
+    size = len(payload)
+    head = bytes([0x80 | opcode])
+    if size < 126:
+        head += bytes([size])
+    elif size < 65536:
+        head += bytes([126]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([127]) + size.to_bytes(8, "big")
+    return head + payload
+
+
+def relaying(proxy: Callable) -> Callable[[dict, str, list[str], bytes], tuple[bytes, bytes, dict]]:
+    """The exec a kubelet would run of the agent's relay (probes/netprobe.py), answered as
+    ``proxy`` answers the pod proxy: one request line in, one answer line out."""
+    def run(pod: dict, container: str, command: list[str], stdin: bytes):
+        if "relay" not in command:
+            return b"", b"not the relay", {"status": "Failure", "message": "command terminated with exit code 2"}
+        port = int(command[command.index("--port") + 1])
+        request = json.loads(stdin)
+        code, answer = proxy(pod, port, request["method"], request["endpoint"], request.get("body"))
+        answer = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        line = json.dumps({"status": code, "body": base64.b64encode(answer).decode()}).encode() + b"\n"
+        return line, b"", {"metadata": {}, "status": "Success"}
+    return run
 
 
 def _status(code: int, reason: str, message: str) -> dict:

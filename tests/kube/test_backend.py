@@ -572,3 +572,63 @@ def test_a_managed_clusters_own_cni_is_told_from_the_one_it_is_built_on(tmp_path
                 assert kube.metadata()["cni_daemonset"] == f"{namespace}/{name}"
             finally:
                 kube.close()
+
+
+def _answering(pod, port, method, rest, body):
+    """A probe whose every target answers, as the pod proxy or the relay carries it."""
+    if rest == "probe":
+        return 200, json.dumps({"results": [{"id": t["id"], "ok": True, "attempts": 1}
+                                            for t in (body or {}).get("targets", [])]}).encode()
+    return 200, json.dumps({"name": pod["metadata"]["name"]}).encode()
+
+
+def test_where_the_pod_proxy_cannot_reach_the_pods_auto_falls_back_to_exec_and_says_why(tmp_path):
+    """A private cluster: the API server cannot route to pod IPs (the proxy's 503), but a kubelet
+    runs the agent's relay. auto asks the proxy, then exec; every later request goes by exec."""
+    from .fakeapi import relaying
+    unreachable = lambda pod, port, method, rest, body: (503, {"kind": "Status", "code": 503, "message":  # noqa: E731
+                                                               "error trying to reach service: dial tcp: i/o timeout"})
+    with FakeApiServer(World(workers(), existing=[KINDNET], proxy=unreachable, exec=relaying(_answering))) as api:
+        said = []
+        kube = backend(api, tmp_path)
+        try:
+            live = kube.start(said.append)
+            meta = kube.metadata()
+            assert meta["channel"] == "exec"
+            assert meta["channel_reason"].startswith("the pod proxy did not answer (the pod proxy: ")
+            assert "error trying to reach service: dial tcp: i/o timeout" in meta["channel_reason"]
+            assert any(m.startswith("kube: the probes are reached by exec: ") for m in said), said
+            exec_before = api.requests["GET /api/v1/namespaces/{ns}/pods/{pod}/exec"]
+            answer = kube.channel(live.endpoint("kind-worker2/duo/c2")).call(
+                "probe", {"targets": [{"id": "t1"}]})
+            assert answer == {"results": [{"id": "t1", "ok": True, "attempts": 1}]}
+            assert api.requests["GET /api/v1/namespaces/{ns}/pods/{pod}/exec"] == exec_before + 1
+        finally:
+            assert kube.close() == []
+
+
+def test_channel_proxy_is_kept_when_asked_and_neither_channel_answering_keeps_the_proxy(tmp_path):
+    with FakeApiServer(World(workers(), existing=[KINDNET], proxy=_answering, exec=relaying_none())) as api:
+        kube = backend(api, tmp_path, channel="exec")
+        try:
+            kube.start(lambda message: None)
+            assert (kube.metadata()["channel"], kube.metadata()["channel_reason"]) == ("exec", "--channel exec")
+        finally:
+            kube.close()
+    said = []
+    with FakeApiServer(World(workers(), existing=[KINDNET])) as api:  # no proxy answers, no kubelet dials
+        kube = backend(api, tmp_path, ready_timeout=5)
+        try:
+            kube.start(said.append)
+        except BackendError:
+            pass  # the Services' wait may give up: what matters is what was chosen, and why
+        finally:
+            kube.close()
+        assert kube.channel_kind == "proxy"
+        assert kube.channel_reason.startswith("neither channel answered")
+        assert "exec: " in kube.channel_reason and "error dialing backend" in kube.channel_reason
+
+
+def relaying_none():
+    from .fakeapi import relaying
+    return relaying(_answering)

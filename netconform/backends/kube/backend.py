@@ -18,14 +18,16 @@ from ...topology import (IP_FAMILY_CHOICES, KUBERNETES_SERVICE, NODEPORT, STANDA
                          family_of)
 from ..base import Backend, BackendError, Progress
 from .api import KubeApi, status_message
+from . import channels
 from .channel import PodProxyChannel, reach_through_api
+from .exec_channel import ExecChannel
 from .cni import verify_cni
 from . import pods, policies, services_ready
 from .policies import allow_all_policy
 from .discovery import cluster_facts
 from . import admission, hostports, lease
 from .hostports import HostPorts, with_host_ports
-from .manifests import (AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, MANAGED_BY,
+from .manifests import (AGENT_COMMAND, AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, IMAGE_AGENT_COMMAND, MANAGED_BY,
                         DeploySpec, render, render_endpoint_slices, render_namespace, run_setup)
 from .nodes import ClusterNode, NodeChoice, lost, select_nodes, with_families
 from .readiness import wait_ready
@@ -52,6 +54,7 @@ class KubeOptions:
     ip_family: str | None = None  # --ip-family: what the user expects the cluster to have (None: as found)
     image_registry: str | None = None  # --image-registry: pull the probes' image from this mirror
     allow_policy: bool = False  # --allow-policy: an allow-all NetworkPolicy in the run's namespace
+    channel: str = "auto"  # --channel: how the harness reaches the probes (proxy, exec, or auto)
 
 
 class KubeBackend(Backend):
@@ -68,7 +71,9 @@ class KubeBackend(Backend):
         self.policies: policies.PolicyScan | None = None  # read before the first check
         self.created = False
         self._planned: Topology | None = None
-        self._channels: dict[str, tuple[str, int]] = {}  # endpoint name -> (pod, control port)
+        self._channels: dict[str, tuple[str, int, str]] = {}  # endpoint name -> (pod, control port, container)
+        self.channel_kind = "proxy"  # how the probes are reached: "proxy" or "exec" (channels.py)
+        self.channel_reason = ""  # why (auto's choice)
         self._meta: dict = {}
         self._node_items: list = []  # the chosen nodes' Node objects, for what they report of themselves
         self._objects: list[dict] = []  # the run's objects as rendered (a pod made later is one of them)
@@ -139,6 +144,7 @@ class KubeBackend(Backend):
                            progress, keep=self.options.keep)
         live = self._discover(planned, ready, node_ports)
         picked = picked_backends(live)
+        self.channel_kind, self.channel_reason = channels.choose(self.options.channel, live, self._channel_of, progress)
         pods.label_backends(api, self.namespace, [self._channels[name][0] for name in picked])
         progress(f"kube: {len(picked)} pods labelled as the Services' backends")
         self._deploy(render_endpoint_slices(spec, live), progress)
@@ -151,7 +157,8 @@ class KubeBackend(Backend):
         self._meta = {"api_server": api.host, "namespace": self.namespace, "cni_daemonset": found,
                       "probe_image": spec.pulled_image if self.options.image else
                       f"{spec.pulled_image} (the agent by ConfigMap {AGENT_CONFIGMAP})",
-                      "host_ports": self.ports.claim,
+                      "host_ports": self.ports.claim, "channel": self.channel_kind,
+                      **({"channel_reason": self.channel_reason} if self.channel_reason else {}),
                       **cluster_facts(api, self._node_items, found), **self.policies.metadata()}
         return live
 
@@ -332,12 +339,12 @@ class KubeBackend(Backend):
             # every family's address (status.podIPs, the primary first), or the one podIP
             pod_ips[f"{node}/{role}"] = [p.ip for p in pod.status.pod_ips or []] or pod.status.pod_ip
             if role == "host":
-                self._channels[f"{node}/host"] = (pod.metadata.name, self.ports.host_control)
+                self._channels[f"{node}/host"] = (pod.metadata.name, self.ports.host_control, "probe")
             elif role == "duo":
                 for index, (container, _) in enumerate(DUO_CONTAINERS):
-                    self._channels[f"{node}/duo/{container}"] = (pod.metadata.name, CONTROL_PORT + index)
+                    self._channels[f"{node}/duo/{container}"] = (pod.metadata.name, CONTROL_PORT + index, container)
             else:
-                self._channels[f"{node}/{role}"] = (pod.metadata.name, CONTROL_PORT)
+                self._channels[f"{node}/{role}"] = (pod.metadata.name, CONTROL_PORT, "probe")
         missing = sorted({e.name for e in planned.probes()} - set(self._channels))
         if missing:
             raise BackendError(f"no ready probe pod for {', '.join(missing)}")
@@ -387,11 +394,18 @@ class KubeBackend(Backend):
         pods.delete_pod(self._connect(), self.namespace, name)
 
     def channel(self, endpoint: Endpoint) -> ProbeChannel:
-        pod, port = self._channels[endpoint.name]
+        return self._channel_of(endpoint, self.channel_kind)
+
+    def _channel_of(self, endpoint: Endpoint, kind: str) -> ProbeChannel:
+        pod, port, container = self._channels[endpoint.name]
+        if kind == "exec":
+            agent = AGENT_COMMAND if self.options.image is None else IMAGE_AGENT_COMMAND
+            return ExecChannel(endpoint.name, self._connect(), self.namespace, pod, container, port, agent,
+                               self.token)
         return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port, self.token)
 
     def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
-        pod, port = self._channels[endpoint.name]
+        pod, port, _ = self._channels[endpoint.name]
         return reach_through_api(self._connect(), self.namespace, pod, port, timeout)
 
     def close(self, hurry=lambda: False) -> list[str]:

@@ -1,5 +1,6 @@
 """A probe on a live cluster, reached through the API server's pod proxy: one authenticated HTTP
-request per call, the same control API as on the lab (no exec, no port-forward)."""
+request per call, the same control API as on the lab (where the API server cannot reach pod IPs:
+exec_channel.py; channels.py chooses)."""
 from __future__ import annotations
 
 import json
@@ -62,6 +63,10 @@ def reach_through_api(api: KubeApi, namespace: str, pod: str, port: int, timeout
                 "detail": f"the API server could not be asked: {exc or type(exc).__name__}"}
     if status != 200:
         detail = payload[:300].decode(errors="replace").strip()
+        if status in (401, 403):  # the run's credentials, not the network: pods/proxy not granted
+            return {"ok": False, "error": "harness", "harness": True,
+                    "detail": f"the API server refused the run's credentials its pod proxy (HTTP {status}): "
+                              f"{_message(payload)}"}
         if status == 404:  # the pod is gone (deleted under the run): nothing about the network
             return {"ok": False, "error": "harness", "harness": True,
                     "detail": f"the API server no longer knows pod {pod} (HTTP 404): {detail}"}

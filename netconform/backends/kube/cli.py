@@ -15,7 +15,7 @@ LIVE_ONLY = {"probe_image": "--probe-image", "image_pull_secret": "--image-pull-
              "image_registry": "--image-registry",
              "node_selector": "--node-selector", "tolerations": "--tolerations",
              "keep": "--keep"}  # options the lab's own cluster has no use for
-LIVE_DEFAULTS = {"namespace_prefix": ("--namespace-prefix", "netconform"),
+LIVE_DEFAULTS = {"namespace_prefix": ("--namespace-prefix", "netconform"), "channel": ("--channel", "auto"),
                  "ready_timeout": ("--ready-timeout", 180.0)}
 
 
@@ -42,6 +42,10 @@ class KubePlugin:
         kube.addoption("--allow-policy", action="store_true",
                        help="add an allow-all NetworkPolicy to the run's namespace, so that namespaced "
                             "NetworkPolicies there cannot block its traffic (the admin tiers still can)")
+        kube.addoption("--channel", choices=("auto", "proxy", "exec"), default="auto",
+                       help="how the harness reaches the probes: the API server's pod proxy, exec into "
+                            "them (where the control plane cannot reach pod IPs), or auto (default: the "
+                            "proxy if it answers, else exec)")
         kube.addoption("--namespace-prefix", default="netconform", metavar="PREFIX",
                        help="the run's namespace is PREFIX-<run id> (default netconform)")
         kube.addoption("--keep", action="store_true",
@@ -84,7 +88,7 @@ class KubePlugin:
                            parse_tolerations(opt("tolerations")), opt("namespace_prefix"), opt("keep"),
                            opt("ready_timeout"), ip_family=opt("ip_family"),
                            image_registry=check_registry(registry) if registry is not None else None,
-                           allow_policy=opt("allow_policy"))
+                           allow_policy=opt("allow_policy"), channel=opt("channel"))
 
     def make(self, config: pytest.Config, profile: Profile, report_dir: Path) -> Backend:
         from .backend import KubeBackend

@@ -44,7 +44,7 @@ class RunLease:
         self._thread: threading.Thread | None = None
         self.failed_renewals = 0  # in a row
         self.longest_gap = 0.0  # s without a renewal that the API server took (metadata, when > RENEW_EVERY)
-        self.remade = 0  # times the Lease was gone (deleted under the run) and made again
+        self.remade = 0  # times the Lease was found gone (deleted under the run), to be made again
 
     def create(self) -> None:
         self._create()
@@ -76,8 +76,8 @@ class RunLease:
                 except ApiException as exc:
                     if exc.status != 404:
                         raise
-                    self._create()  # deleted under the run: a live run keeps one
-                    self.remade += 1
+                    self.remade += 1  # found gone (deleted under the run): a live run keeps one
+                    self._create()
                 self.failed_renewals = 0
                 self.longest_gap = max(self.longest_gap, time.monotonic() - self._renewed)
                 self._renewed = time.monotonic()

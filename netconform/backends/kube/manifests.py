@@ -31,6 +31,7 @@ AGENT_CONFIGMAP = "netprobe-agent"
 AGENT_DIR = "/opt/netprobe"  # where the ConfigMap's key netprobe.py is mounted
 AGENT_SOURCE = Path(__file__).resolve().parents[3] / "probes" / "netprobe.py"
 AGENT_COMMAND = ("python", "-I", "-S", f"{AGENT_DIR}/netprobe.py")  # no site packages, no environment
+IMAGE_AGENT_COMMAND = ("python", "-I", "-S", "/usr/local/bin/netprobe")  # probes/Dockerfile's entrypoint
 
 
 @dataclass
