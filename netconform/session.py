@@ -38,6 +38,9 @@ class Judgement:
         return not self.verdict.ok and self.verdict.harness
 
 
+NODE_GRACE = 50.0  # s the node lifecycle controller waits after a node's last heartbeat (upstream's)
+
+
 class Conformance:
     def __init__(self, backend: Backend, settings: ProbeSettings,
                  progress: Callable[[str], None]) -> None:
@@ -48,6 +51,7 @@ class Conformance:
         self.topology: Topology | None = None
         self.pairs = PairPlan()  # set by the run from --pairs before collection
         self.verdicts: dict[str, tuple[Verdict, dict]] = {}
+        self.judged_at: dict[str, float] = {}  # full id -> time.monotonic() of its verdict
         self.phases: dict[str, float] = {}
         self.started_at = time.time()
         self.starting = False  # the backend was asked to bring the cluster up
@@ -78,8 +82,9 @@ class Conformance:
         """Probe (one batch per check and protocol, shared by its cases) and judge one case."""
         runner = self.runners[case.family]
         verdict = not_judged_under_policy(spec.verdict(runner.observe(spec, case)), self.backend.blocking_policies())
-        lost = self.backend.lost_nodes() if not verdict.ok else {}
-        if lost:
+        self.judged_at[case.full_id] = time.monotonic()
+        lost = self.backend.lost_nodes()  # a look every 10 s at most: when each node was last seen Ready
+        if lost and not verdict.ok:
             verdict = not_judged_on_lost_nodes(verdict, self.involved_nodes(case), lost)
         evidence = {}
         if not verdict.ok and not verdict.harness:
@@ -110,12 +115,17 @@ class Conformance:
     def judged_again_for_lost_nodes(self, records: dict[str, ItemRecord], cases: dict[str, Case]) -> dict:
         """At the run's end, one last look at the nodes: a node the cluster marked not Ready only
         after it failed items (the node lifecycle controller waits 40-50 s) makes those failures
-        errors too, as judge() would have made them had it known. Returns the lost nodes."""
+        errors too, as judge() would have made them had it known; but not a failure judged more
+        than NODE_GRACE before a look last saw the node Ready (it was up then). Returns the lost
+        nodes."""
         lost = self.backend.lost_nodes(final=True) if self.topology is not None else {}
         for nodeid, record in records.items():
             if lost and record.outcome == "failed" and nodeid in cases:
+                at = self.judged_at.get(cases[nodeid].full_id, float("inf"))
+                lost_then = {node: why for node, why in lost.items()
+                             if at >= self.backend.last_seen_ready(node) - NODE_GRACE}
                 verdict = not_judged_on_lost_nodes(Verdict(False, record.kind, record.reason, record.observed),
-                                                   self.involved_nodes(cases[nodeid]), lost)
+                                                   self.involved_nodes(cases[nodeid]), lost_then)
                 if verdict.harness:
                     records[nodeid] = replace(record, outcome="error", kind=verdict.kind, reason=verdict.reason,
                                               observed=verdict.observed)

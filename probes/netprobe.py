@@ -1639,13 +1639,13 @@ def serve(name: str, port: int, controls: list[str], token: str) -> None:
 RELAY_LINE_LIMIT = 8 * 1024 * 1024  # bytes of the one request line relay reads (a batch's body: 4 MiB at most)
 
 
-def relay(port: int, stdin=None, stdout=None) -> int:
+def relay(port: int, token_file: str | None, stdin=None, stdout=None) -> int:
     """One control request, as ``kubectl exec`` carries it: a JSON line on standard input
-    (``method``, ``endpoint``, ``body``, ``token``, ``timeout``), sent to this container's own
-    control API (on $POD_IP, where it listens), and its answer as one JSON line on standard output
-    (``status``, ``body`` as base64: the answer's bytes exactly). The token travels on standard
-    input, never in the command line another process could read. Anything else: ``{"error": …}``
-    and exit 1."""
+    (``method``, ``endpoint``, ``body``, ``timeout``), sent to this container's own control API (on
+    $POD_IP, where it listens) with the run's token read from ``token_file`` (the Secret the
+    container mounts: the token never travels, not even through the exec), and its answer as one
+    JSON line on standard output (``status``, ``body`` as base64: the answer's bytes exactly).
+    Anything else: ``{"error": …}`` and exit 1."""
     import base64
     import http.client
     stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout
@@ -1660,8 +1660,8 @@ def relay(port: int, stdin=None, stdout=None) -> int:
         timeout = min(max(float(request.get("timeout", 10.0)), 1.0), 600.0)
         body = None if request.get("body") is None else json.dumps(request["body"]).encode()
         headers = {"Content-Type": "application/json"}
-        if request.get("token"):
-            headers[TOKEN_HEADER] = str(request["token"])
+        if token_file:
+            headers[TOKEN_HEADER] = read_token(token_file)
         conn = http.client.HTTPConnection(os.environ.get("POD_IP") or "127.0.0.1", port, timeout=timeout)
         try:
             conn.request(method, f"/{endpoint}", body=body, headers=headers)
@@ -1672,7 +1672,7 @@ def relay(port: int, stdin=None, stdout=None) -> int:
         stdout.write(json.dumps({"status": answer.status, "body": base64.b64encode(payload).decode()}) + "\n")
         stdout.flush()
         return 0
-    except Exception as exc:  # noqa: BLE001 - one line saying why, for the harness to report
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - one line saying why (a bad token file too)
         stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
         stdout.flush()
         return 1
@@ -1694,9 +1694,11 @@ def main(argv: list[str] | None = None) -> int:
     relay_cmd = commands.add_parser("relay", help="carry one control request (a JSON line on stdin) "
                                                   "to this container's control API; print its answer")
     relay_cmd.add_argument("--port", type=int, required=True, help="the control API's TCP port")
+    relay_cmd.add_argument("--token-file", default=os.environ.get("NETPROBE_TOKEN_FILE"),
+                           help="the file holding the run's token (default $NETPROBE_TOKEN_FILE)")
     args = parser.parse_args(argv)
     if args.command == "relay":
-        return relay(args.port)
+        return relay(args.port, args.token_file)
     if args.command == "serve":
         serve(args.name, args.port, args.control or [os.environ.get("NETPROBE_CONTROL", "tcp:0.0.0.0:9000")],
               read_token(args.token_file))

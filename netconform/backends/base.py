@@ -75,6 +75,11 @@ class Backend(ABC):
         only as often as is cheap. A lab's nodes are its own: none."""
         return {}
 
+    def last_seen_ready(self, node: str) -> float:
+        """When the backend last saw ``node`` Ready (time.monotonic()); a failure judged more than
+        a node lifecycle grace period before it stays a failure. A lab's nodes: always."""
+        return float("inf")
+
     def node_coverage(self, topology: Topology) -> dict:
         """The verdict's node coverage: nodes tested out of the cluster's, and each node left out
         with the reason (network-model.md). A lab tests every node it made."""

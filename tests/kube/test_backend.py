@@ -535,12 +535,16 @@ def test_a_tested_node_that_goes_not_ready_during_the_run_is_seen_and_remembered
         assert kube.lost_nodes() == {}
         (worker2,) = [n for n in fake_cluster.objects("nodes") if n["metadata"]["name"] == "kind-worker2"]
         ready = next(c for c in worker2["status"]["conditions"] if c["type"] == "Ready")
-        ready.update(status="Unknown", reason="NodeStatusUnknown")
+        ready.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.")
         assert kube.lost_nodes() == {}, "looked at 10 s ago at most: not again yet"
-        assert kube.lost_nodes(final=True) == {"kind-worker2": "not Ready (NodeStatusUnknown)"}
+        seen = kube.last_seen_ready("kind-worker2")
+        assert kube.lost_nodes(final=True) == {
+            "kind-worker2": "not Ready (NodeStatusUnknown Kubelet stopped posting node status.)"}
+        assert kube.last_seen_ready("kind-worker2") == seen, "not seen Ready since"
+        assert kube.last_seen_ready("kind-worker1") > seen, "seen Ready at that last look"
         ready.update(status="True", reason="KubeletReady")  # back: its earlier failures stay suspect
         monkeypatch.setattr(kube_backend, "LOST_NODE_LOOK", 0.0)
-        assert kube.lost_nodes() == {"kind-worker2": "not Ready (NodeStatusUnknown)"}
+        assert kube.lost_nodes() == {"kind-worker2": "not Ready (NodeStatusUnknown Kubelet stopped posting node status.)"}
         fake_cluster.route("DELETE", "/api/v1/nodes/kind-worker3", {}, None)
         assert set(kube.lost_nodes()) == {"kind-worker2", "kind-worker3"}
         assert kube.lost_nodes()["kind-worker3"] == "deleted from the cluster"
@@ -607,12 +611,15 @@ def test_where_the_pod_proxy_cannot_reach_the_pods_auto_falls_back_to_exec_and_s
             assert kube.close() == []
 
 
-def test_channel_proxy_is_kept_when_asked_and_neither_channel_answering_keeps_the_proxy(tmp_path):
+def test_channel_exec_when_asked_goes_by_exec_and_neither_channel_answering_keeps_the_proxy(tmp_path):
     with FakeApiServer(World(workers(), existing=[KINDNET], proxy=_answering, exec=relaying_none())) as api:
         kube = backend(api, tmp_path, channel="exec")
         try:
             kube.start(lambda message: None)
             assert (kube.metadata()["channel"], kube.metadata()["channel_reason"]) == ("exec", "--channel exec")
+            # the Services' wait asked every node's probe, by exec, though the proxy would answer
+            assert api.requests["GET /api/v1/namespaces/{ns}/pods/{pod}/exec"] >= len(workers())
+            assert not any("/proxy/" in key for key in api.requests), api.requests
         finally:
             kube.close()
     said = []

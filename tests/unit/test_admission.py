@@ -27,16 +27,26 @@ def test_what_is_not_an_admission_refusal_is_not_named_one():
     assert naming(RBAC) == RBAC and naming(VAP).startswith("ValidatingAdmissionPolicy no-host-network")
 
 
-def _event(reason, kind, name, message):
-    return SimpleNamespace(reason=reason, message=message, type="Warning",
+def _event(reason, kind, name, message, count=1):
+    return SimpleNamespace(reason=reason, message=message, type="Warning", count=count,
                            involved_object=SimpleNamespace(kind=kind, name=name))
 
 
-def test_the_first_daemonset_whose_pods_were_refused_is_one_line():
+def test_a_daemonset_whose_pods_were_refused_twice_is_one_line():
     events = [_event("FailedCreate", "DaemonSet", "probe-a", "Error creating: etcdserver: request timed out"),
               _event("FailedScheduling", "Pod", "probe-b-x", PSA),
-              _event("FailedCreate", "DaemonSet", "host", f"Error creating: {PSA}")]
+              _event("FailedCreate", "DaemonSet", "host", f"Error creating: {PSA}"),
+              _event("FailedCreate", "DaemonSet", "host", f"Error creating: {PSA.replace('x7k2p', 'b9q4z')}")]
     line = refused_daemonset_pods(events)
     assert line.startswith('Pod Security admission, level "restricted:latest"') and "\n" not in line
-    assert f"refused the probe pods of DaemonSet host: {PSA}" in line
-    assert refused_daemonset_pods(events[:2]) is None
+    assert 'refused the probe pods of DaemonSet host: pods "host-b9q4z" is forbidden' in line
+    assert refused_daemonset_pods(events[:3]) is None  # refused once: the controller tries again
+    assert refused_daemonset_pods([_event("FailedCreate", "DaemonSet", "host", QUOTA, count=3)]).startswith(
+        "ResourceQuota pods refused")
+
+
+def test_a_namespace_too_new_for_its_service_account_is_not_a_refusal():
+    passing = ('pods "host-x7k2p" is forbidden: error looking up service account netconform-ab12cd/default: '
+               'serviceaccount "default" not found')
+    assert refused_by(passing) is None
+    assert refused_daemonset_pods([_event("FailedCreate", "DaemonSet", "host", passing, count=5)]) is None

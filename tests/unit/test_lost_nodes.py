@@ -29,15 +29,26 @@ def test_a_failure_involving_a_lost_node_is_an_error_naming_it():
     assert not_judged_on_lost_nodes(nat, {"node-2"}, LOST) is nat
 
 
-def _node(name, ready="True", reason="KubeletReady"):
+def _node(name, ready="True", reason="KubeletReady", message=""):
     return SimpleNamespace(metadata=SimpleNamespace(name=name), status=SimpleNamespace(
-        conditions=[SimpleNamespace(type="Ready", status=ready, reason=reason, message="")]))
+        conditions=[SimpleNamespace(type="Ready", status=ready, reason=reason, message=message)]))
 
 
 def test_lost_names_the_chosen_nodes_not_ready_now_or_deleted():
-    items = [_node("node-1"), _node("node-2", "Unknown", "NodeStatusUnknown"), _node("other", "False")]
+    items = [_node("node-1"), _node("node-2", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."),
+             _node("other", "False")]
     assert lost(items, {"node-1", "node-2", "node-3"}) == {
-        "node-2": "not Ready (NodeStatusUnknown)", "node-3": "deleted from the cluster"}
+        "node-2": "not Ready (NodeStatusUnknown Kubelet stopped posting node status.)",
+        "node-3": "deleted from the cluster"}
+
+
+def test_a_node_its_network_plugin_made_not_ready_is_not_lost():
+    """The CNI under test broke the node (kubelet: NetworkPluginNotReady): its failures are the
+    network's, and stay failures."""
+    cni_down = _node("node-2", "False", "KubeletNotReady", "container runtime network not ready: "
+                     "NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: "
+                     "cni plugin not initialized")
+    assert lost([_node("node-1"), cni_down], {"node-1", "node-2"}) == {}
 
 
 class _Losing(Backend):
@@ -47,9 +58,13 @@ class _Losing(Backend):
 
     def __init__(self):
         self.found = {}
+        self.seen_ready = {}  # node -> when a look last saw it Ready (default: the start, 0)
 
     def lost_nodes(self, final=False):
         return dict(self.found) if final else {}
+
+    def last_seen_ready(self, node):
+        return self.seen_ready.get(node, 0.0)
 
 
 def _conformance(backend):
@@ -94,3 +109,17 @@ def test_judge_makes_a_failure_on_a_node_known_lost_an_error_at_once():
     assert judged.verdict.harness and judged.verdict.kind == "node lost"
     healthy = conformance.judge(spec, Case("POD-POD-CROSS", "tcp", "node-1/probe-a", "node-3/probe-a"))
     assert not healthy.verdict.harness and healthy.verdict.kind == "timeout"
+
+
+def test_a_failure_judged_well_before_the_node_was_last_seen_ready_stays_a_failure():
+    """node-2 was seen Ready at t=200 and lost by the end: a failure judged at t=100 happened
+    while it was up (more than the 50 s grace before), so it is the network's; one at t=160 may
+    already have been the node's going (its heartbeats stop up to 50 s before it is marked)."""
+    backend = _Losing()
+    conformance = _conformance(backend)
+    early, late = (Case("POD-POD-CROSS", "tcp", f"node-1/probe-{p}", f"node-2/probe-{p}") for p in "ab")
+    records = {"early": _record(early, "failed", "timeout"), "late": _record(late, "failed", "timeout")}
+    conformance.judged_at = {early.full_id: 100.0, late.full_id: 160.0}
+    backend.found, backend.seen_ready = LOST, {"node-2": 200.0}
+    conformance.judged_again_for_lost_nodes(records, {"early": early, "late": late})
+    assert (records["early"].outcome, records["late"].outcome) == ("failed", "error")

@@ -362,6 +362,13 @@ def test_the_self_report_carries_the_resolver_settings(tmp_path):
         "nameservers": ["10.96.0.10"], "search": ["ns.svc.cluster.local", "svc.cluster.local", "cluster.local"],
         "options": ["ndots:5"]}
     assert "cannot read" in netprobe.resolv_conf(str(tmp_path / "absent"))["error"]
+    # a managed cluster's: NodeLocal DNSCache's link-local nameserver, another cluster domain, the
+    # node's own search domain after the cluster's (the agent asks the nameservers listed, in order)
+    conf.write_text("search ns.svc.corp.internal svc.corp.internal corp.internal ec2.internal\n"
+                    "nameserver 169.254.20.10\noptions ndots:5\n")
+    assert netprobe.resolv_conf(str(conf)) == {
+        "nameservers": ["169.254.20.10"], "options": ["ndots:5"],
+        "search": ["ns.svc.corp.internal", "svc.corp.internal", "corp.internal", "ec2.internal"]}
 
 
 def test_an_answer_settles_when_it_is_the_expected_one_in_any_order_or_case():

@@ -25,11 +25,15 @@ _WHO = (
 # a refusal, not a passing failure: the controller retrying would meet the same answer
 _REFUSED = ("is forbidden", "denied the request")
 _RBAC = re.compile(r'User "[^"]*" cannot [a-z]+ resource')  # authorization's refusal, not admission's
+# refusals that pass on their own: the ServiceAccount admission plugin in a namespace made a moment
+# ago, before the ServiceAccount controller made its "default" (the controller tries again)
+_PASSING = ("error looking up service account",)
 
 
 def refused_by(message: str) -> str | None:
     """Who refused, as the run names it, when ``message`` is an admission refusal; else None."""
-    if not any(words in message for words in _REFUSED) or _RBAC.search(message):
+    if not any(words in message for words in _REFUSED) or _RBAC.search(message) or \
+            any(words in message for words in _PASSING):
         return None
     for pattern, name in _WHO:
         found = pattern.search(message)
@@ -39,15 +43,21 @@ def refused_by(message: str) -> str | None:
 
 
 def refused_daemonset_pods(events: list) -> str | None:
-    """One line for the first DaemonSet whose pods admission refused (its FailedCreate event)."""
+    """One line for the first DaemonSet whose pods admission refused, and refused again (two
+    FailedCreate events, for two of its pods or two tries, or one counted twice): one refusal
+    alone may be a quota a moment full, and the controller tries again."""
+    refused: dict[str, list[tuple[str, str, int]]] = {}
     for event in events:
         if event.reason != "FailedCreate" or (event.involved_object.kind or "") != "DaemonSet":
             continue
         message = (event.message or "").removeprefix("Error creating: ")
         who = refused_by(message)
         if who:
-            return (f"{who} refused the probe pods of DaemonSet {event.involved_object.name}: "
-                    f"{message[:600]}")
+            refused.setdefault(event.involved_object.name, []).append((who, message, event.count or 1))
+    for name, seen in refused.items():
+        if len(seen) >= 2 or seen[0][2] >= 2:
+            who, message, _ = seen[-1]
+            return f"{who} refused the probe pods of DaemonSet {name}: {message[:600]}"
     return None
 
 

@@ -27,7 +27,7 @@ from .policies import allow_all_policy
 from .discovery import cluster_facts
 from . import admission, hostports, lease
 from .hostports import HostPorts, with_host_ports
-from .manifests import (AGENT_COMMAND, AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, IMAGE_AGENT_COMMAND, MANAGED_BY,
+from .manifests import (AGENT_COMMAND, AGENT_CONFIGMAP, CONTROL_PORT, HOST_ECHO_PORT, IMAGE_AGENT_COMMAND, MANAGED_BY, TOKEN_DIR,
                         DeploySpec, render, render_endpoint_slices, render_namespace, run_setup)
 from .nodes import ClusterNode, NodeChoice, lost, select_nodes, with_families
 from .readiness import wait_ready
@@ -84,7 +84,9 @@ class KubeBackend(Backend):
         self.lease: lease.RunLease | None = None  # renewed while the run lives (--cleanup-only reads it)
         self._node_ports: dict[str, int] = {}  # Service name -> its nodePort
         self._lost: dict[str, str] = {}  # tested nodes gone not Ready during the run -> why (sticky)
+        self._chosen_at = 0.0  # monotonic time the nodes were chosen (all Ready)
         self._looked_at_nodes = 0.0  # monotonic time of the last look
+        self._seen_ready: dict[str, float] = {}  # tested node -> monotonic time a look last saw it Ready
 
     def _connect(self) -> KubeApi:
         if self.api is None:
@@ -96,6 +98,7 @@ class KubeBackend(Backend):
             api = self._connect()
             items = api.call("list nodes", api.core.list_node).items
             self._choice = select_nodes(items, self.options.node_selector, self.options.tolerations)
+            self._chosen_at = time.monotonic()  # every chosen node was Ready then
             self.nodes = self._choice.chosen
             chosen = {n.name for n in self.nodes}
             self._node_items = [item for item in items if item.metadata.name in chosen]
@@ -180,12 +183,19 @@ class KubeBackend(Backend):
         if final or time.monotonic() - self._looked_at_nodes >= LOST_NODE_LOOK:
             self._looked_at_nodes = time.monotonic()
             try:
-                items = self.api.call("list nodes", self.api.core.list_node, _request_timeout=(3.0, 10.0)).items
+                items = self.api.call("list nodes", self.api.core.list_node, resource_version="0",
+                                      _request_timeout=(3.0, 10.0)).items  # "0": the API server's cache
             except (BackendError, ApiException):
                 return dict(self._lost)
-            for name, why in lost(items, {n.name for n in self.nodes}).items():
+            gone = lost(items, {n.name for n in self.nodes})
+            for name, why in gone.items():
                 self._lost.setdefault(name, why)
+            self._seen_ready.update({n.name: self._looked_at_nodes for n in self.nodes if n.name not in gone})
         return dict(self._lost)
+
+    def last_seen_ready(self, node: str) -> float:
+        """When a look last saw ``node`` Ready (monotonic): the run chose it Ready, so at worst then."""
+        return self._seen_ready.get(node, self._chosen_at)
 
     def blocking_policies(self) -> str | None:
         if not self.policies or not self.policies.blocking:
@@ -197,7 +207,7 @@ class KubeBackend(Backend):
     def _held_host_ports(self) -> set[int]:
         """The ports pods on the chosen nodes hold there (hostPorts, hostNetwork ports)."""
         api = self._connect()
-        pods_now = api.call("list pods", api.core.list_pod_for_all_namespaces,
+        pods_now = api.call("list pods", api.core.list_pod_for_all_namespaces, resource_version="0",
                             field_selector="status.phase!=Succeeded,status.phase!=Failed").items
         return hostports.declared_ports(pods_now, {n.name for n in self.nodes})
 
@@ -306,7 +316,8 @@ class KubeBackend(Backend):
         api = self._connect()
         used = {p.node_port for s in api.call("list Services", api.core.list_service_for_all_namespaces).items
                 for p in (s.spec.ports or []) if p.node_port}
-        port = next((p for p in NODE_PORT_RANGE if p not in used), None)
+        mine = {p for name, p in self._node_ports.items() if name != obj["metadata"]["name"]}
+        port = next((p for p in NODE_PORT_RANGE if p not in used | mine), None)
         if port is None:
             return False
         for entry in obj["spec"]["ports"]:
@@ -401,7 +412,7 @@ class KubeBackend(Backend):
         if kind == "exec":
             agent = AGENT_COMMAND if self.options.image is None else IMAGE_AGENT_COMMAND
             return ExecChannel(endpoint.name, self._connect(), self.namespace, pod, container, port, agent,
-                               self.token)
+                               f"{TOKEN_DIR}/token")
         return PodProxyChannel(endpoint.name, self._connect(), self.namespace, pod, port, self.token)
 
     def reach_through_api(self, endpoint: Endpoint, timeout: float) -> dict:
@@ -475,7 +486,10 @@ def cleanup_runs(options: KubeOptions) -> tuple[list[str], list[str]]:
     with KubeApi(options.kubeconfig, options.context) as api:
         labelled = api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
         deleted, left = [], []
-        at = api.server_time() or lease.now()  # the server's clock: the Leases' times are its own
+        at = api.server_time()  # the server's clock: the Leases' times are its own
+        if at is None:
+            raise BackendError(f"the API server at {api.host} gave no time (no Date header): without it "
+                               "a live run cannot be told from a dead one, so nothing was deleted")
         for namespace in (ns for ns in labelled if _run_namespace(ns)):
             name = namespace.metadata.name
             alive = lease.liveness(namespace, _lease_of(api, name), at)

@@ -3,8 +3,9 @@ plane with an overlay CNI, a private cluster): the pod proxy needs the API serve
 pod; exec goes through the node's kubelet instead.
 
 Each request is one exec of the agent's ``relay`` (probes/netprobe.py) in the probe's container:
-the request is one JSON line on its standard input (the token with it, never in the command line),
-and its answer one JSON line on standard output. The stream is Kubernetes' WebSocket exec protocol
+the request is one JSON line on its standard input and its answer one JSON line on standard
+output. The relay reads the run's token from the Secret the container mounts, so the token never
+travels through the exec at all. The stream is Kubernetes' WebSocket exec protocol
 (``v4.channel.k8s.io``: a channel byte before each message; 0 stdin, 1 stdout, 2 stderr, 3 the
 exec's status), spoken with websocket-client, the official client's own transport, with a timeout on
 the connection and on every read. The client's ``stream()`` helper is not used: it swaps the shared
@@ -35,10 +36,10 @@ class ExecChannel(ProbeChannel):
     """One probe's control API, one exec of ``relay`` per request."""
 
     def __init__(self, name: str, api: KubeApi, namespace: str, pod: str, container: str, port: int,
-                 agent: tuple[str, ...], token: str | None = None) -> None:
-        super().__init__(name, token)
+                 agent: tuple[str, ...], token_file: str) -> None:
+        super().__init__(name, None)
         self.api, self.namespace, self.pod, self.container = api, namespace, pod, container
-        command = [*agent, "relay", "--port", str(port)]
+        command = [*agent, "relay", "--port", str(port), "--token-file", token_file]
         query = [("container", container), *(("command", word) for word in command),
                  ("stdin", "true"), ("stdout", "true"), ("stderr", "true")]
         path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec?{urlencode(query)}"
@@ -46,8 +47,7 @@ class ExecChannel(ProbeChannel):
 
     def exchange(self, method: str, endpoint: str, body: dict | None,
                  timeout: float) -> tuple[int, bytes]:
-        request = {"method": method, "endpoint": endpoint, "body": body, "token": self.token,
-                   "timeout": timeout}
+        request = {"method": method, "endpoint": endpoint, "body": body, "timeout": timeout}
         out, err, status = self._exec(json.dumps(request).encode() + b"\n", timeout + CONNECT_TIMEOUT)
         line = out.split(b"\n", 1)[0]
         try:

@@ -12,7 +12,8 @@ name) waits until every earlier run has settled its block, moves off any it over
 settles its own and makes pods (``ahead``).
 
 Ports that a node's own processes hold without a pod cannot be seen through the API; the blocks
-stay off the well-known ones, the NodePort range and, but for upstream's 54323, the ephemeral range.
+stay off the well-known ones and the NodePort range. The shared hostPorts (upstream's 54323 and up)
+are in Linux's ephemeral range, as upstream's test has them.
 """
 from __future__ import annotations
 

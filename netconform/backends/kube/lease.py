@@ -23,6 +23,7 @@ from .api import KubeApi, status_message
 NAME = "netconform-run"
 LEASE_SECONDS = 60
 RENEW_EVERY = 15.0  # s: four renewals per lease time, so one or two lost ones do not expire it
+REQUEST_TIMEOUT = (3.0, 5.0)  # s to connect, to answer: each of the Lease's requests
 SKEW = 5.0  # s of slack on top of the lease time (one-second stamps, a renewal on its way)
 LONGEST_LEASE = 600  # s: a Lease that claims more (not one a run made) counts as this long
 
@@ -64,7 +65,7 @@ class RunLease:
     def _create(self) -> None:
         try:
             self.api.call("create the run's Lease", self.api.coordination.create_namespaced_lease,
-                          self.namespace, self._body())
+                          self.namespace, self._body(), _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             raise BackendError(f"cannot create Lease {self.namespace}/{NAME}: {status_message(exc)}") from None
 
@@ -94,7 +95,7 @@ class RunLease:
         return {"lease": {"longest_gap_s": round(gap, 1), "remade": self.remade,
                           "expired_meanwhile": gap > LEASE_SECONDS}}
     def _patch(self, body: dict) -> None:
-        self.api.coordination.patch_namespaced_lease(NAME, self.namespace, body, _request_timeout=(3.0, 5.0),
+        self.api.coordination.patch_namespaced_lease(NAME, self.namespace, body, _request_timeout=REQUEST_TIMEOUT,
                                                      _content_type="application/merge-patch+json")
 
     def release(self) -> None:
@@ -102,7 +103,9 @@ class RunLease:
         self._stop.set()
         if self._thread is None:
             return
-        self._thread.join(timeout=6.0)
+        # a renewal in flight ends within its request's bounds (and a re-made Lease's): then the
+        # release is the last write, and a --keep namespace is at once anyone's to clean up
+        self._thread.join(timeout=2 * sum(REQUEST_TIMEOUT) + 1.0)
         try:
             self._patch({"spec": {"holderIdentity": None}})
         except Exception:  # noqa: BLE001 - the Lease then expires on its own

@@ -18,7 +18,7 @@ TEMPLATES = MANIFESTS / "kube"
 CONTROL_PORT = 9000  # pod probes' control API (duo's second container: 9001), reached by pod proxy
 # the hostNetwork probe shares the node's ports: stay off the usual ones (block 0 of hostports.py;
 # a run that shares the cluster with another takes another block)
-HOST_ECHO_PORT, HOST_CONTROL_PORT = HostPorts().host_echo, HostPorts().host_control
+HOST_ECHO_PORT = HostPorts().host_echo
 MANAGED_BY = "app.kubernetes.io/managed-by=netconform"
 TOKEN_SECRET = "netprobe-token"  # the run's token, which every probe wants on its control API
 TOKEN_DIR = "/var/run/netprobe"  # where the probes find it (the Secret's volume; key "token")

@@ -64,8 +64,9 @@ def _excluded_because(node, selector: dict[str, str], tolerations: list[dict]) -
     system = labels.get(OS_LABEL) or getattr(getattr(node.status, "node_info", None), "operating_system", None)
     if system and system != "linux":
         return f"not Linux ({OS_LABEL}={system})"
-    if not_ready(node):
-        return not_ready(node)
+    unready = not_ready(node)
+    if unready:
+        return unready
     cordon = SimpleTaint(CORDON_TAINT, None, "NoSchedule")
     if node.spec.unschedulable and not any(_tolerates(tol, cordon) for tol in tolerations):
         return f"cordoned (tolerate {CORDON_TAINT} to include it)"
@@ -84,11 +85,25 @@ def not_ready(node) -> str | None:
     return None
 
 
+# What kubelet says when the CNI is the reason its node is not Ready (no network plugin configured
+# or ready): a node the network under test brought down is the network's doing, not a lost node
+NETWORK_NOT_READY = ("NetworkPluginNotReady", "NetworkReady=false", "network plugin", "cni plugin not initialized")
+
+
 def lost(items: list, chosen: set[str]) -> dict[str, str]:
-    """The chosen nodes that are gone from ``items`` (a NodeList's) or not Ready now, with why."""
+    """The chosen nodes that are gone from ``items`` (a NodeList's) or not Ready now, with why
+    (the Ready condition's reason and message). A node not Ready because its network plugin is not
+    (kubelet's NetworkPluginNotReady) is not lost: the failures there are the network's."""
     found = {item.metadata.name: item for item in items}
     gone = {name: "deleted from the cluster" for name in chosen if name not in found}
-    gone.update({name: why for name in chosen if name in found for why in [not_ready(found[name])] if why})
+    for name in chosen & set(found):
+        ready = next((c for c in (found[name].status.conditions or []) if c.type == "Ready"), None)
+        if ready is not None and ready.status == "True":
+            continue
+        said = " ".join(filter(None, (ready.reason, ready.message))) if ready else "no Ready condition"
+        if any(words.lower() in said.lower() for words in NETWORK_NOT_READY):
+            continue
+        gone[name] = f"not Ready ({said[:200]})"
     return gone
 
 

@@ -110,6 +110,9 @@ class LabThroughApi(Backend):
     def lost_nodes(self, final: bool = False) -> dict[str, str]:
         return self.kube.lost_nodes(final) if self.kube else {}
 
+    def last_seen_ready(self, node: str) -> float:
+        return self.kube.last_seen_ready(node) if self.kube else float("inf")
+
     def node_coverage(self, topology: Topology) -> dict:
         return self.kube.node_coverage(topology) if self.kube else super().node_coverage(topology)
 
