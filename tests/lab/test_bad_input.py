@@ -25,8 +25,9 @@ def timed(tmp_path, *args):
 def test_unknown_cni_is_a_usage_error(tmp_path, untouched):
     run, seconds = timed(tmp_path, "--cni=calcio")
     assert run.returncode == 4 and seconds < 15
-    assert ("netconform: unknown --cni 'calcio'; known profiles: bridge, ptp, vxlan (lab); antrea, calico, "
-            "cilium, flannel, kindnet, kube-router, other (live clusters)") in run.output
+    assert ("netconform: unknown --cni 'calcio'; known profiles: bridge, ptp, vxlan (lab); antrea, aws-vpc-cni, "
+            "azure-cni, calico, cilium, flannel, gke-dataplane-v2, kindnet, kube-router, other, ovn-kubernetes "
+            "(live clusters)") in run.output
 
 
 def test_a_missing_conflist_is_named(tmp_path, untouched):
