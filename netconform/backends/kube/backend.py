@@ -212,9 +212,7 @@ class KubeBackend(Backend):
         return hostports.declared_ports(pods_now, {n.name for n in self.nodes})
 
     def _run_namespaces(self) -> list:
-        api = self._connect()
-        return [ns for ns in api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
-                if _run_namespace(ns)]
+        return run_namespaces(self._connect())
 
     def _free_host_ports(self, held: set[int]) -> HostPorts:
         """A block of host ports no pod on the chosen nodes holds and no other run claims."""
@@ -267,12 +265,16 @@ class KubeBackend(Backend):
         except ApiException as exc:
             raise BackendError(f"cannot annotate namespace {self.namespace}: {status_message(exc)}") from None
 
+    def _used_node_ports(self) -> set[int]:
+        """The nodePorts every Service of the cluster holds now."""
+        api = self._connect()
+        return {p.node_port for s in api.call("list Services", api.core.list_service_for_all_namespaces).items
+                for p in (s.spec.ports or []) if p.node_port}
+
     def _free_node_ports(self, planned: Topology) -> dict[str, int]:
         """The services' preferred NodePorts where free, else the first free ones: TCP and UDP of
         a Service share one nodePort, which only an explicit choice guarantees."""
-        api = self._connect()
-        used = {p.node_port for s in api.call("list Services", api.core.list_service_for_all_namespaces).items
-                for p in (s.spec.ports or []) if p.node_port}
+        used = self._used_node_ports()
         chosen = {}
         for service in planned.services.values():
             if service.node_port:
@@ -313,9 +315,7 @@ class KubeBackend(Backend):
         again among the free ones and say so (True: try the create once more)."""
         if obj["kind"] != "Service" or exc.status != 422 or "already allocated" not in status_message(exc):
             return False
-        api = self._connect()
-        used = {p.node_port for s in api.call("list Services", api.core.list_service_for_all_namespaces).items
-                for p in (s.spec.ports or []) if p.node_port}
+        used = self._used_node_ports()
         mine = {p for name, p in self._node_ports.items() if name != obj["metadata"]["name"]}
         port = next((p for p in NODE_PORT_RANGE if p not in used | mine), None)
         if port is None:
@@ -484,13 +484,13 @@ def cleanup_runs(options: KubeOptions) -> tuple[list[str], list[str]]:
     found by their labels: their Lease released or expired, or none made within a lease time of
     the namespace. A live run's namespace is left, with why. Returns (deleted, left)."""
     with KubeApi(options.kubeconfig, options.context) as api:
-        labelled = api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
+        runs = run_namespaces(api)
         deleted, left = [], []
         at = api.server_time()  # the server's clock: the Leases' times are its own
         if at is None:
             raise BackendError(f"the API server at {api.host} gave no time (no Date header): without it "
                                "a live run cannot be told from a dead one, so nothing was deleted")
-        for namespace in (ns for ns in labelled if _run_namespace(ns)):
+        for namespace in runs:
             name = namespace.metadata.name
             alive = lease.liveness(namespace, _lease_of(api, name), at)
             if alive:
@@ -515,6 +515,12 @@ def _lease_of(api: KubeApi, namespace: str):
         if exc.status == 404:
             return None
         raise BackendError(f"cannot read Lease {namespace}/{lease.NAME}: {status_message(exc)}") from None
+
+
+def run_namespaces(api: KubeApi) -> list:
+    """Every run's namespace on the cluster, live or not, found by the run labels."""
+    return [ns for ns in api.call("list namespaces", api.core.list_namespace, label_selector=MANAGED_BY).items
+            if _run_namespace(ns)]
 
 
 def _run_namespace(namespace: V1Namespace) -> bool:

@@ -77,9 +77,14 @@ def _excluded_because(node, selector: dict[str, str], tolerations: list[dict]) -
     return None
 
 
+def ready_condition(node):
+    """The node's Ready condition, or None when it has none."""
+    return next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+
+
 def not_ready(node) -> str | None:
     """Why ``node`` is not Ready (its Ready condition's reason), or None when it is."""
-    ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
+    ready = ready_condition(node)
     if ready is None or ready.status != "True":
         return f"not Ready ({(ready.reason or ready.message or ready.status) if ready else 'no Ready condition'})"
     return None
@@ -97,7 +102,7 @@ def lost(items: list, chosen: set[str]) -> dict[str, str]:
     found = {item.metadata.name: item for item in items}
     gone = {name: "deleted from the cluster" for name in chosen if name not in found}
     for name in chosen & set(found):
-        ready = next((c for c in (found[name].status.conditions or []) if c.type == "Ready"), None)
+        ready = ready_condition(found[name])
         if ready is not None and ready.status == "True":
             continue
         said = " ".join(filter(None, (ready.reason, ready.message))) if ready else "no Ready condition"
